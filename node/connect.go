@@ -1,0 +1,118 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Errors of Connect and of everything that reaches a peer by ID.
+var (
+	ErrNoAddress = errors.New("no known address")
+	ErrRejected  = errors.New("handshake refused")
+	ErrForeign   = errors.New("peer is not an overlay member")
+)
+
+// ParseTarget reads a peer ID or a multiaddr ending in /p2p/<peer ID>.
+func ParseTarget(s string) (peer.AddrInfo, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "/") {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return peer.AddrInfo{}, fmt.Errorf("parse multiaddr %q: %w", s, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			return peer.AddrInfo{}, fmt.Errorf("multiaddr %q must end in /p2p/<peer ID>: %w", s, err)
+		}
+		return *ai, nil
+	}
+	id, err := peer.Decode(s)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("parse peer ID %q: %w", s, err)
+	}
+	return peer.AddrInfo{ID: id}, nil
+}
+
+// Connect reaches target and waits for its handshake. With a bare peer ID
+// and no known address, it tries the peer's relayed address through each of
+// this node's relays.
+func (n *Node) Connect(ctx context.Context, target string) (PeerInfo, error) {
+	ai, err := ParseTarget(target)
+	if err != nil {
+		return PeerInfo{}, err
+	}
+	return n.ConnectPeer(ctx, ai)
+}
+
+// ConnectPeer is Connect with a parsed target.
+func (n *Node) ConnectPeer(ctx context.Context, ai peer.AddrInfo) (PeerInfo, error) {
+	if ai.ID == n.ID() {
+		return PeerInfo{}, errors.New("cannot connect to self")
+	}
+	if n.host.Network().Connectedness(ai.ID) != network.Connected {
+		if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
+			ai.Addrs = n.bookAddrs(ai.ID) // known from an earlier run
+		}
+		if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
+			ai.Addrs = n.circuitAddrsTo(ai.ID)
+		}
+		if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
+			return PeerInfo{}, fmt.Errorf("%w for %s and no relay to reach it through", ErrNoAddress, ai.ID)
+		}
+		if err := n.host.Connect(ctx, ai); err != nil {
+			return PeerInfo{}, fmt.Errorf("connect to %s: %w", ai.ID, err)
+		}
+	}
+	return n.awaitMember(ctx, ai.ID)
+}
+
+// awaitMember waits for p's handshake and turns a refusal into an error.
+func (n *Node) awaitMember(ctx context.Context, p peer.ID) (PeerInfo, error) {
+	state, ok := n.verdicts.wait(ctx, p)
+	info, _ := n.book.Get(p)
+	switch {
+	case !ok:
+		return info, fmt.Errorf("handshake with %s: %w", p, ctx.Err())
+	case state == StateRejected:
+		return info, fmt.Errorf("%w: %s", ErrRejected, info.Reason)
+	case state == StateForeign:
+		return info, fmt.Errorf("%w: %s", ErrForeign, info.Reason)
+	}
+	return info, nil
+}
+
+// circuitAddrsTo builds p's relayed addresses through this node's relays.
+func (n *Node) circuitAddrsTo(p peer.ID) []ma.Multiaddr {
+	k := n.keeper.Load()
+	if k == nil {
+		return nil
+	}
+	var out []ma.Multiaddr
+	for _, r := range k.Relays() {
+		suffix := ma.StringCast("/p2p/" + r.ID.String() + "/p2p-circuit")
+		for _, a := range r.Addrs {
+			out = append(out, a.Encapsulate(suffix))
+		}
+	}
+	return out
+}
+
+func (n *Node) bookAddrs(p peer.ID) []ma.Multiaddr {
+	info, ok := n.book.Get(p)
+	if !ok {
+		return nil
+	}
+	var out []ma.Multiaddr
+	for _, s := range append(info.Direct, info.Relayed...) {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,264 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	msmux "github.com/multiformats/go-multistream"
+
+	"github.com/overlay-net/overlay/protocol"
+)
+
+// foreignAfter is how long an inbound connection may go without a handshake
+// before its peer is taken for a stock libp2p node.
+const foreignAfter = protocol.HandshakeTimeout + 5*time.Second
+
+// rejectLinger bounds how long a refusing side waits for the peer to read
+// the reason before closing the connection.
+const rejectLinger = 2 * time.Second
+
+// verdicts holds this session's handshake outcome per peer. Unlike the book,
+// it starts empty at every start, so a verdict from an earlier run is never
+// trusted.
+type verdicts struct {
+	mu      sync.Mutex
+	m       map[peer.ID]State
+	changed chan struct{}
+}
+
+func newVerdicts() *verdicts {
+	return &verdicts{m: make(map[peer.ID]State), changed: make(chan struct{})}
+}
+
+func (v *verdicts) set(p peer.ID, s State) (prev State) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	prev = v.m[p]
+	if s == "" {
+		delete(v.m, p)
+	} else {
+		v.m[p] = s
+	}
+	close(v.changed)
+	v.changed = make(chan struct{})
+	return prev
+}
+
+// wait returns the peer's verdict, waiting for one until ctx is done.
+func (v *verdicts) wait(ctx context.Context, p peer.ID) (State, bool) {
+	for {
+		v.mu.Lock()
+		s, ok := v.m[p]
+		ch := v.changed
+		v.mu.Unlock()
+		if ok {
+			return s, true
+		}
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-ch:
+		}
+	}
+}
+
+// IsMember reports whether p passed the handshake in this session, waiting
+// for a handshake in progress until ctx is done.
+func (n *Node) IsMember(ctx context.Context, p peer.ID) bool {
+	s, ok := n.verdicts.wait(ctx, p)
+	return ok && s == StateMember
+}
+
+// WaitVerdict waits for the outcome of p's handshake in this session.
+func (n *Node) WaitVerdict(ctx context.Context, p peer.ID) (State, bool) {
+	return n.verdicts.wait(ctx, p)
+}
+
+func (n *Node) hello() protocol.Hello {
+	return protocol.Hello{
+		Network: n.cfg.Network,
+		Version: n.cfg.HandshakeVersion,
+		Role:    n.cfg.Role,
+		Agent:   Agent,
+		Direct:  capAddrs(n.DirectAddrs()),
+		Relayed: capAddrs(n.RelayedAddrs()),
+	}
+}
+
+func (n *Node) onConnected(c network.Conn) {
+	p := c.RemotePeer()
+	n.verdicts.mu.Lock()
+	if n.verdicts.m[p] != StateMember {
+		delete(n.verdicts.m, p) // a new handshake is due: wait for it
+	}
+	n.verdicts.mu.Unlock()
+	n.refreshPath(p)
+	if n.ctx.Err() != nil {
+		return
+	}
+	if c.Stat().Direction == network.DirOutbound {
+		n.goRun(func() { n.initiate(c) })
+	} else {
+		n.goRun(func() { n.watchInbound(c) })
+	}
+}
+
+// initiate runs the handshake on c itself (not on whichever connection
+// NewStream would pick), so every connection is checked.
+func (n *Node) initiate(c network.Conn) {
+	ctx, cancel := context.WithTimeout(n.ctx, protocol.HandshakeTimeout)
+	defer cancel()
+	ctx = network.WithAllowLimitedConn(ctx, "overlay handshake")
+	s, err := c.NewStream(ctx)
+	if err != nil {
+		n.log.Debug("open handshake stream", "peer", c.RemotePeer(), "err", err)
+		return
+	}
+	_ = s.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
+	if err := msmux.SelectProtoOrFail(protocol.HandshakeID, s); err != nil {
+		s.Reset()
+		var ns msmux.ErrNotSupported[string]
+		if errors.As(err, &ns) {
+			n.markForeign(c, "does not speak "+protocol.HandshakeID)
+		} else {
+			n.log.Debug("negotiate handshake", "peer", c.RemotePeer(), "err", err)
+		}
+		return
+	}
+	_ = s.SetProtocol(protocol.HandshakeID)
+	remote, err := protocol.Initiate(s, n.hello())
+	n.conclude(c, s, remote, err)
+}
+
+func (n *Node) handleHandshake(s network.Stream) {
+	remote, err := protocol.Respond(s, n.hello())
+	n.conclude(s.Conn(), s, remote, err)
+}
+
+// watchInbound marks the peer of an inbound connection foreign when it never
+// starts a handshake.
+func (n *Node) watchInbound(c network.Conn) {
+	p := c.RemotePeer()
+	ctx, cancel := context.WithTimeout(n.ctx, foreignAfter)
+	defer cancel()
+	if _, ok := n.verdicts.wait(ctx, p); ok || n.ctx.Err() != nil || c.IsClosed() {
+		return
+	}
+	n.markForeign(c, "sent no handshake")
+}
+
+func (n *Node) conclude(c network.Conn, s network.Stream, remote protocol.Hello, err error) {
+	p := c.RemotePeer()
+	var rej *protocol.RejectedError
+	switch {
+	case err == nil:
+		s.Close()
+		n.admit(c, remote)
+	case errors.As(err, &rej):
+		n.reject(p, rej.Reason, rej.ByPeer, remote)
+		if !rej.ByPeer {
+			lingerForPeer(s)
+		}
+		s.Close()
+		c.Close()
+	case errors.Is(err, protocol.ErrMalformed) || errors.Is(err, protocol.ErrFrameTooLarge):
+		s.Reset()
+		n.reject(p, err.Error(), false, remote)
+		c.Close()
+	default:
+		// A stall or a dropped connection: say nothing about the peer, but
+		// an unverified connection is not kept.
+		s.Reset()
+		n.log.Debug("handshake failed", "peer", p, "err", err)
+		c.Close()
+	}
+}
+
+// lingerForPeer gives the peer time to read our reject frame: it closes the
+// connection after reading it, which ends our read.
+func lingerForPeer(s network.Stream) {
+	_ = s.CloseWrite()
+	_ = s.SetReadDeadline(time.Now().Add(rejectLinger))
+	_, _ = io.Copy(io.Discard, io.LimitReader(s, protocol.MaxHelloSize))
+}
+
+func (n *Node) admit(c network.Conn, remote protocol.Hello) {
+	p := c.RemotePeer()
+	ps := n.host.Peerstore()
+	ps.AddAddrs(p, remote.Direct, peerstore.AddressTTL)
+	ps.AddAddrs(p, remote.Relayed, peerstore.AddressTTL)
+	path := n.pathTo(p)
+	n.book.Update(p, func(pi *PeerInfo) {
+		pi.Role, pi.State, pi.Reason = remote.Role, StateMember, ""
+		pi.Agent, pi.Version, pi.Path = remote.Agent, remote.Version, path
+		pi.setAddrs(remote.Direct, remote.Relayed)
+	})
+	if prev := n.verdicts.set(p, StateMember); prev != StateMember {
+		n.log.Info("peer joined", "peer", p, "role", remote.Role, "path", path)
+	}
+}
+
+func (n *Node) reject(p peer.ID, reason string, byPeer bool, remote protocol.Hello) {
+	n.book.Update(p, func(pi *PeerInfo) {
+		if remote.Role != "" {
+			pi.Role = remote.Role
+		}
+		pi.State, pi.Reason = StateRejected, reason
+	})
+	n.verdicts.set(p, StateRejected)
+	if byPeer {
+		n.log.Warn("refused by peer", "peer", p, "reason", reason)
+	} else {
+		n.log.Warn("refused peer", "peer", p, "reason", reason)
+	}
+}
+
+func (n *Node) markForeign(c network.Conn, reason string) {
+	p := c.RemotePeer()
+	n.verdicts.mu.Lock()
+	member := n.verdicts.m[p] == StateMember
+	n.verdicts.mu.Unlock()
+	if member {
+		return
+	}
+	path := n.pathTo(p)
+	n.book.Update(p, func(pi *PeerInfo) {
+		pi.State, pi.Reason, pi.Path = StateForeign, reason, path
+		if c.Stat().Direction == network.DirOutbound {
+			pi.Direct = mergeAddrs(pi.Direct, onlyDirect(n.host.Peerstore().Addrs(p)))
+		}
+	})
+	if prev := n.verdicts.set(p, StateForeign); prev != StateForeign {
+		n.log.Info("foreign peer (no overlay handshake)", "peer", p, "reason", reason)
+	}
+}
+
+// pathTo says how p is reached now: direct beats relayed.
+func (n *Node) pathTo(p peer.ID) Path {
+	path := PathNone
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		if c.IsClosed() {
+			continue
+		}
+		if !IsRelayed(c.RemoteMultiaddr()) {
+			return PathDirect
+		}
+		path = PathRelayed
+	}
+	return path
+}
+
+func (n *Node) refreshPath(p peer.ID) { n.book.SetPath(p, n.pathTo(p)) }
+
+func capAddrs[T any](as []T) []T {
+	if len(as) > protocol.MaxAddrs {
+		return as[:protocol.MaxAddrs]
+	}
+	return as
+}

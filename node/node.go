@@ -1,0 +1,252 @@
+// Package node builds an overlay node: a libp2p host that runs the handshake
+// on every connection, keeps the peer book, and either relays for others
+// (public) or holds reservations on relays (private).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/protocol"
+	"github.com/overlay-net/overlay/relay"
+)
+
+// bookFileName is the peer book's file in the data directory.
+const bookFileName = "peers.json"
+
+// Node is a running overlay node. Close stops everything it started.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	host host.Host
+	book *Book
+
+	relaySvc *relay.Service
+	keeper   atomic.Pointer[relay.Keeper]
+	verdicts *verdicts
+	notif    *network.NotifyBundle
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// New builds and starts a node.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts()}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.loadBook(); err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(n.hostOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("start libp2p host: %w", err)
+	}
+	n.host = h
+	if err := n.start(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) hostOptions() []libp2p.Option {
+	opts := []libp2p.Option{
+		libp2p.Identity(n.cfg.Key),
+		libp2p.UserAgent(Agent),
+		libp2p.Transport(websocket.New),
+		libp2p.EnableRelay(),
+	}
+	if !n.cfg.WebSocketOnly {
+		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
+	}
+	if len(n.cfg.Listen) > 0 {
+		opts = append(opts, libp2p.ListenAddrs(n.cfg.Listen...))
+	} else {
+		opts = append(opts, libp2p.NoListenAddrs)
+	}
+	if n.cfg.Role == protocol.RolePrivate {
+		opts = append(opts, libp2p.EnableHolePunching(),
+			libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+				direct, _ := SplitAddrs(addrs)
+				if k := n.keeper.Load(); k != nil {
+					return append(direct, k.RelayedAddrs()...)
+				}
+				return direct
+			}))
+	}
+	return opts
+}
+
+func (n *Node) start() error {
+	n.host.SetStreamHandler(protocol.HandshakeID, n.handleHandshake)
+	n.notif = &network.NotifyBundle{
+		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
+		DisconnectedF: func(_ network.Network, c network.Conn) { n.refreshPath(c.RemotePeer()) },
+	}
+	n.host.Network().Notify(n.notif)
+	switch n.cfg.Role {
+	case protocol.RolePublic:
+		svc, err := relay.New(n.host, n.cfg.Relay, n)
+		if err != nil {
+			return err
+		}
+		n.relaySvc = svc
+	case protocol.RolePrivate:
+		kc := n.cfg.Keeper
+		kc.Relays = n.cfg.Relays
+		kc.Logger = n.log
+		k, err := relay.NewKeeper(n.host, kc)
+		if err != nil {
+			return err
+		}
+		n.keeper.Store(k)
+		k.Start()
+	}
+	if n.cfg.DataDir != "" {
+		n.goRun(n.saveLoop)
+	}
+	n.log.Info("node started", "peer_id", n.host.ID(), "role", n.cfg.Role, "network", n.cfg.Network)
+	return nil
+}
+
+// goRun runs fn in a goroutine that Close waits for.
+func (n *Node) goRun(fn func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		fn()
+	}()
+}
+
+// Close stops the node: relay or keeper, host, background work, and saves
+// the peer book. It is safe to call more than once.
+func (n *Node) Close() error {
+	var err error
+	n.closed.Do(func() {
+		n.cancel()
+		if k := n.keeper.Load(); k != nil {
+			k.Close()
+		}
+		if n.relaySvc != nil {
+			n.relaySvc.Close()
+		}
+		if n.host != nil {
+			n.host.Network().StopNotify(n.notif)
+			err = n.host.Close()
+		}
+		n.wg.Wait()
+		if serr := n.saveBook(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	})
+	return err
+}
+
+// Host returns the libp2p host, for protocols that programs add.
+func (n *Node) Host() host.Host { return n.host }
+
+// ID returns the node's peer ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Book returns the peer book.
+func (n *Node) Book() *Book { return n.book }
+
+// Config returns the node's configuration with defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// DirectAddrs returns the node's own direct addresses.
+func (n *Node) DirectAddrs() []ma.Multiaddr {
+	d, _ := SplitAddrs(n.host.Addrs())
+	return d
+}
+
+// RelayedAddrs returns the node's relayed addresses, one per address of every
+// relay it holds a reservation on.
+func (n *Node) RelayedAddrs() []ma.Multiaddr {
+	if k := n.keeper.Load(); k != nil {
+		return k.RelayedAddrs()
+	}
+	return nil
+}
+
+// FullAddrs returns the node's direct addresses with /p2p/<id> appended, as
+// others dial them.
+func (n *Node) FullAddrs() []ma.Multiaddr {
+	suffix := ma.StringCast("/p2p/" + n.ID().String())
+	var out []ma.Multiaddr
+	for _, a := range n.DirectAddrs() {
+		out = append(out, a.Encapsulate(suffix))
+	}
+	return out
+}
+
+// Reservations returns the relay reservations a private node holds.
+func (n *Node) Reservations() []relay.Reservation {
+	if k := n.keeper.Load(); k != nil {
+		return k.Reservations()
+	}
+	return nil
+}
+
+func (n *Node) loadBook() error {
+	if n.cfg.DataDir == "" {
+		n.book = NewBook()
+		return nil
+	}
+	b, err := LoadBook(filepath.Join(n.cfg.DataDir, bookFileName))
+	if errors.Is(err, ErrCorruptBook) {
+		n.log.Warn("peer book was corrupt, starting empty", "err", err)
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	n.book = b
+	return nil
+}
+
+func (n *Node) saveBook() error {
+	if n.cfg.DataDir == "" || n.book == nil {
+		return nil
+	}
+	return n.book.Save(filepath.Join(n.cfg.DataDir, bookFileName))
+}
+
+// saveLoop writes the book shortly after it changes, batching bursts, so a
+// crash loses at most the last second.
+func (n *Node) saveLoop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.book.Changed():
+		}
+		select {
+		case <-n.ctx.Done():
+			return // Close saves
+		case <-time.After(time.Second):
+		}
+		if err := n.saveBook(); err != nil {
+			n.log.Error("save peer book", "err", err)
+		}
+	}
+}

@@ -1,0 +1,146 @@
+// Package nodetest starts real overlay nodes on 127.0.0.1 for tests.
+package nodetest
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/protocol"
+	"github.com/overlay-net/overlay/relay"
+)
+
+// Option changes a node's config before it starts.
+type Option func(*node.Config)
+
+// WithNetwork sets the network name.
+func WithNetwork(name string) Option { return func(c *node.Config) { c.Network = name } }
+
+// WithKey sets the identity.
+func WithKey(k crypto.PrivKey) Option { return func(c *node.Config) { c.Key = k } }
+
+// WithDataDir sets the data directory.
+func WithDataDir(d string) Option { return func(c *node.Config) { c.DataDir = d } }
+
+// WithListen sets the listen addresses.
+func WithListen(addrs ...string) Option {
+	return func(c *node.Config) {
+		c.Listen = nil
+		for _, a := range addrs {
+			c.Listen = append(c.Listen, ma.StringCast(a))
+		}
+	}
+}
+
+// WithRelayConfig changes the relay limits of a public node.
+func WithRelayConfig(fn func(*relay.Config)) Option {
+	return func(c *node.Config) {
+		if c.Relay == (relay.Config{}) {
+			c.Relay = relay.DefaultConfig()
+		}
+		fn(&c.Relay)
+	}
+}
+
+// WithVersion makes the node announce another handshake version.
+func WithVersion(v int) Option { return func(c *node.Config) { c.HandshakeVersion = v } }
+
+// WithTCP gives a private node the TCP transport too.
+func WithTCP() Option { return func(c *node.Config) { c.WebSocketOnly = false } }
+
+// Key returns a fresh Ed25519 identity.
+func Key(t testing.TB) crypto.PrivKey {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Logger logs to the test at debug level when OVERLAY_TEST_LOG is set.
+func Logger(t testing.TB) *slog.Logger {
+	if os.Getenv("OVERLAY_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).
+		With("node", t.Name())
+}
+
+// Relay starts a public node listening on TCP and WebSocket on 127.0.0.1.
+func Relay(t testing.TB, opts ...Option) *node.Node {
+	t.Helper()
+	cfg := node.Config{
+		Role:   protocol.RolePublic,
+		Key:    Key(t),
+		Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0"), ma.StringCast("/ip4/127.0.0.1/tcp/0/ws")},
+		Logger: Logger(t),
+	}
+	return start(t, cfg, opts)
+}
+
+// Peer starts a private node that has only the WebSocket transport and no
+// listen address, reserving on the given relays.
+func Peer(t testing.TB, relays []ma.Multiaddr, opts ...Option) *node.Node {
+	t.Helper()
+	cfg := node.Config{
+		Role:          protocol.RolePrivate,
+		Key:           Key(t),
+		Relays:        relays,
+		WebSocketOnly: true,
+		Logger:        Logger(t),
+		Keeper:        relay.KeeperConfig{MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond},
+	}
+	return start(t, cfg, opts)
+}
+
+func start(t testing.TB, cfg node.Config, opts []Option) *node.Node {
+	t.Helper()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// WSAddr returns the node's full WebSocket address.
+func WSAddr(t testing.TB, n *node.Node) ma.Multiaddr { return addrWith(t, n, true) }
+
+// TCPAddr returns the node's full plain TCP address.
+func TCPAddr(t testing.TB, n *node.Node) ma.Multiaddr { return addrWith(t, n, false) }
+
+func addrWith(t testing.TB, n *node.Node, ws bool) ma.Multiaddr {
+	t.Helper()
+	for _, a := range n.FullAddrs() {
+		if strings.Contains(a.String(), "/ws") == ws {
+			return a
+		}
+	}
+	t.Fatalf("node %s has no such address among %v", n.ID(), n.FullAddrs())
+	return nil
+}
+
+// Eventually polls cond until it holds or d passes.
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Reserved reports whether n holds a reservation on every relay in ids.
+func Reserved(n *node.Node, count int) bool { return len(n.Reservations()) >= count }

@@ -1,0 +1,288 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// HandshakeID is the libp2p protocol ID of the handshake. It changes only if
+// the frame layout below changes; feature changes bump Version instead, so
+// that a peer of another version can still be told why it is refused.
+const HandshakeID = "/overlay/handshake/1.0.0"
+
+// Version is the handshake protocol version this build speaks.
+//
+// Version history:
+//
+//	1  first version: hello, accept, reject frames; JSON hello.
+const Version = 1
+
+// MinVersion is the oldest peer version this build accepts.
+const MinVersion = 1
+
+// Protocol flow, one stream per connection, opened by the side that dialed:
+//
+//	initiator                          responder
+//	  hello  ------------------------->  check
+//	         <-------------------------  hello   (or reject, then close)
+//	  check
+//	  accept ------------------------->          (or reject, then close)
+//
+// Both sides run under HandshakeTimeout. A side that sends reject closes the
+// connection once the reason is written, so the other side learns why.
+const (
+	frameHello  = 0x01 // JSON Hello, at most MaxHelloSize bytes
+	frameAccept = 0x02 // empty payload
+	frameReject = 0x03 // UTF-8 reason, at most MaxReasonSize bytes
+)
+
+// Size caps of the handshake decoder.
+const (
+	MaxHelloSize  = 32 << 10
+	MaxReasonSize = 512
+	MaxAddrs      = 64
+	maxNetworkLen = 64
+	maxAgentLen   = 128
+)
+
+// HandshakeTimeout bounds the whole handshake on one stream.
+const HandshakeTimeout = 10 * time.Second
+
+// Role is what a node is in the overlay.
+type Role string
+
+const (
+	RolePublic  Role = "public"  // reachable; relays for others
+	RolePrivate Role = "private" // reachable only through relays
+)
+
+// Hello is what each side tells the other about itself.
+type Hello struct {
+	Network string         `json:"network"`
+	Version int            `json:"version"`
+	Role    Role           `json:"role"`
+	Agent   string         `json:"agent"`
+	Direct  []ma.Multiaddr `json:"-"`
+	Relayed []ma.Multiaddr `json:"-"`
+}
+
+// helloWire is Hello as it is sent: addresses as strings.
+type helloWire struct {
+	Network string   `json:"network"`
+	Version int      `json:"version"`
+	Role    Role     `json:"role"`
+	Agent   string   `json:"agent"`
+	Direct  []string `json:"direct,omitempty"`
+	Relayed []string `json:"relayed,omitempty"`
+}
+
+// Sentinel errors of the handshake.
+var (
+	ErrNetworkMismatch = errors.New("network mismatch")
+	ErrVersionMismatch = errors.New("incompatible version")
+	ErrMalformed       = errors.New("malformed handshake")
+)
+
+// RejectedError reports a handshake that one side refused.
+type RejectedError struct {
+	Reason string
+	ByPeer bool // the remote side refused us; else we refused it
+}
+
+func (e *RejectedError) Error() string {
+	if e.ByPeer {
+		return "rejected by peer: " + e.Reason
+	}
+	return "rejected peer: " + e.Reason
+}
+
+// EncodeHello returns the wire payload of h.
+func EncodeHello(h Hello) ([]byte, error) {
+	w := helloWire{Network: h.Network, Version: h.Version, Role: h.Role, Agent: h.Agent,
+		Direct: addrStrings(h.Direct), Relayed: addrStrings(h.Relayed)}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxHelloSize {
+		return nil, fmt.Errorf("hello is %d bytes, cap %d", len(b), MaxHelloSize)
+	}
+	return b, nil
+}
+
+// DecodeHello parses and validates a hello payload.
+func DecodeHello(b []byte) (Hello, error) {
+	if len(b) > MaxHelloSize {
+		return Hello{}, fmt.Errorf("%w: hello of %d bytes", ErrMalformed, len(b))
+	}
+	var w helloWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return Hello{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(w.Network) == 0 || len(w.Network) > maxNetworkLen {
+		return Hello{}, fmt.Errorf("%w: network name of %d bytes", ErrMalformed, len(w.Network))
+	}
+	if len(w.Agent) > maxAgentLen {
+		return Hello{}, fmt.Errorf("%w: agent of %d bytes", ErrMalformed, len(w.Agent))
+	}
+	if w.Role != RolePublic && w.Role != RolePrivate {
+		return Hello{}, fmt.Errorf("%w: unknown role %q", ErrMalformed, truncate(string(w.Role), 32))
+	}
+	h := Hello{Network: w.Network, Version: w.Version, Role: w.Role, Agent: w.Agent}
+	var err error
+	if h.Direct, err = parseAddrs(w.Direct); err != nil {
+		return Hello{}, err
+	}
+	if h.Relayed, err = parseAddrs(w.Relayed); err != nil {
+		return Hello{}, err
+	}
+	return h, nil
+}
+
+// Check tells whether remote may join local's network. The error names what
+// differs so that it can be sent to the remote side as the reason.
+func Check(local, remote Hello) error {
+	if remote.Network != local.Network {
+		return fmt.Errorf("%w: peer is on %q, this node is on %q", ErrNetworkMismatch, remote.Network, local.Network)
+	}
+	if remote.Version < MinVersion || remote.Version > Version {
+		return fmt.Errorf("%w: peer speaks version %d, this node accepts %d to %d",
+			ErrVersionMismatch, remote.Version, MinVersion, Version)
+	}
+	return nil
+}
+
+// Deadliner is a stream whose reads and writes can be bounded in time.
+type Deadliner interface {
+	io.ReadWriter
+	SetDeadline(time.Time) error
+}
+
+// Initiate runs the handshake as the dialing side. local.Version is sent as is,
+// so that a test can pose as another version.
+func Initiate(s Deadliner, local Hello) (Hello, error) {
+	_ = s.SetDeadline(time.Now().Add(HandshakeTimeout))
+	defer s.SetDeadline(time.Time{})
+	if err := sendHello(s, local); err != nil {
+		return Hello{}, err
+	}
+	remote, err := readHello(s)
+	if err != nil {
+		return Hello{}, err
+	}
+	if err := verdict(s, local, remote); err != nil {
+		return remote, err
+	}
+	return remote, WriteFrame(s, frameAccept, nil)
+}
+
+// Respond runs the handshake as the side that accepted the stream.
+func Respond(s Deadliner, local Hello) (Hello, error) {
+	_ = s.SetDeadline(time.Now().Add(HandshakeTimeout))
+	defer s.SetDeadline(time.Time{})
+	remote, err := readHello(s)
+	if err != nil {
+		return Hello{}, err
+	}
+	if err := verdict(s, local, remote); err != nil {
+		return remote, err
+	}
+	if err := sendHello(s, local); err != nil {
+		return remote, err
+	}
+	typ, payload, err := ReadFrame(s, MaxReasonSize)
+	if err != nil {
+		return remote, fmt.Errorf("read accept: %w", err)
+	}
+	switch typ {
+	case frameAccept:
+		return remote, nil
+	case frameReject:
+		return remote, &RejectedError{Reason: cleanReason(payload), ByPeer: true}
+	default:
+		return remote, fmt.Errorf("%w: frame type %#x where accept was due", ErrMalformed, typ)
+	}
+}
+
+// verdict checks remote and, on refusal, tells the peer why.
+func verdict(s io.Writer, local, remote Hello) error {
+	err := Check(local, remote)
+	if err == nil {
+		return nil
+	}
+	reason := truncate(err.Error(), MaxReasonSize)
+	_ = WriteFrame(s, frameReject, []byte(reason))
+	return &RejectedError{Reason: reason}
+}
+
+func sendHello(w io.Writer, h Hello) error {
+	b, err := EncodeHello(h)
+	if err != nil {
+		return fmt.Errorf("encode hello: %w", err)
+	}
+	if err := WriteFrame(w, frameHello, b); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	return nil
+}
+
+func readHello(r io.Reader) (Hello, error) {
+	typ, payload, err := ReadFrame(r, MaxHelloSize)
+	if err != nil {
+		return Hello{}, fmt.Errorf("read hello: %w", err)
+	}
+	switch typ {
+	case frameHello:
+		return DecodeHello(payload)
+	case frameReject:
+		return Hello{}, &RejectedError{Reason: cleanReason(payload), ByPeer: true}
+	default:
+		return Hello{}, fmt.Errorf("%w: frame type %#x where hello was due", ErrMalformed, typ)
+	}
+}
+
+func parseAddrs(ss []string) ([]ma.Multiaddr, error) {
+	if len(ss) > MaxAddrs {
+		return nil, fmt.Errorf("%w: %d addresses, cap %d", ErrMalformed, len(ss), MaxAddrs)
+	}
+	out := make([]ma.Multiaddr, 0, len(ss))
+	for _, s := range ss {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: address %q: %v", ErrMalformed, truncate(s, 64), err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func addrStrings(as []ma.Multiaddr) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// cleanReason keeps a peer's reason printable so it cannot forge log lines.
+func cleanReason(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, truncate(string(b), MaxReasonSize))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
