@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/api"
+)
+
+// clientFlags are the flags of commands that talk to a running node.
+type clientFlags struct {
+	api     string
+	json    bool
+	timeout time.Duration
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
+	fs.StringVar(&c.api, "api", defaultAPI(api.DefaultAddr), "control API address of the node ($OVERLAY_API)")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up after this long")
+	if withJSON {
+		fs.BoolVar(&c.json, "json", false, "print JSON for programs")
+	}
+}
+
+func (c *clientFlags) client() (*api.Client, context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	return api.NewClient(c.api), ctx, cancel
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func runID(args []string) error {
+	fs := newFlags("id", "id --key FILE")
+	key := fs.String("key", "", "identity key file; created (mode 0600) if missing")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *key == "" {
+		fmt.Fprintln(fs.Output(), "overlay id: --key is required")
+		fs.Usage()
+		return errUsage
+	}
+	k, err := node.LoadOrCreateKey(*key)
+	if err != nil {
+		return err
+	}
+	id, err := peerIDOf(k)
+	if err != nil {
+		return err
+	}
+	fmt.Println(id)
+	return nil
+}
+
+func runStatus(args []string) error {
+	var cf clientFlags
+	fs := newFlags("status", "status [--json] [--api ADDR]")
+	cf.register(fs, true)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, ctx, cancel := cf.client()
+	defer cancel()
+	s, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(s)
+	}
+	fmt.Printf("peer ID:  %s\nrole:     %s\nnetwork:  %s\nagent:    %s\nconnected peers: %d\n",
+		s.PeerID, s.Role, s.Network, s.Agent, s.Peers)
+	printList("direct addresses", s.Addrs.Direct)
+	printList("relayed addresses", s.Addrs.Relayed)
+	if s.Role == "private" {
+		fmt.Printf("reservations (%d of %d relays):\n", len(s.Reservations), s.Relays)
+		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  RELAY\tEXPIRES")
+		for _, r := range s.Reservations {
+			fmt.Fprintf(tw, "  %s\t%s (in %s)\n", r.Relay, r.Expires.Local().Format(time.DateTime),
+				time.Until(r.Expires).Round(time.Second))
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+func printList(title string, items []string) {
+	fmt.Printf("%s (%d):\n", title, len(items))
+	for _, it := range items {
+		fmt.Printf("  %s\n", it)
+	}
+}
+
+func runPeers(args []string) error {
+	var cf clientFlags
+	fs := newFlags("peers", "peers [--json] [--api ADDR]")
+	cf.register(fs, true)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, ctx, cancel := cf.client()
+	defer cancel()
+	ps, err := c.Peers(ctx)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(ps)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER ID\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", p.ID, orDash(string(p.Role)), p.State, p.Path,
+			len(p.Direct), len(p.Relayed), p.LastSeen.Local().Format(time.DateTime), orDash(p.Reason))
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func runConnect(args []string) error {
+	var cf clientFlags
+	fs := newFlags("connect", "connect [--json] [--api ADDR] TARGET\n\nTARGET is a multiaddr ending in /p2p/<peer ID>, or a peer ID: with no known\naddress the node tries the peer's relayed address through each of its relays.")
+	cf.register(fs, true)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	c, ctx, cancel := cf.client()
+	defer cancel()
+	p, err := c.Connect(ctx, fs.Arg(0), cf.timeout)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(p)
+	}
+	fmt.Printf("connected to %s: %s, %s, path %s\n", p.ID, p.Role, p.State, p.Path)
+	return nil
+}
+
+func runHealth(args []string) error {
+	var cf clientFlags
+	fs := newFlags("health", "health [--api ADDR]\n\nExits 0 when the node is up and, for a private node, holds a reservation.")
+	cf.register(fs, false)
+	cf.timeout = 5 * time.Second
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, ctx, cancel := cf.client()
+	defer cancel()
+	h, err := c.Health(ctx)
+	if err != nil {
+		return err
+	}
+	if !h.OK {
+		return fmt.Errorf("unhealthy: %s", h.Reason)
+	}
+	fmt.Println("ok")
+	return nil
+}

@@ -1,0 +1,64 @@
+// Command overlay runs an overlay node (relay or peer) and talks to a
+// running one through its control API.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+)
+
+const usage = `overlay: join nodes behind NATs, firewalls and proxies into one libp2p network.
+
+Run a node:
+  overlay relay [flags]                 public node: relays for others (TCP and WebSocket)
+  overlay peer --relay MADDR [flags]    private node: reachable through its relays
+  overlay id --key FILE                 print the peer ID of a key (created if missing)
+
+Talk to a running node (through its control API, --api):
+  overlay status [--json]               identity, addresses, reservations
+  overlay peers [--json]                the peer book
+  overlay connect TARGET                reach a peer by multiaddr or peer ID
+  overlay health                        exit 0 if the node is up (and a peer holds a reservation)
+
+Run 'overlay COMMAND --help' for a command's flags.
+`
+
+// commands maps a command name to its entry point; each parses its own flags.
+var commands = map[string]func(args []string) error{
+	"relay":   runRelay,
+	"peer":    runPeer,
+	"id":      runID,
+	"status":  runStatus,
+	"peers":   runPeers,
+	"connect": runConnect,
+	"health":  runHealth,
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	name := os.Args[1]
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Print(usage)
+		return
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "overlay: unknown command %q\n\n%s", name, usage)
+		os.Exit(2)
+	}
+	err := cmd(os.Args[2:])
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "overlay %s: %v\n", name, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,102 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/overlay-net/overlay/node"
+)
+
+// Client talks to a node's control API.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the API at addr (host:port).
+func NewClient(addr string) *Client {
+	return &Client{base: "http://" + addr, http: &http.Client{}}
+}
+
+// APIError is an error the node answered with.
+type APIError struct {
+	Code    int
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// ErrUnreachable means no node answered at the API address.
+var ErrUnreachable = errors.New("no node answers at the control API address")
+
+// Do sends a request and decodes the JSON answer into out.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("%w (%s): %v", ErrUnreachable, c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+			return &APIError{Code: resp.StatusCode, Message: eb.Error}
+		}
+		return &APIError{Code: resp.StatusCode, Message: fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(data))}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// Status asks for the node's status.
+func (c *Client) Status(ctx context.Context) (node.Status, error) {
+	var s node.Status
+	return s, c.Do(ctx, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// Peers lists the node's peer book.
+func (c *Client) Peers(ctx context.Context) ([]node.PeerInfo, error) {
+	var ps []node.PeerInfo
+	return ps, c.Do(ctx, http.MethodGet, "/v1/peers", nil, &ps)
+}
+
+// Connect asks the node to reach target and returns the peer as booked.
+func (c *Client) Connect(ctx context.Context, target string, timeout time.Duration) (node.PeerInfo, error) {
+	var p node.PeerInfo
+	return p, c.Do(ctx, http.MethodPost, "/v1/connect", ConnectRequest{Target: target, Timeout: timeout.String()}, &p)
+}
+
+// Health asks whether the node does its job.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	var h Health
+	return h, c.Do(ctx, http.MethodGet, "/v1/health", nil, &h)
+}

@@ -1,0 +1,169 @@
+// Package api is the node's control API: JSON over HTTP on a loopback
+// address, and the client the overlay commands use to talk to it.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/overlay-net/overlay/node"
+)
+
+// DefaultAddr is where the control API listens unless told otherwise. It is
+// loopback: the API can make the node dial anyone, so it is not for the
+// network.
+const DefaultAddr = "127.0.0.1:7400"
+
+// maxBody caps a request body.
+const maxBody = 4 << 20
+
+// Server serves the control API of one node.
+type Server struct {
+	n    *node.Node
+	log  *slog.Logger
+	mux  *http.ServeMux
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// Listen binds addr and starts serving in the background.
+func Listen(addr string, n *node.Node, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for control API on %s: %w", addr, err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{n: n, log: log, mux: http.NewServeMux(), ln: ln, done: make(chan struct{})}
+	s.routes()
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("control API stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr returns the address the API listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Handle adds a route, for services that embed the node.
+func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+
+// Close stops the server and waits for it.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	<-s.done
+	return err
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, s.n.Status())
+	})
+	s.mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, s.n.Book().List())
+	})
+	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		ok, why := s.n.Healthy()
+		WriteJSON(w, http.StatusOK, Health{OK: ok, Reason: why})
+	})
+	s.mux.HandleFunc("POST /v1/connect", s.connect)
+}
+
+// Health is the answer of /v1/health.
+type Health struct {
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason"`
+}
+
+// ConnectRequest asks the node to reach a peer.
+type ConnectRequest struct {
+	Target  string `json:"target"`
+	Timeout string `json:"timeout,omitempty"` // Go duration; default 30s
+}
+
+func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
+	var req ConnectRequest
+	if !ReadJSON(w, r, &req) {
+		return
+	}
+	ctx, cancel, ok := RequestContext(w, r, req.Timeout, 30*time.Second)
+	if !ok {
+		return
+	}
+	defer cancel()
+	info, err := s.n.Connect(ctx, req.Target)
+	if err != nil {
+		WriteError(w, StatusFor(err), err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, info)
+}
+
+// StatusFor maps a node error to an HTTP status.
+func StatusFor(err error) int {
+	switch {
+	case errors.Is(err, node.ErrRejected), errors.Is(err, node.ErrForeign):
+		return http.StatusForbidden
+	case errors.Is(err, node.ErrNoAddress):
+		return http.StatusNotFound
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// RequestContext bounds a request by the timeout it asks for, or def.
+func RequestContext(w http.ResponseWriter, r *http.Request, timeout string, def time.Duration) (context.Context, context.CancelFunc, bool) {
+	d := def
+	if timeout != "" {
+		var err error
+		if d, err = time.ParseDuration(timeout); err != nil || d <= 0 {
+			WriteError(w, http.StatusBadRequest, fmt.Errorf("bad timeout %q", timeout))
+			return nil, nil, false
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	return ctx, cancel, true
+}
+
+// ReadJSON decodes a size-capped request body; on failure it answers 400.
+func ReadJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	if err := dec.Decode(v); err != nil {
+		WriteError(w, http.StatusBadRequest, fmt.Errorf("decode request: %w", err))
+		return false
+	}
+	return true
+}
+
+// WriteJSON answers with v as JSON.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ErrorBody is the JSON of every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// WriteError answers with err's text.
+func WriteError(w http.ResponseWriter, code int, err error) {
+	WriteJSON(w, code, ErrorBody{Error: err.Error()})
+}
