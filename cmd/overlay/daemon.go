@@ -30,7 +30,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, role string) {
 	fs.StringVar(&d.data, "data", defaultDataDir(role), "data directory (peer book; identity key unless --key)")
 	fs.StringVar(&d.key, "key", "", "identity key file, created on first start (default DATA/identity.key)")
 	fs.StringVar(&d.network, "network", node.DefaultNetwork, "network name; nodes of other networks are refused")
-	fs.StringVar(&d.api, "api", api.DefaultAddr, "control API address (keep it on loopback); \"off\" disables it")
+	fs.StringVar(&d.api, "api", api.DefaultAddr, "control API address (keep it on loopback), written to DATA/api.addr; \"off\" disables it")
 	fs.StringVar(&d.addrFile, "addr-file", "", "write the node's full /p2p/ multiaddrs to this file, one per line")
 	fs.StringVar(&d.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "log format: text or json")
@@ -122,6 +122,10 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		}
 		defer srv.Close()
 		log.Info("control API listening", "addr", srv.Addr())
+		// Tells scripts (and a --api 127.0.0.1:0 user) where the API is.
+		if err := node.WriteFileAtomic(filepath.Join(d.data, "api.addr"), []byte(srv.Addr()+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write api.addr: %w", err)
+		}
 	}
 	if err := announce(n, d.addrFile); err != nil {
 		return err

@@ -1,0 +1,209 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin is the overlay binary built once for the package's tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "overlay-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "overlay")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build overlay: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one overlay daemon under test.
+type proc struct {
+	cmd  *exec.Cmd
+	data string
+	logs *bytes.Buffer
+	done chan error
+}
+
+func start(t *testing.T, data string, args ...string) *proc {
+	t.Helper()
+	p := &proc{data: data, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	args = append(args, "--data", data, "--api", "127.0.0.1:0", "--log-level", "debug")
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout = p.logs
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", args, err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("logs of %s:\n%s", filepath.Base(data), p.logs.String())
+		}
+	})
+	return p
+}
+
+// api waits for the daemon to write its API address.
+func (p *proc) api(t *testing.T) string {
+	t.Helper()
+	return strings.TrimSpace(waitFile(t, filepath.Join(p.data, "api.addr")))
+}
+
+// stop sends SIGTERM and checks a clean exit within a few seconds.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err // for Cleanup
+		if err != nil {
+			t.Errorf("%s exited with %v after SIGTERM", filepath.Base(p.data), err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s did not exit within 10s of SIGTERM", filepath.Base(p.data))
+	}
+}
+
+func waitFile(t *testing.T, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && len(b) > 0 {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// overlay runs a client command and returns its stdout.
+func overlay(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("overlay %v: %w: %s", args, err, errb.String())
+	}
+	return out.String(), err
+}
+
+func eventually(t *testing.T, d time.Duration, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestBinaryRelayAndTwoPeers(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, filepath.Join(dir, "relay"), "relay",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/tcp/0/ws",
+		"--addr-file", filepath.Join(dir, "relay.addrs"))
+	var ws string
+	for _, l := range strings.Fields(waitFile(t, filepath.Join(dir, "relay.addrs"))) {
+		if strings.Contains(l, "/ws/") {
+			ws = l
+		}
+	}
+	if ws == "" {
+		t.Fatal("relay wrote no WebSocket address")
+	}
+	a := start(t, filepath.Join(dir, "a"), "peer", "--relay", ws, "--ws-only")
+	b := start(t, filepath.Join(dir, "b"), "peer", "--relay", ws, "--ws-only")
+	for _, p := range []*proc{a, b} {
+		api := p.api(t)
+		eventually(t, 20*time.Second, "peer healthy", func() error {
+			_, err := overlay(t, "health", "--api", api)
+			return err
+		})
+	}
+	out, err := overlay(t, "id", "--key", filepath.Join(b.data, "identity.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bID := strings.TrimSpace(out)
+
+	if out, err = overlay(t, "connect", "--api", a.api(t), bID); err != nil {
+		t.Fatalf("connect by peer ID: %v", err)
+	}
+	if !strings.Contains(out, "member") {
+		t.Errorf("connect printed %q, want the peer as member", out)
+	}
+	out, err = overlay(t, "peers", "--json", "--api", a.api(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []struct {
+		PeerID  string   `json:"peer_id"`
+		Role    string   `json:"role"`
+		State   string   `json:"state"`
+		Path    string   `json:"path"`
+		Direct  []string `json:"direct_addrs"`
+		Relayed []string `json:"relayed_addrs"`
+	}
+	if err := json.Unmarshal([]byte(out), &peers); err != nil {
+		t.Fatalf("peers --json: %v\n%s", err, out)
+	}
+	found := false
+	for _, p := range peers {
+		if p.PeerID == bID {
+			found = true
+			if p.State != "member" || p.Path != "relayed" || p.Role != "private" || len(p.Relayed) == 0 || len(p.Direct) != 0 {
+				t.Errorf("a books b as %+v", p)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("b %s missing from a's peers: %s", bID, out)
+	}
+	out, err = overlay(t, "status", "--json", "--api", a.api(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Reservations []struct {
+			Relay string `json:"relay"`
+		} `json:"reservations"`
+		Addrs struct {
+			Relayed []string `json:"relayed"`
+		} `json:"addrs"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Reservations) != 1 || len(st.Addrs.Relayed) == 0 {
+		t.Errorf("status --json = %s (err %v), want one reservation and relayed addrs", out, err)
+	}
+	for _, p := range []*proc{a, b, r} {
+		p.stop(t)
+	}
+}
