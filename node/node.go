@@ -39,6 +39,7 @@ type Node struct {
 	keeper   atomic.Pointer[relay.Keeper]
 	verdicts *verdicts
 	notif    *network.NotifyBundle
+	msgr     *Messenger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -103,6 +104,8 @@ func (n *Node) start() error {
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.refreshPath(c.RemotePeer()) },
 	}
 	n.host.Network().Notify(n.notif)
+	n.msgr = newMessenger(n)
+	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
 	switch n.cfg.Role {
 	case protocol.RolePublic:
 		svc, err := relay.New(n.host, n.cfg.Relay, n)
@@ -143,6 +146,9 @@ func (n *Node) Close() error {
 	var err error
 	n.closed.Do(func() {
 		n.cancel()
+		if n.msgr != nil {
+			n.msgr.Close()
+		}
 		if k := n.keeper.Load(); k != nil {
 			k.Close()
 		}
@@ -166,6 +172,9 @@ func (n *Node) Host() host.Host { return n.host }
 
 // ID returns the node's peer ID.
 func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Messages returns the node's messenger, to send and receive member messages.
+func (n *Node) Messages() *Messenger { return n.msgr }
 
 // Book returns the peer book.
 func (n *Node) Book() *Book { return n.book }

@@ -1,0 +1,131 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/node"
+	nt "github.com/overlay-net/overlay/node/nodetest"
+	"github.com/overlay-net/overlay/protocol"
+)
+
+// relayedPair starts a relay and two WebSocket-only private peers reserved
+// on it.
+func relayedPair(t *testing.T, opts ...nt.Option) (r, a, b *node.Node) {
+	t.Helper()
+	r = nt.Relay(t, opts...)
+	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
+	a = nt.Peer(t, relays)
+	b = nt.Peer(t, relays)
+	nt.Eventually(t, 10*time.Second, "both peers reserved", func() bool {
+		return nt.Reserved(a, 1) && nt.Reserved(b, 1)
+	})
+	return r, a, b
+}
+
+func send(t *testing.T, from, to *node.Node, data []byte) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rtt, err := from.Messages().Send(ctx, to.ID(), data)
+	if err != nil {
+		t.Fatalf("send %d bytes: %v", len(data), err)
+	}
+	return rtt
+}
+
+// expect reads n messages from ch and checks they come from sender, in
+// order, each once, with the given payloads.
+func expect(t *testing.T, ch <-chan node.Message, from *node.Node, want [][]byte) {
+	t.Helper()
+	var last uint64
+	for i, w := range want {
+		select {
+		case m := <-ch:
+			if m.From != from.ID() {
+				t.Fatalf("message %d from %s, want %s", i, m.From, from.ID())
+			}
+			if m.Seq <= last {
+				t.Fatalf("message %d has seq %d after %d: out of order or repeated", i, m.Seq, last)
+			}
+			last = m.Seq
+			if !bytes.Equal(m.Data, w) {
+				t.Fatalf("message %d: %d bytes, want %d (content differs)", i, len(m.Data), len(w))
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("message %d of %d never arrived", i, len(want))
+		}
+	}
+	select {
+	case m := <-ch:
+		t.Fatalf("unexpected extra message seq %d", m.Seq)
+	default:
+	}
+}
+
+func TestMessagesThroughRelayInOrder(t *testing.T) {
+	_, a, b := relayedPair(t)
+	ch, cancel := b.Messages().Subscribe(64)
+	defer cancel()
+	var want [][]byte
+	for i := range 50 {
+		d := []byte{byte(i), 'x'}
+		want = append(want, d)
+		send(t, a, b, d)
+	}
+	expect(t, ch, a, want)
+	if p, _ := a.Book().Get(b.ID()); p.Path != node.PathRelayed {
+		t.Errorf("path %q, want relayed", p.Path)
+	}
+	if got := len(b.Messages().Inbox(0)); got != 50 {
+		t.Errorf("inbox holds %d messages, want 50", got)
+	}
+}
+
+// Stock relays cut a circuit at 128 KiB: 4 MiB of 1 KiB messages and one
+// 1 MiB message must all arrive.
+func TestRelayCarriesMegabytes(t *testing.T) {
+	_, a, b := relayedPair(t)
+	ch, cancel := b.Messages().Subscribe(5000)
+	defer cancel()
+	var want [][]byte
+	for i := range 4096 {
+		d := bytes.Repeat([]byte{byte(i)}, 1024)
+		want = append(want, d)
+		send(t, a, b, d)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), protocol.MaxMessageSize/16)
+	want = append(want, big)
+	send(t, a, b, big)
+	expect(t, ch, a, want)
+}
+
+func TestSendErrors(t *testing.T) {
+	r, a, b := relayedPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := a.Messages().Send(ctx, b.ID(), make([]byte, protocol.MaxMessageSize+1))
+	if !errors.Is(err, protocol.ErrTooLarge) {
+		t.Errorf("oversized send: %v, want ErrTooLarge", err)
+	}
+	_, err = a.Messages().Send(ctx, nt.Relay(t).ID(), []byte("hi"))
+	if !errors.Is(err, node.ErrUnknownPeer) {
+		t.Errorf("send to unknown peer: %v, want ErrUnknownPeer", err)
+	}
+	other := nt.Relay(t, nt.WithNetwork("other"))
+	if _, err := r.Connect(ctx, nt.TCPAddr(t, other).String()); err == nil {
+		t.Fatal("connect across networks succeeded")
+	}
+	_, err = r.Messages().Send(ctx, other.ID(), []byte("hi"))
+	if !errors.Is(err, node.ErrNotMember) {
+		t.Errorf("send to rejected peer: %v, want ErrNotMember", err)
+	}
+}
+
+func goroutines() int { return runtime.NumGoroutine() }

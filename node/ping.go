@@ -1,0 +1,75 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+
+	"github.com/overlay-net/overlay/protocol"
+)
+
+// dialAny connects to target without asking for membership: ping and perf
+// measure any libp2p peer, overlay member or not.
+func (n *Node) dialAny(ctx context.Context, target string) (peer.ID, error) {
+	ai, err := ParseTarget(target)
+	if err != nil {
+		return "", err
+	}
+	if n.host.Network().Connectedness(ai.ID) == network.Connected {
+		return ai.ID, nil
+	}
+	if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
+		ai.Addrs = append(n.bookAddrs(ai.ID), n.circuitAddrsTo(ai.ID)...)
+	}
+	if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
+		return "", fmt.Errorf("%w for %s", ErrNoAddress, ai.ID)
+	}
+	if err := n.host.Connect(ctx, ai); err != nil {
+		return "", fmt.Errorf("connect to %s: %w", ai.ID, err)
+	}
+	return ai.ID, nil
+}
+
+// Ping sends count pings (/ipfs/ping/1.0.0) to target, interval apart, and
+// returns the round-trip times. It stops at the first failure.
+func (n *Node) Ping(ctx context.Context, target string, count int, interval time.Duration) ([]time.Duration, error) {
+	id, err := n.dialAny(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(network.WithAllowLimitedConn(ctx, "ping"))
+	defer cancel()
+	results := ping.Ping(ctx, n.host, id)
+	var rtts []time.Duration
+	for len(rtts) < count {
+		r, ok := <-results
+		if !ok {
+			return rtts, fmt.Errorf("ping %s: %w", id, ctx.Err())
+		}
+		if r.Error != nil {
+			return rtts, fmt.Errorf("ping %s: %w", id, r.Error)
+		}
+		rtts = append(rtts, r.RTT)
+		if len(rtts) < count && interval > 0 {
+			select {
+			case <-time.After(interval):
+			case <-ctx.Done():
+				return rtts, fmt.Errorf("ping %s: %w", id, ctx.Err())
+			}
+		}
+	}
+	return rtts, nil
+}
+
+// Perf runs the perf protocol against target: up bytes sent, down received.
+func (n *Node) Perf(ctx context.Context, target string, up, down uint64) (protocol.PerfResult, error) {
+	id, err := n.dialAny(ctx, target)
+	if err != nil {
+		return protocol.PerfResult{}, err
+	}
+	return protocol.RunPerf(ctx, n.host, id, up, down)
+}
