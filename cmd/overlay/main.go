@@ -21,6 +21,10 @@ Talk to a running node (through its control API, --api):
   overlay peers [--json]                the peer book
   overlay connect TARGET                reach a peer by multiaddr or peer ID
   overlay health                        exit 0 if the node is up (and a peer holds a reservation)
+  overlay send PEER-ID TEXT             send a message; exit 0 once acknowledged (--stdin, --soak)
+  overlay inbox [--json]                recently received messages
+  overlay ping TARGET                   /ipfs/ping/1.0.0 round-trip times to any libp2p peer
+  overlay perf TARGET                   throughput with /perf/1.0.0 (--upload, --download bytes)
 
 Run 'overlay COMMAND --help' for a command's flags.
 `
@@ -34,6 +38,10 @@ var commands = map[string]func(args []string) error{
 	"peers":   runPeers,
 	"connect": runConnect,
 	"health":  runHealth,
+	"send":    runSend,
+	"inbox":   runInbox,
+	"ping":    runPing,
+	"perf":    runPerf,
 }
 
 func main() {

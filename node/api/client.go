@@ -3,12 +3,16 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
+	"unicode/utf8"
+
+	"github.com/overlay-net/overlay/protocol"
 
 	"github.com/overlay-net/overlay/node"
 )
@@ -99,4 +103,41 @@ func (c *Client) Connect(ctx context.Context, target string, timeout time.Durati
 func (c *Client) Health(ctx context.Context) (Health, error) {
 	var h Health
 	return h, c.Do(ctx, http.MethodGet, "/v1/health", nil, &h)
+}
+
+// Send sends one message and returns its round-trip time.
+func (c *Client) Send(ctx context.Context, peerID string, data []byte, timeout time.Duration) (time.Duration, error) {
+	req := SendRequest{Peer: peerID, Timeout: timeout.String()}
+	if utf8.Valid(data) {
+		req.Data = string(data)
+	} else {
+		req.DataBase64 = base64.StdEncoding.EncodeToString(data)
+	}
+	var res SendResult
+	err := c.Do(ctx, http.MethodPost, "/v1/send", req, &res)
+	return res.RTT, err
+}
+
+// Inbox returns up to limit recent messages (0: all kept).
+func (c *Client) Inbox(ctx context.Context, limit int) ([]node.Message, error) {
+	var msgs []node.Message
+	return msgs, c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/inbox?limit=%d", limit), nil, &msgs)
+}
+
+// Ping pings target count times.
+func (c *Client) Ping(ctx context.Context, req PingRequest) (PingResult, error) {
+	var res PingResult
+	return res, c.Do(ctx, http.MethodPost, "/v1/ping", req, &res)
+}
+
+// Perf runs the perf protocol from the node to target.
+func (c *Client) Perf(ctx context.Context, req PerfRequest) (protocol.PerfResult, error) {
+	var res protocol.PerfResult
+	return res, c.Do(ctx, http.MethodPost, "/v1/perf", req, &res)
+}
+
+// Runtime reports the node process's goroutines and heap.
+func (c *Client) Runtime(ctx context.Context) (Runtime, error) {
+	var rt Runtime
+	return rt, c.Do(ctx, http.MethodGet, "/v1/runtime", nil, &rt)
 }

@@ -82,6 +82,7 @@ func (s *Server) routes() {
 		WriteJSON(w, http.StatusOK, Health{OK: ok, Reason: why})
 	})
 	s.mux.HandleFunc("POST /v1/connect", s.connect)
+	s.messageRoutes()
 }
 
 // Health is the answer of /v1/health.

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/overlay-net/overlay/node/api"
+	"github.com/overlay-net/overlay/protocol"
+)
+
+func runSend(args []string) error {
+	var cf clientFlags
+	var stdin bool
+	var soak, interval time.Duration
+	fs := newFlags("send", "send [flags] PEER-ID TEXT\n       overlay send --stdin PEER-ID      (each input line is a message)\n       overlay send --soak 30m [--interval 500ms] PEER-ID\n\nExits 0 once every message is acknowledged, printing the round-trip time.")
+	cf.register(fs, true)
+	fs.BoolVar(&stdin, "stdin", false, "send each line of standard input as a message")
+	fs.DurationVar(&soak, "soak", 0, "send a numbered message every --interval for this long, then report sent, acknowledged, lost, goroutines and heap")
+	fs.DurationVar(&interval, "interval", 500*time.Millisecond, "with --soak: time between messages")
+	cf.timeout = 30 * time.Second
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	want := 2
+	if stdin || soak > 0 {
+		want = 1
+	}
+	if fs.NArg() != want {
+		fs.Usage()
+		return errUsage
+	}
+	to := fs.Arg(0)
+	switch {
+	case soak > 0:
+		return runSoak(cf, to, soak, interval)
+	case stdin:
+		return sendLines(cf, to)
+	}
+	return sendOne(cf, to, []byte(fs.Arg(1)))
+}
+
+func sendOne(cf clientFlags, to string, data []byte) error {
+	c, ctx, cancel := cf.client()
+	defer cancel()
+	rtt, err := c.Send(ctx, to, data, cf.timeout)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(api.SendResult{RTT: rtt})
+	}
+	fmt.Printf("acknowledged by %s in %s\n", to, rtt.Round(time.Microsecond))
+	return nil
+}
+
+func sendLines(cf clientFlags, to string) error {
+	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 64<<10), protocol.MaxMessageSize)
+	failed := 0
+	for sc.Scan() {
+		if err := sendOne(cf, to, sc.Bytes()); err != nil {
+			fmt.Fprintf(os.Stderr, "overlay send: %v\n", err)
+			failed++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read stdin: %w", err)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d messages not acknowledged", failed)
+	}
+	return nil
+}
+
+func runInbox(args []string) error {
+	var cf clientFlags
+	var limit int
+	fs := newFlags("inbox", "inbox [--json] [--limit N] [--api ADDR]")
+	cf.register(fs, true)
+	fs.IntVar(&limit, "limit", 0, "show only the N newest messages (0: all kept; the node keeps the last 1000)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, ctx, cancel := cf.client()
+	defer cancel()
+	msgs, err := c.Inbox(ctx, limit)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(msgs)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECEIVED\tFROM\tSEQ\tDATA")
+	for _, m := range msgs {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", m.ReceivedAt.Local().Format(time.TimeOnly), m.From, m.Seq,
+			strconv.Quote(truncateText(string(m.Data), 80)))
+	}
+	return tw.Flush()
+}
+
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func runPing(args []string) error {
+	var cf clientFlags
+	var count int
+	var interval time.Duration
+	fs := newFlags("ping", "ping [flags] TARGET\n\nTARGET is a peer ID or a multiaddr ending in /p2p/<peer ID>; any libp2p peer\nthat serves /ipfs/ping/1.0.0 answers, direct or relayed.")
+	cf.register(fs, true)
+	fs.IntVar(&count, "count", 4, "pings to send")
+	fs.DurationVar(&interval, "interval", time.Second, "time between pings")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	c, ctx, cancel := cf.client()
+	defer cancel()
+	res, err := c.Ping(ctx, api.PingRequest{Target: fs.Arg(0), Count: count, Interval: interval.String(), Timeout: cf.timeout.String()})
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(res)
+	}
+	for i, rtt := range res.RTTs {
+		fmt.Printf("pong from %s: seq=%d time=%s\n", fs.Arg(0), i+1, rtt.Round(time.Microsecond))
+	}
+	st := summarize(res.RTTs)
+	fmt.Printf("%d sent, %d answered; rtt min/avg/max = %s/%s/%s\n", count, len(res.RTTs),
+		st.min.Round(time.Microsecond), st.avg.Round(time.Microsecond), st.max.Round(time.Microsecond))
+	if res.Error != "" {
+		return fmt.Errorf("stopped early: %s", res.Error)
+	}
+	return nil
+}
+
+func runPerf(args []string) error {
+	var cf clientFlags
+	var up, down uint64
+	fs := newFlags("perf", "perf [flags] TARGET\n\nMeasures throughput with the libp2p perf protocol (/perf/1.0.0) to any peer\nthat serves it, over whatever path joins the two.")
+	cf.register(fs, true)
+	fs.Uint64Var(&up, "upload", 16<<20, "bytes to send")
+	fs.Uint64Var(&down, "download", 16<<20, "bytes to receive")
+	cf.timeout = 5 * time.Minute
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	c, ctx, cancel := cf.client()
+	defer cancel()
+	res, err := c.Perf(ctx, api.PerfRequest{Target: fs.Arg(0), Upload: up, Download: down, Timeout: cf.timeout.String()})
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(res)
+	}
+	fmt.Printf("upload:   %d bytes in %s = %s\n", res.Upload, res.UploadTime.Round(time.Millisecond), rate(res.Upload, res.UploadTime))
+	fmt.Printf("download: %d bytes in %s = %s\n", res.Download, res.DownloadTime.Round(time.Millisecond), rate(res.Download, res.DownloadTime))
+	fmt.Printf("total:    %s\n", res.Total.Round(time.Millisecond))
+	return nil
+}
+
+func rate(n uint64, d time.Duration) string {
+	if d <= 0 || n == 0 {
+		return "-"
+	}
+	bps := float64(n) * 8 / d.Seconds()
+	units := []string{"bit/s", "kbit/s", "Mbit/s", "Gbit/s"}
+	i := 0
+	for bps >= 1000 && i < len(units)-1 {
+		bps /= 1000
+		i++
+	}
+	return strings.TrimSpace(fmt.Sprintf("%.1f %s", bps, units[i]))
+}
