@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -65,11 +66,24 @@ func (n *Node) ConnectPeer(ctx context.Context, ai peer.AddrInfo) (PeerInfo, err
 		if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
 			return PeerInfo{}, fmt.Errorf("%w for %s and no relay to reach it through", ErrNoAddress, ai.ID)
 		}
-		if err := n.host.Connect(ctx, ai); err != nil {
-			return PeerInfo{}, fmt.Errorf("connect to %s: %w", ai.ID, err)
+		if err := n.dial(ctx, ai); err != nil {
+			return PeerInfo{}, err
 		}
 	}
 	return n.awaitMember(ctx, ai.ID)
+}
+
+// dial connects to ai now. The swarm's dial backoff (seconds to minutes
+// after a failure) is cleared first: a caller asking now, after a relay came
+// back, must not be told "dial backoff".
+func (n *Node) dial(ctx context.Context, ai peer.AddrInfo) error {
+	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(ai.ID)
+	}
+	if err := n.host.Connect(ctx, ai); err != nil {
+		return fmt.Errorf("connect to %s: %w", ai.ID, err)
+	}
+	return nil
 }
 
 // awaitMember waits for p's handshake and turns a refusal into an error.

@@ -28,8 +28,8 @@ func (n *Node) dialAny(ctx context.Context, target string) (peer.ID, error) {
 	if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
 		return "", fmt.Errorf("%w for %s", ErrNoAddress, ai.ID)
 	}
-	if err := n.host.Connect(ctx, ai); err != nil {
-		return "", fmt.Errorf("connect to %s: %w", ai.ID, err)
+	if err := n.dial(ctx, ai); err != nil {
+		return "", err
 	}
 	return ai.ID, nil
 }

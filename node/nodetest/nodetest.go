@@ -2,9 +2,12 @@
 package nodetest
 
 import (
+	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,3 +147,42 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 // Reserved reports whether n holds a reservation on every relay in ids.
 func Reserved(n *node.Node, count int) bool { return len(n.Reservations()) >= count }
+
+// WithLogger sets the node's logger.
+func WithLogger(l *slog.Logger) Option { return func(c *node.Config) { c.Logger = l } }
+
+// LogRecorder is a slog handler that keeps every record at or above a level,
+// so a test can assert what a node logged.
+type LogRecorder struct {
+	Level slog.Level
+	mu    sync.Mutex
+	recs  []string
+}
+
+// Logger returns a logger writing into r.
+func (r *LogRecorder) Logger() *slog.Logger { return slog.New(r) }
+
+func (r *LogRecorder) Enabled(_ context.Context, l slog.Level) bool { return l >= r.Level }
+
+func (r *LogRecorder) Handle(_ context.Context, rec slog.Record) error {
+	var b strings.Builder
+	b.WriteString(rec.Level.String() + " " + rec.Message)
+	rec.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.String())
+		return true
+	})
+	r.mu.Lock()
+	r.recs = append(r.recs, b.String())
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *LogRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *LogRecorder) WithGroup(string) slog.Handler      { return r }
+
+// Records returns what was logged so far.
+func (r *LogRecorder) Records() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.recs)
+}
