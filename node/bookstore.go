@@ -49,15 +49,17 @@ func LoadBook(path string) (*Book, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return b, nil
 	}
-	if err != nil {
-		return b, fmt.Errorf("read peer book %s: %w", path, err)
-	}
 	var f bookFile
-	if err := json.Unmarshal(data, &f); err != nil || f.Version != bookFileVersion {
-		if err == nil {
-			err = fmt.Errorf("unknown version %d", f.Version)
-		}
-		aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405"))
+	if errors.Is(err, errTooBig) {
+		// Damaged, not unreadable: set aside like a file that fails to parse.
+	} else if err != nil {
+		return b, fmt.Errorf("read peer book %s: %w", path, err)
+	} else if err = json.Unmarshal(data, &f); err == nil && f.Version != bookFileVersion {
+		err = fmt.Errorf("unknown version %d", f.Version)
+	}
+	if err != nil {
+		// Nanoseconds keep two damaged files from one second apart.
+		aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405.000000000"))
 		if rerr := os.Rename(path, aside); rerr != nil {
 			return b, fmt.Errorf("%w: %s: %v (and could not move it aside: %v)", ErrCorruptBook, path, err, rerr)
 		}
@@ -74,13 +76,15 @@ func LoadBook(path string) (*Book, error) {
 	return b, nil
 }
 
+var errTooBig = errors.New("file too large")
+
 func readCapped(path string, max int64) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if fi.Size() > max {
-		return nil, fmt.Errorf("file is %d bytes, cap %d", fi.Size(), max)
+		return nil, fmt.Errorf("%w: %d bytes, cap %d", errTooBig, fi.Size(), max)
 	}
 	return os.ReadFile(path)
 }

@@ -93,9 +93,17 @@ func (n *Node) hello() protocol.Hello {
 
 func (n *Node) onConnected(c network.Conn) {
 	p := c.RemotePeer()
+	// A member verdict carries over only while another live connection
+	// vouches for it; otherwise a new handshake is due: wait for it.
+	others := 0
+	for _, oc := range n.host.Network().ConnsToPeer(p) {
+		if oc != c && !oc.IsClosed() {
+			others++
+		}
+	}
 	n.verdicts.mu.Lock()
-	if n.verdicts.m[p] != StateMember {
-		delete(n.verdicts.m, p) // a new handshake is due: wait for it
+	if others == 0 || n.verdicts.m[p] != StateMember {
+		delete(n.verdicts.m, p)
 	}
 	n.verdicts.mu.Unlock()
 	n.refreshPath(p)
@@ -107,6 +115,22 @@ func (n *Node) onConnected(c network.Conn) {
 	} else {
 		n.goRun(func() { n.watchInbound(c) })
 	}
+}
+
+// onDisconnected forgets a member's verdict once its last connection is
+// gone: whoever connects next with that key must pass the handshake again
+// before anything trusts it. Rejections stay, for a Connect waiting on them.
+func (n *Node) onDisconnected(c network.Conn) {
+	p := c.RemotePeer()
+	n.refreshPath(p)
+	if len(n.host.Network().ConnsToPeer(p)) > 0 {
+		return
+	}
+	n.verdicts.mu.Lock()
+	if n.verdicts.m[p] == StateMember {
+		delete(n.verdicts.m, p)
+	}
+	n.verdicts.mu.Unlock()
 }
 
 // initiate runs the handshake on c itself (not on whichever connection

@@ -349,9 +349,7 @@ func TestHandshakeReconnectRechecked(t *testing.T) {
 			p, _ := a.Book().Get(b2.ID())
 			return p.State == node.StateRejected
 		})
-		t.Skipf("BUG: Connect to a former member now on another network returned %+v, nil: "+
-			"node/handshake.go onConnected keeps a StateMember verdict from an earlier connection, "+
-			"so awaitMember (and the relay ACL's IsMember) answer before the new handshake runs", info)
+		t.Fatalf("Connect to a former member now on another network returned %+v, nil", info)
 	}
 	if !errors.Is(err, node.ErrRejected) || !strings.Contains(err.Error(), "network mismatch") {
 		t.Fatalf("Connect = %v, want ErrRejected naming the network mismatch", err)

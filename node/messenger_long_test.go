@@ -2,8 +2,8 @@ package node_test
 
 import (
 	"context"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"slices"

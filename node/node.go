@@ -101,7 +101,7 @@ func (n *Node) start() error {
 	n.host.SetStreamHandler(protocol.HandshakeID, n.handleHandshake)
 	n.notif = &network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
-		DisconnectedF: func(_ network.Network, c network.Conn) { n.refreshPath(c.RemotePeer()) },
+		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
 	}
 	n.host.Network().Notify(n.notif)
 	n.msgr = newMessenger(n)

@@ -47,7 +47,10 @@ func ReadFrame(r io.Reader, max uint32) (typ byte, payload []byte, err error) {
 	}
 	payload = make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, nil, fmt.Errorf("read frame payload: %w", io.ErrUnexpectedEOF)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, fmt.Errorf("read frame payload: %w", err)
 	}
 	return hdr[0], payload, nil
 }

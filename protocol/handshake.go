@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -270,14 +271,20 @@ func addrStrings(as []ma.Multiaddr) []string {
 	return out
 }
 
-// cleanReason keeps a peer's reason printable so it cannot forge log lines.
+// cleanReason keeps a peer's reason printable, valid UTF-8 and within
+// MaxReasonSize, so it cannot forge log lines or outgrow its cap.
 func cleanReason(b []byte) string {
-	return strings.Map(func(r rune) rune {
+	s := strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
 		}
 		return r
-	}, truncate(string(b), MaxReasonSize))
+	}, strings.ToValidUTF8(string(b), "?"))
+	for len(s) > MaxReasonSize {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
 }
 
 func truncate(s string, n int) string {

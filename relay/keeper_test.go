@@ -1,0 +1,247 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/node"
+	nt "github.com/overlay-net/overlay/node/nodetest"
+	"github.com/overlay-net/overlay/protocol"
+	"github.com/overlay-net/overlay/relay"
+)
+
+type syncBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func withLog(buf *syncBuf) nt.Option {
+	return func(c *node.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startRelayAt starts a public node with key listening on the given
+// WebSocket address, retrying while the port is still held by a node that
+// has just closed.
+func startRelayAt(t *testing.T, key crypto.PrivKey, listen string) *node.Node {
+	t.Helper()
+	var n *node.Node
+	var lastErr error
+	nt.Eventually(t, 10*time.Second, "relay listening on "+listen, func() bool {
+		n, lastErr = node.New(node.Config{
+			Role:   protocol.RolePublic,
+			Key:    key,
+			Listen: []ma.Multiaddr{ma.StringCast(listen)},
+			Logger: nt.Logger(t),
+		})
+		if lastErr != nil {
+			t.Logf("start relay: %v", lastErr)
+		}
+		return lastErr == nil
+	})
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func idOf(t *testing.T, k crypto.PrivKey) peer.ID {
+	t.Helper()
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// reachThrough checks that a fresh peer on relays reaches target through
+// the relay and that both book each other as relayed members.
+func reachThrough(t *testing.T, relays []ma.Multiaddr, target *node.Node) {
+	t.Helper()
+	b := nt.Peer(t, relays)
+	nt.Eventually(t, 10*time.Second, "second peer reserved", func() bool { return nt.Reserved(b, 1) })
+	info, err := b.Connect(ctxFor(t, 10*time.Second), target.ID().String())
+	if err != nil {
+		t.Fatalf("reach %s through the relay: %v", target.ID(), err)
+	}
+	if info.State != node.StateMember || info.Path != node.PathRelayed {
+		t.Fatalf("reached %s as %+v, want a relayed member", target.ID(), info)
+	}
+	nt.Eventually(t, 10*time.Second, "target books the peer as a relayed member", func() bool {
+		p, ok := target.Book().Get(b.ID())
+		return ok && p.State == node.StateMember && p.Path == node.PathRelayed
+	})
+}
+
+// A reservation with a short TTL is renewed before it lapses, so the peer
+// stays reachable through the relay well past the TTL.
+func TestReservationRenewed(t *testing.T) {
+	const ttl = 3 * time.Second
+	r := nt.Relay(t, nt.WithRelayConfig(func(c *relay.Config) { c.ReservationTTL = ttl }))
+	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
+	a := nt.Peer(t, relays)
+	nt.Eventually(t, 10*time.Second, "reserved", func() bool { return nt.Reserved(a, 1) })
+
+	start := time.Now()
+	var last time.Time
+	advances := -1 // the first sighting is not an advance
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for time.Since(start) < 2*ttl+time.Second {
+		rs := a.Reservations()
+		now := time.Now()
+		if len(rs) != 1 {
+			t.Fatalf("after %s: %d reservations, want 1", now.Sub(start).Round(time.Millisecond), len(rs))
+		}
+		if e := rs[0].Expires; !e.After(now) {
+			t.Fatalf("after %s: reservation expired at %s, not renewed", now.Sub(start).Round(time.Millisecond), e)
+		} else if e.After(last) {
+			advances++
+			last = e
+		}
+		<-tick.C
+	}
+	t.Logf("expiry advanced %d times; last expiry %s", advances, last.Format(time.RFC3339))
+	if advances < 2 {
+		t.Errorf("expiry advanced %d times in %s with TTL %s, want at least 2", advances, 2*ttl+time.Second, ttl)
+	}
+	reachThrough(t, relays, a)
+}
+
+// A peer loses its reservation when the relay goes away and takes a new one,
+// without restarting, when a relay with the same identity comes back at the
+// same address.
+func TestRelayRestart(t *testing.T) {
+	key := nt.Key(t)
+	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", freePort(t))
+	relays := []ma.Multiaddr{ma.StringCast(listen + "/p2p/" + idOf(t, key).String())}
+
+	r1 := startRelayAt(t, key, listen)
+	a := nt.Peer(t, relays)
+	nt.Eventually(t, 10*time.Second, "reserved on the first relay", func() bool { return nt.Reserved(a, 1) })
+
+	if err := r1.Close(); err != nil {
+		t.Fatalf("close relay: %v", err)
+	}
+	nt.Eventually(t, 10*time.Second, "reservation dropped", func() bool { return len(a.Reservations()) == 0 })
+	if n := len(a.RelayedAddrs()); n != 0 {
+		t.Errorf("%d relayed addresses announced without a reservation", n)
+	}
+
+	r2 := startRelayAt(t, key, listen)
+	nt.Eventually(t, 10*time.Second, "reserved on the restarted relay", func() bool { return nt.Reserved(a, 1) })
+	if rs := a.Reservations(); rs[0].Relay != r2.ID() || len(a.RelayedAddrs()) == 0 {
+		t.Errorf("reservations %+v, relayed addrs %v", rs, a.RelayedAddrs())
+	}
+	reachThrough(t, relays, a)
+}
+
+// A private peer reserves on a stock libp2p relay, which does not speak the
+// overlay handshake, and books it as foreign.
+func TestStockRelay(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0/ws"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	rc := circuit.DefaultResources()
+	rc.Limit = nil // see shared/NOTES.md: WithResources replaces Limit too
+	svc, err := circuit.New(h, circuit.WithResources(rc),
+		circuit.WithReservationAddressFilter(func(ma.Multiaddr) bool { return true }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	var relays []ma.Multiaddr
+	for _, a := range h.Addrs() {
+		relays = append(relays, a.Encapsulate(ma.StringCast("/p2p/"+h.ID().String())))
+	}
+
+	a := nt.Peer(t, relays)
+	nt.Eventually(t, 10*time.Second, "reserved on the stock relay", func() bool { return nt.Reserved(a, 1) })
+	if rs := a.Reservations(); rs[0].Relay != h.ID() || len(rs[0].Addrs) == 0 {
+		t.Errorf("reservation %+v, want one on %s with relayed addresses", rs[0], h.ID())
+	}
+	if s, ok := a.WaitVerdict(ctxFor(t, 10*time.Second), h.ID()); !ok || s != node.StateForeign {
+		t.Fatalf("verdict on the stock relay = %q, %v; want foreign", s, ok)
+	}
+	p, ok := a.Book().Get(h.ID())
+	if !ok || p.State != node.StateForeign || p.Reason == "" {
+		t.Errorf("stock relay booked as %+v, want foreign with a reason", p)
+	}
+	if !ok || len(p.Direct) == 0 {
+		t.Errorf("stock relay booked without its direct address: %+v", p)
+	}
+	// Members still reach each other through it.
+	reachThrough(t, relays, a)
+}
+
+// A peer whose relay is down keeps retrying without giving up or stopping,
+// and reserves as soon as the relay is up.
+func TestKeeperWaitsForRelay(t *testing.T) {
+	key := nt.Key(t)
+	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", freePort(t))
+	relays := []ma.Multiaddr{ma.StringCast(listen + "/p2p/" + idOf(t, key).String())}
+
+	var log syncBuf
+	a := nt.Peer(t, relays, withLog(&log))
+	nt.Eventually(t, 10*time.Second, "three failed attempts", func() bool {
+		if n := len(a.Reservations()); n != 0 {
+			t.Fatalf("%d reservations on a relay that is down", n)
+		}
+		return strings.Count(log.String(), "relay unreachable, retrying") >= 3
+	})
+	// The node is still up and serving: it joins another node.
+	other := nt.Relay(t)
+	if _, err := a.Connect(ctxFor(t, 10*time.Second), nt.WSAddr(t, other).String()); err != nil {
+		t.Fatalf("node stopped working while its relay was down: %v", err)
+	}
+
+	r := startRelayAt(t, key, listen)
+	nt.Eventually(t, 10*time.Second, "reserved once the relay is up", func() bool { return nt.Reserved(a, 1) })
+	if rs := a.Reservations(); rs[0].Relay != r.ID() {
+		t.Errorf("reservation on %s, want %s", rs[0].Relay, r.ID())
+	}
+	reachThrough(t, relays, a)
+}
