@@ -17,7 +17,7 @@ import (
 
 // relayedPair starts a relay and two WebSocket-only private peers reserved
 // on it.
-func relayedPair(t *testing.T, opts ...nt.Option) (r, a, b *node.Node) {
+func relayedPair(t testing.TB, opts ...nt.Option) (r, a, b *node.Node) {
 	t.Helper()
 	r = nt.Relay(t, opts...)
 	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
@@ -29,7 +29,7 @@ func relayedPair(t *testing.T, opts ...nt.Option) (r, a, b *node.Node) {
 	return r, a, b
 }
 
-func send(t *testing.T, from, to *node.Node, data []byte) time.Duration {
+func send(t testing.TB, from, to *node.Node, data []byte) time.Duration {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
