@@ -19,6 +19,8 @@ const (
 	StateMember   State = "member"   // passed the handshake
 	StateForeign  State = "foreign"  // does not speak the handshake (a stock libp2p node)
 	StateRejected State = "rejected" // failed the handshake; Reason says why
+	// StateDiscovered: addresses found in the DHT, no handshake yet.
+	StateDiscovered State = "discovered"
 )
 
 // Path is how this node currently reaches a peer.

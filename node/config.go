@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	ma "github.com/multiformats/go-multiaddr"
@@ -36,6 +37,14 @@ type Config struct {
 	// WebSocketOnly leaves TCP out of the transports, as for a node behind a
 	// proxy that passes only HTTP.
 	WebSocketOnly bool
+	// Bootstrap are DHT peers to join through, besides the relays.
+	Bootstrap []ma.Multiaddr
+	// DisableDHT leaves the node out of the DHT: peers are found only
+	// through addresses already known and this node's relays.
+	DisableDHT bool
+	// Republish is how often the node republishes its signed peer record
+	// when nothing changed (default DefaultRepublish).
+	Republish time.Duration
 	// Relay limits, for a public node.
 	Relay relay.Config
 	// Keeper retry settings, for a private node; Relays and Logger are set
@@ -59,6 +68,9 @@ func (c *Config) fill() error {
 	}
 	if c.HandshakeVersion == 0 {
 		c.HandshakeVersion = protocol.Version
+	}
+	if c.Republish <= 0 {
+		c.Republish = DefaultRepublish
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -57,31 +57,47 @@ func (n *Node) ConnectPeer(ctx context.Context, ai peer.AddrInfo) (PeerInfo, err
 		return PeerInfo{}, errors.New("cannot connect to self")
 	}
 	if n.host.Network().Connectedness(ai.ID) != network.Connected {
-		if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
-			ai.Addrs = n.bookAddrs(ai.ID) // known from an earlier run
-		}
-		if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
-			ai.Addrs = n.circuitAddrsTo(ai.ID)
-		}
-		if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
-			return PeerInfo{}, fmt.Errorf("%w for %s and no relay to reach it through", ErrNoAddress, ai.ID)
-		}
-		if err := n.dial(ctx, ai); err != nil {
+		if err := n.reach(ctx, ai); err != nil {
 			return PeerInfo{}, err
 		}
 	}
 	return n.awaitMember(ctx, ai.ID)
 }
 
-// dial connects to ai now. The swarm's dial backoff (seconds to minutes
-// after a failure) is cleared first: a caller asking now, after a relay came
-// back, must not be told "dial backoff".
-func (n *Node) dial(ctx context.Context, ai peer.AddrInfo) error {
-	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
-		sw.Backoff().Clear(ai.ID)
+// reach connects to ai, finding addresses when it has none: the peerstore,
+// then the peer book (an earlier run), then the DHT, then the peer's relayed
+// address through each of this node's relays. When the known addresses fail
+// (the peer moved to another relay), the DHT is asked for fresh ones.
+func (n *Node) reach(ctx context.Context, ai peer.AddrInfo) error {
+	known := func() bool { return len(ai.Addrs) > 0 || len(n.host.Peerstore().Addrs(ai.ID)) > 0 }
+	if !known() {
+		ai.Addrs = n.bookAddrs(ai.ID)
 	}
-	if err := n.host.Connect(ctx, ai); err != nil {
-		return fmt.Errorf("connect to %s: %w", ai.ID, err)
+	looked := false
+	if !known() && n.dht != nil {
+		looked = true
+		if found, err := n.FindPeer(ctx, ai.ID); err == nil {
+			ai.Addrs = found.Addrs
+		} else {
+			n.log.Debug("DHT lookup", "peer", ai.ID, "err", err)
+		}
+	}
+	if !known() {
+		ai.Addrs = n.circuitAddrsTo(ai.ID)
+	}
+	if !known() {
+		return fmt.Errorf("%w for %s and no relay to reach it through", ErrNoAddress, ai.ID)
+	}
+	err := n.dial(ctx, ai)
+	if err == nil || looked || n.dht == nil || ctx.Err() != nil {
+		return err
+	}
+	found, ferr := n.FindPeer(ctx, ai.ID)
+	if ferr != nil {
+		return err
+	}
+	if derr := n.dial(ctx, found); derr != nil {
+		return fmt.Errorf("%w (and at the addresses the DHT gave: %v)", err, derr)
 	}
 	return nil
 }
@@ -129,4 +145,17 @@ func (n *Node) bookAddrs(p peer.ID) []ma.Multiaddr {
 		}
 	}
 	return out
+}
+
+// dial connects to ai now. The swarm's dial backoff (seconds to minutes
+// after a failure) is cleared first: a caller asking now, after a relay came
+// back, must not be told "dial backoff".
+func (n *Node) dial(ctx context.Context, ai peer.AddrInfo) error {
+	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(ai.ID)
+	}
+	if err := n.host.Connect(ctx, ai); err != nil {
+		return fmt.Errorf("connect to %s: %w", ai.ID, err)
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -41,6 +42,10 @@ type Node struct {
 	notif    *network.NotifyBundle
 	msgr     *Messenger
 
+	dht       *dht.IpfsDHT
+	republish chan struct{}
+	published atomic.Int64
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -52,7 +57,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts()}
+	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), republish: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
 		return nil, err
@@ -117,12 +122,18 @@ func (n *Node) start() error {
 		kc := n.cfg.Keeper
 		kc.Relays = n.cfg.Relays
 		kc.Logger = n.log
+		kc.OnChange = n.addrsChanged
 		k, err := relay.NewKeeper(n.host, kc)
 		if err != nil {
 			return err
 		}
 		n.keeper.Store(k)
 		k.Start()
+	}
+	if !n.cfg.DisableDHT {
+		if err := n.startDHT(); err != nil {
+			return err
+		}
 	}
 	if n.cfg.DataDir != "" {
 		n.goRun(n.saveLoop)
@@ -154,6 +165,9 @@ func (n *Node) Close() error {
 		}
 		if n.relaySvc != nil {
 			n.relaySvc.Close()
+		}
+		if n.dht != nil {
+			n.dht.Close()
 		}
 		if n.host != nil {
 			n.host.Network().StopNotify(n.notif)

@@ -22,13 +22,7 @@ func (n *Node) dialAny(ctx context.Context, target string) (peer.ID, error) {
 	if n.host.Network().Connectedness(ai.ID) == network.Connected {
 		return ai.ID, nil
 	}
-	if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
-		ai.Addrs = append(n.bookAddrs(ai.ID), n.circuitAddrsTo(ai.ID)...)
-	}
-	if len(ai.Addrs) == 0 && len(n.host.Peerstore().Addrs(ai.ID)) == 0 {
-		return "", fmt.Errorf("%w for %s", ErrNoAddress, ai.ID)
-	}
-	if err := n.dial(ctx, ai); err != nil {
+	if err := n.reach(ctx, ai); err != nil {
 		return "", err
 	}
 	return ai.ID, nil

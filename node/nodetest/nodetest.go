@@ -186,3 +186,11 @@ func (r *LogRecorder) Records() []string {
 	defer r.mu.Unlock()
 	return slices.Clone(r.recs)
 }
+
+// WithBootstrap adds DHT bootstrap peers.
+func WithBootstrap(addrs ...ma.Multiaddr) Option {
+	return func(c *node.Config) { c.Bootstrap = append(c.Bootstrap, addrs...) }
+}
+
+// WithoutDHT leaves the node out of the DHT.
+func WithoutDHT() Option { return func(c *node.Config) { c.DisableDHT = true } }
