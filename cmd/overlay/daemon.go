@@ -23,7 +23,9 @@ import (
 // daemonFlags are the flags both node commands take.
 type daemonFlags struct {
 	data, key, network, api, addrFile, logLevel, logFormat string
-	listen                                                 maddrs
+	listen, bootstrap                                      maddrs
+	noDHT                                                  bool
+	republish                                              time.Duration
 }
 
 func (d *daemonFlags) register(fs *flag.FlagSet, role string) {
@@ -34,6 +36,9 @@ func (d *daemonFlags) register(fs *flag.FlagSet, role string) {
 	fs.StringVar(&d.addrFile, "addr-file", "", "write the node's full /p2p/ multiaddrs to this file, one per line")
 	fs.StringVar(&d.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "log format: text or json")
+	fs.Var(&d.bootstrap, "bootstrap", "DHT bootstrap peer multiaddr ending in /p2p/<peer ID>, repeatable (relays are always used too)")
+	fs.BoolVar(&d.noDHT, "no-dht", false, "stay out of the DHT: find peers only through known addresses and this node's relays")
+	fs.DurationVar(&d.republish, "republish", node.DefaultRepublish, "republish this node's signed peer record this often (and at once when its addresses change)")
 }
 
 func defaultDataDir(role string) string {
@@ -110,6 +115,7 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		return err
 	}
 	cfg.Key, cfg.Network, cfg.DataDir, cfg.Logger = key, d.network, d.data, log
+	cfg.Bootstrap, cfg.DisableDHT, cfg.Republish = d.bootstrap, d.noDHT, d.republish
 	n, err := node.New(cfg)
 	if err != nil {
 		return err

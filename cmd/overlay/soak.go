@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -56,7 +57,7 @@ func runSoak(cf clientFlags, to string, d, interval time.Duration) error {
 		}
 		if time.Since(lastReport) >= time.Minute {
 			lastReport = time.Now()
-			fmt.Printf("%s: sent %d, acknowledged %d, lost %d\n", time.Since(t0).Round(time.Second), rep.Sent, rep.Acked, rep.Lost)
+			fmt.Fprintf(os.Stderr, "%s: sent %d, acknowledged %d, lost %d\n", time.Since(t0).Round(time.Second), rep.Sent, rep.Acked, rep.Lost)
 		}
 		<-tick.C
 	}
