@@ -15,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -41,6 +42,8 @@ type Node struct {
 	verdicts *verdicts
 	notif    *network.NotifyBundle
 	msgr     *Messenger
+
+	relayEmitter event.Emitter
 
 	dht       *dht.IpfsDHT
 	republish chan struct{}
@@ -109,6 +112,9 @@ func (n *Node) start() error {
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
 	}
 	n.host.Network().Notify(n.notif)
+	if err := n.watchIdentify(); err != nil {
+		return fmt.Errorf("watch identify: %w", err)
+	}
 	n.msgr = newMessenger(n)
 	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
 	switch n.cfg.Role {
@@ -119,10 +125,15 @@ func (n *Node) start() error {
 		}
 		n.relaySvc = svc
 	case protocol.RolePrivate:
+		em, err := n.host.EventBus().Emitter(new(event.EvtAutoRelayAddrsUpdated))
+		if err != nil {
+			return fmt.Errorf("relay address emitter: %w", err)
+		}
+		n.relayEmitter = em
 		kc := n.cfg.Keeper
 		kc.Relays = n.cfg.Relays
 		kc.Logger = n.log
-		kc.OnChange = n.addrsChanged
+		kc.OnChange = n.reservationsChanged
 		k, err := relay.NewKeeper(n.host, kc)
 		if err != nil {
 			return err
@@ -162,6 +173,9 @@ func (n *Node) Close() error {
 		}
 		if k := n.keeper.Load(); k != nil {
 			k.Close()
+		}
+		if n.relayEmitter != nil {
+			n.relayEmitter.Close()
 		}
 		if n.relaySvc != nil {
 			n.relaySvc.Close()

@@ -60,3 +60,21 @@ func TestPrivatePeersThroughRelay(t *testing.T) {
 		}
 	}
 }
+
+// A relay learns a peer's relayed addresses once the peer holds its
+// reservation, though the handshake ran before it had any.
+func TestRelayBooksPeersRelayedAddrs(t *testing.T) {
+	r := nt.Relay(t)
+	p := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r)})
+	nt.Eventually(t, 10*time.Second, "reserved", func() bool { return nt.Reserved(p, 1) })
+	nt.Eventually(t, 20*time.Second, "relay books the peer's relayed addresses", func() bool {
+		info, ok := r.Book().Get(p.ID())
+		return ok && len(info.Relayed) > 0 && len(info.Direct) == 0
+	})
+	for _, a := range p.Host().Addrs() {
+		if node.IsRelayed(a) {
+			return
+		}
+	}
+	t.Errorf("host addresses %v advertise no relayed address", p.Host().Addrs())
+}

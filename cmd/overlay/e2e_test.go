@@ -203,7 +203,39 @@ func TestBinaryRelayAndTwoPeers(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Reservations) != 1 || len(st.Addrs.Relayed) == 0 {
 		t.Errorf("status --json = %s (err %v), want one reservation and relayed addrs", out, err)
 	}
+	checkMessaging(t, a.api(t), b.api(t), bID)
 	for _, p := range []*proc{a, b, r} {
 		p.stop(t)
+	}
+}
+
+// checkMessaging drives send, inbox, ping and perf between two running peers.
+func checkMessaging(t *testing.T, aAPI, bAPI, bID string) {
+	out, err := overlay(t, "send", "--api", aAPI, bID, "hello over the overlay")
+	if err != nil || !strings.Contains(out, "acknowledged") {
+		t.Fatalf("send: %q, %v", out, err)
+	}
+	out, err = overlay(t, "inbox", "--json", "--api", bAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inbox []struct {
+		From string `json:"from"`
+		Seq  uint64 `json:"seq"`
+		Data string `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(out), &inbox); err != nil || len(inbox) != 1 || inbox[0].Data != "hello over the overlay" || inbox[0].Seq != 1 {
+		t.Fatalf("inbox --json = %s (%v)", out, err)
+	}
+	// A peer nobody knows: a clear reason and a non-zero exit.
+	_, err = overlay(t, "send", "--api", aAPI, "--timeout", "10s", "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo", "x")
+	if err == nil || !strings.Contains(err.Error(), "unknown peer") {
+		t.Errorf("send to unknown peer: %v, want an 'unknown peer' error", err)
+	}
+	if out, err = overlay(t, "ping", "--api", aAPI, "--count", "2", "--interval", "10ms", bID); err != nil || !strings.Contains(out, "2 answered") {
+		t.Errorf("ping: %q, %v", out, err)
+	}
+	if out, err = overlay(t, "perf", "--api", aAPI, "--upload", "1048576", "--download", "1048576", bID); err != nil || !strings.Contains(out, "download: 1048576 bytes") {
+		t.Errorf("perf: %q, %v", out, err)
 	}
 }

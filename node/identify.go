@@ -1,0 +1,52 @@
+package node
+
+import (
+	"github.com/libp2p/go-libp2p/core/event"
+)
+
+// watchIdentify keeps members' address books current: a peer announces new
+// addresses through identify (at connect, and pushed when they change, as
+// when a private peer gains or loses a reservation), while the handshake
+// saw only those it had at the time.
+func (n *Node) watchIdentify() error {
+	sub, err := n.host.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		return err
+	}
+	n.goRun(func() {
+		defer sub.Close()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case e, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				ev := e.(event.EvtPeerIdentificationCompleted)
+				n.noteAddrs(ev)
+			}
+		}
+	})
+	return nil
+}
+
+func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
+	n.verdicts.mu.Lock()
+	member := n.verdicts.m[ev.Peer] == StateMember
+	n.verdicts.mu.Unlock()
+	if !member || len(ev.ListenAddrs) == 0 {
+		return
+	}
+	direct, relayed := SplitAddrs(capAddrs(ev.ListenAddrs))
+	n.book.Update(ev.Peer, func(p *PeerInfo) { p.setAddrs(direct, relayed) })
+}
+
+// reservationsChanged tells libp2p (so identify pushes the new addresses to
+// connected peers now, not at its next 5 s tick) and the DHT publisher.
+func (n *Node) reservationsChanged() {
+	if n.relayEmitter != nil {
+		_ = n.relayEmitter.Emit(event.EvtAutoRelayAddrsUpdated{RelayAddrs: n.RelayedAddrs()})
+	}
+	n.addrsChanged()
+}
