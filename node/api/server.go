@@ -21,8 +21,9 @@ import (
 // network.
 const DefaultAddr = "127.0.0.1:7400"
 
-// maxBody caps a request body.
-const maxBody = 4 << 20
+// maxBody caps a request body: room for the largest message even as JSON
+// text with every byte escaped (6x).
+const maxBody = 8 << 20
 
 // Server serves the control API of one node.
 type Server struct {
