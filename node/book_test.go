@@ -147,8 +147,8 @@ func TestNodeStartsWithCorruptBook(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "peers.json"), []byte("not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuf
-	r := nt.Relay(t, nt.WithDataDir(dir), withLog(&log))
+	var log nt.LogBuffer
+	r := nt.Relay(t, nt.WithDataDir(dir), nt.WithLogBuffer(&log))
 	if n := len(r.Book().List()); n != 0 {
 		t.Errorf("book has %d peers, want 0", n)
 	}

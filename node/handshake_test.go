@@ -1,13 +1,9 @@
 package node_test
 
 import (
-	"bytes"
-	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,36 +18,9 @@ import (
 	"github.com/overlay-net/overlay/protocol"
 )
 
-// syncBuf is a log sink that many goroutines may write to.
-type syncBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// nt.LogBuffer is a log sink that many goroutines may write to.
 
 // withLog sends the node's log, at debug level, to buf.
-func withLog(buf *syncBuf) nt.Option {
-	return func(c *node.Config) {
-		c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-}
-
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // awaitBooked waits until self books other as a member of the given role
 // reached over path.
@@ -85,7 +54,7 @@ func TestHandshakeCompletes(t *testing.T) {
 				if tr == "ws" {
 					addr = nt.WSAddr(t, to)
 				}
-				info, err := from.Connect(ctxFor(t, 10*time.Second), addr.String())
+				info, err := from.Connect(nt.Context(t, 10*time.Second), addr.String())
 				if err != nil {
 					t.Fatalf("connect over %s: %v", tr, err)
 				}
@@ -100,7 +69,7 @@ func TestHandshakeCompletes(t *testing.T) {
 				if len(ws) == 0 || ws[0] != (tr == "ws") {
 					t.Errorf("connections to peer are ws=%v, want %s", ws, tr)
 				}
-				if s, ok := to.WaitVerdict(ctxFor(t, 10*time.Second), from.ID()); !ok || s != node.StateMember {
+				if s, ok := to.WaitVerdict(nt.Context(t, 10*time.Second), from.ID()); !ok || s != node.StateMember {
 					t.Errorf("responder's verdict = %q, %v; want member", s, ok)
 				}
 				for _, pair := range [][2]*node.Node{{from, to}, {to, from}} {
@@ -125,14 +94,14 @@ func TestHandshakeCompletes(t *testing.T) {
 			if dir == "b-dials-a" {
 				from, to = b, a
 			}
-			info, err := from.Connect(ctxFor(t, 10*time.Second), to.ID().String())
+			info, err := from.Connect(nt.Context(t, 10*time.Second), to.ID().String())
 			if err != nil {
 				t.Fatalf("connect through relay: %v", err)
 			}
 			if info.State != node.StateMember || info.Role != protocol.RolePrivate || info.Path != node.PathRelayed {
 				t.Fatalf("Connect returned %+v, want a private member over a relayed path", info)
 			}
-			if s, ok := to.WaitVerdict(ctxFor(t, 10*time.Second), from.ID()); !ok || s != node.StateMember {
+			if s, ok := to.WaitVerdict(nt.Context(t, 10*time.Second), from.ID()); !ok || s != node.StateMember {
 				t.Errorf("responder's verdict = %q, %v; want member", s, ok)
 			}
 			for _, pair := range [][2]*node.Node{{from, to}, {to, from}} {
@@ -169,18 +138,18 @@ func TestHandshakeMismatch(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var respLog, iniLog syncBuf
-			resp := nt.Relay(t, append(c.respOpts, withLog(&respLog))...)
-			ini := nt.Relay(t, append(c.iniOpts, withLog(&iniLog))...)
+			var respLog, iniLog nt.LogBuffer
+			resp := nt.Relay(t, append(c.respOpts, nt.WithLogBuffer(&respLog))...)
+			ini := nt.Relay(t, append(c.iniOpts, nt.WithLogBuffer(&iniLog))...)
 
-			_, err := ini.Connect(ctxFor(t, 10*time.Second), nt.TCPAddr(t, resp).String())
+			_, err := ini.Connect(nt.Context(t, 10*time.Second), nt.TCPAddr(t, resp).String())
 			if !errors.Is(err, node.ErrRejected) {
 				t.Fatalf("Connect = %v, want an error wrapping ErrRejected", err)
 			}
 			if !strings.Contains(err.Error(), c.text) {
 				t.Errorf("Connect error %q does not name %q", err, c.text)
 			}
-			if s, ok := resp.WaitVerdict(ctxFor(t, 10*time.Second), ini.ID()); !ok || s != node.StateRejected {
+			if s, ok := resp.WaitVerdict(nt.Context(t, 10*time.Second), ini.ID()); !ok || s != node.StateRejected {
 				t.Errorf("responder's verdict = %q, %v; want rejected", s, ok)
 			}
 			for _, pair := range [][2]*node.Node{{ini, resp}, {resp, ini}} {
@@ -236,7 +205,7 @@ func badHandshake(t *testing.T, r *node.Node, h host.Host, payload []byte) time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxFor(t, 10*time.Second)
+	ctx := nt.Context(t, 10*time.Second)
 	if err := h.Connect(ctx, *ai); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +246,7 @@ func badHandshake(t *testing.T, r *node.Node, h host.Host, payload []byte) time.
 func stillServes(t *testing.T, r *node.Node) {
 	t.Helper()
 	p := nt.Peer(t, nil)
-	info, err := p.Connect(ctxFor(t, 10*time.Second), nt.WSAddr(t, r).String())
+	info, err := p.Connect(nt.Context(t, 10*time.Second), nt.WSAddr(t, r).String())
 	if err != nil || info.State != node.StateMember {
 		t.Fatalf("a proper peer cannot join after bad input: %+v, %v", info, err)
 	}
@@ -333,7 +302,7 @@ func TestHandshakeReconnectRechecked(t *testing.T) {
 	a := nt.Relay(t, nt.WithNetwork("alpha"))
 	key := nt.Key(t)
 	b := nt.Relay(t, nt.WithNetwork("alpha"), nt.WithKey(key))
-	if _, err := a.Connect(ctxFor(t, 10*time.Second), nt.TCPAddr(t, b).String()); err != nil {
+	if _, err := a.Connect(nt.Context(t, 10*time.Second), nt.TCPAddr(t, b).String()); err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
@@ -342,7 +311,7 @@ func TestHandshakeReconnectRechecked(t *testing.T) {
 	})
 
 	b2 := nt.Relay(t, nt.WithNetwork("beta"), nt.WithKey(key))
-	info, err := a.Connect(ctxFor(t, 10*time.Second), nt.TCPAddr(t, b2).String())
+	info, err := a.Connect(nt.Context(t, 10*time.Second), nt.TCPAddr(t, b2).String())
 	if err == nil {
 		// Wait for the real outcome to show what Connect should have said.
 		nt.Eventually(t, 10*time.Second, "handshake outcome", func() bool {

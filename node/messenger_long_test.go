@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"runtime"
 	"slices"
 	"testing"
@@ -87,7 +86,7 @@ func TestRelayRestartDuringMessages(t *testing.T) {
 	before := runtime.NumGoroutine()
 	func() {
 		key := nt.Key(t)
-		addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", msgFreePort(t))
+		addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", nt.FreePort(t))
 		r := nt.Relay(t, nt.WithKey(key), nt.WithListen(addr))
 		relays := []ma.Multiaddr{nt.WSAddr(t, r)}
 		a := nt.Peer(t, relays)
@@ -184,14 +183,4 @@ func TestGarbageOnMessageStream(t *testing.T) {
 			send(t, a, b, []byte("still works"))
 		})
 	}
-}
-
-func msgFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -1,13 +1,8 @@
 package relay_test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,46 +17,6 @@ import (
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
-
-type syncBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func withLog(buf *syncBuf) nt.Option {
-	return func(c *node.Config) {
-		c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-}
-
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startRelayAt starts a public node with key listening on the given
 // WebSocket address, retrying while the port is still held by a node that
@@ -101,7 +56,7 @@ func reachThrough(t *testing.T, relays []ma.Multiaddr, target *node.Node) {
 	t.Helper()
 	b := nt.Peer(t, relays)
 	nt.Eventually(t, 10*time.Second, "second peer reserved", func() bool { return nt.Reserved(b, 1) })
-	info, err := b.Connect(ctxFor(t, 10*time.Second), target.ID().String())
+	info, err := b.Connect(nt.Context(t, 10*time.Second), target.ID().String())
 	if err != nil {
 		t.Fatalf("reach %s through the relay: %v", target.ID(), err)
 	}
@@ -154,7 +109,7 @@ func TestReservationRenewed(t *testing.T) {
 // same address.
 func TestRelayRestart(t *testing.T) {
 	key := nt.Key(t)
-	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", freePort(t))
+	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", nt.FreePort(t))
 	relays := []ma.Multiaddr{ma.StringCast(listen + "/p2p/" + idOf(t, key).String())}
 
 	r1 := startRelayAt(t, key, listen)
@@ -203,7 +158,7 @@ func TestStockRelay(t *testing.T) {
 	if rs := a.Reservations(); rs[0].Relay != h.ID() || len(rs[0].Addrs) == 0 {
 		t.Errorf("reservation %+v, want one on %s with relayed addresses", rs[0], h.ID())
 	}
-	if s, ok := a.WaitVerdict(ctxFor(t, 10*time.Second), h.ID()); !ok || s != node.StateForeign {
+	if s, ok := a.WaitVerdict(nt.Context(t, 10*time.Second), h.ID()); !ok || s != node.StateForeign {
 		t.Fatalf("verdict on the stock relay = %q, %v; want foreign", s, ok)
 	}
 	p, ok := a.Book().Get(h.ID())
@@ -221,11 +176,11 @@ func TestStockRelay(t *testing.T) {
 // and reserves as soon as the relay is up.
 func TestKeeperWaitsForRelay(t *testing.T) {
 	key := nt.Key(t)
-	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", freePort(t))
+	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", nt.FreePort(t))
 	relays := []ma.Multiaddr{ma.StringCast(listen + "/p2p/" + idOf(t, key).String())}
 
-	var log syncBuf
-	a := nt.Peer(t, relays, withLog(&log))
+	var log nt.LogBuffer
+	a := nt.Peer(t, relays, nt.WithLogBuffer(&log))
 	nt.Eventually(t, 10*time.Second, "three failed attempts", func() bool {
 		if n := len(a.Reservations()); n != 0 {
 			t.Fatalf("%d reservations on a relay that is down", n)
@@ -234,7 +189,7 @@ func TestKeeperWaitsForRelay(t *testing.T) {
 	})
 	// The node is still up and serving: it joins another node.
 	other := nt.Relay(t)
-	if _, err := a.Connect(ctxFor(t, 10*time.Second), nt.WSAddr(t, other).String()); err != nil {
+	if _, err := a.Connect(nt.Context(t, 10*time.Second), nt.WSAddr(t, other).String()); err != nil {
 		t.Fatalf("node stopped working while its relay was down: %v", err)
 	}
 

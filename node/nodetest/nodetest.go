@@ -2,8 +2,10 @@
 package nodetest
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -194,3 +196,47 @@ func WithBootstrap(addrs ...ma.Multiaddr) Option {
 
 // WithoutDHT leaves the node out of the DHT.
 func WithoutDHT() Option { return func(c *node.Config) { c.DisableDHT = true } }
+
+// LogBuffer collects a node's text logs; it is safe for concurrent use.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// WithLogBuffer logs the node at debug level into b.
+func WithLogBuffer(b *LogBuffer) Option {
+	return func(c *node.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+}
+
+// Context returns a context that ends after d or with the test.
+func Context(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// a node that must come back at the same address.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
