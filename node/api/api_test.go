@@ -42,9 +42,9 @@ func TestAPI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	nt.Eventually(t, 10*time.Second, "a healthy", func() bool {
+	nt.Eventually(t, 10*time.Second, "a healthy, b reserved", func() bool {
 		h, err := ca.Health(ctx)
-		return err == nil && h.OK
+		return err == nil && h.OK && nt.Reserved(b, 1)
 	})
 	st, err := ca.Status(ctx)
 	if err != nil || st.PeerID != a.ID().String() || st.Role != protocol.RolePrivate || len(st.Reservations) != 1 ||
