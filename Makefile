@@ -39,8 +39,9 @@ testnet: build
 	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/check -wait
 
 # End-to-end checks against the running net; prints a summary table.
+# CHECK_FLAGS: see `go run ./testnet/check -h` (bounds of the waits).
 testnet-check:
-	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/check
+	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/check $(CHECK_FLAGS)
 
 # Stop the net and remove its containers, networks and volumes.
 testnet-down:
