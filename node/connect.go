@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -154,8 +155,59 @@ func (n *Node) dial(ctx context.Context, ai peer.AddrInfo) error {
 	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
 		sw.Backoff().Clear(ai.ID)
 	}
-	if err := n.host.Connect(ctx, ai); err != nil {
+	n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+	restore := n.hideDeadCircuits(ai.ID)
+	defer restore()
+	if err := n.host.Connect(ctx, peer.AddrInfo{ID: ai.ID}); err != nil {
 		return fmt.Errorf("connect to %s: %w", ai.ID, err)
 	}
 	return nil
+}
+
+// hideDeadCircuits removes from the peerstore, for the length of one dial,
+// p's relayed addresses through those of our own relays we hold no
+// reservation on now (the keeper cannot reach them), as long as another
+// address is left. libp2p would dial them alongside the good ones, and a
+// dead relay costs a relay dial timeout (5 s) before the dial settles. The
+// returned function puts them back.
+func (n *Node) hideDeadCircuits(p peer.ID) (restore func()) {
+	k := n.keeper.Load()
+	if k == nil {
+		return func() {}
+	}
+	held := map[peer.ID]bool{}
+	for _, r := range k.Reservations() {
+		held[r.Relay] = true
+	}
+	dead := map[peer.ID]bool{}
+	for _, r := range k.Relays() {
+		if !held[r.ID] {
+			dead[r.ID] = true
+		}
+	}
+	ps := n.host.Peerstore()
+	var hide []ma.Multiaddr
+	addrs := ps.Addrs(p)
+	for _, a := range addrs {
+		if dead[relayOf(a)] {
+			hide = append(hide, a)
+		}
+	}
+	if len(hide) == 0 || len(hide) == len(addrs) {
+		return func() {}
+	}
+	for _, a := range hide {
+		ps.SetAddr(p, a, 0)
+	}
+	return func() { ps.AddAddrs(p, hide, peerstore.TempAddrTTL) }
+}
+
+// relayOf returns the relay of a relayed address, or "".
+func relayOf(a ma.Multiaddr) peer.ID {
+	if !IsRelayed(a) {
+		return ""
+	}
+	before, _ := ma.SplitFunc(a, func(c ma.Component) bool { return c.Code() == ma.P_CIRCUIT })
+	_, id := peer.SplitAddr(before)
+	return id
 }
