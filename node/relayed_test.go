@@ -78,3 +78,56 @@ func TestRelayBooksPeersRelayedAddrs(t *testing.T) {
 	}
 	t.Errorf("host addresses %v advertise no relayed address", p.Host().Addrs())
 }
+
+// Peers reserved on two relays stay reachable when one relay stops: a
+// sender whose connection went through the stopped relay gets through the
+// other.
+func TestFailoverToSecondRelay(t *testing.T) {
+	r1, r2 := nt.Relay(t), nt.Relay(t)
+	relays := []ma.Multiaddr{nt.WSAddr(t, r1), nt.WSAddr(t, r2)}
+	a := nt.Peer(t, relays, nt.WithoutDHT())
+	b := nt.Peer(t, relays, nt.WithoutDHT())
+	nt.Eventually(t, 10*time.Second, "reserved on both relays", func() bool { return nt.Reserved(a, 2) && nt.Reserved(b, 2) })
+	ch, cancel := b.Messages().Subscribe(8)
+	defer cancel()
+	send(t, a, b, []byte("one"))
+	via := relayOfConn(t, a, b)
+	first, second := r1, r2
+	if via == r2.ID().String() {
+		first, second = r2, r1
+	}
+	first.Close()
+	nt.Eventually(t, 10*time.Second, "a and b notice", func() bool {
+		return len(a.Reservations()) == 1 && len(b.Reservations()) == 1 &&
+			len(a.Host().Network().ConnsToPeer(b.ID())) == 0
+	})
+	send(t, a, b, []byte("two"))
+	if got := relayOfConn(t, a, b); got != second.ID().String() {
+		t.Fatalf("second message went through %s, want the remaining relay %s", got, second.ID())
+	}
+	for _, want := range []string{"one", "two"} {
+		select {
+		case m := <-ch:
+			if string(m.Data) != want {
+				t.Fatalf("got %q, want %q", m.Data, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%q never arrived", want)
+		}
+	}
+}
+
+// relayOfConn returns the relay that a's connection to b goes through.
+func relayOfConn(t *testing.T, a, b *node.Node) string {
+	t.Helper()
+	conns := a.Host().Network().ConnsToPeer(b.ID())
+	if len(conns) != 1 {
+		t.Fatalf("%d connections from a to b, want 1", len(conns))
+	}
+	before, _ := ma.SplitFunc(conns[0].RemoteMultiaddr(), func(c ma.Component) bool { return c.Code() == ma.P_CIRCUIT })
+	id, err := before.ValueForProtocol(ma.P_P2P)
+	if err != nil {
+		t.Fatalf("connection %s is not relayed", conns[0].RemoteMultiaddr())
+	}
+	return id
+}
