@@ -27,7 +27,10 @@ const Agent = "overlay/0.1.0"
 type Config struct {
 	Role    protocol.Role
 	Network string
-	Key     crypto.PrivKey
+	// NetworkKey, when set, makes membership a secret: the handshake admits
+	// only peers that prove they hold the same key.
+	NetworkKey []byte
+	Key        crypto.PrivKey
 	// DataDir holds the peer book; "" keeps it in memory only.
 	DataDir string
 	// Listen addresses. A private node needs none.

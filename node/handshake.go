@@ -80,6 +80,31 @@ func (n *Node) WaitVerdict(ctx context.Context, p peer.ID) (State, bool) {
 	return n.verdicts.wait(ctx, p)
 }
 
+// helloFor is this node's hello to peer to: with a network key, it carries
+// the proof made for that peer.
+func (n *Node) helloFor(to peer.ID) protocol.Hello {
+	h := n.hello()
+	if len(n.cfg.NetworkKey) > 0 {
+		h.Proof = protocol.NetworkProof(n.cfg.NetworkKey, n.ID(), to)
+	}
+	return h
+}
+
+// checker admits a peer of this network and version that, when the network
+// has a key, proves it holds the same key.
+func (n *Node) checker(from peer.ID) protocol.Checker {
+	local := n.hello()
+	return func(remote protocol.Hello) error {
+		if err := protocol.Check(local, remote); err != nil {
+			return err
+		}
+		if len(n.cfg.NetworkKey) > 0 {
+			return protocol.CheckProof(n.cfg.NetworkKey, remote, from, n.ID())
+		}
+		return nil
+	}
+}
+
 func (n *Node) hello() protocol.Hello {
 	return protocol.Hello{
 		Network: n.cfg.Network,
@@ -156,12 +181,14 @@ func (n *Node) initiate(c network.Conn) {
 		return
 	}
 	_ = s.SetProtocol(protocol.HandshakeID)
-	remote, err := protocol.Initiate(s, n.hello())
+	p := c.RemotePeer()
+	remote, err := protocol.InitiateWith(s, n.helloFor(p), n.checker(p))
 	n.conclude(c, s, remote, err)
 }
 
 func (n *Node) handleHandshake(s network.Stream) {
-	remote, err := protocol.Respond(s, n.hello())
+	p := s.Conn().RemotePeer()
+	remote, err := protocol.RespondWith(s, n.helloFor(p), n.checker(p))
 	n.conclude(s.Conn(), s, remote, err)
 }
 

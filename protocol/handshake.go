@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -21,7 +24,8 @@ const HandshakeID = "/overlay/handshake/1.0.0"
 //
 // Version history:
 //
-//	1  first version: hello, accept, reject frames; JSON hello.
+//	1  first version: hello, accept, reject frames; JSON hello with an
+//	   optional network-key proof.
 const Version = 1
 
 // MinVersion is the oldest peer version this build accepts.
@@ -50,6 +54,7 @@ const (
 	MaxAddrs      = 64
 	maxNetworkLen = 64
 	maxAgentLen   = 128
+	maxProofLen   = 64
 )
 
 // HandshakeTimeout bounds the whole handshake on one stream.
@@ -71,6 +76,9 @@ type Hello struct {
 	Agent   string         `json:"agent"`
 	Direct  []ma.Multiaddr `json:"-"`
 	Relayed []ma.Multiaddr `json:"-"`
+	// Proof is HMAC-SHA256 under the network key, present when the network
+	// has one (see NetworkProof).
+	Proof []byte `json:"-"`
 }
 
 // helloWire is Hello as it is sent: addresses as strings.
@@ -81,6 +89,7 @@ type helloWire struct {
 	Agent   string   `json:"agent"`
 	Direct  []string `json:"direct,omitempty"`
 	Relayed []string `json:"relayed,omitempty"`
+	Proof   []byte   `json:"proof,omitempty"`
 }
 
 // Sentinel errors of the handshake.
@@ -88,6 +97,7 @@ var (
 	ErrNetworkMismatch = errors.New("network mismatch")
 	ErrVersionMismatch = errors.New("incompatible version")
 	ErrMalformed       = errors.New("malformed handshake")
+	ErrNetworkKey      = errors.New("network key mismatch")
 )
 
 // RejectedError reports a handshake that one side refused.
@@ -106,7 +116,7 @@ func (e *RejectedError) Error() string {
 // EncodeHello returns the wire payload of h.
 func EncodeHello(h Hello) ([]byte, error) {
 	w := helloWire{Network: h.Network, Version: h.Version, Role: h.Role, Agent: h.Agent,
-		Direct: addrStrings(h.Direct), Relayed: addrStrings(h.Relayed)}
+		Direct: addrStrings(h.Direct), Relayed: addrStrings(h.Relayed), Proof: h.Proof}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, err
@@ -135,7 +145,10 @@ func DecodeHello(b []byte) (Hello, error) {
 	if w.Role != RolePublic && w.Role != RolePrivate {
 		return Hello{}, fmt.Errorf("%w: unknown role %q", ErrMalformed, truncate(string(w.Role), 32))
 	}
-	h := Hello{Network: w.Network, Version: w.Version, Role: w.Role, Agent: w.Agent}
+	if len(w.Proof) > maxProofLen {
+		return Hello{}, fmt.Errorf("%w: proof of %d bytes", ErrMalformed, len(w.Proof))
+	}
+	h := Hello{Network: w.Network, Version: w.Version, Role: w.Role, Agent: w.Agent, Proof: w.Proof}
 	var err error
 	if h.Direct, err = parseAddrs(w.Direct); err != nil {
 		return Hello{}, err
@@ -165,9 +178,18 @@ type Deadliner interface {
 	SetDeadline(time.Time) error
 }
 
+// Checker decides whether the remote hello is admitted; nil means Check.
+type Checker func(remote Hello) error
+
 // Initiate runs the handshake as the dialing side. local.Version is sent as is,
 // so that a test can pose as another version.
-func Initiate(s Deadliner, local Hello) (Hello, error) {
+func Initiate(s Deadliner, local Hello) (Hello, error) { return InitiateWith(s, local, nil) }
+
+// Respond runs the handshake as the side that accepted the stream.
+func Respond(s Deadliner, local Hello) (Hello, error) { return RespondWith(s, local, nil) }
+
+// InitiateWith is Initiate with a custom admission check.
+func InitiateWith(s Deadliner, local Hello, check Checker) (Hello, error) {
 	_ = s.SetDeadline(time.Now().Add(HandshakeTimeout))
 	defer s.SetDeadline(time.Time{})
 	if err := sendHello(s, local); err != nil {
@@ -177,21 +199,21 @@ func Initiate(s Deadliner, local Hello) (Hello, error) {
 	if err != nil {
 		return Hello{}, err
 	}
-	if err := verdict(s, local, remote); err != nil {
+	if err := verdict(s, local, remote, check); err != nil {
 		return remote, err
 	}
 	return remote, WriteFrame(s, frameAccept, nil)
 }
 
-// Respond runs the handshake as the side that accepted the stream.
-func Respond(s Deadliner, local Hello) (Hello, error) {
+// RespondWith is Respond with a custom admission check.
+func RespondWith(s Deadliner, local Hello, check Checker) (Hello, error) {
 	_ = s.SetDeadline(time.Now().Add(HandshakeTimeout))
 	defer s.SetDeadline(time.Time{})
 	remote, err := readHello(s)
 	if err != nil {
 		return Hello{}, err
 	}
-	if err := verdict(s, local, remote); err != nil {
+	if err := verdict(s, local, remote, check); err != nil {
 		return remote, err
 	}
 	if err := sendHello(s, local); err != nil {
@@ -212,8 +234,13 @@ func Respond(s Deadliner, local Hello) (Hello, error) {
 }
 
 // verdict checks remote and, on refusal, tells the peer why.
-func verdict(s io.Writer, local, remote Hello) error {
-	err := Check(local, remote)
+func verdict(s io.Writer, local, remote Hello, check Checker) error {
+	var err error
+	if check != nil {
+		err = check(remote)
+	} else {
+		err = Check(local, remote)
+	}
 	if err == nil {
 		return nil
 	}
@@ -292,4 +319,27 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// NetworkProof proves knowledge of a network key to one peer: HMAC-SHA256
+// over a label and both peer IDs. The secure channel authenticates both IDs,
+// so a proof made for one peer is worth nothing to any other.
+func NetworkProof(key []byte, from, to peer.ID) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("overlay handshake proof v1\x00"))
+	m.Write([]byte(from))
+	m.Write([]byte{0})
+	m.Write([]byte(to))
+	return m.Sum(nil)
+}
+
+// CheckProof verifies the remote side's proof of the network key.
+func CheckProof(key []byte, remote Hello, remoteID, localID peer.ID) error {
+	if len(remote.Proof) == 0 {
+		return fmt.Errorf("%w: peer proved no network key, this network has one", ErrNetworkKey)
+	}
+	if !hmac.Equal(remote.Proof, NetworkProof(key, remoteID, localID)) {
+		return fmt.Errorf("%w: peer holds another network key", ErrNetworkKey)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -22,16 +23,17 @@ import (
 
 // daemonFlags are the flags both node commands take.
 type daemonFlags struct {
-	data, key, network, api, addrFile, logLevel, logFormat string
-	listen, bootstrap                                      maddrs
-	noDHT                                                  bool
-	republish                                              time.Duration
+	data, key, network, netKey, api, addrFile, logLevel, logFormat string
+	listen, bootstrap                                              maddrs
+	noDHT                                                          bool
+	republish                                                      time.Duration
 }
 
 func (d *daemonFlags) register(fs *flag.FlagSet, role string) {
 	fs.StringVar(&d.data, "data", defaultDataDir(role), "data directory (peer book; identity key unless --key)")
 	fs.StringVar(&d.key, "key", "", "identity key file, created on first start (default DATA/identity.key)")
 	fs.StringVar(&d.network, "network", node.DefaultNetwork, "network name; nodes of other networks are refused")
+	fs.StringVar(&d.netKey, "network-key", "", "file holding the network's shared secret (at least 16 bytes); only nodes that prove they hold it are admitted")
 	fs.StringVar(&d.api, "api", api.DefaultAddr, "control API address (keep it on loopback), written to DATA/api.addr; \"off\" disables it")
 	fs.StringVar(&d.addrFile, "addr-file", "", "write the node's full /p2p/ multiaddrs to this file, one per line")
 	fs.StringVar(&d.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -115,6 +117,11 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		return err
 	}
 	cfg.Key, cfg.Network, cfg.DataDir, cfg.Logger = key, d.network, d.data, log
+	if d.netKey != "" {
+		if cfg.NetworkKey, err = readNetworkKey(d.netKey); err != nil {
+			return err
+		}
+	}
 	cfg.Bootstrap, cfg.DisableDHT, cfg.Republish = d.bootstrap, d.noDHT, d.republish
 	n, err := node.New(cfg)
 	if err != nil {
@@ -192,4 +199,18 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("bad --log-format %q (text or json)", format)
+}
+
+// readNetworkKey reads a network key file; surrounding white space is not
+// part of the key, so `head -c 32 /dev/urandom | base64 > FILE` works.
+func readNetworkKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read network key: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) < 16 {
+		return nil, fmt.Errorf("network key %s is %d bytes; use at least 16 (head -c 32 /dev/urandom | base64 > %s)", path, len(b), path)
+	}
+	return b, nil
 }

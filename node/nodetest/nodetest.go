@@ -240,3 +240,6 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// WithNetworkKey sets the network key.
+func WithNetworkKey(k string) Option { return func(c *node.Config) { c.NetworkKey = []byte(k) } }
