@@ -50,6 +50,19 @@ func (v *verdicts) set(p peer.ID, s State) (prev State) {
 	return prev
 }
 
+// setIfAbsent records s only where p has no verdict yet.
+func (v *verdicts) setIfAbsent(p peer.ID, s State) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, ok := v.m[p]; ok {
+		return false
+	}
+	v.m[p] = s
+	close(v.changed)
+	v.changed = make(chan struct{})
+	return true
+}
+
 // wait returns the peer's verdict, waiting for one until ctx is done.
 func (v *verdicts) wait(ctx context.Context, p peer.ID) (State, bool) {
 	for {
@@ -272,11 +285,8 @@ func (n *Node) reject(p peer.ID, reason string, byPeer bool, remote protocol.Hel
 
 func (n *Node) markForeign(c network.Conn, reason string) {
 	p := c.RemotePeer()
-	n.verdicts.mu.Lock()
-	member := n.verdicts.m[p] == StateMember
-	n.verdicts.mu.Unlock()
-	if member {
-		return
+	if !n.verdicts.setIfAbsent(p, StateForeign) {
+		return // a handshake's verdict outranks a guess
 	}
 	path := n.pathTo(p)
 	n.book.Update(p, func(pi *PeerInfo) {
@@ -285,9 +295,7 @@ func (n *Node) markForeign(c network.Conn, reason string) {
 			pi.Direct = mergeAddrs(pi.Direct, onlyDirect(n.host.Peerstore().Addrs(p)))
 		}
 	})
-	if prev := n.verdicts.set(p, StateForeign); prev != StateForeign {
-		n.log.Info("foreign peer (no overlay handshake)", "peer", p, "reason", reason)
-	}
+	n.log.Info("foreign peer (no overlay handshake)", "peer", p, "reason", reason)
 }
 
 // pathTo says how p is reached now: direct beats relayed.

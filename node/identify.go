@@ -1,7 +1,11 @@
 package node
 
 import (
+	"slices"
+
 	"github.com/libp2p/go-libp2p/core/event"
+
+	"github.com/overlay-net/overlay/protocol"
 )
 
 // watchIdentify keeps members' address books current: a peer announces new
@@ -32,6 +36,13 @@ func (n *Node) watchIdentify() error {
 }
 
 func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
+	// A peer whose identify lists no handshake protocol is a stock libp2p
+	// node: say so now rather than when watchInbound gives up on it, so
+	// that relay requests waiting on its verdict are refused at once.
+	if ev.Conn != nil && len(ev.Protocols) > 0 && !slices.Contains(ev.Protocols, protocol.HandshakeID) {
+		n.markForeign(ev.Conn, "does not speak "+protocol.HandshakeID)
+		return
+	}
 	n.verdicts.mu.Lock()
 	member := n.verdicts.m[ev.Peer] == StateMember
 	n.verdicts.mu.Unlock()
