@@ -21,9 +21,9 @@ type clientFlags struct {
 	timeout time.Duration
 }
 
-func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool) {
+func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool, timeout time.Duration) {
 	fs.StringVar(&c.api, "api", defaultAPI(api.DefaultAddr), "control API address of the node ($OVERLAY_API)")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up after this long")
+	fs.DurationVar(&c.timeout, "timeout", timeout, "give up after this long")
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print JSON for programs")
 	}
@@ -66,7 +66,7 @@ func runID(args []string) error {
 func runStatus(args []string) error {
 	var cf clientFlags
 	fs := newFlags("status", "status [--json] [--api ADDR]")
-	cf.register(fs, true)
+	cf.register(fs, true, 30*time.Second)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func printList(title string, items []string) {
 func runPeers(args []string) error {
 	var cf clientFlags
 	fs := newFlags("peers", "peers [--json] [--api ADDR]")
-	cf.register(fs, true)
+	cf.register(fs, true, 30*time.Second)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -137,8 +137,8 @@ func orDash(s string) string {
 
 func runConnect(args []string) error {
 	var cf clientFlags
-	fs := newFlags("connect", "connect [--json] [--api ADDR] TARGET\n\nTARGET is a multiaddr ending in /p2p/<peer ID>, or a peer ID: with no known\naddress the node tries the peer's relayed address through each of its relays.")
-	cf.register(fs, true)
+	fs := newFlags("connect", "connect [--json] [--api ADDR] TARGET\n\nTARGET is a multiaddr ending in /p2p/<peer ID>, or a peer ID: with no known\naddress the node looks it up in the DHT, then tries the peer's relayed\naddress through each of its own relays.")
+	cf.register(fs, true, 30*time.Second)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -162,8 +162,7 @@ func runConnect(args []string) error {
 func runHealth(args []string) error {
 	var cf clientFlags
 	fs := newFlags("health", "health [--api ADDR]\n\nExits 0 when the node is up and, for a private node, holds a reservation.")
-	cf.register(fs, false)
-	cf.timeout = 5 * time.Second
+	cf.register(fs, false, 5*time.Second)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

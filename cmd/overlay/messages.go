@@ -18,11 +18,10 @@ func runSend(args []string) error {
 	var stdin bool
 	var soak, interval time.Duration
 	fs := newFlags("send", "send [flags] PEER-ID TEXT\n       overlay send --stdin PEER-ID      (each input line is a message)\n       overlay send --soak 30m [--interval 500ms] PEER-ID\n\nExits 0 once every message is acknowledged, printing the round-trip time.")
-	cf.register(fs, true)
+	cf.register(fs, true, 30*time.Second)
 	fs.BoolVar(&stdin, "stdin", false, "send each line of standard input as a message")
 	fs.DurationVar(&soak, "soak", 0, "send a numbered message every --interval for this long, then report sent, acknowledged, lost, goroutines and heap")
 	fs.DurationVar(&interval, "interval", 500*time.Millisecond, "with --soak: time between messages")
-	cf.timeout = 30 * time.Second
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -81,7 +80,7 @@ func runInbox(args []string) error {
 	var cf clientFlags
 	var limit int
 	fs := newFlags("inbox", "inbox [--json] [--limit N] [--api ADDR]")
-	cf.register(fs, true)
+	cf.register(fs, true, 30*time.Second)
 	fs.IntVar(&limit, "limit", 0, "show only the N newest messages (0: all kept; the node keeps the last 1000)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -115,8 +114,8 @@ func runPing(args []string) error {
 	var cf clientFlags
 	var count int
 	var interval time.Duration
-	fs := newFlags("ping", "ping [flags] TARGET\n\nTARGET is a peer ID or a multiaddr ending in /p2p/<peer ID>; any libp2p peer\nthat serves /ipfs/ping/1.0.0 answers, direct or relayed.")
-	cf.register(fs, true)
+	fs := newFlags("ping", "ping [flags] TARGET\n\nTARGET is a peer ID or a multiaddr ending in /p2p/<peer ID>; any libp2p peer\nthat serves /ipfs/ping/1.0.0 answers, direct or relayed. --timeout 0 means\ncount x interval + 30s.")
+	cf.register(fs, true, 0)
 	fs.IntVar(&count, "count", 4, "pings to send")
 	fs.DurationVar(&interval, "interval", time.Second, "time between pings")
 	if err := parse(fs, args); err != nil {
@@ -125,6 +124,9 @@ func runPing(args []string) error {
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return errUsage
+	}
+	if cf.timeout <= 0 {
+		cf.timeout = time.Duration(count)*interval + 30*time.Second
 	}
 	c, ctx, cancel := cf.client()
 	defer cancel()
@@ -151,10 +153,9 @@ func runPerf(args []string) error {
 	var cf clientFlags
 	var up, down uint64
 	fs := newFlags("perf", "perf [flags] TARGET\n\nMeasures throughput with the libp2p perf protocol (/perf/1.0.0) to any peer\nthat serves it, over whatever path joins the two.")
-	cf.register(fs, true)
+	cf.register(fs, true, 5*time.Minute)
 	fs.Uint64Var(&up, "upload", 16<<20, "bytes to send")
 	fs.Uint64Var(&down, "download", 16<<20, "bytes to receive")
-	cf.timeout = 5 * time.Minute
 	if err := parse(fs, args); err != nil {
 		return err
 	}
