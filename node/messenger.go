@@ -20,6 +20,9 @@ var (
 	ErrUnknownPeer = errors.New("unknown peer")
 	ErrNotMember   = errors.New("not a member of this network")
 	ErrTimeout     = errors.New("no acknowledgement in time")
+	// ErrUnreachable means no path to a known peer works now (its relays
+	// are down, say); sending may succeed later.
+	ErrUnreachable = errors.New("peer unreachable")
 	// ErrConnLost means the connection dropped after the message was sent
 	// and before it was acknowledged: it may or may not have arrived.
 	ErrConnLost = errors.New("connection lost before acknowledgement")
@@ -103,7 +106,7 @@ func (m *Messenger) reach(ctx context.Context, to peer.ID) error {
 	case ctx.Err() != nil:
 		return fmt.Errorf("%w: reaching %s: %v", ErrTimeout, to, err)
 	}
-	return fmt.Errorf("reach %s: %w", to, err)
+	return fmt.Errorf("%w: %s: %v", ErrUnreachable, to, err)
 }
 
 func (m *Messenger) nextSeq(to peer.ID) uint64 {

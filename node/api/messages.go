@@ -117,6 +117,8 @@ func sendStatus(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, node.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
+	case errors.Is(err, node.ErrUnreachable):
+		return http.StatusBadGateway
 	}
 	return StatusFor(err)
 }
