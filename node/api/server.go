@@ -46,7 +46,7 @@ func Listen(addr string, n *node.Node, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{n: n, log: log, mux: http.NewServeMux(), ln: ln, done: make(chan struct{})}
 	s.routes()
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
