@@ -46,24 +46,20 @@ var ErrCorruptBook = errors.New("corrupt peer book")
 func LoadBook(path string) (*Book, error) {
 	b := NewBook()
 	data, err := readCapped(path, maxBookFile)
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return b, nil
+	case errors.Is(err, errTooBig):
+		return b, setAside(path, err) // damaged, not unreadable
+	case err != nil:
+		return b, fmt.Errorf("read peer book %s: %w", path, err)
 	}
 	var f bookFile
-	if errors.Is(err, errTooBig) {
-		// Damaged, not unreadable: set aside like a file that fails to parse.
-	} else if err != nil {
-		return b, fmt.Errorf("read peer book %s: %w", path, err)
-	} else if err = json.Unmarshal(data, &f); err == nil && f.Version != bookFileVersion {
-		err = fmt.Errorf("unknown version %d", f.Version)
+	if err := json.Unmarshal(data, &f); err != nil {
+		return b, setAside(path, err)
 	}
-	if err != nil {
-		// Nanoseconds keep two damaged files from one second apart.
-		aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405.000000000"))
-		if rerr := os.Rename(path, aside); rerr != nil {
-			return b, fmt.Errorf("%w: %s: %v (and could not move it aside: %v)", ErrCorruptBook, path, err, rerr)
-		}
-		return b, fmt.Errorf("%w: %s: %v; moved to %s", ErrCorruptBook, path, err, aside)
+	if f.Version != bookFileVersion {
+		return b, setAside(path, fmt.Errorf("unknown version %d", f.Version))
 	}
 	for i := range f.Peers {
 		p := f.Peers[i]
@@ -74,6 +70,17 @@ func LoadBook(path string) (*Book, error) {
 		b.peers[p.ID] = &p
 	}
 	return b, nil
+}
+
+// setAside moves a damaged book file out of the way and returns the error
+// that reports it.
+func setAside(path string, why error) error {
+	// Nanoseconds keep two damaged files from one second apart.
+	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405.000000000"))
+	if err := os.Rename(path, aside); err != nil {
+		return fmt.Errorf("%w: %s: %v (and could not move it aside: %v)", ErrCorruptBook, path, why, err)
+	}
+	return fmt.Errorf("%w: %s: %v; moved to %s", ErrCorruptBook, path, why, aside)
 }
 
 var errTooBig = errors.New("file too large")

@@ -41,9 +41,8 @@ func ParseTarget(s string) (peer.AddrInfo, error) {
 	return peer.AddrInfo{ID: id}, nil
 }
 
-// Connect reaches target and waits for its handshake. With a bare peer ID
-// and no known address, it tries the peer's relayed address through each of
-// this node's relays.
+// Connect reaches target and waits for its handshake. A bare peer ID is
+// found as reach describes.
 func (n *Node) Connect(ctx context.Context, target string) (PeerInfo, error) {
 	ai, err := ParseTarget(target)
 	if err != nil {
@@ -54,22 +53,24 @@ func (n *Node) Connect(ctx context.Context, target string) (PeerInfo, error) {
 
 // ConnectPeer is Connect with a parsed target.
 func (n *Node) ConnectPeer(ctx context.Context, ai peer.AddrInfo) (PeerInfo, error) {
-	if ai.ID == n.ID() {
-		return PeerInfo{}, errors.New("cannot connect to self")
-	}
-	if n.host.Network().Connectedness(ai.ID) != network.Connected {
-		if err := n.reach(ctx, ai); err != nil {
-			return PeerInfo{}, err
-		}
+	if err := n.reach(ctx, ai); err != nil {
+		return PeerInfo{}, err
 	}
 	return n.awaitMember(ctx, ai.ID)
 }
 
-// reach connects to ai, finding addresses when it has none: the peerstore,
-// then the peer book (an earlier run), then the DHT, then the peer's relayed
-// address through each of this node's relays. When the known addresses fail
-// (the peer moved to another relay), the DHT is asked for fresh ones.
+// reach makes sure a connection to ai exists, finding addresses when it has
+// none: the peerstore, then the peer book (an earlier run), then the DHT,
+// then the peer's relayed address through each of this node's relays. When
+// the known addresses fail (the peer moved to another relay), the DHT is
+// asked for fresh ones.
 func (n *Node) reach(ctx context.Context, ai peer.AddrInfo) error {
+	if ai.ID == n.ID() {
+		return errors.New("cannot connect to self")
+	}
+	if n.host.Network().Connectedness(ai.ID) == network.Connected {
+		return nil
+	}
 	known := func() bool { return len(ai.Addrs) > 0 || len(n.host.Peerstore().Addrs(ai.ID)) > 0 }
 	if !known() {
 		ai.Addrs = n.bookAddrs(ai.ID)

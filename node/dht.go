@@ -172,8 +172,10 @@ func (n *Node) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error) 
 		return peer.AddrInfo{}, fmt.Errorf("%w: %s has no addresses", ErrNotFound, id)
 	}
 	n.host.Peerstore().AddAddrs(id, ai.Addrs, peerstore.AddressTTL)
-	n.book.AddAddrs(id, ai.Addrs)
+	direct, relayed := SplitAddrs(ai.Addrs)
 	n.book.Update(id, func(p *PeerInfo) {
+		p.Direct = mergeAddrs(p.Direct, direct)
+		p.Relayed = mergeAddrs(p.Relayed, relayed)
 		if p.State == "" {
 			p.State = StateDiscovered
 		}

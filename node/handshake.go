@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -22,64 +21,6 @@ const foreignAfter = protocol.HandshakeTimeout + 5*time.Second
 // rejectLinger bounds how long a refusing side waits for the peer to read
 // the reason before closing the connection.
 const rejectLinger = 2 * time.Second
-
-// verdicts holds this session's handshake outcome per peer. Unlike the book,
-// it starts empty at every start, so a verdict from an earlier run is never
-// trusted.
-type verdicts struct {
-	mu      sync.Mutex
-	m       map[peer.ID]State
-	changed chan struct{}
-}
-
-func newVerdicts() *verdicts {
-	return &verdicts{m: make(map[peer.ID]State), changed: make(chan struct{})}
-}
-
-func (v *verdicts) set(p peer.ID, s State) (prev State) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	prev = v.m[p]
-	if s == "" {
-		delete(v.m, p)
-	} else {
-		v.m[p] = s
-	}
-	close(v.changed)
-	v.changed = make(chan struct{})
-	return prev
-}
-
-// setIfAbsent records s only where p has no verdict yet.
-func (v *verdicts) setIfAbsent(p peer.ID, s State) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if _, ok := v.m[p]; ok {
-		return false
-	}
-	v.m[p] = s
-	close(v.changed)
-	v.changed = make(chan struct{})
-	return true
-}
-
-// wait returns the peer's verdict, waiting for one until ctx is done.
-func (v *verdicts) wait(ctx context.Context, p peer.ID) (State, bool) {
-	for {
-		v.mu.Lock()
-		s, ok := v.m[p]
-		ch := v.changed
-		v.mu.Unlock()
-		if ok {
-			return s, true
-		}
-		select {
-		case <-ctx.Done():
-			return "", false
-		case <-ch:
-		}
-	}
-}
 
 // IsMember reports whether p passed the handshake in this session, waiting
 // for a handshake in progress until ctx is done.
@@ -106,7 +47,8 @@ func (n *Node) helloFor(to peer.ID) protocol.Hello {
 // checker admits a peer of this network and version that, when the network
 // has a key, proves it holds the same key.
 func (n *Node) checker(from peer.ID) protocol.Checker {
-	local := n.hello()
+	// Check compares network and version only; no need to gather addresses.
+	local := protocol.Hello{Network: n.cfg.Network, Version: n.cfg.HandshakeVersion}
 	return func(remote protocol.Hello) error {
 		if err := protocol.Check(local, remote); err != nil {
 			return err
@@ -139,11 +81,7 @@ func (n *Node) onConnected(c network.Conn) {
 			others++
 		}
 	}
-	n.verdicts.mu.Lock()
-	if others == 0 || n.verdicts.m[p] != StateMember {
-		delete(n.verdicts.m, p)
-	}
-	n.verdicts.mu.Unlock()
+	n.verdicts.forget(p, func(s State) bool { return others > 0 && s == StateMember })
 	n.refreshPath(p)
 	if n.ctx.Err() != nil {
 		return
@@ -164,11 +102,7 @@ func (n *Node) onDisconnected(c network.Conn) {
 	if len(n.host.Network().ConnsToPeer(p)) > 0 {
 		return
 	}
-	n.verdicts.mu.Lock()
-	if n.verdicts.m[p] == StateMember {
-		delete(n.verdicts.m, p)
-	}
-	n.verdicts.mu.Unlock()
+	n.verdicts.forget(p, func(s State) bool { return s != StateMember })
 }
 
 // initiate runs the handshake on c itself (not on whichever connection

@@ -43,10 +43,7 @@ func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
 		n.markForeign(ev.Conn, "does not speak "+protocol.HandshakeID)
 		return
 	}
-	n.verdicts.mu.Lock()
-	member := n.verdicts.m[ev.Peer] == StateMember
-	n.verdicts.mu.Unlock()
-	if !member || len(ev.ListenAddrs) == 0 {
+	if n.verdicts.get(ev.Peer) != StateMember || len(ev.ListenAddrs) == 0 {
 		return
 	}
 	direct, relayed := SplitAddrs(capAddrs(ev.ListenAddrs))

@@ -37,7 +37,6 @@ type Messenger struct {
 
 	mu      sync.Mutex
 	out     map[peer.ID]*outbox // our streams to each receiver
-	seq     map[peer.ID]uint64  // last sequence number sent to each receiver
 	seen    map[peer.ID]senderState
 	in      map[network.Stream]struct{}
 	inbox   *inbox
@@ -53,7 +52,7 @@ func newMessenger(n *Node) *Messenger {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	m := &Messenger{n: n, session: binary.BigEndian.Uint64(b[:]),
-		out: map[peer.ID]*outbox{}, seq: map[peer.ID]uint64{}, seen: map[peer.ID]senderState{},
+		out: map[peer.ID]*outbox{}, seen: map[peer.ID]senderState{},
 		in: map[network.Stream]struct{}{}, inbox: newInbox(defaultInboxLen, defaultInboxBytes),
 		subs: map[*subscription]struct{}{}}
 	n.host.SetStreamHandler(protocol.MessageID, m.handle)
@@ -66,15 +65,13 @@ func (m *Messenger) Send(ctx context.Context, to peer.ID, data []byte) (time.Dur
 	if len(data) > protocol.MaxMessageSize {
 		return 0, fmt.Errorf("%w (%d bytes)", protocol.ErrTooLarge, len(data))
 	}
-	if to == m.n.ID() {
-		return 0, errors.New("cannot send to self")
-	}
 	if err := m.reach(ctx, to); err != nil {
 		return 0, err
 	}
 	ob := m.outboxFor(to)
 	ob.wmu.Lock()
-	seq := m.nextSeq(to)
+	ob.seq++
+	seq := ob.seq
 	wait, start, err := ob.write(ctx, m, seq, data)
 	ob.wmu.Unlock()
 	if err != nil {
@@ -107,13 +104,6 @@ func (m *Messenger) reach(ctx context.Context, to peer.ID) error {
 		return fmt.Errorf("%w: reaching %s: %v", ErrTimeout, to, err)
 	}
 	return fmt.Errorf("%w: %s: %v", ErrUnreachable, to, err)
-}
-
-func (m *Messenger) nextSeq(to peer.ID) uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.seq[to]++
-	return m.seq[to]
 }
 
 func (m *Messenger) outboxFor(to peer.ID) *outbox {
@@ -149,6 +139,7 @@ func (m *Messenger) Close() {
 type outbox struct {
 	to  peer.ID
 	wmu sync.Mutex
+	seq uint64 // last sequence number sent; guarded by wmu
 
 	mu      sync.Mutex
 	s       network.Stream

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"runtime"
 	"testing"
 	"time"
 
@@ -127,5 +126,3 @@ func TestSendErrors(t *testing.T) {
 		t.Errorf("send to rejected peer: %v, want ErrNotMember", err)
 	}
 }
-
-func goroutines() int { return runtime.NumGoroutine() }

@@ -207,9 +207,6 @@ func (n *Node) Messages() *Messenger { return n.msgr }
 // Book returns the peer book.
 func (n *Node) Book() *Book { return n.book }
 
-// Config returns the node's configuration with defaults filled in.
-func (n *Node) Config() Config { return n.cfg }
-
 // DirectAddrs returns the node's own direct addresses.
 func (n *Node) DirectAddrs() []ma.Multiaddr {
 	d, _ := SplitAddrs(n.host.Addrs())

@@ -19,9 +19,6 @@ func (n *Node) dialAny(ctx context.Context, target string) (peer.ID, error) {
 	if err != nil {
 		return "", err
 	}
-	if n.host.Network().Connectedness(ai.ID) == network.Connected {
-		return ai.ID, nil
-	}
 	if err := n.reach(ctx, ai); err != nil {
 		return "", err
 	}

@@ -24,13 +24,19 @@ const frameHeaderLen = 5
 // ErrFrameTooLarge is returned when a frame announces a payload over the cap.
 var ErrFrameTooLarge = errors.New("frame too large")
 
-// WriteFrame writes one frame in a single Write so that a frame is never
-// interleaved with another writer's bytes at the transport.
-func WriteFrame(w io.Writer, typ byte, payload []byte) error {
-	buf := make([]byte, frameHeaderLen+len(payload))
+// WriteFrame writes one frame whose payload is the parts joined, in a single
+// Write so that a frame is never interleaved with another writer's bytes.
+func WriteFrame(w io.Writer, typ byte, parts ...[]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	buf := make([]byte, frameHeaderLen, frameHeaderLen+n)
 	buf[0] = typ
-	binary.BigEndian.PutUint32(buf[1:5], uint32(len(payload)))
-	copy(buf[frameHeaderLen:], payload)
+	binary.BigEndian.PutUint32(buf[1:5], uint32(n))
+	for _, p := range parts {
+		buf = append(buf, p...)
+	}
 	_, err := w.Write(buf)
 	return err
 }

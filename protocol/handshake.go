@@ -202,7 +202,7 @@ func InitiateWith(s Deadliner, local Hello, check Checker) (Hello, error) {
 	if err := verdict(s, local, remote, check); err != nil {
 		return remote, err
 	}
-	return remote, WriteFrame(s, frameAccept, nil)
+	return remote, WriteFrame(s, frameAccept)
 }
 
 // RespondWith is Respond with a custom admission check.

@@ -134,9 +134,7 @@ func WriteData(w io.Writer, seq uint64, data []byte) error {
 	if len(data) > MaxMessageSize {
 		return ErrTooLarge
 	}
-	buf := make([]byte, 8, 8+len(data))
-	binary.BigEndian.PutUint64(buf, seq)
-	return WriteFrame(w, frameData, append(buf, data...))
+	return WriteFrame(w, frameData, binary.BigEndian.AppendUint64(nil, seq), data)
 }
 
 // WriteAck acknowledges one message.

@@ -139,12 +139,8 @@ func runConnect(args []string) error {
 	var cf clientFlags
 	fs := newFlags("connect", "connect [--json] [--api ADDR] TARGET\n\nTARGET is a multiaddr ending in /p2p/<peer ID>, or a peer ID: with no known\naddress the node looks it up in the DHT, then tries the peer's relayed\naddress through each of its own relays.")
 	cf.register(fs, true, 30*time.Second)
-	if err := parse(fs, args); err != nil {
+	if err := parseArgs(fs, args, 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	c, ctx, cancel := cf.client()
 	defer cancel()

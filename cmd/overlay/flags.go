@@ -54,6 +54,19 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseArgs parses args and checks that exactly n positional arguments are
+// left, printing the usage when not.
+func parseArgs(fs *flag.FlagSet, args []string, n int) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != n {
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
 // defaultAPI is the control API address clients use: $OVERLAY_API or the
 // node's default.
 func defaultAPI(fallback string) string {

@@ -118,12 +118,8 @@ func runPing(args []string) error {
 	cf.register(fs, true, 0)
 	fs.IntVar(&count, "count", 4, "pings to send")
 	fs.DurationVar(&interval, "interval", time.Second, "time between pings")
-	if err := parse(fs, args); err != nil {
+	if err := parseArgs(fs, args, 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	if cf.timeout <= 0 {
 		cf.timeout = time.Duration(count)*interval + 30*time.Second
@@ -156,12 +152,8 @@ func runPerf(args []string) error {
 	cf.register(fs, true, 5*time.Minute)
 	fs.Uint64Var(&up, "upload", 16<<20, "bytes to send")
 	fs.Uint64Var(&down, "download", 16<<20, "bytes to receive")
-	if err := parse(fs, args); err != nil {
+	if err := parseArgs(fs, args, 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	c, ctx, cancel := cf.client()
 	defer cancel()

@@ -56,9 +56,6 @@ func WithRelayConfig(fn func(*relay.Config)) Option {
 // WithVersion makes the node announce another handshake version.
 func WithVersion(v int) Option { return func(c *node.Config) { c.HandshakeVersion = v } }
 
-// WithTCP gives a private node the TCP transport too.
-func WithTCP() Option { return func(c *node.Config) { c.WebSocketOnly = false } }
-
 // Key returns a fresh Ed25519 identity.
 func Key(t testing.TB) crypto.PrivKey {
 	t.Helper()
@@ -147,7 +144,7 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// Reserved reports whether n holds a reservation on every relay in ids.
+// Reserved reports whether n holds at least count reservations.
 func Reserved(n *node.Node, count int) bool { return len(n.Reservations()) >= count }
 
 // WithLogger sets the node's logger.
