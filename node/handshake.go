@@ -18,6 +18,10 @@ import (
 // before its peer is taken for a stock libp2p node.
 const foreignAfter = protocol.HandshakeTimeout + 5*time.Second
 
+// stockGrace is how long an inbound peer whose identify lists no handshake
+// protocol still has to start one.
+const stockGrace = 2 * time.Second
+
 // rejectLinger bounds how long a refusing side waits for the peer to read
 // the reason before closing the connection.
 const rejectLinger = 2 * time.Second
@@ -142,13 +146,18 @@ func (n *Node) handleHandshake(s network.Stream) {
 // watchInbound marks the peer of an inbound connection foreign when it never
 // starts a handshake.
 func (n *Node) watchInbound(c network.Conn) {
-	p := c.RemotePeer()
-	ctx, cancel := context.WithTimeout(n.ctx, foreignAfter)
+	n.awaitHandshake(c, foreignAfter, "sent no handshake")
+}
+
+// awaitHandshake marks the peer of c foreign, for reason, unless a verdict
+// on it arrives within d.
+func (n *Node) awaitHandshake(c network.Conn, d time.Duration, reason string) {
+	ctx, cancel := context.WithTimeout(n.ctx, d)
 	defer cancel()
-	if _, ok := n.verdicts.wait(ctx, p); ok || n.ctx.Err() != nil || c.IsClosed() {
+	if _, ok := n.verdicts.wait(ctx, c.RemotePeer()); ok || n.ctx.Err() != nil || c.IsClosed() {
 		return
 	}
-	n.markForeign(c, "sent no handshake")
+	n.markForeign(c, reason)
 }
 
 func (n *Node) conclude(c network.Conn, s network.Stream, remote protocol.Hello, err error) {

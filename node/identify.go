@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/overlay-net/overlay/protocol"
 )
@@ -36,11 +37,16 @@ func (n *Node) watchIdentify() error {
 }
 
 func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
-	// A peer whose identify lists no handshake protocol is a stock libp2p
-	// node: say so now rather than when watchInbound gives up on it, so
-	// that relay requests waiting on its verdict are refused at once.
-	if ev.Conn != nil && len(ev.Protocols) > 0 && !slices.Contains(ev.Protocols, protocol.HandshakeID) {
-		n.markForeign(ev.Conn, "does not speak "+protocol.HandshakeID)
+	// A peer that dialed us and whose identify lists no handshake protocol
+	// is most likely a stock libp2p node. Identify's list is a snapshot the
+	// remote may not have updated yet (a node just started), so this is a
+	// hint, not a verdict: give its handshake a short grace instead of the
+	// full foreignAfter, so relay requests waiting on it are refused soon.
+	// An outbound connection needs no hint: our own handshake attempt finds
+	// out for certain.
+	if ev.Conn != nil && ev.Conn.Stat().Direction == network.DirInbound &&
+		len(ev.Protocols) > 0 && !slices.Contains(ev.Protocols, protocol.HandshakeID) {
+		n.goRun(func() { n.awaitHandshake(ev.Conn, stockGrace, "its identify lists no "+protocol.HandshakeID) })
 		return
 	}
 	if n.verdicts.get(ev.Peer) != StateMember || len(ev.ListenAddrs) == 0 {

@@ -91,6 +91,10 @@ func (m *Messenger) Send(ctx context.Context, to peer.ID, data []byte) (time.Dur
 
 // reach makes sure a connection to a member exists.
 func (m *Messenger) reach(ctx context.Context, to peer.ID) error {
+	// The common case, on every message: a member already connected.
+	if m.n.verdicts.get(to) == StateMember && m.n.host.Network().Connectedness(to) == network.Connected {
+		return nil
+	}
 	_, known := m.n.book.Get(to)
 	_, err := m.n.ConnectPeer(ctx, peer.AddrInfo{ID: to})
 	switch {
