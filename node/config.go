@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
@@ -19,11 +21,16 @@ const DefaultNetwork = "overlay"
 // TCP for libp2p peers, WebSocket for peers behind proxies and firewalls.
 var DefaultRelayListen = []string{"/ip4/0.0.0.0/tcp/4100", "/ip4/0.0.0.0/tcp/4101/ws"}
 
-// Agent is the agent version a node announces.
-const Agent = "overlay/0.1.0"
+// DefaultRepublish is how often a node republishes its peer record when
+// nothing changed; a change of reservations republishes at once.
+const DefaultRepublish = 10 * time.Minute
 
-// Config is everything a node needs; the zero value of an optional field
-// means its default.
+// Agent is the agent version a node announces.
+const Agent = "overlay/0.2.0"
+
+// Config is everything a node needs. Start from DefaultConfig, which holds
+// every default in one place; New validates and fills in nothing, so a
+// field left at zero by mistake is an error, not a silent default.
 type Config struct {
 	Role    protocol.Role
 	Network string
@@ -46,50 +53,78 @@ type Config struct {
 	// through addresses already known and this node's relays.
 	DisableDHT bool
 	// Republish is how often the node republishes its signed peer record
-	// when nothing changed (default DefaultRepublish).
+	// when nothing changed.
 	Republish time.Duration
 	// Relay limits, for a public node.
 	Relay relay.Config
-	// Keeper retry settings, for a private node; Relays and Logger are set
-	// by the node.
+	// Keeper retry settings, for a private node; Relays, Admission and
+	// Logger are set by the node.
 	Keeper relay.KeeperConfig
+	// Book bounds the peer book: how long strangers stay, and how many
+	// peers it holds.
+	Book   book.Policy
 	Logger *slog.Logger
-	// HandshakeVersion is the version announced in the handshake; 0 means
-	// protocol.Version. Tests set it to pose as another release.
+	// HandshakeVersion is the version announced in the handshake. Tests
+	// set it to pose as another release.
 	HandshakeVersion int
 }
 
-func (c *Config) fill() error {
+// DefaultConfig returns the configuration of a node of role with every
+// default set; the caller adds the Key (and, for a private node, Relays).
+func DefaultConfig(role protocol.Role) Config {
+	c := Config{
+		Role:             role,
+		Network:          DefaultNetwork,
+		Republish:        DefaultRepublish,
+		Relay:            relay.DefaultConfig(),
+		Keeper:           relay.DefaultKeeperConfig(),
+		Book:             book.DefaultPolicy(),
+		HandshakeVersion: protocol.Version,
+	}
+	if role == protocol.RolePublic {
+		for _, s := range DefaultRelayListen {
+			c.Listen = append(c.Listen, ma.StringCast(s))
+		}
+	}
+	return c
+}
+
+// Validate reports every setting that cannot work, each naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Role != protocol.RolePublic && c.Role != protocol.RolePrivate {
-		return fmt.Errorf("role must be %q or %q, not %q", protocol.RolePublic, protocol.RolePrivate, c.Role)
+		bad("role must be %q or %q, not %q", protocol.RolePublic, protocol.RolePrivate, c.Role)
 	}
 	if c.Key == nil {
-		return fmt.Errorf("no identity key")
+		bad("no identity key")
 	}
 	if c.Network == "" {
-		c.Network = DefaultNetwork
+		bad("network name is empty")
 	}
-	if c.HandshakeVersion == 0 {
-		c.HandshakeVersion = protocol.Version
+	if c.HandshakeVersion <= 0 {
+		bad("handshake version must be positive, not %d", c.HandshakeVersion)
 	}
 	if c.Republish <= 0 {
-		c.Republish = DefaultRepublish
+		bad("republish interval must be positive, not %s", c.Republish)
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+	if err := c.Book.Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	if c.Role == protocol.RolePublic && c.Relay == (relay.Config{}) {
-		c.Relay = relay.DefaultConfig()
+	switch c.Role {
+	case protocol.RolePublic:
+		if err := c.Relay.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	case protocol.RolePrivate:
+		kc := c.Keeper
+		kc.Relays = c.Relays
+		if err := kc.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	d := relay.DefaultKeeperConfig()
-	if c.Keeper.MinBackoff == 0 {
-		c.Keeper.MinBackoff = d.MinBackoff
-	}
-	if c.Keeper.MaxBackoff == 0 {
-		c.Keeper.MaxBackoff = d.MaxBackoff
-	}
-	if c.Keeper.DialTimeout == 0 {
-		c.Keeper.DialTimeout = d.DialTimeout
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }

@@ -11,6 +11,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/messaging"
+	"github.com/overlay-net/overlay/relay"
 )
 
 // Errors of Connect and of everything that reaches a peer by ID.
@@ -43,21 +47,27 @@ func ParseTarget(s string) (peer.AddrInfo, error) {
 
 // Connect reaches target and waits for its handshake. A bare peer ID is
 // found as reach describes.
-func (n *Node) Connect(ctx context.Context, target string) (PeerInfo, error) {
+func (n *Node) Connect(ctx context.Context, target string) (book.PeerInfo, error) {
 	ai, err := ParseTarget(target)
 	if err != nil {
-		return PeerInfo{}, err
+		return book.PeerInfo{}, err
 	}
 	return n.ConnectPeer(ctx, ai)
 }
 
 // ConnectPeer is Connect with a parsed target.
-func (n *Node) ConnectPeer(ctx context.Context, ai peer.AddrInfo) (PeerInfo, error) {
+func (n *Node) ConnectPeer(ctx context.Context, ai peer.AddrInfo) (book.PeerInfo, error) {
 	if err := n.reach(ctx, ai); err != nil {
-		return PeerInfo{}, err
+		if refused := n.relayRefusals(); refused != "" {
+			err = fmt.Errorf("%w (%s)", err, refused)
+		}
+		return book.PeerInfo{}, err
 	}
 	return n.awaitMember(ctx, ai.ID)
 }
+
+// ErrSelf means a node was asked to reach itself.
+var ErrSelf = errors.New("that is this node's own peer ID")
 
 // reach makes sure a connection to ai exists, finding addresses when it has
 // none: the peerstore, then the peer book (an earlier run), then the DHT,
@@ -66,7 +76,7 @@ func (n *Node) ConnectPeer(ctx context.Context, ai peer.AddrInfo) (PeerInfo, err
 // asked for fresh ones.
 func (n *Node) reach(ctx context.Context, ai peer.AddrInfo) error {
 	if ai.ID == n.ID() {
-		return errors.New("cannot connect to self")
+		return fmt.Errorf("%w: %s", ErrSelf, ai.ID)
 	}
 	if n.host.Network().Connectedness(ai.ID) == network.Connected {
 		return nil
@@ -104,19 +114,65 @@ func (n *Node) reach(ctx context.Context, ai peer.AddrInfo) error {
 	return nil
 }
 
-// awaitMember waits for p's handshake and turns a refusal into an error.
-func (n *Node) awaitMember(ctx context.Context, p peer.ID) (PeerInfo, error) {
+// awaitMember waits for p's handshake and turns a refusal into an error
+// that says who refused whom.
+func (n *Node) awaitMember(ctx context.Context, p peer.ID) (book.PeerInfo, error) {
 	state, ok := n.verdicts.wait(ctx, p)
 	info, _ := n.book.Get(p)
 	switch {
 	case !ok:
 		return info, fmt.Errorf("handshake with %s: %w", p, ctx.Err())
-	case state == StateRejected:
-		return info, fmt.Errorf("%w: %s", ErrRejected, info.Reason)
-	case state == StateForeign:
+	case state == book.StateRejected && info.RefusedBy == book.RefusedByPeer:
+		return info, fmt.Errorf("%w: %s refused this node: %s", ErrRejected, p, info.Reason)
+	case state == book.StateRejected:
+		return info, fmt.Errorf("%w: this node refused %s: %s", ErrRejected, p, info.Reason)
+	case state == book.StateForeign:
 		return info, fmt.Errorf("%w: %s", ErrForeign, info.Reason)
 	}
 	return info, nil
+}
+
+// AwaitHandshake waits for a relay's verdict on this node, for the keeper:
+// nil for a member or a stock relay, an error wrapping relay.ErrRefused
+// when the relay refused this node.
+func (n *Node) AwaitHandshake(ctx context.Context, p peer.ID) error {
+	state, ok := n.verdicts.wait(ctx, p)
+	if !ok {
+		return fmt.Errorf("handshake: %w", ctx.Err())
+	}
+	if state != book.StateRejected {
+		return nil
+	}
+	info, _ := n.book.Get(p)
+	if info.RefusedBy == book.RefusedBySelf {
+		return fmt.Errorf("handshake: this node refused the relay: %s", info.Reason)
+	}
+	return fmt.Errorf("%w: %s", relay.ErrRefused, info.Reason)
+}
+
+// EnsureMember makes sure a connection to the member p exists, for the
+// messenger, and words why not in messaging's terms.
+func (n *Node) EnsureMember(ctx context.Context, to peer.ID) error {
+	if to == n.ID() {
+		return fmt.Errorf("%w (%s)", messaging.ErrSelf, to)
+	}
+	// The common case, on every message: a member already connected.
+	if n.verdicts.get(to) == book.StateMember && n.host.Network().Connectedness(to) == network.Connected {
+		return nil
+	}
+	_, known := n.book.Get(to)
+	_, err := n.ConnectPeer(ctx, peer.AddrInfo{ID: to})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrRejected), errors.Is(err, ErrForeign):
+		return fmt.Errorf("%w: %s: %v", messaging.ErrNotMember, to, err)
+	case !known:
+		return fmt.Errorf("%w %s: %v", messaging.ErrUnknownPeer, to, err)
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: reaching %s: %v", messaging.ErrTimeout, to, err)
+	}
+	return fmt.Errorf("%w: %s: %v", messaging.ErrUnreachable, to, err)
 }
 
 // circuitAddrsTo builds p's relayed addresses through this node's relays.
@@ -205,7 +261,7 @@ func (n *Node) hideDeadCircuits(p peer.ID) (restore func()) {
 
 // relayOf returns the relay of a relayed address, or "".
 func relayOf(a ma.Multiaddr) peer.ID {
-	if !IsRelayed(a) {
+	if !book.IsRelayed(a) {
 		return ""
 	}
 	before, _ := ma.SplitFunc(a, func(c ma.Component) bool { return c.Code() == ma.P_CIRCUIT })

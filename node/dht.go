@@ -15,13 +15,11 @@ import (
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/internal/backoff"
+	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
-
-// DefaultRepublish is how often a node republishes its peer record when
-// nothing changed; a change of reservations republishes at once.
-const DefaultRepublish = 10 * time.Minute
 
 // lookupTimeout bounds one DHT lookup made on behalf of Connect.
 const lookupTimeout = 20 * time.Second
@@ -76,7 +74,7 @@ func (n *Node) bootstrapPeers() ([]peer.AddrInfo, error) {
 // backoff, then refreshes the routing table so that the DHT learns the
 // network beyond it.
 func (n *Node) bootstrapFrom(b peer.AddrInfo) {
-	backoff := time.Second
+	bo := backoff.New(time.Second, 30*time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, 20*time.Second)
 		err := n.host.Connect(network.WithForceDirectDial(ctx, "bootstrap"), b)
@@ -92,9 +90,8 @@ func (n *Node) bootstrapFrom(b peer.AddrInfo) {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(bo.Delay()):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
@@ -110,15 +107,15 @@ func (n *Node) addrsChanged() {
 // once after its addresses change, every Republish interval otherwise, and
 // with backoff while publishing fails.
 func (n *Node) publishLoop() {
-	retry := time.Second
+	bo := backoff.New(time.Second, 30*time.Second)
 	for {
 		wait := n.cfg.Republish
 		if addrs := n.recordAddrs(); len(addrs) > 0 {
 			if err := n.publish(addrs); err != nil {
 				n.log.Debug("publish peer record", "err", err)
-				wait, retry = retry, min(2*retry, 30*time.Second)
+				wait = bo.Delay()
 			} else {
-				retry = time.Second
+				bo.Reset()
 			}
 		}
 		select {
@@ -172,12 +169,10 @@ func (n *Node) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error) 
 		return peer.AddrInfo{}, fmt.Errorf("%w: %s has no addresses", ErrNotFound, id)
 	}
 	n.host.Peerstore().AddAddrs(id, ai.Addrs, peerstore.AddressTTL)
-	direct, relayed := SplitAddrs(ai.Addrs)
-	n.book.Update(id, func(p *PeerInfo) {
-		p.Direct = mergeAddrs(p.Direct, direct)
-		p.Relayed = mergeAddrs(p.Relayed, relayed)
+	n.book.Update(id, func(p *book.PeerInfo) {
+		p.MergeAddrs(ai.Addrs)
 		if p.State == "" {
-			p.State = StateDiscovered
+			p.State = book.StateDiscovered
 		}
 	})
 	return ai, nil

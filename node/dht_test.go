@@ -11,6 +11,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/book"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 )
 
@@ -72,7 +73,7 @@ func TestFindByPeerIDAcrossRelays(t *testing.T) {
 		t.Fatal("message never arrived")
 	}
 	p, _ := from.Book().Get(to.ID())
-	if p.State != node.StateMember || p.Path != node.PathRelayed || len(p.Relayed) == 0 || len(p.Direct) != 0 {
+	if p.State != book.StateMember || p.Path != book.PathRelayed || len(p.Relayed) == 0 || len(p.Direct) != 0 {
 		t.Fatalf("sender books receiver as %+v", p)
 	}
 	for _, a := range p.Relayed {
@@ -93,7 +94,7 @@ func TestDHTAddressesBooked(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, ok := from.Book().Get(to.ID())
-	if !ok || p.State != node.StateDiscovered || len(p.Relayed) != len(ai.Addrs) || len(p.Direct) != 0 {
+	if !ok || p.State != book.StateDiscovered || len(p.Relayed) != len(ai.Addrs) || len(p.Direct) != 0 {
 		t.Fatalf("after lookup of %v the book has %+v", ai.Addrs, p)
 	}
 	// A public node's record carries direct addresses.

@@ -9,8 +9,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
 	msmux "github.com/multiformats/go-multistream"
 
+	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/events"
 	"github.com/overlay-net/overlay/protocol"
 )
 
@@ -30,11 +33,11 @@ const rejectLinger = 2 * time.Second
 // for a handshake in progress until ctx is done.
 func (n *Node) IsMember(ctx context.Context, p peer.ID) bool {
 	s, ok := n.verdicts.wait(ctx, p)
-	return ok && s == StateMember
+	return ok && s == book.StateMember
 }
 
 // WaitVerdict waits for the outcome of p's handshake in this session.
-func (n *Node) WaitVerdict(ctx context.Context, p peer.ID) (State, bool) {
+func (n *Node) WaitVerdict(ctx context.Context, p peer.ID) (book.State, bool) {
 	return n.verdicts.wait(ctx, p)
 }
 
@@ -85,7 +88,7 @@ func (n *Node) onConnected(c network.Conn) {
 			others++
 		}
 	}
-	n.verdicts.forget(p, func(s State) bool { return others > 0 && s == StateMember })
+	n.verdicts.forget(p, func(s book.State) bool { return others > 0 && s == book.StateMember })
 	n.refreshPath(p)
 	if n.ctx.Err() != nil {
 		return
@@ -99,14 +102,15 @@ func (n *Node) onConnected(c network.Conn) {
 
 // onDisconnected forgets a member's verdict once its last connection is
 // gone: whoever connects next with that key must pass the handshake again
-// before anything trusts it. Rejections stay, for a Connect waiting on them.
+// before anything trusts it. Other verdicts linger a while (see prune), for
+// a Connect waiting on them.
 func (n *Node) onDisconnected(c network.Conn) {
 	p := c.RemotePeer()
 	n.refreshPath(p)
 	if len(n.host.Network().ConnsToPeer(p)) > 0 {
 		return
 	}
-	n.verdicts.forget(p, func(s State) bool { return s != StateMember })
+	n.verdicts.forget(p, func(s book.State) bool { return s != book.StateMember })
 }
 
 // initiate runs the handshake on c itself (not on whichever connection
@@ -168,7 +172,7 @@ func (n *Node) conclude(c network.Conn, s network.Stream, remote protocol.Hello,
 		s.Close()
 		n.admit(c, remote)
 	case errors.As(err, &rej):
-		n.reject(p, rej.Reason, rej.ByPeer, remote)
+		n.reject(c, rej, remote)
 		if !rej.ByPeer {
 			lingerForPeer(s)
 		}
@@ -176,7 +180,7 @@ func (n *Node) conclude(c network.Conn, s network.Stream, remote protocol.Hello,
 		c.Close()
 	case errors.Is(err, protocol.ErrMalformed) || errors.Is(err, protocol.ErrFrameTooLarge):
 		s.Reset()
-		n.reject(p, err.Error(), false, remote)
+		n.reject(c, &protocol.RejectedError{Reason: err.Error()}, remote)
 		c.Close()
 	default:
 		// A stall or a dropped connection: say nothing about the peer, but
@@ -200,63 +204,72 @@ func (n *Node) admit(c network.Conn, remote protocol.Hello) {
 	ps := n.host.Peerstore()
 	ps.AddAddrs(p, remote.Direct, peerstore.AddressTTL)
 	ps.AddAddrs(p, remote.Relayed, peerstore.AddressTTL)
-	path := n.pathTo(p)
-	n.book.Update(p, func(pi *PeerInfo) {
-		pi.Role, pi.State, pi.Reason = remote.Role, StateMember, ""
+	path, _ := n.pathTo(p)
+	prev := n.verdicts.get(p)
+	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateMember, Role: remote.Role}
+	n.recordVerdict(ev, func(pi *book.PeerInfo) {
+		pi.Role, pi.State, pi.Reason, pi.RefusedBy = remote.Role, book.StateMember, "", ""
 		pi.Agent, pi.Version, pi.Path = remote.Agent, remote.Version, path
-		pi.setAddrs(remote.Direct, remote.Relayed)
+		pi.SetAddrs(remote.Direct, remote.Relayed)
 	})
-	if prev := n.verdicts.set(p, StateMember); prev != StateMember {
+	if prev != book.StateMember {
 		n.log.Info("peer joined", "peer", p, "role", remote.Role, "path", path)
 	}
 }
 
-func (n *Node) reject(p peer.ID, reason string, byPeer bool, remote protocol.Hello) {
-	n.book.Update(p, func(pi *PeerInfo) {
+// reject books a refusal, worded for this node: when the peer refused us,
+// from our side ("the relay is on network ..."), else as we told the peer.
+func (n *Node) reject(c network.Conn, rej *protocol.RejectedError, remote protocol.Hello) {
+	p := c.RemotePeer()
+	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateRejected, Role: remote.Role,
+		Reason: rej.Reason, RefusedBy: book.RefusedBySelf}
+	if rej.ByPeer {
+		ev.RefusedBy = book.RefusedByPeer
+		ev.Reason = rej.Refusal.Explain(n.nounFor(p, remote), n.helloFor(p))
+	}
+	n.recordVerdict(ev, func(pi *book.PeerInfo) {
 		if remote.Role != "" {
 			pi.Role = remote.Role
 		}
-		pi.State, pi.Reason = StateRejected, reason
+		pi.State, pi.Reason, pi.RefusedBy = book.StateRejected, ev.Reason, ev.RefusedBy
 	})
-	n.verdicts.set(p, StateRejected)
-	if byPeer {
-		n.log.Warn("refused by peer", "peer", p, "reason", reason)
-	} else {
-		n.log.Warn("refused peer", "peer", p, "reason", reason)
+	switch {
+	case !rej.ByPeer:
+		n.log.Warn("refused peer", "peer", p, "reason", ev.Reason)
+	case !n.isRelay(p): // the keeper words a relay's refusal itself
+		n.log.Warn("peer refused this node", "peer", p, "reason", ev.Reason)
 	}
+}
+
+// nounFor names a peer in a refusal: "the relay" for one of ours or a
+// public node, else "the peer".
+func (n *Node) nounFor(p peer.ID, remote protocol.Hello) string {
+	if n.isRelay(p) || remote.Role == protocol.RolePublic {
+		return "the relay"
+	}
+	return "the peer"
 }
 
 func (n *Node) markForeign(c network.Conn, reason string) {
 	p := c.RemotePeer()
-	if !n.verdicts.setIfAbsent(p, StateForeign) {
+	if !n.verdicts.setIfAbsent(p, book.StateForeign) {
 		return // a handshake's verdict outranks a guess
 	}
-	path := n.pathTo(p)
-	n.book.Update(p, func(pi *PeerInfo) {
-		pi.State, pi.Reason, pi.Path = StateForeign, reason, path
+	path, _ := n.pathTo(p)
+	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateForeign, Reason: reason}
+	n.recordVerdict(ev, func(pi *book.PeerInfo) {
+		pi.State, pi.Reason, pi.Path = book.StateForeign, reason, path
 		if c.Stat().Direction == network.DirOutbound {
-			pi.Direct = mergeAddrs(pi.Direct, onlyDirect(n.host.Peerstore().Addrs(p)))
+			pi.MergeAddrs(onlyDirect(n.host.Peerstore().Addrs(p)))
 		}
 	})
-	n.log.Info("foreign peer (no overlay handshake)", "peer", p, "reason", reason)
+	n.log.Debug("foreign peer (no overlay handshake)", "peer", p, "reason", reason)
 }
 
-// pathTo says how p is reached now: direct beats relayed.
-func (n *Node) pathTo(p peer.ID) Path {
-	path := PathNone
-	for _, c := range n.host.Network().ConnsToPeer(p) {
-		if c.IsClosed() {
-			continue
-		}
-		if !IsRelayed(c.RemoteMultiaddr()) {
-			return PathDirect
-		}
-		path = PathRelayed
-	}
-	return path
+func onlyDirect(as []ma.Multiaddr) []ma.Multiaddr {
+	d, _ := book.SplitAddrs(as)
+	return d
 }
-
-func (n *Node) refreshPath(p peer.ID) { n.book.SetPath(p, n.pathTo(p)) }
 
 func capAddrs[T any](as []T) []T {
 	if len(as) > protocol.MaxAddrs {

@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/book"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/protocol"
 )
@@ -24,13 +25,13 @@ import (
 
 // awaitBooked waits until self books other as a member of the given role
 // reached over path.
-func awaitBooked(t *testing.T, self, other *node.Node, role protocol.Role, path node.Path) node.PeerInfo {
+func awaitBooked(t *testing.T, self, other *node.Node, role protocol.Role, path book.Path) book.PeerInfo {
 	t.Helper()
-	var p node.PeerInfo
+	var p book.PeerInfo
 	nt.Eventually(t, 10*time.Second, "member "+string(role)+" over "+string(path), func() bool {
 		var ok bool
 		p, ok = self.Book().Get(other.ID())
-		return ok && p.State == node.StateMember && p.Role == role && p.Path == path
+		return ok && p.State == book.StateMember && p.Role == role && p.Path == path
 	})
 	if p.Agent != node.Agent || p.Version != protocol.Version || p.Reason != "" {
 		t.Errorf("%s books %s as %+v: want agent %q, version %d, no reason",
@@ -58,7 +59,7 @@ func TestHandshakeCompletes(t *testing.T) {
 				if err != nil {
 					t.Fatalf("connect over %s: %v", tr, err)
 				}
-				if info.State != node.StateMember || info.Role != protocol.RolePublic {
+				if info.State != book.StateMember || info.Role != protocol.RolePublic {
 					t.Fatalf("Connect returned %+v, want a public member", info)
 				}
 				// The connection is the one asked for.
@@ -69,11 +70,11 @@ func TestHandshakeCompletes(t *testing.T) {
 				if len(ws) == 0 || ws[0] != (tr == "ws") {
 					t.Errorf("connections to peer are ws=%v, want %s", ws, tr)
 				}
-				if s, ok := to.WaitVerdict(nt.Context(t, 10*time.Second), from.ID()); !ok || s != node.StateMember {
+				if s, ok := to.WaitVerdict(nt.Context(t, 10*time.Second), from.ID()); !ok || s != book.StateMember {
 					t.Errorf("responder's verdict = %q, %v; want member", s, ok)
 				}
 				for _, pair := range [][2]*node.Node{{from, to}, {to, from}} {
-					p := awaitBooked(t, pair[0], pair[1], protocol.RolePublic, node.PathDirect)
+					p := awaitBooked(t, pair[0], pair[1], protocol.RolePublic, book.PathDirect)
 					if len(p.Direct) == 0 || len(p.Relayed) != 0 {
 						t.Errorf("%s books %s with direct %v, relayed %v; want its direct addresses only",
 							pair[0].ID(), pair[1].ID(), p.Direct, p.Relayed)
@@ -98,21 +99,21 @@ func TestHandshakeCompletes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("connect through relay: %v", err)
 			}
-			if info.State != node.StateMember || info.Role != protocol.RolePrivate || info.Path != node.PathRelayed {
+			if info.State != book.StateMember || info.Role != protocol.RolePrivate || info.Path != book.PathRelayed {
 				t.Fatalf("Connect returned %+v, want a private member over a relayed path", info)
 			}
-			if s, ok := to.WaitVerdict(nt.Context(t, 10*time.Second), from.ID()); !ok || s != node.StateMember {
+			if s, ok := to.WaitVerdict(nt.Context(t, 10*time.Second), from.ID()); !ok || s != book.StateMember {
 				t.Errorf("responder's verdict = %q, %v; want member", s, ok)
 			}
 			for _, pair := range [][2]*node.Node{{from, to}, {to, from}} {
-				p := awaitBooked(t, pair[0], pair[1], protocol.RolePrivate, node.PathRelayed)
+				p := awaitBooked(t, pair[0], pair[1], protocol.RolePrivate, book.PathRelayed)
 				if len(p.Relayed) == 0 || len(p.Direct) != 0 {
 					t.Errorf("%s books %s with direct %v, relayed %v; want relayed addresses only",
 						pair[0].ID(), pair[1].ID(), p.Direct, p.Relayed)
 				}
 			}
-			awaitBooked(t, r, a, protocol.RolePrivate, node.PathDirect)
-			awaitBooked(t, r, b, protocol.RolePrivate, node.PathDirect)
+			awaitBooked(t, r, a, protocol.RolePrivate, book.PathDirect)
+			awaitBooked(t, r, b, protocol.RolePrivate, book.PathDirect)
 		})
 	}
 }
@@ -149,16 +150,16 @@ func TestHandshakeMismatch(t *testing.T) {
 			if !strings.Contains(err.Error(), c.text) {
 				t.Errorf("Connect error %q does not name %q", err, c.text)
 			}
-			if s, ok := resp.WaitVerdict(nt.Context(t, 10*time.Second), ini.ID()); !ok || s != node.StateRejected {
+			if s, ok := resp.WaitVerdict(nt.Context(t, 10*time.Second), ini.ID()); !ok || s != book.StateRejected {
 				t.Errorf("responder's verdict = %q, %v; want rejected", s, ok)
 			}
 			for _, pair := range [][2]*node.Node{{ini, resp}, {resp, ini}} {
 				self, other := pair[0], pair[1]
-				var p node.PeerInfo
+				var p book.PeerInfo
 				nt.Eventually(t, 10*time.Second, "rejected in book", func() bool {
 					var ok bool
 					p, ok = self.Book().Get(other.ID())
-					return ok && p.State == node.StateRejected
+					return ok && p.State == book.StateRejected
 				})
 				if p.Reason == "" || !strings.Contains(p.Reason, c.text) {
 					t.Errorf("%s books %s with reason %q, want one naming %q", self.ID(), other.ID(), p.Reason, c.text)
@@ -247,10 +248,10 @@ func stillServes(t *testing.T, r *node.Node) {
 	t.Helper()
 	p := nt.Peer(t, nil)
 	info, err := p.Connect(nt.Context(t, 10*time.Second), nt.WSAddr(t, r).String())
-	if err != nil || info.State != node.StateMember {
+	if err != nil || info.State != book.StateMember {
 		t.Fatalf("a proper peer cannot join after bad input: %+v, %v", info, err)
 	}
-	awaitBooked(t, r, p, protocol.RolePrivate, node.PathDirect)
+	awaitBooked(t, r, p, protocol.RolePrivate, book.PathDirect)
 }
 
 // Malformed and oversized hellos are refused at once: the stream and the
@@ -271,7 +272,7 @@ func TestHandshakeBadInput(t *testing.T) {
 			h := rawHost(t)
 			badHandshake(t, r, h, c.payload)
 			p, ok := r.Book().Get(h.ID())
-			if !ok || p.State != node.StateRejected || !strings.Contains(p.Reason, c.reason) {
+			if !ok || p.State != book.StateRejected || !strings.Contains(p.Reason, c.reason) {
 				t.Errorf("relay books the sender as %+v, want rejected naming %q", p, c.reason)
 			}
 			stillServes(t, r)
@@ -289,7 +290,7 @@ func TestHandshakeStalledInput(t *testing.T) {
 	if el < protocol.HandshakeTimeout-time.Second {
 		t.Errorf("stalled stream ended after %s, before HandshakeTimeout %s", el, protocol.HandshakeTimeout)
 	}
-	if p, ok := r.Book().Get(h.ID()); ok && p.State == node.StateRejected {
+	if p, ok := r.Book().Get(h.ID()); ok && p.State == book.StateRejected {
 		t.Errorf("a stall is not a refusal, but the relay books the peer as %+v", p)
 	}
 	stillServes(t, r)
@@ -316,7 +317,7 @@ func TestHandshakeReconnectRechecked(t *testing.T) {
 		// Wait for the real outcome to show what Connect should have said.
 		nt.Eventually(t, 10*time.Second, "handshake outcome", func() bool {
 			p, _ := a.Book().Get(b2.ID())
-			return p.State == node.StateRejected
+			return p.State == book.StateRejected
 		})
 		t.Fatalf("Connect to a former member now on another network returned %+v, nil", info)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 
+	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/protocol"
 )
 
@@ -49,18 +50,9 @@ func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
 		n.goRun(func() { n.awaitHandshake(ev.Conn, stockGrace, "its identify lists no "+protocol.HandshakeID) })
 		return
 	}
-	if n.verdicts.get(ev.Peer) != StateMember || len(ev.ListenAddrs) == 0 {
+	if n.verdicts.get(ev.Peer) != book.StateMember || len(ev.ListenAddrs) == 0 {
 		return
 	}
-	direct, relayed := SplitAddrs(capAddrs(ev.ListenAddrs))
-	n.book.Update(ev.Peer, func(p *PeerInfo) { p.setAddrs(direct, relayed) })
-}
-
-// reservationsChanged tells libp2p (so identify pushes the new addresses to
-// connected peers now, not at its next 5 s tick) and the DHT publisher.
-func (n *Node) reservationsChanged() {
-	if n.relayEmitter != nil {
-		_ = n.relayEmitter.Emit(event.EvtAutoRelayAddrsUpdated{RelayAddrs: n.RelayedAddrs()})
-	}
-	n.addrsChanged()
+	direct, relayed := book.SplitAddrs(capAddrs(ev.ListenAddrs))
+	n.book.Update(ev.Peer, func(p *book.PeerInfo) { p.SetAddrs(direct, relayed) })
 }

@@ -13,7 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/messaging"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/protocol"
 )
@@ -41,7 +42,7 @@ func TestMessagesEveryHalfSecondFor30s(t *testing.T) {
 		<-tick.C
 	}
 	expect(t, ch, a, want)
-	if p, _ := a.Book().Get(b.ID()); p.Path != node.PathRelayed {
+	if p, _ := a.Book().Get(b.ID()); p.Path != book.PathRelayed {
 		t.Errorf("path %q, want relayed", p.Path)
 	}
 	if recs := logs.Records(); len(recs) > 0 {
@@ -57,7 +58,7 @@ func TestRelayedConnectionOutlivesTwoMinutes(t *testing.T) {
 	defer cancel()
 	send(t, a, b, []byte("first"))
 	conns := a.Host().Network().ConnsToPeer(b.ID())
-	if len(conns) != 1 || !node.IsRelayed(conns[0].RemoteMultiaddr()) {
+	if len(conns) != 1 || !book.IsRelayed(conns[0].RemoteMultiaddr()) {
 		t.Fatalf("want one relayed connection, have %v", conns)
 	}
 	first := conns[0]
@@ -110,7 +111,7 @@ func TestRelayRestartDuringMessages(t *testing.T) {
 		ctx, cancelSend := context.WithTimeout(context.Background(), 3*time.Second)
 		_, err := a.Messages().Send(ctx, b.ID(), []byte("during"))
 		cancelSend()
-		if !errors.Is(err, node.ErrUnreachable) && !errors.Is(err, node.ErrTimeout) {
+		if !errors.Is(err, messaging.ErrUnreachable) && !errors.Is(err, messaging.ErrTimeout) {
 			t.Fatalf("send with the relay down: %v, want ErrUnreachable or ErrTimeout", err)
 		}
 		t.Logf("send during outage: %v", err)

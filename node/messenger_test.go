@@ -10,6 +10,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/messaging"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/protocol"
 )
@@ -41,7 +43,7 @@ func send(t testing.TB, from, to *node.Node, data []byte) time.Duration {
 
 // expect reads n messages from ch and checks they come from sender, in
 // order, each once, with the given payloads.
-func expect(t *testing.T, ch <-chan node.Message, from *node.Node, want [][]byte) {
+func expect(t *testing.T, ch <-chan messaging.Message, from *node.Node, want [][]byte) {
 	t.Helper()
 	var last uint64
 	for i, w := range want {
@@ -79,7 +81,7 @@ func TestMessagesThroughRelayInOrder(t *testing.T) {
 		send(t, a, b, d)
 	}
 	expect(t, ch, a, want)
-	if p, _ := a.Book().Get(b.ID()); p.Path != node.PathRelayed {
+	if p, _ := a.Book().Get(b.ID()); p.Path != book.PathRelayed {
 		t.Errorf("path %q, want relayed", p.Path)
 	}
 	if got := len(b.Messages().Inbox(0)); got != 50 {
@@ -114,7 +116,7 @@ func TestSendErrors(t *testing.T) {
 		t.Errorf("oversized send: %v, want ErrTooLarge", err)
 	}
 	_, err = a.Messages().Send(ctx, nt.Relay(t).ID(), []byte("hi"))
-	if !errors.Is(err, node.ErrUnknownPeer) {
+	if !errors.Is(err, messaging.ErrUnknownPeer) {
 		t.Errorf("send to unknown peer: %v, want ErrUnknownPeer", err)
 	}
 	other := nt.Relay(t, nt.WithNetwork("other"))
@@ -122,7 +124,7 @@ func TestSendErrors(t *testing.T) {
 		t.Fatal("connect across networks succeeded")
 	}
 	_, err = r.Messages().Send(ctx, other.ID(), []byte("hi"))
-	if !errors.Is(err, node.ErrNotMember) {
+	if !errors.Is(err, messaging.ErrNotMember) {
 		t.Errorf("send to rejected peer: %v, want ErrNotMember", err)
 	}
 }

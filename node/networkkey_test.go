@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/book"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 )
 
@@ -40,7 +41,7 @@ func TestNetworkKey(t *testing.T) {
 			nt.Eventually(t, 10*time.Second, "both book the other as rejected", func() bool {
 				a, _ := dialer.Book().Get(host.ID())
 				b, _ := host.Book().Get(dialer.ID())
-				return a.State == node.StateRejected && b.State == node.StateRejected
+				return a.State == book.StateRejected && b.State == book.StateRejected
 			})
 		})
 	}

@@ -1,6 +1,8 @@
 // Package node builds an overlay node: a libp2p host that runs the handshake
-// on every connection, keeps the peer book, and either relays for others
-// (public) or holds reservations on relays (private).
+// on every connection, turns what happens to connections into events
+// (node/events), and either relays for others (public) or holds
+// reservations on relays (private). It owns the host's lifecycle and wires
+// the peer book (node/book) and messaging (node/messaging) to it.
 package node
 
 import (
@@ -15,7 +17,6 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -23,6 +24,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
@@ -35,15 +38,16 @@ type Node struct {
 	cfg  Config
 	log  *slog.Logger
 	host host.Host
-	book *Book
+	book *book.Book
 
 	relaySvc *relay.Service
 	keeper   atomic.Pointer[relay.Keeper]
 	verdicts *verdicts
+	paths    *paths
+	relays   *relayTable
 	notif    *network.NotifyBundle
-	msgr     *Messenger
-
-	relayEmitter event.Emitter
+	msgr     *messaging.Messenger
+	em       emitters
 
 	dht       *dht.IpfsDHT
 	republish chan struct{}
@@ -55,12 +59,16 @@ type Node struct {
 	closed sync.Once
 }
 
-// New builds and starts a node.
+// New validates cfg, then builds and starts a node.
 func New(cfg Config) (*Node, error) {
-	if err := cfg.fill(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), republish: make(chan struct{}, 1)}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), paths: newPaths(),
+		relays: newRelayTable(), republish: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
 		return nil, err
@@ -95,17 +103,17 @@ func (n *Node) hostOptions() []libp2p.Option {
 	if n.cfg.Role == protocol.RolePrivate {
 		opts = append(opts, libp2p.EnableHolePunching(),
 			libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
-				direct, _ := SplitAddrs(addrs)
-				if k := n.keeper.Load(); k != nil {
-					return append(direct, k.RelayedAddrs()...)
-				}
-				return direct
+				direct, _ := book.SplitAddrs(addrs)
+				return append(direct, n.RelayedAddrs()...)
 			}))
 	}
 	return opts
 }
 
 func (n *Node) start() error {
+	if err := n.em.open(n.host.EventBus()); err != nil {
+		return err
+	}
 	n.host.SetStreamHandler(protocol.HandshakeID, n.handleHandshake)
 	n.notif = &network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
@@ -115,31 +123,13 @@ func (n *Node) start() error {
 	if err := n.watchIdentify(); err != nil {
 		return fmt.Errorf("watch identify: %w", err)
 	}
-	n.msgr = newMessenger(n)
+	if err := n.watchRelays(); err != nil {
+		return fmt.Errorf("watch relay events: %w", err)
+	}
+	n.msgr = messaging.New(n.host, n, n.log)
 	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
-	switch n.cfg.Role {
-	case protocol.RolePublic:
-		svc, err := relay.New(n.host, n.cfg.Relay, n)
-		if err != nil {
-			return err
-		}
-		n.relaySvc = svc
-	case protocol.RolePrivate:
-		em, err := n.host.EventBus().Emitter(new(event.EvtAutoRelayAddrsUpdated))
-		if err != nil {
-			return fmt.Errorf("relay address emitter: %w", err)
-		}
-		n.relayEmitter = em
-		kc := n.cfg.Keeper
-		kc.Relays = n.cfg.Relays
-		kc.Logger = n.log
-		kc.OnChange = n.reservationsChanged
-		k, err := relay.NewKeeper(n.host, kc)
-		if err != nil {
-			return err
-		}
-		n.keeper.Store(k)
-		k.Start()
+	if err := n.startRole(); err != nil {
+		return err
 	}
 	if !n.cfg.DisableDHT {
 		if err := n.startDHT(); err != nil {
@@ -149,7 +139,29 @@ func (n *Node) start() error {
 	if n.cfg.DataDir != "" {
 		n.goRun(n.saveLoop)
 	}
+	n.goRun(n.pruneLoop)
 	n.log.Info("node started", "peer_id", n.host.ID(), "role", n.cfg.Role, "network", n.cfg.Network)
+	return nil
+}
+
+func (n *Node) startRole() error {
+	switch n.cfg.Role {
+	case protocol.RolePublic:
+		svc, err := relay.New(n.host, n.cfg.Relay, n)
+		if err != nil {
+			return err
+		}
+		n.relaySvc = svc
+	case protocol.RolePrivate:
+		kc := n.cfg.Keeper
+		kc.Relays, kc.Logger, kc.Admission = n.cfg.Relays, n.log, n
+		k, err := relay.NewKeeper(n.host, kc)
+		if err != nil {
+			return err
+		}
+		n.keeper.Store(k)
+		k.Start()
+	}
 	return nil
 }
 
@@ -163,7 +175,8 @@ func (n *Node) goRun(fn func()) {
 }
 
 // Close stops the node: relay or keeper, host, background work, and saves
-// the peer book. It is safe to call more than once.
+// the peer book. It is safe to call more than once and from several
+// goroutines; every call returns once the first has finished.
 func (n *Node) Close() error {
 	var err error
 	n.closed.Do(func() {
@@ -173,9 +186,6 @@ func (n *Node) Close() error {
 		}
 		if k := n.keeper.Load(); k != nil {
 			k.Close()
-		}
-		if n.relayEmitter != nil {
-			n.relayEmitter.Close()
 		}
 		if n.relaySvc != nil {
 			n.relaySvc.Close()
@@ -188,6 +198,7 @@ func (n *Node) Close() error {
 			err = n.host.Close()
 		}
 		n.wg.Wait()
+		n.em.close()
 		if serr := n.saveBook(); serr != nil {
 			err = errors.Join(err, serr)
 		}
@@ -202,14 +213,14 @@ func (n *Node) Host() host.Host { return n.host }
 func (n *Node) ID() peer.ID { return n.host.ID() }
 
 // Messages returns the node's messenger, to send and receive member messages.
-func (n *Node) Messages() *Messenger { return n.msgr }
+func (n *Node) Messages() *messaging.Messenger { return n.msgr }
 
 // Book returns the peer book.
-func (n *Node) Book() *Book { return n.book }
+func (n *Node) Book() *book.Book { return n.book }
 
 // DirectAddrs returns the node's own direct addresses.
 func (n *Node) DirectAddrs() []ma.Multiaddr {
-	d, _ := SplitAddrs(n.host.Addrs())
+	d, _ := book.SplitAddrs(n.host.Addrs())
 	return d
 }
 
@@ -243,15 +254,16 @@ func (n *Node) Reservations() []relay.Reservation {
 
 func (n *Node) loadBook() error {
 	if n.cfg.DataDir == "" {
-		n.book = NewBook()
+		n.book = book.New(n.cfg.Book)
 		return nil
 	}
-	b, err := LoadBook(filepath.Join(n.cfg.DataDir, bookFileName))
-	if errors.Is(err, ErrCorruptBook) {
+	b, err := book.Load(filepath.Join(n.cfg.DataDir, bookFileName), n.cfg.Book)
+	switch {
+	case errors.Is(err, book.ErrCorrupt):
 		n.log.Warn("peer book was corrupt, starting empty", "err", err)
-		err = nil
-	}
-	if err != nil {
+	case errors.Is(err, book.ErrSkipped):
+		n.log.Warn("peer book had invalid entries, skipped them", "err", err)
+	case err != nil:
 		return err
 	}
 	n.book = b
@@ -262,7 +274,8 @@ func (n *Node) saveBook() error {
 	if n.cfg.DataDir == "" || n.book == nil {
 		return nil
 	}
-	return n.book.Save(filepath.Join(n.cfg.DataDir, bookFileName))
+	_, err := n.book.Save(filepath.Join(n.cfg.DataDir, bookFileName))
+	return err
 }
 
 // saveLoop writes the book shortly after it changes, batching bursts, so a
@@ -282,5 +295,34 @@ func (n *Node) saveLoop() {
 		if err := n.saveBook(); err != nil {
 			n.log.Error("save peer book", "err", err)
 		}
+	}
+}
+
+// pruneEvery is how often expired strangers leave the book and verdicts of
+// peers long gone are forgotten.
+const pruneEvery = time.Minute
+
+// verdictLinger is how long a non-member's verdict outlives its last
+// connection: long enough for a Connect waiting on it to read it.
+const verdictLinger = time.Minute
+
+func (n *Node) pruneLoop() {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case now := <-t.C:
+			n.prune(now)
+		}
+	}
+}
+
+func (n *Node) prune(now time.Time) {
+	connected := func(p peer.ID) bool { return n.host.Network().Connectedness(p) == network.Connected }
+	n.verdicts.prune(now.Add(-verdictLinger), connected)
+	if k := n.book.Evict(now, connected); k > 0 {
+		n.log.Debug("peer book: strangers evicted", "count", k, "left", n.book.Len())
 	}
 }

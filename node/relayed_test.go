@@ -8,6 +8,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/book"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 )
 
@@ -28,7 +29,7 @@ func TestPrivatePeersThroughRelay(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect a->b by peer ID: %v", err)
 	}
-	if info.State != node.StateMember {
+	if info.State != book.StateMember {
 		t.Fatalf("a sees b as %q, want member", info.State)
 	}
 	for _, pair := range []struct {
@@ -37,7 +38,7 @@ func TestPrivatePeersThroughRelay(t *testing.T) {
 		self, other := pair.self, pair.other
 		nt.Eventually(t, 10*time.Second, "member with relayed path", func() bool {
 			p, ok := self.Book().Get(other.ID())
-			return ok && p.State == node.StateMember && p.Path == node.PathRelayed
+			return ok && p.State == book.StateMember && p.Path == book.PathRelayed
 		})
 		p, _ := self.Book().Get(other.ID())
 		if len(p.Relayed) == 0 {
@@ -47,7 +48,7 @@ func TestPrivatePeersThroughRelay(t *testing.T) {
 			t.Errorf("%s: direct book of %s = %v, want empty", self.ID(), other.ID(), p.Direct)
 		}
 		for _, s := range p.Relayed {
-			if !node.IsRelayed(ma.StringCast(s)) {
+			if !book.IsRelayed(ma.StringCast(s)) {
 				t.Errorf("non-relayed address %s in relayed book", s)
 			}
 		}
@@ -55,7 +56,7 @@ func TestPrivatePeersThroughRelay(t *testing.T) {
 	// The relay sees both as members reached directly.
 	for _, n := range []*node.Node{a, b} {
 		p, ok := r.Book().Get(n.ID())
-		if !ok || p.State != node.StateMember || p.Path != node.PathDirect {
+		if !ok || p.State != book.StateMember || p.Path != book.PathDirect {
 			t.Errorf("relay books %s as %+v, want direct member", n.ID(), p)
 		}
 	}
@@ -72,7 +73,7 @@ func TestRelayBooksPeersRelayedAddrs(t *testing.T) {
 		return ok && len(info.Relayed) > 0 && len(info.Direct) == 0
 	})
 	for _, a := range p.Host().Addrs() {
-		if node.IsRelayed(a) {
+		if book.IsRelayed(a) {
 			return
 		}
 	}

@@ -1,8 +1,13 @@
 package node
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/overlay-net/overlay/node/events"
 	"github.com/overlay-net/overlay/protocol"
 )
 
@@ -15,8 +20,10 @@ type Status struct {
 	Version      int                 `json:"version"`
 	Addrs        StatusAddrs         `json:"addrs"`
 	Reservations []StatusReservation `json:"reservations"`
-	Relays       int                 `json:"relays_configured"`
-	Peers        int                 `json:"peers_connected"`
+	// Relays is a private node's standing with each configured relay.
+	Relays           []StatusRelay `json:"relays"`
+	RelaysConfigured int           `json:"relays_configured"`
+	Peers            int           `json:"peers_connected"`
 }
 
 // StatusAddrs are the node's own addresses, in two lists as in the book.
@@ -31,7 +38,17 @@ type StatusReservation struct {
 	Expires time.Time `json:"expires"`
 }
 
-// Status reports the node's identity, addresses and reservations.
+// StatusRelay is a private node's standing with one relay.
+type StatusRelay struct {
+	Relay string            `json:"relay"`
+	State events.RelayState `json:"state"` // reserved, refused, unreachable, connecting
+	// Reason says why a relay is refused or unreachable.
+	Reason    string     `json:"reason,omitempty"`
+	Expires   *time.Time `json:"expires,omitempty"`
+	NextRetry *time.Time `json:"next_retry,omitempty"`
+}
+
+// Status reports the node's identity, addresses and relays.
 func (n *Node) Status() Status {
 	s := Status{
 		PeerID:       n.ID().String(),
@@ -41,8 +58,10 @@ func (n *Node) Status() Status {
 		Version:      n.cfg.HandshakeVersion,
 		Addrs:        StatusAddrs{Direct: []string{}, Relayed: []string{}},
 		Reservations: []StatusReservation{},
+		Relays:       n.relayStatus(),
 		Peers:        len(n.host.Network().Peers()),
 	}
+	s.RelaysConfigured = len(s.Relays)
 	for _, a := range n.FullAddrs() {
 		s.Addrs.Direct = append(s.Addrs.Direct, a.String())
 	}
@@ -52,20 +71,86 @@ func (n *Node) Status() Status {
 	for _, r := range n.Reservations() {
 		s.Reservations = append(s.Reservations, StatusReservation{Relay: r.Relay.String(), Expires: r.Expires.UTC()})
 	}
-	if k := n.keeper.Load(); k != nil {
-		s.Relays = len(k.Relays())
-	}
 	return s
 }
 
+// relayStatus lists the configured relays in order, each as the last relay
+// event left it.
+func (n *Node) relayStatus() []StatusRelay {
+	out := []StatusRelay{}
+	k := n.keeper.Load()
+	if k == nil {
+		return out
+	}
+	for _, r := range k.Relays() {
+		sr := StatusRelay{Relay: r.ID.String(), State: events.RelayConnecting}
+		if ev, ok := n.relays.get(r.ID); ok {
+			sr.State, sr.Reason = ev.State, ev.Reason
+			if !ev.Expires.IsZero() {
+				t := ev.Expires.UTC()
+				sr.Expires = &t
+			}
+			if !ev.NextRetry.IsZero() {
+				t := ev.NextRetry.UTC()
+				sr.NextRetry = &t
+			}
+		}
+		out = append(out, sr)
+	}
+	return out
+}
+
 // Healthy reports whether the node does its job: a private node must hold
-// at least one reservation.
+// at least one reservation. When it does not, the reason names each relay's
+// standing.
 func (n *Node) Healthy() (bool, string) {
 	if n.ctx.Err() != nil {
 		return false, "node is shutting down"
 	}
-	if n.cfg.Role == protocol.RolePrivate && len(n.Reservations()) == 0 {
-		return false, "no relay reservation held"
+	if n.cfg.Role != protocol.RolePrivate || len(n.Reservations()) > 0 {
+		return true, "ok"
 	}
-	return true, "ok"
+	var why []string
+	for _, r := range n.relayStatus() {
+		w := fmt.Sprintf("relay %s: %s", shortID(r.Relay), r.State)
+		if r.Reason != "" {
+			w += ": " + r.Reason
+		}
+		why = append(why, w)
+	}
+	return false, "no relay reservation held; " + strings.Join(why, "; ")
+}
+
+// relayRefusals words every configured relay that refused this node, for
+// errors that a refusal would explain.
+func (n *Node) relayRefusals() string {
+	var out []string
+	for _, r := range n.relayStatus() {
+		if r.State == events.RelayRefused {
+			out = append(out, fmt.Sprintf("relay %s: %s", shortID(r.Relay), r.Reason))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// isRelay reports whether p is one of this node's configured relays.
+func (n *Node) isRelay(p peer.ID) bool {
+	k := n.keeper.Load()
+	if k == nil {
+		return false
+	}
+	for _, r := range k.Relays() {
+		if r.ID == p {
+			return true
+		}
+	}
+	return false
+}
+
+// shortID abbreviates a peer ID for people: its tail is what differs.
+func shortID(id string) string {
+	if len(id) <= 16 {
+		return id
+	}
+	return id[:6] + "…" + id[len(id)-6:]
 }

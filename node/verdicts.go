@@ -3,8 +3,11 @@ package node
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/overlay-net/overlay/node/book"
 )
 
 // verdicts holds this session's handshake outcome per peer. Unlike the book,
@@ -12,49 +15,81 @@ import (
 // trusted. Waiters wake on every change.
 type verdicts struct {
 	mu      sync.Mutex
-	m       map[peer.ID]State
+	m       map[peer.ID]verdict
 	changed chan struct{} // closed and replaced on every change
 }
 
+type verdict struct {
+	state book.State
+	at    time.Time
+}
+
 func newVerdicts() *verdicts {
-	return &verdicts{m: make(map[peer.ID]State), changed: make(chan struct{})}
+	return &verdicts{m: make(map[peer.ID]verdict), changed: make(chan struct{})}
 }
 
-func (v *verdicts) get(p peer.ID) State {
+func (v *verdicts) get(p peer.ID) book.State {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.m[p]
+	return v.m[p].state
 }
 
-// set records s and returns the verdict it replaced.
-func (v *verdicts) set(p peer.ID, s State) (prev State) {
+// set records s.
+func (v *verdicts) set(p peer.ID, s book.State) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	prev = v.m[p]
-	v.m[p] = s
+	v.m[p] = verdict{state: s, at: time.Now()}
 	v.notifyLocked()
-	return prev
 }
 
 // setIfAbsent records s only where p has no verdict yet.
-func (v *verdicts) setIfAbsent(p peer.ID, s State) bool {
+func (v *verdicts) setIfAbsent(p peer.ID, s book.State) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if _, ok := v.m[p]; ok {
 		return false
 	}
-	v.m[p] = s
+	v.m[p] = verdict{state: s, at: time.Now()}
 	v.notifyLocked()
 	return true
 }
 
 // forget drops p's verdict unless keep says to keep it.
-func (v *verdicts) forget(p peer.ID, keep func(State) bool) {
+func (v *verdicts) forget(p peer.ID, keep func(book.State) bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if s, ok := v.m[p]; ok && !keep(s) {
+	if d, ok := v.m[p]; ok && !keep(d.state) {
 		delete(v.m, p)
 	}
+}
+
+// prune drops the verdicts reached before cutoff of peers no longer
+// connected, so strangers that came and went leave nothing behind.
+func (v *verdicts) prune(cutoff time.Time, connected func(peer.ID) bool) {
+	v.mu.Lock()
+	var old []peer.ID
+	for p, d := range v.m {
+		if d.at.Before(cutoff) {
+			old = append(old, p)
+		}
+	}
+	v.mu.Unlock()
+	for _, p := range old {
+		if connected(p) {
+			continue
+		}
+		v.mu.Lock()
+		if d, ok := v.m[p]; ok && d.at.Before(cutoff) {
+			delete(v.m, p)
+		}
+		v.mu.Unlock()
+	}
+}
+
+func (v *verdicts) len() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.m)
 }
 
 func (v *verdicts) notifyLocked() {
@@ -63,14 +98,14 @@ func (v *verdicts) notifyLocked() {
 }
 
 // wait returns the peer's verdict, waiting for one until ctx is done.
-func (v *verdicts) wait(ctx context.Context, p peer.ID) (State, bool) {
+func (v *verdicts) wait(ctx context.Context, p peer.ID) (book.State, bool) {
 	for {
 		v.mu.Lock()
-		s, ok := v.m[p]
+		d, ok := v.m[p]
 		ch := v.changed
 		v.mu.Unlock()
 		if ok {
-			return s, true
+			return d.state, true
 		}
 		select {
 		case <-ctx.Done():

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -89,6 +91,74 @@ func FuzzReadFrame(f *testing.F) {
 		}
 		if !bytes.HasPrefix(b, buf.Bytes()) {
 			t.Fatalf("re-written frame %x is not a prefix of input %x", buf.Bytes(), b)
+		}
+	})
+}
+
+func FuzzDecodeRefusal(f *testing.F) {
+	for _, r := range []*protocol.Refusal{
+		{Code: protocol.CodeNetwork, Network: "overlay", MinVersion: 1, MaxVersion: 2, Reason: `network mismatch: peer is on "elsewhere", this node is on "overlay"`},
+		{Code: protocol.CodeVersion, Network: "overlay", MinVersion: 1, MaxVersion: 2, Reason: "incompatible version"},
+		{Code: protocol.CodeNoKey, Reason: "no key"},
+		{Code: protocol.CodeMalformed, Network: "n", Reason: strings.Repeat(`"<`, protocol.MaxReasonSize)},
+	} {
+		b, err := protocol.EncodeRefusal(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"code":"wrong-key","reason":"","network":"","min_version":0,"max_version":0}`))
+	f.Add([]byte(`{"code":"later","reason":"a\u0000b\u2028","network":"\u001b","min_version":3,"max_version":9,"extra":{}}`))
+	f.Add([]byte(`{"code":"other","reason":"\u009b31m\u0085forged"}`))
+	f.Add([]byte(`{"code":"version","min_version":2,"max_version":1}`))
+	f.Add([]byte(`{"code":"network","max_version":1e3}`))
+	f.Add([]byte("null"))
+	f.Add([]byte("{not json"))
+	f.Add([]byte{})
+	f.Add([]byte("\xff\xfe\x00garbage"))
+	self := hello("net", protocol.Version, protocol.RolePrivate)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := protocol.DecodeRefusal(b)
+		if err != nil {
+			if !errors.Is(err, protocol.ErrMalformed) {
+				t.Fatalf("DecodeRefusal error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		switch r.Code {
+		case protocol.CodeNetwork, protocol.CodeVersion, protocol.CodeNoKey, protocol.CodeWrongKey, protocol.CodeMalformed, protocol.CodeOther:
+		default:
+			t.Fatalf("decoded unknown code %q", r.Code)
+		}
+		if len(r.Reason) > protocol.MaxReasonSize || !utf8.ValidString(r.Reason) || strings.ContainsFunc(r.Reason, unicode.IsControl) {
+			t.Fatalf("decoded reason %q", r.Reason)
+		}
+		if len(r.Network) > 64 || r.MinVersion < 0 || r.MaxVersion < r.MinVersion {
+			t.Fatalf("decoded values %+v", r)
+		}
+		if want := sentinelOf(r.Code); want != nil && !errors.Is(r, want) {
+			t.Fatalf("%s refusal does not match %v", r.Code, want)
+		}
+		if e := r.Explain("the relay", self); strings.ContainsFunc(e, unicode.IsControl) {
+			t.Fatalf("Explain = %q", e)
+		}
+		enc, err := protocol.EncodeRefusal(r)
+		if err != nil {
+			t.Fatalf("re-encode of a decoded refusal: %v", err)
+		}
+		if len(enc) > protocol.MaxRefusalSize {
+			t.Fatalf("re-encoded refusal of %d bytes", len(enc))
+		}
+		r2, err := protocol.DecodeRefusal(enc)
+		if err != nil {
+			t.Fatalf("decode of re-encoded refusal %q: %v", enc, err)
+		}
+		// Escaping may make the re-encoded reason longer than the input's
+		// encoding; then it is cut, never changed otherwise.
+		if r2.Code != r.Code || r2.Network != r.Network || r2.MinVersion != r.MinVersion ||
+			r2.MaxVersion != r.MaxVersion || !strings.HasPrefix(r.Reason, r2.Reason) {
+			t.Fatalf("round trip changed refusal: %+v -> %+v", r, r2)
 		}
 	})
 }

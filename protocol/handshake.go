@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -26,7 +27,11 @@ const HandshakeID = "/overlay/handshake/1.0.0"
 //
 //	1  first version: hello, accept, reject frames; JSON hello with an
 //	   optional network-key proof.
-const Version = 1
+//	2  reject frame 0x04 carries a reason code and the refuser's own values
+//	   (network, accepted versions), so the refused side words the refusal
+//	   for itself; sent only to peers whose hello says version >= 2, older
+//	   peers still get 0x03 text.
+const Version = 2
 
 // MinVersion is the oldest peer version this build accepts.
 const MinVersion = 1
@@ -41,20 +46,29 @@ const MinVersion = 1
 //
 // Both sides run under HandshakeTimeout. A side that sends reject closes the
 // connection once the reason is written, so the other side learns why.
+//
+// Reject is frame 0x04 to a peer whose hello says version >= 2 and frame
+// 0x03 to an older one; a reader accepts both. Frame types are never
+// reused, so every later version on this HandshakeID reads 0x03 and 0x04.
 const (
-	frameHello  = 0x01 // JSON Hello, at most MaxHelloSize bytes
-	frameAccept = 0x02 // empty payload
-	frameReject = 0x03 // UTF-8 reason, at most MaxReasonSize bytes
+	frameHello      = 0x01 // JSON Hello, at most MaxHelloSize bytes
+	frameAccept     = 0x02 // empty payload
+	frameReject     = 0x03 // UTF-8 reason, at most MaxReasonSize bytes
+	frameRejectCode = 0x04 // JSON {"code","reason","network","min_version","max_version"}, at most MaxRefusalSize bytes
+
+	codedRejectVersion = 2 // the first version that reads frame 0x04
 )
 
 // Size caps of the handshake decoder.
 const (
-	MaxHelloSize  = 32 << 10
-	MaxReasonSize = 512
-	MaxAddrs      = 64
-	maxNetworkLen = 64
-	maxAgentLen   = 128
-	maxProofLen   = 64
+	MaxHelloSize   = 32 << 10
+	MaxReasonSize  = 512     // a reason, as text (0x03) or in a refusal (0x04)
+	MaxRefusalSize = 1 << 10 // a whole 0x04 payload
+	MaxAddrs       = 64
+	maxNetworkLen  = 64
+	maxAgentLen    = 128
+	maxProofLen    = 64
+	maxCodeLen     = 32 // a RejectCode in 0x04
 )
 
 // HandshakeTimeout bounds the whole handshake on one stream.
@@ -102,8 +116,11 @@ var (
 
 // RejectedError reports a handshake that one side refused.
 type RejectedError struct {
-	Reason string
-	ByPeer bool // the remote side refused us; else we refused it
+	Reason string // the refuser's wording
+	ByPeer bool   // the remote side refused us; else we refused it
+	// Refusal is never nil: the refusal we sent, or the one the peer sent
+	// (for a 0x03 text reject, CodeOther with the text as Reason).
+	Refusal *Refusal
 }
 
 func (e *RejectedError) Error() string {
@@ -111,6 +128,15 @@ func (e *RejectedError) Error() string {
 		return "rejected by peer: " + e.Reason
 	}
 	return "rejected peer: " + e.Reason
+}
+
+// Unwrap returns the Refusal, so that errors.Is(err, ErrNetworkMismatch) and
+// the like hold on both sides when the refusal's code says so.
+func (e *RejectedError) Unwrap() error {
+	if e.Refusal == nil {
+		return nil
+	}
+	return e.Refusal
 }
 
 // EncodeHello returns the wire payload of h.
@@ -159,17 +185,24 @@ func DecodeHello(b []byte) (Hello, error) {
 	return h, nil
 }
 
-// Check tells whether remote may join local's network. The error names what
-// differs so that it can be sent to the remote side as the reason.
+// Check tells whether remote may join local's network. A refusal is a
+// *Refusal (CodeNetwork or CodeVersion) with local's values and a reason
+// that names what differs; errors.Is matches ErrNetworkMismatch or
+// ErrVersionMismatch.
 func Check(local, remote Hello) error {
-	if remote.Network != local.Network {
-		return fmt.Errorf("%w: peer is on %q, this node is on %q", ErrNetworkMismatch, remote.Network, local.Network)
-	}
-	if remote.Version < MinVersion || remote.Version > Version {
-		return fmt.Errorf("%w: peer speaks version %d, this node accepts %d to %d",
+	r := &Refusal{Network: local.Network, MinVersion: MinVersion, MaxVersion: Version}
+	switch {
+	case remote.Network != local.Network:
+		r.Code, r.err = CodeNetwork, ErrNetworkMismatch
+		r.Reason = fmt.Sprintf("%v: peer is on %q, this node is on %q", ErrNetworkMismatch, remote.Network, local.Network)
+	case remote.Version < MinVersion || remote.Version > Version:
+		r.Code, r.err = CodeVersion, ErrVersionMismatch
+		r.Reason = fmt.Sprintf("%v: peer speaks version %d, this node accepts %d to %d",
 			ErrVersionMismatch, remote.Version, MinVersion, Version)
+	default:
+		return nil
 	}
-	return nil
+	return r
 }
 
 // Deadliner is a stream whose reads and writes can be bounded in time.
@@ -179,6 +212,9 @@ type Deadliner interface {
 }
 
 // Checker decides whether the remote hello is admitted; nil means Check.
+// A refusal is best a *Refusal; any other error is sent as CodeOther with
+// its text. Network and versions a *Refusal leaves zero are filled with the
+// local hello's network and MinVersion to Version.
 type Checker func(remote Hello) error
 
 // Initiate runs the handshake as the dialing side. local.Version is sent as is,
@@ -219,21 +255,22 @@ func RespondWith(s Deadliner, local Hello, check Checker) (Hello, error) {
 	if err := sendHello(s, local); err != nil {
 		return remote, err
 	}
-	typ, payload, err := ReadFrame(s, MaxReasonSize)
+	typ, payload, err := ReadFrame(s, MaxRefusalSize)
 	if err != nil {
 		return remote, fmt.Errorf("read accept: %w", err)
 	}
 	switch typ {
 	case frameAccept:
 		return remote, nil
-	case frameReject:
-		return remote, &RejectedError{Reason: cleanReason(payload), ByPeer: true}
+	case frameReject, frameRejectCode:
+		return remote, refusedBy(typ, payload)
 	default:
 		return remote, fmt.Errorf("%w: frame type %#x where accept was due", ErrMalformed, typ)
 	}
 }
 
-// verdict checks remote and, on refusal, tells the peer why.
+// verdict checks remote and, on refusal, tells the peer why: in frame 0x04
+// if its hello says it reads that, else as 0x03 text.
 func verdict(s io.Writer, local, remote Hello, check Checker) error {
 	var err error
 	if check != nil {
@@ -244,9 +281,28 @@ func verdict(s io.Writer, local, remote Hello, check Checker) error {
 	if err == nil {
 		return nil
 	}
-	reason := truncate(err.Error(), MaxReasonSize)
-	_ = WriteFrame(s, frameReject, []byte(reason))
-	return &RejectedError{Reason: reason}
+	r := refusalOf(err, local)
+	b, encErr := EncodeRefusal(r)
+	if remote.Version >= codedRejectVersion && encErr == nil {
+		_ = WriteFrame(s, frameRejectCode, b)
+	} else {
+		_ = WriteFrame(s, frameReject, []byte(r.Reason))
+	}
+	return &RejectedError{Reason: r.Reason, Refusal: r}
+}
+
+// refusedBy reads a peer's reject frame of either type.
+func refusedBy(typ byte, payload []byte) error {
+	var r *Refusal
+	if typ == frameReject {
+		r = &Refusal{Code: CodeOther, Reason: cleanReason(payload)}
+	} else {
+		var err error
+		if r, err = DecodeRefusal(payload); err != nil {
+			return fmt.Errorf("read reject: %w", err)
+		}
+	}
+	return &RejectedError{Reason: r.Reason, ByPeer: true, Refusal: r}
 }
 
 func sendHello(w io.Writer, h Hello) error {
@@ -268,8 +324,8 @@ func readHello(r io.Reader) (Hello, error) {
 	switch typ {
 	case frameHello:
 		return DecodeHello(payload)
-	case frameReject:
-		return Hello{}, &RejectedError{Reason: cleanReason(payload), ByPeer: true}
+	case frameReject, frameRejectCode:
+		return Hello{}, refusedBy(typ, payload)
 	default:
 		return Hello{}, fmt.Errorf("%w: frame type %#x where hello was due", ErrMalformed, typ)
 	}
@@ -299,10 +355,12 @@ func addrStrings(as []ma.Multiaddr) []string {
 }
 
 // cleanReason keeps a peer's reason printable, valid UTF-8 and within
-// MaxReasonSize, so it cannot forge log lines or outgrow its cap.
+// MaxReasonSize, so it cannot forge log lines or outgrow its cap. Control
+// characters (C0, DEL and C1, which holds the 8-bit terminal escapes)
+// become spaces.
 func cleanReason(b []byte) string {
 	s := strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) {
 			return ' '
 		}
 		return r
@@ -333,13 +391,18 @@ func NetworkProof(key []byte, from, to peer.ID) []byte {
 	return m.Sum(nil)
 }
 
-// CheckProof verifies the remote side's proof of the network key.
+// CheckProof verifies the remote side's proof of the network key. A refusal
+// is a *Refusal (CodeNoKey or CodeWrongKey; errors.Is matches ErrNetworkKey)
+// whose Network and versions are left empty: a Checker that returns it has
+// them filled from the local hello before it is sent.
 func CheckProof(key []byte, remote Hello, remoteID, localID peer.ID) error {
 	if len(remote.Proof) == 0 {
-		return fmt.Errorf("%w: peer proved no network key, this network has one", ErrNetworkKey)
+		return &Refusal{Code: CodeNoKey, err: ErrNetworkKey,
+			Reason: fmt.Sprintf("%v: peer proved no network key, this network has one", ErrNetworkKey)}
 	}
 	if !hmac.Equal(remote.Proof, NetworkProof(key, remoteID, localID)) {
-		return fmt.Errorf("%w: peer holds another network key", ErrNetworkKey)
+		return &Refusal{Code: CodeWrongKey, err: ErrNetworkKey,
+			Reason: fmt.Sprintf("%v: peer holds another network key", ErrNetworkKey)}
 	}
 	return nil
 }

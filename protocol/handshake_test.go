@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/protocol"
@@ -20,9 +21,10 @@ import (
 
 // Frame types as documented in protocol/handshake.go.
 const (
-	typeHello  = 0x01
-	typeAccept = 0x02
-	typeReject = 0x03
+	typeHello      = 0x01
+	typeAccept     = 0x02
+	typeReject     = 0x03
+	typeRejectCode = 0x04
 )
 
 func hello(network string, version int, role protocol.Role) protocol.Hello {
@@ -86,10 +88,16 @@ type result struct {
 // outcomes.
 func run(t *testing.T, mk conns, ini, resp protocol.Hello) (iniRes, respRes result) {
 	t.Helper()
+	return runWith(t, mk, ini, resp, nil)
+}
+
+// runWith is run with a custom admission check on the responder.
+func runWith(t *testing.T, mk conns, ini, resp protocol.Hello, check protocol.Checker) (iniRes, respRes result) {
+	t.Helper()
 	a, b := mk(t)
 	done := make(chan result, 1)
 	go func() {
-		r, err := protocol.Respond(b, resp)
+		r, err := protocol.RespondWith(b, resp, check)
 		if err != nil {
 			b.Close() // as the node does: a refusing side closes
 		}
@@ -213,6 +221,15 @@ func TestHandshakeInitiatorRejects(t *testing.T) {
 			}
 			if !strings.Contains(rej.Reason, "incompatible version") {
 				t.Errorf("responder was told %q", rej.Reason)
+			}
+			// Version 99 reads frame 0x04: the responder learns the code
+			// and the initiator's range.
+			if rej.Refusal.Code != protocol.CodeVersion || !errors.Is(rr.err, protocol.ErrVersionMismatch) {
+				t.Errorf("responder got refusal %+v", rej.Refusal)
+			}
+			want := fmt.Sprintf("the peer accepts handshake versions %d to %d, this node speaks 99", protocol.MinVersion, protocol.Version)
+			if got := rej.Refusal.Explain("the peer", resp); got != want {
+				t.Errorf("Explain = %q, want %q", got, want)
 			}
 		})
 	}
@@ -460,5 +477,230 @@ func TestReadFrameTruncated(t *testing.T) {
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Errorf("%d of %d bytes: %v, want io.ErrUnexpectedEOF", n, len(b), err)
 		}
+	}
+}
+
+// rejected returns err as a RejectedError refused by the peer or by us, as
+// byPeer says, with its Refusal.
+func rejected(t *testing.T, side string, err error, byPeer bool) *protocol.RejectedError {
+	t.Helper()
+	var rej *protocol.RejectedError
+	if !errors.As(err, &rej) || rej.ByPeer != byPeer {
+		t.Fatalf("%s err = %v, want a RejectedError with ByPeer %v", side, err, byPeer)
+	}
+	if rej.Refusal == nil {
+		t.Fatalf("%s: RejectedError without Refusal", side)
+	}
+	return rej
+}
+
+// A relay on network "overlay" with a network key refuses the initiator;
+// both sides get the refusal's code and the relay's values, and the refused
+// side words it for itself.
+func TestHandshakeRefusalCodes(t *testing.T) {
+	key, other := []byte("network key"), []byte("another key")
+	const iniID, respID = peer.ID("initiator"), peer.ID("relay")
+	proved := func(h protocol.Hello, k []byte) protocol.Hello {
+		h.Proof = protocol.NetworkProof(k, iniID, respID)
+		return h
+	}
+	check := func(remote protocol.Hello) error {
+		if err := protocol.Check(hello("overlay", protocol.Version, protocol.RolePublic), remote); err != nil {
+			return err
+		}
+		return protocol.CheckProof(key, remote, iniID, respID)
+	}
+	cases := []struct {
+		name     string
+		ini      protocol.Hello
+		code     protocol.RejectCode
+		sentinel error
+		explain  string
+	}{
+		{"network", proved(hello("elsewhere", protocol.Version, protocol.RolePrivate), key),
+			protocol.CodeNetwork, protocol.ErrNetworkMismatch, `the relay is on network "overlay", this node is on "elsewhere"`},
+		{"version", proved(hello("overlay", protocol.Version+1, protocol.RolePrivate), key),
+			protocol.CodeVersion, protocol.ErrVersionMismatch,
+			fmt.Sprintf("the relay accepts handshake versions %d to %d, this node speaks %d", protocol.MinVersion, protocol.Version, protocol.Version+1)},
+		{"no key", hello("overlay", protocol.Version, protocol.RolePrivate),
+			protocol.CodeNoKey, protocol.ErrNetworkKey, "the relay's network requires a network key, this node has none"},
+		{"wrong key", proved(hello("overlay", protocol.Version, protocol.RolePrivate), other),
+			protocol.CodeWrongKey, protocol.ErrNetworkKey, "this node holds another network key than the relay"},
+	}
+	for name, mk := range transports {
+		for _, c := range cases {
+			t.Run(name+"/"+c.name, func(t *testing.T) {
+				resp := proved(hello("overlay", protocol.Version, protocol.RolePublic), key)
+				ir, rr := runWith(t, mk, c.ini, resp, check)
+				ours := rejected(t, "Respond", rr.err, false)
+				theirs := rejected(t, "Initiate", ir.err, true)
+				for side, rej := range map[string]*protocol.RejectedError{"relay": ours, "initiator": theirs} {
+					r := rej.Refusal
+					if r.Code != c.code || r.Network != "overlay" || r.MinVersion != protocol.MinVersion || r.MaxVersion != protocol.Version {
+						t.Errorf("%s: refusal %+v, want code %s on overlay, versions %d to %d",
+							side, r, c.code, protocol.MinVersion, protocol.Version)
+					}
+					if r.Reason != ours.Reason || rej.Reason != ours.Reason {
+						t.Errorf("%s: reason %q / %q, the relay's is %q", side, r.Reason, rej.Reason, ours.Reason)
+					}
+				}
+				if !errors.Is(rr.err, c.sentinel) || !errors.Is(ir.err, c.sentinel) {
+					t.Errorf("errors.Is(%v) = %v, errors.Is(%v) = %v, want both %v",
+						rr.err, errors.Is(rr.err, c.sentinel), ir.err, errors.Is(ir.err, c.sentinel), c.sentinel)
+				}
+				if got := theirs.Refusal.Explain("the relay", c.ini); got != c.explain {
+					t.Errorf("Explain = %q, want %q", got, c.explain)
+				}
+			})
+		}
+	}
+}
+
+// oldPeer poses as a version 1 build on one end of a pipe: it speaks and
+// reads raw frames, knowing nothing of frame 0x04.
+type oldPeer struct {
+	t *testing.T
+	c net.Conn
+}
+
+func (p oldPeer) hello(h protocol.Hello) {
+	p.t.Helper()
+	b, err := protocol.EncodeHello(h)
+	if err != nil {
+		p.t.Error(err)
+		return
+	}
+	if err := protocol.WriteFrame(p.c, typeHello, b); err != nil {
+		p.t.Error(err)
+	}
+}
+
+// read reads a frame as version 1 did: a hello, or a reason of at most
+// MaxReasonSize bytes.
+func (p oldPeer) read(max uint32) (byte, []byte) {
+	p.t.Helper()
+	typ, payload, err := protocol.ReadFrame(p.c, max)
+	if err != nil {
+		p.t.Errorf("old peer: %v", err)
+	}
+	return typ, payload
+}
+
+// A version 1 peer refused by this build gets frame 0x03 with the text
+// reason, which it reads.
+func TestRefusalToOldPeerIsText(t *testing.T) {
+	t.Run("responder refuses", func(t *testing.T) {
+		a, b := net.Pipe()
+		defer a.Close()
+		done := make(chan error, 1)
+		go func() {
+			_, err := protocol.Respond(b, hello("overlay", protocol.Version, protocol.RolePublic))
+			b.Close()
+			done <- err
+		}()
+		old := oldPeer{t, a}
+		old.hello(hello("elsewhere", 1, protocol.RolePrivate))
+		typ, payload := old.read(protocol.MaxReasonSize)
+		want := `network mismatch: peer is on "elsewhere", this node is on "overlay"`
+		if typ != typeReject || string(payload) != want {
+			t.Errorf("old peer read frame %#x %q, want %#x %q", typ, payload, typeReject, want)
+		}
+		rej := rejected(t, "Respond", <-done, false)
+		if rej.Refusal.Code != protocol.CodeNetwork || rej.Reason != want {
+			t.Errorf("responder's refusal %+v", rej.Refusal)
+		}
+	})
+	t.Run("initiator refuses", func(t *testing.T) {
+		a, b := net.Pipe()
+		defer b.Close()
+		done := make(chan error, 1)
+		key := []byte("k")
+		go func() {
+			_, err := protocol.InitiateWith(a, hello("overlay", protocol.Version, protocol.RolePrivate), func(remote protocol.Hello) error {
+				return protocol.CheckProof(key, remote, "relay", "self")
+			})
+			a.Close()
+			done <- err
+		}()
+		old := oldPeer{t, b}
+		if typ, _ := old.read(protocol.MaxHelloSize); typ != typeHello {
+			t.Fatalf("old peer read frame %#x, want hello", typ)
+		}
+		old.hello(hello("overlay", 1, protocol.RolePublic))
+		typ, payload := old.read(protocol.MaxReasonSize)
+		want := "network key mismatch: peer proved no network key, this network has one"
+		if typ != typeReject || string(payload) != want {
+			t.Errorf("old peer read frame %#x %q, want %#x %q", typ, payload, typeReject, want)
+		}
+		rej := rejected(t, "Initiate", <-done, false)
+		if r := rej.Refusal; r.Code != protocol.CodeNoKey || r.Network != "overlay" || !errors.Is(rej, protocol.ErrNetworkKey) {
+			t.Errorf("initiator's refusal %+v", r)
+		}
+	})
+}
+
+// This build refused by a version 1 peer gets its text as CodeOther.
+func TestRefusalFromOldPeer(t *testing.T) {
+	const reason = `network mismatch: peer is on "overlay", this node is on "elsewhere"`
+	self := hello("overlay", protocol.Version, protocol.RolePrivate)
+	check := func(t *testing.T, err error, who string) {
+		t.Helper()
+		rej := rejected(t, "handshake", err, true)
+		if r := rej.Refusal; r.Code != protocol.CodeOther || r.Reason != reason || rej.Reason != reason {
+			t.Errorf("refusal %+v, reason %q", r, rej.Reason)
+		}
+		if errors.Is(err, protocol.ErrNetworkMismatch) {
+			t.Errorf("a text reason matched ErrNetworkMismatch: text carries no code")
+		}
+		if got, want := rej.Refusal.Explain(who, self), who+" said: "+reason; got != want {
+			t.Errorf("Explain = %q, want %q", got, want)
+		}
+	}
+	t.Run("instead of hello", func(t *testing.T) {
+		a, b := net.Pipe()
+		defer b.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			old := oldPeer{t, b}
+			old.read(protocol.MaxHelloSize)
+			_ = protocol.WriteFrame(b, typeReject, []byte(reason))
+		}()
+		_, err := protocol.Initiate(a, self)
+		a.Close()
+		<-done
+		check(t, err, "the relay")
+	})
+	t.Run("instead of accept", func(t *testing.T) {
+		a, b := net.Pipe()
+		defer a.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			old := oldPeer{t, a}
+			old.hello(hello("overlay", 1, protocol.RolePublic))
+			old.read(protocol.MaxHelloSize)
+			_ = protocol.WriteFrame(a, typeReject, []byte(reason))
+		}()
+		_, err := protocol.Respond(b, self)
+		b.Close()
+		<-done
+		check(t, err, "the peer")
+	})
+}
+
+// An unreadable 0x04 frame is a malformed handshake, not a refusal.
+func TestRefusalFrameMalformed(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() {
+		_, _, _ = protocol.ReadFrame(b, protocol.MaxHelloSize)
+		_ = protocol.WriteFrame(b, typeRejectCode, []byte("{not json"))
+	}()
+	_, err := protocol.Initiate(a, hello("n", protocol.Version, protocol.RolePrivate))
+	var rej *protocol.RejectedError
+	if !errors.Is(err, protocol.ErrMalformed) || errors.As(err, &rej) {
+		t.Fatalf("err = %v, want ErrMalformed and no RejectedError", err)
 	}
 }

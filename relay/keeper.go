@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -9,32 +10,75 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/internal/backoff"
+	"github.com/overlay-net/overlay/node/events"
 )
 
+// ErrRefused marks an Admission error that means the relay refused this
+// node (its handshake said no), as opposed to a handshake that did not end.
+var ErrRefused = errors.New("refused this node")
+
+// Admission tells the keeper whether a relay it connected to admitted this
+// node. AwaitHandshake returns nil for a member or a stock (foreign) relay,
+// an error wrapping ErrRefused when the relay refused this node.
+type Admission interface {
+	AwaitHandshake(ctx context.Context, relay peer.ID) error
+}
+
 // KeeperConfig says which relays to hold reservations on and how hard to
-// retry.
+// retry. Start from DefaultKeeperConfig: NewKeeper refuses zero durations
+// rather than guess what was meant.
 type KeeperConfig struct {
 	// Relays are full relay addresses, ending in /p2p/<relay peer ID>.
 	Relays []ma.Multiaddr
 	// MinBackoff and MaxBackoff bound the wait between attempts after a
 	// failure; the wait doubles from Min up to Max.
 	MinBackoff, MaxBackoff time.Duration
+	// FastRetry is the wait between attempts during FastWindow after a
+	// held reservation is lost, so that a restarted relay is reserved on
+	// again within about FastRetry of listening.
+	FastRetry, FastWindow time.Duration
 	// DialTimeout bounds one connect-and-reserve attempt.
 	DialTimeout time.Duration
-	// OnChange, if set, is called after the set of reservations changes.
-	OnChange func()
-	Logger   *slog.Logger
+	// Admission, if set, is asked after each connect whether the relay
+	// admitted this node.
+	Admission Admission
+	Logger    *slog.Logger
 }
 
 // DefaultKeeperConfig returns retry settings for a daemon: quick first
-// retries, then at most one attempt every 30 s per relay.
+// retries, then at most one attempt every 30 s per relay; after losing a
+// relay, an attempt every 300 ms for 30 s, since most losses are restarts
+// that end within seconds.
 func DefaultKeeperConfig() KeeperConfig {
-	return KeeperConfig{MinBackoff: time.Second, MaxBackoff: 30 * time.Second, DialTimeout: 20 * time.Second}
+	return KeeperConfig{MinBackoff: time.Second, MaxBackoff: 30 * time.Second,
+		FastRetry: 300 * time.Millisecond, FastWindow: 30 * time.Second, DialTimeout: 20 * time.Second}
+}
+
+// Validate reports the first setting that cannot work.
+func (c KeeperConfig) Validate() error {
+	switch {
+	case len(c.Relays) == 0:
+		return errors.New("keeper: no relays")
+	case c.MinBackoff <= 0:
+		return fmt.Errorf("keeper: MinBackoff must be positive, not %s", c.MinBackoff)
+	case c.MaxBackoff < c.MinBackoff:
+		return fmt.Errorf("keeper: MaxBackoff %s is below MinBackoff %s", c.MaxBackoff, c.MinBackoff)
+	case c.FastRetry <= 0 || c.FastWindow < 0:
+		return fmt.Errorf("keeper: FastRetry must be positive and FastWindow not negative (%s, %s)", c.FastRetry, c.FastWindow)
+	case c.DialTimeout <= 0:
+		return fmt.Errorf("keeper: DialTimeout must be positive, not %s", c.DialTimeout)
+	}
+	_, err := ParseRelays(c.Relays)
+	return err
 }
 
 // Reservation is a slot this node holds on a relay.
@@ -47,15 +91,18 @@ type Reservation struct {
 
 // Keeper holds a reservation on each configured relay: it connects, reserves,
 // renews before expiry, and after any loss reconnects with capped exponential
-// backoff.
+// backoff. Every change of its standing with a relay is emitted on the host's
+// event bus as an events.EvtRelay.
 type Keeper struct {
 	h      host.Host
 	cfg    KeeperConfig
 	log    *slog.Logger
 	relays []peer.AddrInfo
+	em     event.Emitter
 
 	mu    sync.Mutex
 	rsvps map[peer.ID]Reservation
+	last  map[peer.ID]events.EvtRelay // the last event per relay
 	kicks map[peer.ID]chan struct{}
 
 	cancel context.CancelFunc
@@ -84,25 +131,20 @@ func ParseRelays(addrs []ma.Multiaddr) ([]peer.AddrInfo, error) {
 
 // NewKeeper returns a keeper for h. It does nothing until Start.
 func NewKeeper(h host.Host, cfg KeeperConfig) (*Keeper, error) {
-	relays, err := ParseRelays(cfg.Relays)
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := DefaultKeeperConfig()
-	if cfg.MinBackoff <= 0 {
-		cfg.MinBackoff = d.MinBackoff
-	}
-	if cfg.MaxBackoff < cfg.MinBackoff {
-		cfg.MaxBackoff = max(d.MaxBackoff, cfg.MinBackoff)
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = d.DialTimeout
-	}
+	relays, _ := ParseRelays(cfg.Relays)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	k := &Keeper{h: h, cfg: cfg, log: cfg.Logger, relays: relays,
-		rsvps: make(map[peer.ID]Reservation), kicks: make(map[peer.ID]chan struct{})}
+	em, err := h.EventBus().Emitter(new(events.EvtRelay))
+	if err != nil {
+		return nil, fmt.Errorf("relay event emitter: %w", err)
+	}
+	k := &Keeper{h: h, cfg: cfg, log: cfg.Logger, relays: relays, em: em,
+		rsvps: make(map[peer.ID]Reservation), last: make(map[peer.ID]events.EvtRelay),
+		kicks: make(map[peer.ID]chan struct{})}
 	for _, r := range relays {
 		k.kicks[r.ID] = make(chan struct{}, 1)
 	}
@@ -131,12 +173,12 @@ func (k *Keeper) Start() {
 
 // Close stops the keeper and waits for its goroutines.
 func (k *Keeper) Close() {
-	if k.cancel == nil {
-		return
+	if k.cancel != nil {
+		k.h.Network().StopNotify(k.notif)
+		k.cancel()
+		k.wg.Wait()
 	}
-	k.h.Network().StopNotify(k.notif)
-	k.cancel()
-	k.wg.Wait()
+	k.em.Close()
 }
 
 // Reservations returns the reservations held now, ordered by relay.
@@ -175,61 +217,61 @@ func (k *Keeper) kick(p peer.ID) {
 
 // keep is the loop for one relay.
 func (k *Keeper) keep(ctx context.Context, r peer.AddrInfo) {
-	backoff := k.cfg.MinBackoff
-	failures := 0
+	bo := backoff.New(k.cfg.MinBackoff, k.cfg.MaxBackoff)
+	var lostAt time.Time // when a held reservation was last lost
+	k.set(events.EvtRelay{Relay: r.ID, State: events.RelayConnecting})
+	defer k.drop(r.ID)
 	for {
 		rsvp, err := k.reserve(ctx, r)
 		if ctx.Err() != nil {
-			k.drop(r.ID)
 			return
 		}
 		var wait time.Duration
 		if err != nil {
-			k.drop(r.ID)
-			failures++
-			wait = jitter(backoff)
-			backoff = min(2*backoff, k.cfg.MaxBackoff)
-			k.log.Warn("relay unreachable, retrying", "relay", r.ID, "attempt", failures,
-				"retry_in", wait.Round(time.Millisecond), "err", err)
-		} else {
-			if failures > 0 || !k.has(r.ID) {
-				k.log.Info("reserved on relay", "relay", r.ID, "expires", rsvp.Expires.Format(time.RFC3339))
+			wait = bo.Delay()
+			if time.Since(lostAt) < k.cfg.FastWindow && !errors.Is(err, ErrRefused) {
+				wait = fastJitter(k.cfg.FastRetry)
 			}
-			failures, backoff = 0, k.cfg.MinBackoff
+			k.failed(r.ID, err, wait)
+		} else {
+			bo.Reset()
 			k.store(rsvp)
 			// Renew halfway to expiry: time to retry before it lapses.
 			wait = max(time.Until(rsvp.Expires)/2, 500*time.Millisecond)
 		}
-		if !k.sleep(ctx, r.ID, wait, err == nil) {
-			k.drop(r.ID)
+		if lost, ok := k.sleep(ctx, r.ID, wait, err == nil); !ok {
 			return
+		} else if lost {
+			lostAt = time.Now()
 		}
 	}
 }
 
 // sleep waits for d, or until the relay disconnects while a reservation is
-// held. It returns false when ctx is done.
-func (k *Keeper) sleep(ctx context.Context, id peer.ID, d time.Duration, held bool) bool {
+// held (lost). ok is false when ctx is done.
+func (k *Keeper) sleep(ctx context.Context, id peer.ID, d time.Duration, held bool) (lost, ok bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return false, false
 		case <-t.C:
-			return true
+			return false, true
 		case <-k.kicks[id]:
 			if held && k.h.Network().Connectedness(id) != network.Connected {
 				k.log.Warn("lost connection to relay, reconnecting", "relay", id)
 				k.drop(id)
-				return true
+				k.set(events.EvtRelay{Relay: id, State: events.RelayConnecting, Reason: "connection lost"})
+				return true, true
 			}
 		}
 	}
 }
 
 // reserve connects to the relay over the configured addresses only (so a
-// /ws address is dialed as WebSocket) and takes a reservation.
+// /ws address is dialed as WebSocket), waits for the relay's verdict on this
+// node, and takes a reservation.
 func (k *Keeper) reserve(ctx context.Context, r peer.AddrInfo) (Reservation, error) {
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.DialTimeout)
 	defer cancel()
@@ -241,8 +283,17 @@ func (k *Keeper) reserve(ctx context.Context, r peer.AddrInfo) (Reservation, err
 			return Reservation{}, fmt.Errorf("connect: %w", err)
 		}
 	}
+	if k.cfg.Admission != nil {
+		if err := k.cfg.Admission.AwaitHandshake(ctx, r.ID); err != nil {
+			return Reservation{}, err
+		}
+	}
 	res, err := client.Reserve(ctx, k.h, peer.AddrInfo{ID: r.ID})
 	if err != nil {
+		var re client.ReservationError
+		if errors.As(err, &re) && re.Status != pbv2.Status_CONNECTION_FAILED {
+			return Reservation{}, fmt.Errorf("%w: the relay refused the reservation: %s", ErrRefused, pbv2.Status_name[int32(re.Status)])
+		}
 		return Reservation{}, fmt.Errorf("reserve: %w", err)
 	}
 	return Reservation{Relay: r.ID, Expires: res.Expiration, Addrs: circuitAddrs(r)}, nil
@@ -268,40 +319,58 @@ func circuitAddrs(r peer.AddrInfo) []ma.Multiaddr {
 	return out
 }
 
-func (k *Keeper) has(id peer.ID) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	_, ok := k.rsvps[id]
-	return ok
-}
-
 func (k *Keeper) store(r Reservation) {
 	k.mu.Lock()
-	old, had := k.rsvps[r.Relay]
+	_, had := k.rsvps[r.Relay]
 	k.rsvps[r.Relay] = r
 	k.mu.Unlock()
-	if !had || !slices.EqualFunc(old.Addrs, r.Addrs, ma.Multiaddr.Equal) {
-		k.changed()
+	if !had {
+		k.log.Info("reserved on relay", "relay", r.Relay, "expires", r.Expires.Format(time.RFC3339))
 	}
+	k.set(events.EvtRelay{Relay: r.Relay, State: events.RelayReserved, Expires: r.Expires, Addrs: r.Addrs})
+}
+
+// failed records a failed attempt: one log line when the standing changes
+// (or the refusal's reason does), debug otherwise, so a long outage does
+// not flood the log.
+func (k *Keeper) failed(id peer.ID, err error, wait time.Duration) {
+	k.drop(id)
+	ev := events.EvtRelay{Relay: id, State: events.RelayUnreachable, Reason: err.Error(), NextRetry: time.Now().Add(wait)}
+	if errors.Is(err, ErrRefused) {
+		ev.State = events.RelayRefused
+	}
+	prev, prevReason := k.set(ev)
+	retry := wait.Round(time.Millisecond)
+	switch {
+	case prev == ev.State && prevReason == ev.Reason:
+		k.log.Debug("relay attempt failed", "relay", id, "state", ev.State, "retry_in", retry, "err", err)
+	case ev.State == events.RelayRefused:
+		k.log.Warn("relay refused this node", "relay", id, "reason", ev.Reason, "retry_in", retry)
+	default:
+		k.log.Warn("relay unreachable, retrying", "relay", id, "retry_in", retry, "err", err)
+	}
+}
+
+// set records and emits the relay's new standing and returns the previous
+// state and reason.
+func (k *Keeper) set(ev events.EvtRelay) (events.RelayState, string) {
+	k.mu.Lock()
+	prev := k.last[ev.Relay]
+	ev.Prev = prev.State
+	k.last[ev.Relay] = ev
+	k.mu.Unlock()
+	_ = k.em.Emit(ev)
+	return prev.State, prev.Reason
 }
 
 func (k *Keeper) drop(id peer.ID) {
 	k.mu.Lock()
-	_, had := k.rsvps[id]
 	delete(k.rsvps, id)
 	k.mu.Unlock()
-	if had {
-		k.changed()
-	}
 }
 
-func (k *Keeper) changed() {
-	if k.cfg.OnChange != nil {
-		k.cfg.OnChange()
-	}
-}
-
-func jitter(d time.Duration) time.Duration {
+// fastJitter spreads fast retries of many peers over ±20% of d.
+func fastJitter(d time.Duration) time.Duration {
 	return d - d/5 + time.Duration(rand.Int64N(int64(d)/5*2+1))
 }
 

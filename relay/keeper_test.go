@@ -13,6 +13,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/book"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -26,12 +27,10 @@ func startRelayAt(t *testing.T, key crypto.PrivKey, listen string) *node.Node {
 	var n *node.Node
 	var lastErr error
 	nt.Eventually(t, 10*time.Second, "relay listening on "+listen, func() bool {
-		n, lastErr = node.New(node.Config{
-			Role:   protocol.RolePublic,
-			Key:    key,
-			Listen: []ma.Multiaddr{ma.StringCast(listen)},
-			Logger: nt.Logger(t),
-		})
+		cfg := node.DefaultConfig(protocol.RolePublic)
+		cfg.Key, cfg.Logger = key, nt.Logger(t)
+		cfg.Listen = []ma.Multiaddr{ma.StringCast(listen)}
+		n, lastErr = node.New(cfg)
 		if lastErr != nil {
 			t.Logf("start relay: %v", lastErr)
 		}
@@ -60,12 +59,12 @@ func reachThrough(t *testing.T, relays []ma.Multiaddr, target *node.Node) {
 	if err != nil {
 		t.Fatalf("reach %s through the relay: %v", target.ID(), err)
 	}
-	if info.State != node.StateMember || info.Path != node.PathRelayed {
+	if info.State != book.StateMember || info.Path != book.PathRelayed {
 		t.Fatalf("reached %s as %+v, want a relayed member", target.ID(), info)
 	}
 	nt.Eventually(t, 10*time.Second, "target books the peer as a relayed member", func() bool {
 		p, ok := target.Book().Get(b.ID())
-		return ok && p.State == node.StateMember && p.Path == node.PathRelayed
+		return ok && p.State == book.StateMember && p.Path == book.PathRelayed
 	})
 }
 
@@ -158,11 +157,11 @@ func TestStockRelay(t *testing.T) {
 	if rs := a.Reservations(); rs[0].Relay != h.ID() || len(rs[0].Addrs) == 0 {
 		t.Errorf("reservation %+v, want one on %s with relayed addresses", rs[0], h.ID())
 	}
-	if s, ok := a.WaitVerdict(nt.Context(t, 10*time.Second), h.ID()); !ok || s != node.StateForeign {
+	if s, ok := a.WaitVerdict(nt.Context(t, 10*time.Second), h.ID()); !ok || s != book.StateForeign {
 		t.Fatalf("verdict on the stock relay = %q, %v; want foreign", s, ok)
 	}
 	p, ok := a.Book().Get(h.ID())
-	if !ok || p.State != node.StateForeign || p.Reason == "" {
+	if !ok || p.State != book.StateForeign || p.Reason == "" {
 		t.Errorf("stock relay booked as %+v, want foreign with a reason", p)
 	}
 	if !ok || len(p.Direct) == 0 {

@@ -13,7 +13,7 @@ import (
 
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/book"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 )
 
@@ -41,7 +41,7 @@ func TestRelayRefusesNonMembers(t *testing.T) {
 		t.Fatalf("reservation by a non-member: %v, want PERMISSION_DENIED", err)
 	}
 	p, _ := r.Book().Get(h.ID())
-	if p.State != node.StateForeign {
+	if p.State != book.StateForeign {
 		t.Errorf("relay books the stock node as %q, want foreign", p.State)
 	}
 

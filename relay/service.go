@@ -48,6 +48,26 @@ func DefaultConfig() Config {
 	}
 }
 
+// Validate reports the first limit that cannot work: a zero count would
+// make libp2p refuse everyone, silently.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxReservations <= 0:
+		return fmt.Errorf("relay: MaxReservations must be positive, not %d", c.MaxReservations)
+	case c.MaxCircuits <= 0:
+		return fmt.Errorf("relay: MaxCircuits must be positive, not %d", c.MaxCircuits)
+	case c.MaxReservationsPerIP <= 0:
+		return fmt.Errorf("relay: MaxReservationsPerIP must be positive, not %d", c.MaxReservationsPerIP)
+	case c.ReservationTTL < time.Second:
+		return fmt.Errorf("relay: ReservationTTL must be at least 1s, not %s", c.ReservationTTL)
+	case c.BufferSize < 512:
+		return fmt.Errorf("relay: BufferSize must be at least 512 bytes, not %d", c.BufferSize)
+	case c.LimitDuration < 0 || c.LimitData < 0:
+		return fmt.Errorf("relay: limits must not be negative (%s, %d)", c.LimitDuration, c.LimitData)
+	}
+	return nil
+}
+
 // Members answers whether a peer passed the handshake. It may wait for a
 // handshake that is still running, up to ctx's deadline.
 type Members interface {
@@ -67,6 +87,9 @@ type Service struct {
 // members is non-nil, only members may reserve or open circuits: that keeps
 // the uncapped relay bounded against everyone else.
 func New(h host.Host, cfg Config, members Members) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	rc := circuit.DefaultResources()
 	rc.MaxReservations = cfg.MaxReservations
 	rc.MaxCircuits = cfg.MaxCircuits

@@ -84,16 +84,28 @@ func runStatus(args []string) error {
 	printList("direct addresses", s.Addrs.Direct)
 	printList("relayed addresses", s.Addrs.Relayed)
 	if s.Role == "private" {
-		fmt.Printf("reservations (%d of %d relays):\n", len(s.Reservations), s.Relays)
-		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  RELAY\tEXPIRES")
-		for _, r := range s.Reservations {
-			fmt.Fprintf(tw, "  %s\t%s (in %s)\n", r.Relay, r.Expires.Local().Format(time.DateTime),
-				time.Until(r.Expires).Round(time.Second))
-		}
-		tw.Flush()
+		printRelays(s)
 	}
 	return nil
+}
+
+// printRelays shows each relay's standing: when a reservation lapses or
+// when the next attempt is due, and why it is not held.
+func printRelays(s node.Status) {
+	fmt.Printf("relays (%d of %d reserved):\n", len(s.Reservations), s.RelaysConfigured)
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  RELAY\tSTATE\tWHEN\tREASON")
+	for _, r := range s.Relays {
+		when := "-"
+		switch {
+		case r.Expires != nil:
+			when = "expires in " + time.Until(*r.Expires).Round(time.Second).String()
+		case r.NextRetry != nil:
+			when = "retry in " + max(0, time.Until(*r.NextRetry)).Round(100*time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", r.Relay, r.State, when, orDash(r.Reason))
+	}
+	tw.Flush()
 }
 
 func printList(title string, items []string) {

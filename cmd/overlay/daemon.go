@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -13,34 +15,36 @@ import (
 	"syscall"
 	"time"
 
-	ma "github.com/multiformats/go-multiaddr"
-
+	"github.com/overlay-net/overlay/internal/atomicfile"
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
 
-// daemonFlags are the flags both node commands take.
+// daemonFlags are the flags both node commands take that are not part of
+// node.Config: files to read and where to log.
 type daemonFlags struct {
-	data, key, network, netKey, api, addrFile, logLevel, logFormat string
-	listen, bootstrap                                              maddrs
-	noDHT                                                          bool
-	republish                                                      time.Duration
+	data, key, netKey, api, addrFile, logLevel, logFormat string
+	listen                                                maddrs
 }
 
-func (d *daemonFlags) register(fs *flag.FlagSet, role string) {
+// register binds the common flags: the node's own settings straight into
+// cfg, whose values (from node.DefaultConfig) are the defaults shown.
+func (d *daemonFlags) register(fs *flag.FlagSet, role string, cfg *node.Config) {
 	fs.StringVar(&d.data, "data", defaultDataDir(role), "data directory (peer book; identity key unless --key)")
 	fs.StringVar(&d.key, "key", "", "identity key file, created on first start (default DATA/identity.key)")
-	fs.StringVar(&d.network, "network", node.DefaultNetwork, "network name; nodes of other networks are refused")
+	fs.StringVar(&cfg.Network, "network", cfg.Network, "network name; nodes of other networks are refused")
 	fs.StringVar(&d.netKey, "network-key", "", "file holding the network's shared secret (at least 16 bytes); only nodes that prove they hold it are admitted")
 	fs.StringVar(&d.api, "api", api.DefaultAddr, "control API address (keep it on loopback), written to DATA/api.addr; \"off\" disables it")
 	fs.StringVar(&d.addrFile, "addr-file", "", "write the node's full /p2p/ multiaddrs to this file, one per line")
 	fs.StringVar(&d.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "log format: text or json")
-	fs.Var(&d.bootstrap, "bootstrap", "DHT bootstrap peer multiaddr ending in /p2p/<peer ID>, repeatable (relays are always used too)")
-	fs.BoolVar(&d.noDHT, "no-dht", false, "stay out of the DHT: find peers only through known addresses and this node's relays")
-	fs.DurationVar(&d.republish, "republish", node.DefaultRepublish, "republish this node's signed peer record this often (and at once when its addresses change)")
+	fs.Var((*maddrs)(&cfg.Bootstrap), "bootstrap", "DHT bootstrap peer multiaddr ending in /p2p/<peer ID>, repeatable (relays are always used too)")
+	fs.BoolVar(&cfg.DisableDHT, "no-dht", false, "stay out of the DHT: find peers only through known addresses and this node's relays")
+	fs.DurationVar(&cfg.Republish, "republish", cfg.Republish, "republish this node's signed peer record this often (and at once when its addresses change)")
+	fs.DurationVar(&cfg.Book.StrangerTTL, "stranger-ttl", cfg.Book.StrangerTTL, "forget peers that are not members (foreign, rejected, discovered) this long after they were last seen")
+	fs.IntVar(&cfg.Book.MaxPeers, "max-book", cfg.Book.MaxPeers, "most peers in the peer book; strangers seen longest ago go first, members are always kept")
 }
 
 func defaultDataDir(role string) string {
@@ -52,9 +56,10 @@ func defaultDataDir(role string) string {
 
 func runRelay(args []string) error {
 	var d daemonFlags
-	rc := relay.DefaultConfig()
+	cfg := node.DefaultConfig(protocol.RolePublic)
+	rc := &cfg.Relay
 	fs := newFlags("relay", "relay [flags]")
-	d.register(fs, "relay")
+	d.register(fs, "relay", &cfg)
 	fs.Var(&d.listen, "listen", "listen multiaddr, repeatable (default "+strings.Join(node.DefaultRelayListen, " and ")+")")
 	fs.IntVar(&rc.MaxReservations, "max-reservations", rc.MaxReservations, "most peers reserved at once")
 	fs.IntVar(&rc.MaxCircuits, "max-circuits", rc.MaxCircuits, "most relayed connections open per peer")
@@ -66,41 +71,42 @@ func runRelay(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if len(d.listen) == 0 {
-		for _, s := range node.DefaultRelayListen {
-			d.listen = append(d.listen, ma.StringCast(s))
-		}
+	if len(d.listen) > 0 {
+		cfg.Listen = d.listen
 	}
-	return runNode(d, node.Config{Role: protocol.RolePublic, Listen: d.listen, Relay: rc})
+	return runNode(d, cfg)
 }
 
 func runPeer(args []string) error {
 	var d daemonFlags
-	var relays maddrs
-	kc := relay.DefaultKeeperConfig()
-	var noTCP bool
+	cfg := node.DefaultConfig(protocol.RolePrivate)
+	kc := &cfg.Keeper
 	fs := newFlags("peer", "peer --relay MADDR [--relay MADDR ...] [flags]")
-	d.register(fs, "peer")
-	fs.Var(&relays, "relay", "relay multiaddr ending in /p2p/<peer ID>, repeatable (required); /ws addresses are dialed over WebSocket")
+	d.register(fs, "peer", &cfg)
+	fs.Var((*maddrs)(&cfg.Relays), "relay", "relay multiaddr ending in /p2p/<peer ID>, repeatable (required); /ws addresses are dialed over WebSocket")
 	fs.Var(&d.listen, "listen", "listen multiaddr, repeatable (default: none; a private node needs no port)")
-	fs.BoolVar(&noTCP, "ws-only", false, "use only the WebSocket transport (as behind an HTTP proxy)")
+	fs.BoolVar(&cfg.WebSocketOnly, "ws-only", false, "use only the WebSocket transport (as behind an HTTP proxy)")
 	fs.DurationVar(&kc.MaxBackoff, "retry-max", kc.MaxBackoff, "longest wait between attempts to reach a relay")
+	fs.DurationVar(&kc.FastRetry, "retry-fast", kc.FastRetry, "wait between attempts right after losing a relay, so a restarted relay is reserved on again at once")
+	fs.DurationVar(&kc.FastWindow, "retry-fast-for", kc.FastWindow, "how long after losing a relay to keep retrying at --retry-fast before backing off (0: back off at once)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if len(relays) == 0 {
+	if len(cfg.Relays) == 0 {
 		fmt.Fprintln(fs.Output(), "overlay peer: at least one --relay is required")
 		fs.Usage()
 		return errUsage
 	}
-	if _, err := relay.ParseRelays(relays); err != nil {
+	if _, err := relay.ParseRelays(cfg.Relays); err != nil {
 		return err
 	}
-	return runNode(d, node.Config{Role: protocol.RolePrivate, Listen: d.listen, Relays: relays,
-		WebSocketOnly: noTCP, Keeper: kc})
+	cfg.Listen = d.listen
+	return runNode(d, cfg)
 }
 
 // runNode starts a node, its control API, and waits for SIGINT or SIGTERM.
+// Shutdown is bounded: after shutdownBound it returns even if something
+// still hangs, and the process exits.
 func runNode(d daemonFlags, cfg node.Config) error {
 	log, err := newLogger(d.logLevel, d.logFormat)
 	if err != nil {
@@ -116,38 +122,52 @@ func runNode(d daemonFlags, cfg node.Config) error {
 	if err != nil {
 		return err
 	}
-	cfg.Key, cfg.Network, cfg.DataDir, cfg.Logger = key, d.network, d.data, log
+	cfg.Key, cfg.DataDir, cfg.Logger = key, d.data, log
 	if d.netKey != "" {
 		if cfg.NetworkKey, err = readNetworkKey(d.netKey); err != nil {
 			return err
 		}
 	}
-	cfg.Bootstrap, cfg.DisableDHT, cfg.Republish = d.bootstrap, d.noDHT, d.republish
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
 	}
-	defer n.Close()
-	var srv *api.Server
-	if d.api != "off" {
-		if srv, err = api.Listen(d.api, n, log); err != nil {
-			return err
-		}
-		defer srv.Close()
-		log.Info("control API listening", "addr", srv.Addr())
-		// Tells scripts (and a --api 127.0.0.1:0 user) where the API is.
-		if err := node.WriteFileAtomic(filepath.Join(d.data, "api.addr"), []byte(srv.Addr()+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write api.addr: %w", err)
-		}
+	closers := []io.Closer{n}
+	srv, err := serve(d, n, log)
+	if srv != nil {
+		closers = []io.Closer{srv, n}
 	}
-	if err := announce(n, d.addrFile); err != nil {
+	if err != nil {
+		_ = closeWithin(shutdownBound, closers...)
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
 	log.Info("shutting down")
-	return closeWithin(n, srv, 10*time.Second)
+	return closeWithin(shutdownBound, closers...)
+}
+
+// shutdownBound is how long a node may take to stop before the process
+// exits anyway: a supervisor's stop timeout is usually longer.
+const shutdownBound = 10 * time.Second
+
+// serve starts the control API (unless off) and announces the node's
+// addresses.
+func serve(d daemonFlags, n *node.Node, log *slog.Logger) (*api.Server, error) {
+	if d.api == "off" {
+		return nil, announce(n, d.addrFile)
+	}
+	s, err := api.Listen(d.api, n, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("control API listening", "addr", s.Addr())
+	// Tells scripts (and a --api 127.0.0.1:0 user) where the API is.
+	if err := atomicfile.Write(filepath.Join(d.data, "api.addr"), []byte(s.Addr()+"\n"), 0o644); err != nil {
+		return s, fmt.Errorf("write api.addr: %w", err)
+	}
+	return s, announce(n, d.addrFile)
 }
 
 // announce prints the node's full addresses and writes them to the address
@@ -164,25 +184,28 @@ func announce(n *node.Node, addrFile string) error {
 	if addrFile == "" {
 		return nil
 	}
-	if err := node.WriteFileAtomic(addrFile, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(addrFile, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write address file: %w", err)
 	}
 	return nil
 }
 
-func closeWithin(n *node.Node, srv *api.Server, d time.Duration) error {
+// closeWithin closes each closer in order (nil ones skipped), giving up
+// after d: what is still closing then is left to the process exit.
+func closeWithin(d time.Duration, closers ...io.Closer) error {
 	done := make(chan error, 1)
 	go func() {
-		if srv != nil {
-			srv.Close()
+		var errs []error
+		for _, c := range closers {
+			errs = append(errs, c.Close())
 		}
-		done <- n.Close()
+		done <- errors.Join(errs...)
 	}()
 	select {
 	case err := <-done:
 		return err
 	case <-time.After(d):
-		return fmt.Errorf("shutdown took longer than %s", d)
+		return fmt.Errorf("shutdown took longer than %s; exiting anyway", d)
 	}
 }
 

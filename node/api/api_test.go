@@ -12,6 +12,7 @@ import (
 
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
+	"github.com/overlay-net/overlay/node/book"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/protocol"
 )
@@ -52,7 +53,7 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
 	p, err := ca.Connect(ctx, b.ID().String(), 10*time.Second)
-	if err != nil || p.State != node.StateMember || p.Path != node.PathRelayed {
+	if err != nil || p.State != book.StateMember || p.Path != book.PathRelayed {
 		t.Fatalf("connect = %+v, %v", p, err)
 	}
 	peers, err := ca.Peers(ctx)

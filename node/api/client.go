@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/protocol"
 
 	"github.com/overlay-net/overlay/node"
@@ -88,14 +90,14 @@ func (c *Client) Status(ctx context.Context) (node.Status, error) {
 }
 
 // Peers lists the node's peer book.
-func (c *Client) Peers(ctx context.Context) ([]node.PeerInfo, error) {
-	var ps []node.PeerInfo
+func (c *Client) Peers(ctx context.Context) ([]book.PeerInfo, error) {
+	var ps []book.PeerInfo
 	return ps, c.Do(ctx, http.MethodGet, "/v1/peers", nil, &ps)
 }
 
 // Connect asks the node to reach target and returns the peer as booked.
-func (c *Client) Connect(ctx context.Context, target string, timeout time.Duration) (node.PeerInfo, error) {
-	var p node.PeerInfo
+func (c *Client) Connect(ctx context.Context, target string, timeout time.Duration) (book.PeerInfo, error) {
+	var p book.PeerInfo
 	return p, c.Do(ctx, http.MethodPost, "/v1/connect", ConnectRequest{Target: target, Timeout: timeout.String()}, &p)
 }
 
@@ -119,8 +121,8 @@ func (c *Client) Send(ctx context.Context, peerID string, data []byte, timeout t
 }
 
 // Inbox returns up to limit recent messages (0: all kept).
-func (c *Client) Inbox(ctx context.Context, limit int) ([]node.Message, error) {
-	var msgs []node.Message
+func (c *Client) Inbox(ctx context.Context, limit int) ([]messaging.Message, error) {
+	var msgs []messaging.Message
 	return msgs, c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/inbox?limit=%d", limit), nil, &msgs)
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/protocol"
 )
 
@@ -64,7 +64,7 @@ func (s *Server) messageRoutes() {
 		n, _ := strconv.Atoi(r.URL.Query().Get("limit"))
 		msgs := s.n.Messages().Inbox(n)
 		if msgs == nil {
-			msgs = []node.Message{}
+			msgs = []messaging.Message{}
 		}
 		WriteJSON(w, http.StatusOK, msgs)
 	})
@@ -111,13 +111,13 @@ func sendStatus(err error) int {
 	switch {
 	case errors.Is(err, protocol.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, node.ErrUnknownPeer):
+	case errors.Is(err, messaging.ErrUnknownPeer):
 		return http.StatusNotFound
-	case errors.Is(err, node.ErrNotMember):
+	case errors.Is(err, messaging.ErrNotMember):
 		return http.StatusForbidden
-	case errors.Is(err, node.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, messaging.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
-	case errors.Is(err, node.ErrUnreachable):
+	case errors.Is(err, messaging.ErrUnreachable):
 		return http.StatusBadGateway
 	}
 	return StatusFor(err)

@@ -46,11 +46,13 @@ func WithListen(addrs ...string) Option {
 // WithRelayConfig changes the relay limits of a public node.
 func WithRelayConfig(fn func(*relay.Config)) Option {
 	return func(c *node.Config) {
-		if c.Relay == (relay.Config{}) {
-			c.Relay = relay.DefaultConfig()
-		}
 		fn(&c.Relay)
 	}
+}
+
+// WithKeeper changes the reservation keeper's settings of a private node.
+func WithKeeper(fn func(*relay.KeeperConfig)) Option {
+	return func(c *node.Config) { fn(&c.Keeper) }
 }
 
 // WithVersion makes the node announce another handshake version.
@@ -78,12 +80,9 @@ func Logger(t testing.TB) *slog.Logger {
 // Relay starts a public node listening on TCP and WebSocket on 127.0.0.1.
 func Relay(t testing.TB, opts ...Option) *node.Node {
 	t.Helper()
-	cfg := node.Config{
-		Role:   protocol.RolePublic,
-		Key:    Key(t),
-		Listen: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0"), ma.StringCast("/ip4/127.0.0.1/tcp/0/ws")},
-		Logger: Logger(t),
-	}
+	cfg := node.DefaultConfig(protocol.RolePublic)
+	cfg.Key, cfg.Logger = Key(t), Logger(t)
+	cfg.Listen = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0"), ma.StringCast("/ip4/127.0.0.1/tcp/0/ws")}
 	return start(t, cfg, opts)
 }
 
@@ -91,14 +90,11 @@ func Relay(t testing.TB, opts ...Option) *node.Node {
 // listen address, reserving on the given relays.
 func Peer(t testing.TB, relays []ma.Multiaddr, opts ...Option) *node.Node {
 	t.Helper()
-	cfg := node.Config{
-		Role:          protocol.RolePrivate,
-		Key:           Key(t),
-		Relays:        relays,
-		WebSocketOnly: true,
-		Logger:        Logger(t),
-		Keeper:        relay.KeeperConfig{MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond},
-	}
+	cfg := node.DefaultConfig(protocol.RolePrivate)
+	cfg.Key, cfg.Logger, cfg.Relays, cfg.WebSocketOnly = Key(t), Logger(t), relays, true
+	// Quick retries keep tests short; a test of the schedule sets its own.
+	cfg.Keeper.MinBackoff, cfg.Keeper.MaxBackoff = 50*time.Millisecond, 500*time.Millisecond
+	cfg.Keeper.FastRetry = 50 * time.Millisecond
 	return start(t, cfg, opts)
 }
 

@@ -48,7 +48,7 @@ var (
 	failoverWait = flag.Duration("failover-timeout", 60*time.Second, "how long every pair may take to be reachable again once a relay is stopped")
 )
 
-// Subsets of the control API's JSON (node.Status, node.PeerInfo, ...).
+// Subsets of the control API's JSON (node.Status, book.PeerInfo, ...).
 type status struct {
 	PeerID       string `json:"peer_id"`
 	Role         string `json:"role"`

@@ -1,4 +1,4 @@
-package node
+package messaging
 
 import (
 	"encoding/base64"
@@ -150,7 +150,7 @@ func (m *Messenger) deliver(msg Message) {
 		select {
 		case s.ch <- msg:
 		case <-s.done:
-		case <-m.n.ctx.Done():
+		case <-m.ctx.Done():
 		}
 	}
 }

@@ -1,0 +1,158 @@
+package node
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/events"
+)
+
+// eventBuf is each subscription's queue: the bus blocks an emitter while a
+// subscriber's queue is full, so it is ample.
+var eventBuf = eventbus.BufSize(256)
+
+// emitters put the node's events on the host's bus. The peer book is
+// written in the same step, before the event goes out, so that anyone woken
+// by an event (or by a verdict) reads a book that already agrees with it.
+type emitters struct {
+	verdict, path, autorelay event.Emitter
+}
+
+func (e *emitters) open(bus event.Bus) error {
+	var err error
+	if e.verdict, err = bus.Emitter(new(events.EvtVerdict)); err != nil {
+		return fmt.Errorf("verdict emitter: %w", err)
+	}
+	if e.path, err = bus.Emitter(new(events.EvtPath)); err != nil {
+		return fmt.Errorf("path emitter: %w", err)
+	}
+	// Identify pushes our addresses at once on this event, not at its next
+	// 5 s tick, so peers learn a new relayed address promptly.
+	if e.autorelay, err = bus.Emitter(new(event.EvtAutoRelayAddrsUpdated)); err != nil {
+		return fmt.Errorf("relay address emitter: %w", err)
+	}
+	return nil
+}
+
+func (e *emitters) close() {
+	for _, em := range []event.Emitter{e.verdict, e.path, e.autorelay} {
+		if em != nil {
+			em.Close()
+		}
+	}
+}
+
+// recordVerdict books a handshake outcome, wakes whoever waits on it and
+// emits it.
+func (n *Node) recordVerdict(ev events.EvtVerdict, entry func(*book.PeerInfo)) {
+	n.book.Update(ev.Peer, entry)
+	n.verdicts.set(ev.Peer, ev.State)
+	_ = n.em.verdict.Emit(ev)
+}
+
+// paths remembers each peer's last emitted path, so that only changes go
+// out, in order.
+type paths struct {
+	mu sync.Mutex
+	m  map[peer.ID]book.Path
+}
+
+func newPaths() *paths { return &paths{m: map[peer.ID]book.Path{}} }
+
+// refreshPath emits an EvtPath when how p is reached has changed.
+func (n *Node) refreshPath(p peer.ID) {
+	n.paths.mu.Lock()
+	defer n.paths.mu.Unlock()
+	path, conn := n.pathTo(p)
+	prev, ok := n.paths.m[p]
+	if !ok {
+		prev = book.PathNone
+	}
+	if prev == path {
+		return
+	}
+	if path == book.PathNone {
+		delete(n.paths.m, p)
+	} else {
+		n.paths.m[p] = path
+	}
+	n.book.SetPath(p, path)
+	_ = n.em.path.Emit(events.EvtPath{Peer: p, Path: path, Prev: prev, Conn: conn})
+}
+
+// pathTo says how p is reached now, and over which connection: direct beats
+// relayed.
+func (n *Node) pathTo(p peer.ID) (book.Path, network.Conn) {
+	path, via := book.PathNone, network.Conn(nil)
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		if c.IsClosed() {
+			continue
+		}
+		if !book.IsRelayed(c.RemoteMultiaddr()) {
+			return book.PathDirect, c
+		}
+		path, via = book.PathRelayed, c
+	}
+	return path, via
+}
+
+// relayTable is the last EvtRelay of each relay, for status and health.
+type relayTable struct {
+	mu sync.Mutex
+	m  map[peer.ID]events.EvtRelay
+}
+
+func newRelayTable() *relayTable { return &relayTable{m: map[peer.ID]events.EvtRelay{}} }
+
+func (t *relayTable) put(ev events.EvtRelay) (prev events.EvtRelay) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	prev = t.m[ev.Relay]
+	t.m[ev.Relay] = ev
+	return prev
+}
+
+func (t *relayTable) get(id peer.ID) (events.EvtRelay, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ev, ok := t.m[id]
+	return ev, ok
+}
+
+// watchRelays follows the keeper's relay events: it keeps the table that
+// status reads, and when this node's relayed addresses change it tells
+// identify and the DHT publisher.
+func (n *Node) watchRelays() error {
+	sub, err := n.host.EventBus().Subscribe(new(events.EvtRelay), eventBuf)
+	if err != nil {
+		return err
+	}
+	n.goRun(func() {
+		defer sub.Close()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case e, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				ev := e.(events.EvtRelay)
+				prev := n.relays.put(ev)
+				if ev.Gained() || ev.Lost() || !slices.EqualFunc(prev.Addrs, ev.Addrs, ma.Multiaddr.Equal) {
+					_ = n.em.autorelay.Emit(event.EvtAutoRelayAddrsUpdated{RelayAddrs: n.RelayedAddrs()})
+					n.addrsChanged()
+				}
+			}
+		}
+	})
+	return nil
+}

@@ -1,0 +1,231 @@
+// Package messaging owns member messages: one ordered, acknowledged stream
+// per sender and receiver (protocol.MessageID), the inbox people read, and
+// subscriptions for programs. It knows the node only through two small
+// interfaces: a Transport to open streams and a Members to reach and check
+// members.
+package messaging
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/overlay-net/overlay/protocol"
+)
+
+// Errors of Send. Each says what the caller can do about it.
+var (
+	ErrUnknownPeer = errors.New("unknown peer")
+	ErrNotMember   = errors.New("not a member of this network")
+	ErrTimeout     = errors.New("no acknowledgement in time")
+	// ErrUnreachable means no path to a known peer works now (its relays
+	// are down, say); sending may succeed later.
+	ErrUnreachable = errors.New("peer unreachable")
+	// ErrConnLost means the connection dropped after the message was sent
+	// and before it was acknowledged: it may or may not have arrived.
+	ErrConnLost = errors.New("connection lost before acknowledgement")
+	// ErrSelf means the message was addressed to this node itself.
+	ErrSelf = errors.New("cannot send to this node itself")
+)
+
+// notMemberReason is what a receiver says when the sender has not passed
+// its handshake; the sender words it for itself.
+const notMemberReason = "not a member of this network"
+
+// seenTTL is how long a sender's last sequence number is kept after its
+// last message. Resends come within one Send (seconds), so this is ample
+// for deduplication and keeps the map from growing with every sender ever.
+const seenTTL = 10 * time.Minute
+
+// pruneEvery is how often idle outboxes and stale sender records go.
+const pruneEvery = time.Minute
+
+// Transport opens and accepts streams; a libp2p host.Host is one.
+type Transport interface {
+	NewStream(ctx context.Context, p peer.ID, pids ...libp2pproto.ID) (network.Stream, error)
+	SetStreamHandler(pid libp2pproto.ID, handler network.StreamHandler)
+	RemoveStreamHandler(pid libp2pproto.ID)
+}
+
+// Members reaches and vouches for members.
+type Members interface {
+	// EnsureMember makes sure a connection to a member exists; its errors
+	// wrap ErrUnknownPeer, ErrNotMember, ErrUnreachable or ErrTimeout.
+	EnsureMember(ctx context.Context, p peer.ID) error
+	// IsMember reports whether p passed the handshake, waiting for one in
+	// progress until ctx is done.
+	IsMember(ctx context.Context, p peer.ID) bool
+}
+
+// Messenger sends and receives member messages over protocol.MessageID. One
+// stream per receiver carries every message to it, in order, each
+// acknowledged.
+type Messenger struct {
+	t       Transport
+	members Members
+	log     *slog.Logger
+	session uint64
+	// seq numbers messages across all receivers: a receiver drops anything
+	// at or below the last number it saw from this session, and an idle
+	// outbox may be dropped and made anew.
+	seq atomic.Uint64
+
+	mu      sync.Mutex
+	out     map[peer.ID]*outbox // our streams to each receiver
+	seen    map[peer.ID]senderState
+	in      map[network.Stream]struct{}
+	inbox   *inbox
+	handler func(Message)
+	subs    map[*subscription]struct{}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type senderState struct {
+	session, last uint64
+	at            time.Time
+}
+
+// New starts a messenger: it serves protocol.MessageID on t until Close.
+func New(t Transport, members Members, log *slog.Logger) *Messenger {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Messenger{t: t, members: members, log: log, session: binary.BigEndian.Uint64(b[:]),
+		out: map[peer.ID]*outbox{}, seen: map[peer.ID]senderState{},
+		in: map[network.Stream]struct{}{}, inbox: newInbox(defaultInboxLen, defaultInboxBytes),
+		subs: map[*subscription]struct{}{}}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	t.SetStreamHandler(protocol.MessageID, m.handle)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.pruneLoop()
+	}()
+	return m
+}
+
+// Send delivers data to the member to and waits for its acknowledgement. It
+// returns the round-trip time from write to acknowledgement. Every wait,
+// including the one behind an earlier message to the same peer, ends with
+// ctx.
+func (m *Messenger) Send(ctx context.Context, to peer.ID, data []byte) (time.Duration, error) {
+	if len(data) > protocol.MaxMessageSize {
+		return 0, fmt.Errorf("%w (%d bytes)", protocol.ErrTooLarge, len(data))
+	}
+	if err := m.members.EnsureMember(ctx, to); err != nil {
+		return 0, err
+	}
+	ob := m.outboxFor(to)
+	defer m.release(ob)
+	select {
+	case ob.turn <- struct{}{}:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: an earlier message to %s is still being written: %v", ErrTimeout, to, ctx.Err())
+	}
+	// Taken under turn, so numbers reach each receiver's stream rising.
+	seq := m.seq.Add(1)
+	wait, start, err := ob.write(ctx, m, seq, data)
+	<-ob.turn
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case err := <-wait:
+		if err != nil {
+			return 0, err
+		}
+		return time.Since(start), nil
+	case <-ctx.Done():
+		ob.forget(seq)
+		return 0, fmt.Errorf("%w: message %d to %s: %v", ErrTimeout, seq, to, ctx.Err())
+	}
+}
+
+func (m *Messenger) outboxFor(to peer.ID) *outbox {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ob, ok := m.out[to]
+	if !ok {
+		ob = &outbox{to: to, turn: make(chan struct{}, 1)}
+		m.out[to] = ob
+	}
+	ob.users++
+	return ob
+}
+
+func (m *Messenger) release(ob *outbox) {
+	m.mu.Lock()
+	ob.users--
+	m.mu.Unlock()
+}
+
+// Close resets every message stream and waits for their goroutines.
+func (m *Messenger) Close() {
+	m.t.RemoveStreamHandler(protocol.MessageID)
+	m.cancel()
+	m.mu.Lock()
+	for _, ob := range m.out {
+		ob.close()
+	}
+	for s := range m.in {
+		s.Reset()
+	}
+	for sub := range m.subs {
+		sub.stop()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+}
+
+// pruneLoop drops outboxes with no stream and no sender, and senders not
+// heard from in seenTTL, so the maps hold only live peers.
+func (m *Messenger) pruneLoop() {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case now := <-t.C:
+			m.prune(now)
+		}
+	}
+}
+
+func (m *Messenger) prune(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, ob := range m.out {
+		if ob.idle() {
+			delete(m.out, id)
+		}
+	}
+	for id, st := range m.seen {
+		if now.Sub(st.at) > seenTTL {
+			delete(m.seen, id)
+		}
+	}
+}
+
+// Sizes reports how many receivers and senders the messenger tracks, for
+// tests and status.
+func (m *Messenger) Sizes() (outboxes, senders int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.out), len(m.seen)
+}
