@@ -19,6 +19,7 @@ fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadMsgFrame -fuzztime 30s
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzOpenPeerRecord -fuzztime 30s
+	$(GO) test ./protocol -run '^$$' -fuzz FuzzDecodeRefusal -fuzztime 30s
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

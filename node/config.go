@@ -117,6 +117,9 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	case protocol.RolePrivate:
+		if len(c.Relays) == 0 {
+			break // reachable only by dialing out; tests and embedders do this
+		}
 		kc := c.Keeper
 		kc.Relays = c.Relays
 		if err := kc.Validate(); err != nil {

@@ -2,7 +2,9 @@ package node_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,73 +121,89 @@ func TestHandshakeCompletes(t *testing.T) {
 }
 
 // A node of another network or version is refused: the caller learns why,
-// both books and both logs say why, and the connection is closed.
+// each book and log words the refusal from its own side (the refuser as it
+// told the peer, the refused node from its own point of view), and the
+// connection is closed.
 func TestHandshakeMismatch(t *testing.T) {
+	v := fmt.Sprintf("versions %d to %d", protocol.MinVersion, protocol.Version)
 	cases := []struct {
 		name     string
 		respOpts []nt.Option // the relay, which is dialed
 		iniOpts  []nt.Option // the dialing node
-		text     string
-		// refuser is true when the dialing side is the one that refuses.
+		// refuser and refused are the reasons booked and logged on each side.
+		refuser, refused string
+		// iniRefuses is true when the dialing side is the one that refuses.
 		iniRefuses bool
 	}{
 		{name: "network", respOpts: []nt.Option{nt.WithNetwork("alpha")}, iniOpts: []nt.Option{nt.WithNetwork("beta")},
-			text: "network mismatch"},
-		{name: "version", iniOpts: []nt.Option{nt.WithVersion(99)}, text: "incompatible version"},
+			refuser: `network mismatch: peer is on "beta", this node is on "alpha"`,
+			refused: `the peer is on network "alpha", this node is on "beta"`},
+		{name: "version", iniOpts: []nt.Option{nt.WithVersion(99)},
+			refuser: fmt.Sprintf("incompatible version: peer speaks version 99, this node accepts %d to %d", protocol.MinVersion, protocol.Version),
+			refused: "the peer accepts handshake " + v + ", this node speaks 99"},
 		// The dialed side announces version 99; this build's check on the
-		// dialing side refuses it after the responder accepted.
-		{name: "version-refused-by-dialer", respOpts: []nt.Option{nt.WithVersion(99)}, text: "incompatible version",
-			iniRefuses: true},
+		// dialing side refuses it after the responder accepted. The
+		// responder has the dialer's hello, so it knows it is a relay.
+		{name: "version-refused-by-dialer", respOpts: []nt.Option{nt.WithVersion(99)}, iniRefuses: true,
+			refuser: fmt.Sprintf("incompatible version: peer speaks version 99, this node accepts %d to %d", protocol.MinVersion, protocol.Version),
+			refused: "the relay accepts handshake " + v + ", this node speaks 99"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var respLog, iniLog nt.LogBuffer
 			resp := nt.Relay(t, append(c.respOpts, nt.WithLogBuffer(&respLog))...)
 			ini := nt.Relay(t, append(c.iniOpts, nt.WithLogBuffer(&iniLog))...)
+			refuser, refused := resp, ini
+			refuserLog, refusedLog := &respLog, &iniLog
+			if c.iniRefuses {
+				refuser, refused = ini, resp
+				refuserLog, refusedLog = &iniLog, &respLog
+			}
 
 			_, err := ini.Connect(nt.Context(t, 10*time.Second), nt.TCPAddr(t, resp).String())
 			if !errors.Is(err, node.ErrRejected) {
 				t.Fatalf("Connect = %v, want an error wrapping ErrRejected", err)
 			}
-			if !strings.Contains(err.Error(), c.text) {
-				t.Errorf("Connect error %q does not name %q", err, c.text)
+			want := fmt.Sprintf("%s refused this node: %s", resp.ID(), c.refused)
+			if c.iniRefuses {
+				want = fmt.Sprintf("this node refused %s: %s", resp.ID(), c.refuser)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("Connect error\n %q\ndoes not say\n %q", err, want)
 			}
 			if s, ok := resp.WaitVerdict(nt.Context(t, 10*time.Second), ini.ID()); !ok || s != book.StateRejected {
 				t.Errorf("responder's verdict = %q, %v; want rejected", s, ok)
 			}
-			for _, pair := range [][2]*node.Node{{ini, resp}, {resp, ini}} {
-				self, other := pair[0], pair[1]
+			sides := []struct {
+				self, other *node.Node
+				reason, by  string
+			}{{refuser, refused, c.refuser, book.RefusedBySelf}, {refused, refuser, c.refused, book.RefusedByPeer}}
+			for _, side := range sides {
 				var p book.PeerInfo
 				nt.Eventually(t, 10*time.Second, "rejected in book", func() bool {
 					var ok bool
-					p, ok = self.Book().Get(other.ID())
+					p, ok = side.self.Book().Get(side.other.ID())
 					return ok && p.State == book.StateRejected
 				})
-				if p.Reason == "" || !strings.Contains(p.Reason, c.text) {
-					t.Errorf("%s books %s with reason %q, want one naming %q", self.ID(), other.ID(), p.Reason, c.text)
-				}
-			}
-			for _, n := range []*node.Node{ini, resp} {
-				other := resp.ID()
-				if n == resp {
-					other = ini.ID()
+				if p.Reason != side.reason || p.RefusedBy != side.by {
+					t.Errorf("%s books %s with reason %q refused by %q, want %q by %q",
+						side.self.ID(), side.other.ID(), p.Reason, p.RefusedBy, side.reason, side.by)
 				}
 				nt.Eventually(t, 10*time.Second, "connection closed", func() bool {
-					return n.Host().Network().Connectedness(other) != network.Connected
+					return side.self.Host().Network().Connectedness(side.other.ID()) != network.Connected
 				})
 			}
-			refuserLog, refusedLog := &respLog, &iniLog
-			if c.iniRefuses {
-				refuserLog, refusedLog = &iniLog, &respLog
-			}
-			nt.Eventually(t, 5*time.Second, "both logs name the reason", func() bool {
+			nt.Eventually(t, 5*time.Second, "both logs word the reason for their side", func() bool {
 				a, b := refuserLog.String(), refusedLog.String()
-				return strings.Contains(a, "refused peer") && strings.Contains(a, c.text) &&
-					strings.Contains(b, "refused by peer") && strings.Contains(b, c.text)
+				return strings.Contains(a, "refused peer") && strings.Contains(a, strconvQuote(c.refuser)) &&
+					strings.Contains(b, "peer refused this node") && strings.Contains(b, strconvQuote(c.refused))
 			})
 		})
 	}
 }
+
+// strconvQuote is how slog's text handler writes a value with quotes in it.
+func strconvQuote(s string) string { return strconv.Quote(s) }
 
 // rawHost is a plain libp2p host that does not speak the overlay handshake.
 func rawHost(t *testing.T) host.Host {
@@ -321,7 +339,7 @@ func TestHandshakeReconnectRechecked(t *testing.T) {
 		})
 		t.Fatalf("Connect to a former member now on another network returned %+v, nil", info)
 	}
-	if !errors.Is(err, node.ErrRejected) || !strings.Contains(err.Error(), "network mismatch") {
+	if !errors.Is(err, node.ErrRejected) || !strings.Contains(err.Error(), `is on network "beta"`) {
 		t.Fatalf("Connect = %v, want ErrRejected naming the network mismatch", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node"
@@ -126,5 +127,53 @@ func TestSendErrors(t *testing.T) {
 	_, err = r.Messages().Send(ctx, other.ID(), []byte("hi"))
 	if !errors.Is(err, messaging.ErrNotMember) {
 		t.Errorf("send to rejected peer: %v, want ErrNotMember", err)
+	}
+}
+
+// A send with a short timeout returns on time while an earlier send to the
+// same peer is stuck writing (the receiver reads nothing): no lock is held
+// across network I/O beyond the caller's context.
+func TestShortSendNotBlockedByStuckSend(t *testing.T) {
+	a, b := nt.Relay(t), nt.Relay(t)
+	if _, err := a.Connect(nt.Context(t, 10*time.Second), nt.TCPAddr(t, b).String()); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	b.Host().SetStreamHandler(protocol.MessageID, func(s network.Stream) {
+		opened <- struct{}{}
+		<-release // never read: the sender's flow-control window fills
+		s.Reset()
+	})
+	stuck := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := a.Messages().Send(ctx, b.ID(), make([]byte, protocol.MaxMessageSize))
+		stuck <- err
+	}()
+	select {
+	case <-opened:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first send never opened its stream")
+	}
+
+	const timeout = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	_, err := a.Messages().Send(ctx, b.ID(), []byte("short"))
+	took := time.Since(start)
+	if !errors.Is(err, messaging.ErrTimeout) {
+		t.Errorf("short send: %v, want ErrTimeout", err)
+	}
+	if took > timeout+2*time.Second {
+		t.Errorf("short send with a %s timeout returned after %s", timeout, took)
+	}
+	select {
+	case err := <-stuck:
+		t.Fatalf("the stuck send returned early (%v): the test did not hold it", err)
+	default:
 	}
 }

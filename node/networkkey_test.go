@@ -20,9 +20,13 @@ func TestNetworkKey(t *testing.T) {
 		want         string // "" admitted, else text of the refusal
 	}{
 		{"same key", []nt.Option{nt.WithNetworkKey(key)}, []nt.Option{nt.WithNetworkKey(key)}, ""},
-		{"other key", []nt.Option{nt.WithNetworkKey("another key entirely")}, []nt.Option{nt.WithNetworkKey(key)}, "another network key"},
-		{"dialer has no key", nil, []nt.Option{nt.WithNetworkKey(key)}, "proved no network key"},
-		{"host has no key", []nt.Option{nt.WithNetworkKey(key)}, nil, "proved no network key"},
+		// The dialed host refuses: the dialer words it for itself.
+		{"other key", []nt.Option{nt.WithNetworkKey("another key entirely")}, []nt.Option{nt.WithNetworkKey(key)},
+			"refused this node: this node holds another network key than the peer"},
+		{"dialer has no key", nil, []nt.Option{nt.WithNetworkKey(key)},
+			"refused this node: the peer's network requires a network key, this node has none"},
+		// The dialer refuses, as it told the host.
+		{"host has no key", []nt.Option{nt.WithNetworkKey(key)}, nil, "this node refused"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -43,6 +47,13 @@ func TestNetworkKey(t *testing.T) {
 				b, _ := host.Book().Get(dialer.ID())
 				return a.State == book.StateRejected && b.State == book.StateRejected
 			})
+			if tc.name == "host has no key" {
+				// The refused host words it from its side: the dialer is a relay.
+				b, _ := host.Book().Get(dialer.ID())
+				if want := "the relay's network requires a network key, this node has none"; b.Reason != want || b.RefusedBy != book.RefusedByPeer {
+					t.Errorf("host books the refusal as %q by %q, want %q by peer", b.Reason, b.RefusedBy, want)
+				}
+			}
 		})
 	}
 }

@@ -153,6 +153,9 @@ func (n *Node) startRole() error {
 		}
 		n.relaySvc = svc
 	case protocol.RolePrivate:
+		if len(n.cfg.Relays) == 0 {
+			return nil
+		}
 		kc := n.cfg.Keeper
 		kc.Relays, kc.Logger, kc.Admission = n.cfg.Relays, n.log, n
 		k, err := relay.NewKeeper(n.host, kc)

@@ -9,11 +9,13 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/events"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -184,8 +186,12 @@ func TestKeeperWaitsForRelay(t *testing.T) {
 		if n := len(a.Reservations()); n != 0 {
 			t.Fatalf("%d reservations on a relay that is down", n)
 		}
-		return strings.Count(log.String(), "relay unreachable, retrying") >= 3
+		return strings.Count(log.String(), "relay attempt failed") >= 2
 	})
+	// One warning for the outage, not one per attempt.
+	if n := strings.Count(log.String(), "relay unreachable, retrying"); n != 1 {
+		t.Errorf("%d warnings for one outage, want 1:\n%s", n, log.String())
+	}
 	// The node is still up and serving: it joins another node.
 	other := nt.Relay(t)
 	if _, err := a.Connect(nt.Context(t, 10*time.Second), nt.WSAddr(t, other).String()); err != nil {
@@ -198,4 +204,48 @@ func TestKeeperWaitsForRelay(t *testing.T) {
 		t.Errorf("reservation on %s, want %s", rs[0].Relay, r.ID())
 	}
 	reachThrough(t, relays, a)
+}
+
+// After a relay restart, a peer that held a reservation on it reserves again
+// right after it listens, not after a backoff that grew during the outage.
+func TestReserveAgainRightAfterRestart(t *testing.T) {
+	key := nt.Key(t)
+	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", nt.FreePort(t))
+	relays := []ma.Multiaddr{ma.StringCast(listen + "/p2p/" + idOf(t, key).String())}
+	r1 := startRelayAt(t, key, listen)
+	d := relay.DefaultKeeperConfig()
+	a := nt.Peer(t, relays, nt.WithKeeper(func(k *relay.KeeperConfig) {
+		k.MinBackoff, k.MaxBackoff, k.FastRetry, k.FastWindow = d.MinBackoff, d.MaxBackoff, d.FastRetry, d.FastWindow
+	}))
+	nt.Eventually(t, 10*time.Second, "reserved", func() bool { return nt.Reserved(a, 1) })
+	sub, err := a.Host().EventBus().Subscribe(new(events.EvtRelay), eventbus.BufSize(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	if err := r1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Four failures: plain backoff from 1 s would now wait 8 s.
+	failures := 0
+	deadline := time.After(20 * time.Second)
+	for failures < 4 {
+		select {
+		case e := <-sub.Out():
+			if ev := e.(events.EvtRelay); ev.State == events.RelayUnreachable {
+				failures++
+			}
+		case <-deadline:
+			t.Fatalf("%d failed attempts in 20 s while the relay was down", failures)
+		}
+	}
+	startRelayAt(t, key, listen)
+	listening := time.Now()
+	nt.Eventually(t, 10*time.Second, "reserved again", func() bool { return nt.Reserved(a, 1) })
+	took := time.Since(listening)
+	t.Logf("reserved again %s after the relay listened (retry every %s)", took.Round(time.Millisecond), d.FastRetry)
+	if bound := 3 * time.Second; took > bound {
+		t.Errorf("reserved again only %s after the relay listened, want within %s", took, bound)
+	}
 }

@@ -280,6 +280,7 @@ func (c *checker) checkFailover(down, other string) {
 	restart()
 	back := c.checkReservations(down+" back", relays, nil, []string{down}, *reserveWait, t1)
 	c.note("%s started: every member holds reservations on both relays again %s after the start", down, back.Round(100*time.Millisecond))
+	c.checkReReserve(down, t1)
 }
 
 // checkIntruder starts a node with another network name on the public
@@ -322,8 +323,8 @@ func (c *checker) checkIntruder() {
 		switch {
 		case err == nil:
 			rw.result = "FAIL: connected"
-		case strings.Contains(err.Error(), "network mismatch"):
-			rw.ok, rw.result = true, "refused: network mismatch"
+		case strings.Contains(err.Error(), "refused this node: the peer is on network"):
+			rw.ok, rw.result = true, "refused: other network"
 		default:
 			rw.result = "FAIL: not refused for the network: " + err.Error()
 		}
