@@ -94,8 +94,8 @@ func (n *Node) reach(ctx context.Context, ai peer.AddrInfo) error {
 			n.log.Debug("DHT lookup", "peer", ai.ID, "err", err)
 		}
 	}
-	if !known() {
-		ai.Addrs = n.circuitAddrsTo(ai.ID)
+	if k := n.keeper.Load(); !known() && k != nil {
+		ai.Addrs = k.CircuitAddrs()
 	}
 	if !known() {
 		return fmt.Errorf("%w for %s and no relay to reach it through", ErrNoAddress, ai.ID)
@@ -175,22 +175,6 @@ func (n *Node) EnsureMember(ctx context.Context, to peer.ID) error {
 	return fmt.Errorf("%w: %s: %v", messaging.ErrUnreachable, to, err)
 }
 
-// circuitAddrsTo builds p's relayed addresses through this node's relays.
-func (n *Node) circuitAddrsTo(p peer.ID) []ma.Multiaddr {
-	k := n.keeper.Load()
-	if k == nil {
-		return nil
-	}
-	var out []ma.Multiaddr
-	for _, r := range k.Relays() {
-		suffix := ma.StringCast("/p2p/" + r.ID.String() + "/p2p-circuit")
-		for _, a := range r.Addrs {
-			out = append(out, a.Encapsulate(suffix))
-		}
-	}
-	return out
-}
-
 func (n *Node) bookAddrs(p peer.ID) []ma.Multiaddr {
 	info, ok := n.book.Get(p)
 	if !ok {
@@ -232,21 +216,11 @@ func (n *Node) hideDeadCircuits(p peer.ID) (restore func()) {
 	if k == nil {
 		return func() {}
 	}
-	held := map[peer.ID]bool{}
-	for _, r := range k.Reservations() {
-		held[r.Relay] = true
-	}
-	dead := map[peer.ID]bool{}
-	for _, r := range k.Relays() {
-		if !held[r.ID] {
-			dead[r.ID] = true
-		}
-	}
 	ps := n.host.Peerstore()
 	var hide []ma.Multiaddr
 	addrs := ps.Addrs(p)
 	for _, a := range addrs {
-		if dead[relayOf(a)] {
+		if k.ThroughDeadRelay(a) {
 			hide = append(hide, a)
 		}
 	}
@@ -257,14 +231,4 @@ func (n *Node) hideDeadCircuits(p peer.ID) (restore func()) {
 		ps.SetAddr(p, a, 0)
 	}
 	return func() { ps.AddAddrs(p, hide, peerstore.TempAddrTTL) }
-}
-
-// relayOf returns the relay of a relayed address, or "".
-func relayOf(a ma.Multiaddr) peer.ID {
-	if !book.IsRelayed(a) {
-		return ""
-	}
-	before, _ := ma.SplitFunc(a, func(c ma.Component) bool { return c.Code() == ma.P_CIRCUIT })
-	_, id := peer.SplitAddr(before)
-	return id
 }

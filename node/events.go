@@ -129,7 +129,7 @@ func (t *relayTable) get(id peer.ID) (events.EvtRelay, bool) {
 
 // watchRelays follows the keeper's relay events: it keeps the table that
 // status reads, and when this node's relayed addresses change it tells
-// identify and the DHT publisher.
+// identify. (The DHT publisher follows the same events itself.)
 func (n *Node) watchRelays() error {
 	sub, err := n.host.EventBus().Subscribe(new(events.EvtRelay), eventBuf)
 	if err != nil {
@@ -149,7 +149,6 @@ func (n *Node) watchRelays() error {
 				prev := n.relays.put(ev)
 				if ev.Gained() || ev.Lost() || !slices.EqualFunc(prev.Addrs, ev.Addrs, ma.Multiaddr.Equal) {
 					_ = n.em.autorelay.Emit(event.EvtAutoRelayAddrsUpdated{RelayAddrs: n.RelayedAddrs()})
-					n.addrsChanged()
 				}
 			}
 		}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
-	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -25,6 +24,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -49,9 +49,7 @@ type Node struct {
 	msgr     *messaging.Messenger
 	em       emitters
 
-	dht       *dht.IpfsDHT
-	republish chan struct{}
-	published atomic.Int64
+	dht *dht.DHT
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -68,7 +66,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), paths: newPaths(),
-		relays: newRelayTable(), republish: make(chan struct{}, 1)}
+		relays: newRelayTable()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
 		return nil, err

@@ -86,12 +86,6 @@ func (v *verdicts) prune(cutoff time.Time, connected func(peer.ID) bool) {
 	}
 }
 
-func (v *verdicts) len() int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return len(v.m)
-}
-
 func (v *verdicts) notifyLocked() {
 	close(v.changed)
 	v.changed = make(chan struct{})

@@ -299,26 +299,6 @@ func (k *Keeper) reserve(ctx context.Context, r peer.AddrInfo) (Reservation, err
 	return Reservation{Relay: r.ID, Expires: res.Expiration, Addrs: circuitAddrs(r)}, nil
 }
 
-// circuitAddrs builds <relay addr>/p2p/<relay>/p2p-circuit from the relay
-// addresses this node was configured with. The relay's own announced list
-// is left out: it holds every interface it has (loopback, networks the
-// dialer cannot reach), and every dead address advertised costs a dialing
-// peer a relay dial timeout.
-func circuitAddrs(r peer.AddrInfo) []ma.Multiaddr {
-	suffix := ma.StringCast("/p2p/" + r.ID.String() + "/p2p-circuit")
-	var out []ma.Multiaddr
-	seen := map[string]bool{}
-	for _, a := range r.Addrs {
-		a, _ = ma.SplitFunc(a, func(c ma.Component) bool { return c.Code() == ma.P_P2P })
-		if a == nil || seen[a.String()] {
-			continue
-		}
-		seen[a.String()] = true
-		out = append(out, a.Encapsulate(suffix))
-	}
-	return out
-}
-
 func (k *Keeper) store(r Reservation) {
 	k.mu.Lock()
 	_, had := k.rsvps[r.Relay]

@@ -12,6 +12,7 @@ import (
 
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
+	"github.com/overlay-net/overlay/node/identity"
 )
 
 // clientFlags are the flags of commands that talk to a running node.
@@ -51,7 +52,7 @@ func runID(args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	k, err := node.LoadOrCreateKey(*key)
+	k, err := identity.LoadOrCreate(*key)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/overlay-net/overlay/internal/atomicfile"
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
+	"github.com/overlay-net/overlay/node/identity"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
@@ -118,7 +119,7 @@ func runNode(d daemonFlags, cfg node.Config) error {
 	if err := os.MkdirAll(d.data, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	key, err := node.LoadOrCreateKey(d.key)
+	key, err := identity.LoadOrCreate(d.key)
 	if err != nil {
 		return err
 	}

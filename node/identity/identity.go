@@ -1,4 +1,6 @@
-package node
+// Package identity owns a node's identity key file: created once, read at
+// every start, so the node keeps its peer ID across restarts.
+package identity
 
 import (
 	"errors"
@@ -12,10 +14,10 @@ import (
 	"github.com/overlay-net/overlay/internal/atomicfile"
 )
 
-// LoadOrCreateKey reads the Ed25519 identity at path, or generates one there
+// LoadOrCreate reads the Ed25519 identity at path, or generates one there
 // (mode 0600) when the file does not exist, so a node keeps its peer ID
 // across restarts.
-func LoadOrCreateKey(path string) (crypto.PrivKey, error) {
+func LoadOrCreate(path string) (crypto.PrivKey, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
 		k, err := crypto.UnmarshalPrivateKey(b)
