@@ -203,6 +203,17 @@ func TestBinaryRelayAndTwoPeers(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Reservations) != 1 || len(st.Addrs.Relayed) == 0 {
 		t.Errorf("status --json = %s (err %v), want one reservation and relayed addrs", out, err)
 	}
+	// The tables people read end with a newline, and status names the
+	// relay's state.
+	for _, cmd := range []string{"peers", "status"} {
+		out, err := overlay(t, cmd, "--api", a.api(t))
+		if err != nil || !strings.HasSuffix(out, "\n") {
+			t.Errorf("overlay %s = %q, %v; want output ending in a newline", cmd, out, err)
+		}
+		if cmd == "status" && !strings.Contains(out, "reserved") {
+			t.Errorf("overlay status does not show the relay as reserved:\n%s", out)
+		}
+	}
 	checkMessaging(t, a.api(t), b.api(t), bID)
 	for _, p := range []*proc{a, b, r} {
 		p.stop(t)
