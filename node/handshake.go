@@ -225,7 +225,7 @@ func (n *Node) reject(c network.Conn, rej *protocol.RejectedError, remote protoc
 		Reason: rej.Reason, RefusedBy: book.RefusedBySelf}
 	if rej.ByPeer {
 		ev.RefusedBy = book.RefusedByPeer
-		ev.Reason = rej.Refusal.Explain(n.nounFor(p, remote), n.helloFor(p))
+		ev.Reason = rej.Refusal.Explain(n.nounFor(p), n.helloFor(p))
 	}
 	n.recordVerdict(ev, func(pi *book.PeerInfo) {
 		if remote.Role != "" {
@@ -241,10 +241,11 @@ func (n *Node) reject(c network.Conn, rej *protocol.RejectedError, remote protoc
 	}
 }
 
-// nounFor names a peer in a refusal: "the relay" for one of ours or a
-// public node, else "the peer".
-func (n *Node) nounFor(p peer.ID, remote protocol.Hello) string {
-	if n.isRelay(p) || remote.Role == protocol.RolePublic {
+// nounFor names a peer in a refusal: "the relay" for one of this node's
+// relays, else "the peer". A hello's role would be a guess that depends on
+// which side dialed, so it is not used.
+func (n *Node) nounFor(p peer.ID) string {
+	if n.isRelay(p) {
 		return "the relay"
 	}
 	return "the peer"

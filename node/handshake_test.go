@@ -142,11 +142,10 @@ func TestHandshakeMismatch(t *testing.T) {
 			refuser: fmt.Sprintf("incompatible version: peer speaks version 99, this node accepts %d to %d", protocol.MinVersion, protocol.Version),
 			refused: "the peer accepts handshake " + v + ", this node speaks 99"},
 		// The dialed side announces version 99; this build's check on the
-		// dialing side refuses it after the responder accepted. The
-		// responder has the dialer's hello, so it knows it is a relay.
+		// dialing side refuses it after the responder accepted.
 		{name: "version-refused-by-dialer", respOpts: []nt.Option{nt.WithVersion(99)}, iniRefuses: true,
 			refuser: fmt.Sprintf("incompatible version: peer speaks version 99, this node accepts %d to %d", protocol.MinVersion, protocol.Version),
-			refused: "the relay accepts handshake " + v + ", this node speaks 99"},
+			refused: "the peer accepts handshake " + v + ", this node speaks 99"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

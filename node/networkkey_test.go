@@ -48,9 +48,9 @@ func TestNetworkKey(t *testing.T) {
 				return a.State == book.StateRejected && b.State == book.StateRejected
 			})
 			if tc.name == "host has no key" {
-				// The refused host words it from its side: the dialer is a relay.
+				// The refused host words it from its side.
 				b, _ := host.Book().Get(dialer.ID())
-				if want := "the relay's network requires a network key, this node has none"; b.Reason != want || b.RefusedBy != book.RefusedByPeer {
+				if want := "the peer's network requires a network key, this node has none"; b.Reason != want || b.RefusedBy != book.RefusedByPeer {
 					t.Errorf("host books the refusal as %q by %q, want %q by peer", b.Reason, b.RefusedBy, want)
 				}
 			}

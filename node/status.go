@@ -118,6 +118,9 @@ func (n *Node) Healthy() (bool, string) {
 		}
 		why = append(why, w)
 	}
+	if len(why) == 0 {
+		return false, "no relay reservation held: no relay configured"
+	}
 	return false, "no relay reservation held; " + strings.Join(why, "; ")
 }
 

@@ -221,11 +221,3 @@ func (m *Messenger) prune(now time.Time) {
 		}
 	}
 }
-
-// Sizes reports how many receivers and senders the messenger tracks, for
-// tests and status.
-func (m *Messenger) Sizes() (outboxes, senders int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.out), len(m.seen)
-}
