@@ -131,7 +131,18 @@ func (t *relayTable) get(id peer.ID) (events.EvtRelay, bool) {
 // status reads, and when this node's relayed addresses change it tells
 // identify. (The DHT publisher follows the same events itself.)
 func (n *Node) watchRelays() error {
-	sub, err := n.host.EventBus().Subscribe(new(events.EvtRelay), eventBuf)
+	return n.follow(new(events.EvtRelay), func(e any) {
+		ev := e.(events.EvtRelay)
+		prev := n.relays.put(ev)
+		if ev.Gained() || ev.Lost() || !slices.EqualFunc(prev.Addrs, ev.Addrs, ma.Multiaddr.Equal) {
+			_ = n.em.autorelay.Emit(event.EvtAutoRelayAddrsUpdated{RelayAddrs: n.RelayedAddrs()})
+		}
+	})
+}
+
+// follow calls fn with every event of type evtType until the node closes.
+func (n *Node) follow(evtType any, fn func(any)) error {
+	sub, err := n.host.EventBus().Subscribe(evtType, eventBuf)
 	if err != nil {
 		return err
 	}
@@ -145,11 +156,7 @@ func (n *Node) watchRelays() error {
 				if !ok {
 					return
 				}
-				ev := e.(events.EvtRelay)
-				prev := n.relays.put(ev)
-				if ev.Gained() || ev.Lost() || !slices.EqualFunc(prev.Addrs, ev.Addrs, ma.Multiaddr.Equal) {
-					_ = n.em.autorelay.Emit(event.EvtAutoRelayAddrsUpdated{RelayAddrs: n.RelayedAddrs()})
-				}
+				fn(e)
 			}
 		}
 	})

@@ -15,26 +15,9 @@ import (
 // when a private peer gains or loses a reservation), while the handshake
 // saw only those it had at the time.
 func (n *Node) watchIdentify() error {
-	sub, err := n.host.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
-	if err != nil {
-		return err
-	}
-	n.goRun(func() {
-		defer sub.Close()
-		for {
-			select {
-			case <-n.ctx.Done():
-				return
-			case e, ok := <-sub.Out():
-				if !ok {
-					return
-				}
-				ev := e.(event.EvtPeerIdentificationCompleted)
-				n.noteAddrs(ev)
-			}
-		}
+	return n.follow(new(event.EvtPeerIdentificationCompleted), func(e any) {
+		n.noteAddrs(e.(event.EvtPeerIdentificationCompleted))
 	})
-	return nil
 }
 
 func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
