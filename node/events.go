@@ -104,36 +104,13 @@ func (n *Node) pathTo(p peer.ID) (book.Path, network.Conn) {
 	return path, via
 }
 
-// relayTable is the last EvtRelay of each relay, for status and health.
-type relayTable struct {
-	mu sync.Mutex
-	m  map[peer.ID]events.EvtRelay
-}
-
-func newRelayTable() *relayTable { return &relayTable{m: map[peer.ID]events.EvtRelay{}} }
-
-func (t *relayTable) put(ev events.EvtRelay) (prev events.EvtRelay) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	prev = t.m[ev.Relay]
-	t.m[ev.Relay] = ev
-	return prev
-}
-
-func (t *relayTable) get(id peer.ID) (events.EvtRelay, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	ev, ok := t.m[id]
-	return ev, ok
-}
-
 // watchRelays follows the keeper's relay events: it keeps the table that
 // status reads, and when this node's relayed addresses change it tells
 // identify. (The DHT publisher follows the same events itself.)
 func (n *Node) watchRelays() error {
 	return n.follow(new(events.EvtRelay), func(e any) {
 		ev := e.(events.EvtRelay)
-		prev := n.relays.put(ev)
+		prev := n.relays.Put(ev)
 		if ev.Gained() || ev.Lost() || !slices.EqualFunc(prev.Addrs, ev.Addrs, ma.Multiaddr.Equal) {
 			_ = n.em.autorelay.Emit(event.EvtAutoRelayAddrsUpdated{RelayAddrs: n.RelayedAddrs()})
 		}

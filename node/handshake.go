@@ -110,6 +110,7 @@ func (n *Node) onDisconnected(c network.Conn) {
 	if len(n.host.Network().ConnsToPeer(p)) > 0 {
 		return
 	}
+	n.unprotect(p)
 	n.verdicts.forget(p, func(s book.State) bool { return s != book.StateMember })
 }
 
@@ -206,6 +207,7 @@ func (n *Node) admit(c network.Conn, remote protocol.Hello) {
 	ps.AddAddrs(p, remote.Relayed, peerstore.AddressTTL)
 	path, _ := n.pathTo(p)
 	prev := n.verdicts.get(p)
+	n.protect(p)
 	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateMember, Role: remote.Role}
 	n.recordVerdict(ev, func(pi *book.PeerInfo) {
 		pi.Role, pi.State, pi.Reason, pi.RefusedBy = remote.Role, book.StateMember, "", ""

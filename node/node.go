@@ -41,10 +41,11 @@ type Node struct {
 	book *book.Book
 
 	relaySvc *relay.Service
+	refusals *relay.Refusals // public: what limits refused, for status and logs
 	keeper   atomic.Pointer[relay.Keeper]
 	verdicts *verdicts
 	paths    *paths
-	relays   *relayTable
+	relays   *relay.Standing
 	notif    *network.NotifyBundle
 	msgr     *messaging.Messenger
 	em       emitters
@@ -66,12 +67,16 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), paths: newPaths(),
-		relays: newRelayTable()}
+		relays: relay.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
 		return nil, err
 	}
-	h, err := libp2p.New(n.hostOptions()...)
+	opts, err := n.hostOptions()
+	if err != nil {
+		return nil, err
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host: %w", err)
 	}
@@ -83,7 +88,7 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) hostOptions() []libp2p.Option {
+func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	opts := []libp2p.Option{
 		libp2p.Identity(n.cfg.Key),
 		libp2p.UserAgent(Agent),
@@ -99,13 +104,32 @@ func (n *Node) hostOptions() []libp2p.Option {
 		opts = append(opts, libp2p.NoListenAddrs)
 	}
 	if n.cfg.Role == protocol.RolePrivate {
+		// A private node keeps libp2p's own limits (autoscaled from memory,
+		// hundreds of connections): it holds a few relays and members.
 		opts = append(opts, libp2p.EnableHolePunching(),
 			libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 				direct, _ := book.SplitAddrs(addrs)
 				return append(direct, n.RelayedAddrs()...)
 			}))
+		return opts, nil
 	}
-	return opts
+	limits, err := n.relayLimits()
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, limits...), nil
+}
+
+// relayLimits sizes a public node's resource and connection managers from
+// its relay settings (relay.LimitsFor), counting what they refuse.
+func (n *Node) relayLimits() ([]libp2p.Option, error) {
+	n.refusals = relay.NewRefusals(n.log)
+	l := relay.LimitsFor(n.cfg.Relay)
+	if short := l.FDShortfall(); short > 0 {
+		n.log.Warn("file descriptor limit too low for the relay's limits", "missing", short,
+			"hint", "raise ulimit -n, or lower --max-reservations")
+	}
+	return l.HostOptions(n.refusals)
 }
 
 func (n *Node) start() error {
@@ -145,11 +169,12 @@ func (n *Node) start() error {
 func (n *Node) startRole() error {
 	switch n.cfg.Role {
 	case protocol.RolePublic:
-		svc, err := relay.New(n.host, n.cfg.Relay, n)
+		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals)
 		if err != nil {
 			return err
 		}
 		n.relaySvc = svc
+		n.goRun(func() { relay.WatchTrims(n.ctx, n.host.ConnManager(), n.refusals) })
 	case protocol.RolePrivate:
 		if len(n.cfg.Relays) == 0 {
 			return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/overlay-net/overlay/node/events"
 	"github.com/overlay-net/overlay/protocol"
+	"github.com/overlay-net/overlay/relay"
 )
 
 // Status is what a node says about itself.
@@ -21,9 +22,21 @@ type Status struct {
 	Addrs        StatusAddrs         `json:"addrs"`
 	Reservations []StatusReservation `json:"reservations"`
 	// Relays is a private node's standing with each configured relay.
-	Relays           []StatusRelay `json:"relays"`
-	RelaysConfigured int           `json:"relays_configured"`
-	Peers            int           `json:"peers_connected"`
+	Relays           []relay.RelayReport `json:"relays"`
+	RelaysConfigured int                 `json:"relays_configured"`
+	Peers            int                 `json:"peers_connected"`
+	// Service is a public node's relay service: reservations held, circuits
+	// open, refusals by limit; Limits are the limits derived from its flags.
+	Service *relay.Stats  `json:"relay_service,omitempty"`
+	Limits  *relay.Limits `json:"limits,omitempty"`
+}
+
+// MaxReservations is the relay's reservation cap, 0 for a private node.
+func (s Status) MaxReservations() int {
+	if s.Limits == nil {
+		return 0
+	}
+	return s.Limits.MaxReservations
 }
 
 // StatusAddrs are the node's own addresses, in two lists as in the book.
@@ -36,16 +49,6 @@ type StatusAddrs struct {
 type StatusReservation struct {
 	Relay   string    `json:"relay"`
 	Expires time.Time `json:"expires"`
-}
-
-// StatusRelay is a private node's standing with one relay.
-type StatusRelay struct {
-	Relay string            `json:"relay"`
-	State events.RelayState `json:"state"` // reserved, refused, unreachable, connecting
-	// Reason says why a relay is refused or unreachable.
-	Reason    string     `json:"reason,omitempty"`
-	Expires   *time.Time `json:"expires,omitempty"`
-	NextRetry *time.Time `json:"next_retry,omitempty"`
 }
 
 // Status reports the node's identity, addresses and relays.
@@ -62,6 +65,10 @@ func (n *Node) Status() Status {
 		Peers:        len(n.host.Network().Peers()),
 	}
 	s.RelaysConfigured = len(s.Relays)
+	if n.relaySvc != nil {
+		st, l := n.relaySvc.Stats(), relay.LimitsFor(n.cfg.Relay)
+		s.Service, s.Limits = &st, &l
+	}
 	for _, a := range n.FullAddrs() {
 		s.Addrs.Direct = append(s.Addrs.Direct, a.String())
 	}
@@ -76,28 +83,12 @@ func (n *Node) Status() Status {
 
 // relayStatus lists the configured relays in order, each as the last relay
 // event left it.
-func (n *Node) relayStatus() []StatusRelay {
-	out := []StatusRelay{}
+func (n *Node) relayStatus() []relay.RelayReport {
 	k := n.keeper.Load()
 	if k == nil {
-		return out
+		return []relay.RelayReport{}
 	}
-	for _, r := range k.Relays() {
-		sr := StatusRelay{Relay: r.ID.String(), State: events.RelayConnecting}
-		if ev, ok := n.relays.get(r.ID); ok {
-			sr.State, sr.Reason = ev.State, ev.Reason
-			if !ev.Expires.IsZero() {
-				t := ev.Expires.UTC()
-				sr.Expires = &t
-			}
-			if !ev.NextRetry.IsZero() {
-				t := ev.NextRetry.UTC()
-				sr.NextRetry = &t
-			}
-		}
-		out = append(out, sr)
-	}
-	return out
+	return n.relays.Report(k.Relays())
 }
 
 // Healthy reports whether the node does its job: a private node must hold

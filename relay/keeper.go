@@ -163,6 +163,8 @@ func (k *Keeper) Start() {
 	}}
 	k.h.Network().Notify(k.notif)
 	for _, r := range k.relays {
+		// Our relays are the node's lifeline: never trimmed.
+		k.h.ConnManager().Protect(r.ID, "overlay-relay")
 		k.wg.Add(1)
 		go func() {
 			defer k.wg.Done()

@@ -5,10 +5,12 @@ package relay
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -80,16 +82,34 @@ const aclWait = 15 * time.Second
 
 // Service is a running circuit-relay v2 service.
 type Service struct {
-	r *circuit.Relay
+	r   *circuit.Relay
+	cfg Config
+	ref *Refusals
+
+	reservations, circuits atomic.Int64
+	relayed                atomic.Int64 // bytes copied, both directions
+}
+
+// Stats is what a relay service holds now and has refused so far.
+type Stats struct {
+	Reservations int64            `json:"reservations"`
+	Circuits     int64            `json:"circuits"`
+	RelayedBytes int64            `json:"relayed_bytes"`
+	Refusals     map[string]int64 `json:"refusals"`
 }
 
 // New starts the relay service on h at once (not after AutoNAT). When
 // members is non-nil, only members may reserve or open circuits: that keeps
-// the uncapped relay bounded against everyone else.
-func New(h host.Host, cfg Config, members Members) (*Service, error) {
+// the uncapped relay bounded against everyone else. Refusals are counted
+// and logged through ref (nil: counted only).
+func New(h host.Host, cfg Config, members Members, ref *Refusals) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if ref == nil {
+		ref = NewRefusals(nil)
+	}
+	svc := &Service{cfg: cfg, ref: ref}
 	rc := circuit.DefaultResources()
 	rc.MaxReservations = cfg.MaxReservations
 	rc.MaxCircuits = cfg.MaxCircuits
@@ -110,6 +130,7 @@ func New(h host.Host, cfg Config, members Members) (*Service, error) {
 	}
 	opts := []circuit.Option{
 		circuit.WithResources(rc),
+		circuit.WithMetricsTracer(tracer{svc}),
 		// Private and loopback addresses are what tests, containers and
 		// LANs use; the stock filter would drop them from reservations.
 		circuit.WithReservationAddressFilter(func(a ma.Multiaddr) bool { return true }),
@@ -121,11 +142,64 @@ func New(h host.Host, cfg Config, members Members) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start relay service: %w", err)
 	}
-	return &Service{r: r}, nil
+	svc.r = r
+	return svc, nil
 }
 
 // Close stops the service.
 func (s *Service) Close() error { return s.r.Close() }
+
+// Stats reports reservations held, circuits open and refusals by limit.
+func (s *Service) Stats() Stats {
+	return Stats{Reservations: s.reservations.Load(), Circuits: s.circuits.Load(),
+		RelayedBytes: s.relayed.Load(), Refusals: s.ref.Counts()}
+}
+
+// tracer is the relay's metrics hook, turned into counts and refusals.
+type tracer struct{ s *Service }
+
+func (t tracer) RelayStatus(bool)               {}
+func (t tracer) ConnectionOpened()              { t.s.circuits.Add(1) }
+func (t tracer) ConnectionClosed(time.Duration) { t.s.circuits.Add(-1) }
+func (t tracer) BytesTransferred(n int)         { t.s.relayed.Add(int64(n)) }
+func (t tracer) ReservationClosed(n int)        { t.s.reservations.Add(-int64(n)) }
+
+func (t tracer) ReservationAllowed(renewal bool) {
+	if !renewal {
+		t.s.reservations.Add(1)
+	}
+}
+
+// ReservationRequestHandled names the limit behind a refused reservation.
+// libp2p says RESERVATION_REFUSED for both the total and the per-IP cap:
+// which one it was is told by whether the relay is full.
+func (t tracer) ReservationRequestHandled(st pbv2.Status) {
+	switch st {
+	case pbv2.Status_OK:
+	case pbv2.Status_RESERVATION_REFUSED:
+		if t.s.reservations.Load() >= int64(t.s.cfg.MaxReservations) {
+			t.s.ref.Add("max-reservations")
+		} else {
+			t.s.ref.Add("max-reservations-per-ip")
+		}
+	case pbv2.Status_PERMISSION_DENIED:
+		t.s.ref.Add("members-only (reservation)")
+	default:
+		t.s.ref.Add("reservation " + st.String())
+	}
+}
+
+func (t tracer) ConnectionRequestHandled(st pbv2.Status) {
+	switch st {
+	case pbv2.Status_OK:
+	case pbv2.Status_RESOURCE_LIMIT_EXCEEDED:
+		t.s.ref.Add("max-circuits")
+	case pbv2.Status_PERMISSION_DENIED:
+		t.s.ref.Add("members-only (circuit)")
+	default:
+		t.s.ref.Add("circuit " + st.String())
+	}
+}
 
 type memberACL struct{ m Members }
 

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -87,7 +90,39 @@ func runStatus(args []string) error {
 	if s.Role == "private" {
 		printRelays(s)
 	}
+	if sv := s.Service; sv != nil {
+		fmt.Printf("relay service: %d reservations held (of %d), %d circuits open, %s relayed\n",
+			sv.Reservations, s.MaxReservations(), sv.Circuits, humanBytes(sv.RelayedBytes))
+		printRefusals(sv.Refusals)
+	}
 	return nil
+}
+
+// printRefusals lists what limits refused, by limit, most first.
+func printRefusals(refused map[string]int64) {
+	if len(refused) == 0 {
+		fmt.Println("refusals: none")
+		return
+	}
+	limits := slices.Collect(maps.Keys(refused))
+	slices.SortFunc(limits, func(a, b string) int { return cmp.Compare(refused[b], refused[a]) })
+	fmt.Println("refusals by limit:")
+	for _, l := range limits {
+		fmt.Printf("  %-32s %d\n", l, refused[l])
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // printRelays shows each relay's standing: when a reservation lapses or

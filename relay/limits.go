@@ -1,0 +1,153 @@
+package relay
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
+	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+)
+
+// Limits are the connection and stream limits of a relay's host, derived
+// from its own settings. Without them, libp2p's default resource manager
+// autoscales to about 256 inbound connections on an 24 GiB machine and its
+// default connection manager trims above 192: a relay configured for 1,024
+// reservations silently stopped at about 250 (shared/NOTES.md).
+type Limits struct {
+	// MaxReservations is the relay's own cap, the figure the rest derive from.
+	MaxReservations int `json:"max_reservations"`
+	// ConnsInbound: every reserved peer, a quarter more for peers that come
+	// and go (circuit sources, peers renewing after a reconnect), and 256
+	// for DHT and strangers on a members-only relay.
+	ConnsInbound  int `json:"conns_inbound"`
+	ConnsOutbound int `json:"conns_outbound"`
+	// Streams bounds streams in all: a circuit holds two at the relay (hop
+	// from the source, stop to the destination), and each peer has a few of
+	// its own (identify, ping, handshake, renewals).
+	Streams int `json:"streams"`
+	// Transient bounds connections still in their security handshake.
+	Transient int `json:"transient"`
+	// FD is what the connections need of file descriptors.
+	FD int `json:"fd"`
+	// ConnMgrLow and ConnMgrHigh are the connection manager's watermarks:
+	// above High it trims unprotected peers (strangers) down to Low.
+	// Members and reserved peers are protected, so they are never trimmed.
+	ConnMgrLow  int `json:"connmgr_low"`
+	ConnMgrHigh int `json:"connmgr_high"`
+}
+
+// LimitsFor sizes a relay's host for cfg.
+func LimitsFor(cfg Config) Limits {
+	peers := cfg.MaxReservations
+	in := peers + peers/4 + 256
+	return Limits{
+		MaxReservations: peers,
+		ConnsInbound:    in,
+		ConnsOutbound:   1024,
+		Streams:         8*peers + 4096,
+		Transient:       max(256, peers/8),
+		FD:              in + 1024 + 128,
+		ConnMgrLow:      peers + 64,
+		ConnMgrHigh:     in,
+	}
+}
+
+// ResourceManager builds libp2p's resource manager with these limits on top
+// of its own defaults (memory stays autoscaled from the machine), reporting
+// every refusal to ref.
+func (l Limits) ResourceManager(ref *Refusals) (network.ResourceManager, error) {
+	scaling := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&scaling)
+	base := scaling.AutoScale()
+	v := func(n int) rcmgr.LimitVal { return rcmgr.LimitVal(n) }
+	circuitStreams := rcmgr.ResourceLimits{Streams: v(l.Streams / 2), StreamsInbound: v(l.Streams / 2), StreamsOutbound: v(l.Streams / 2)}
+	partial := rcmgr.PartialLimitConfig{
+		System: rcmgr.ResourceLimits{
+			Conns: v(l.ConnsInbound + l.ConnsOutbound), ConnsInbound: v(l.ConnsInbound), ConnsOutbound: v(l.ConnsOutbound),
+			Streams: v(l.Streams), StreamsInbound: v(l.Streams * 3 / 4), StreamsOutbound: v(l.Streams / 2),
+			FD: v(l.FD),
+		},
+		Transient: rcmgr.ResourceLimits{
+			Conns: v(2 * l.Transient), ConnsInbound: v(l.Transient), ConnsOutbound: v(l.Transient),
+			Streams: v(4 * l.Transient), StreamsInbound: v(2 * l.Transient), StreamsOutbound: v(2 * l.Transient),
+			FD: v(l.Transient),
+		},
+		Service: map[string]rcmgr.ResourceLimits{circuit.ServiceName: circuitStreams},
+		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
+			circuitproto.ProtoIDv2Hop: circuitStreams, circuitproto.ProtoIDv2Stop: circuitStreams,
+		},
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)), rcmgr.WithMetrics(rcmgrReporter{ref}))
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	return rm, nil
+}
+
+// HostOptions are the libp2p options that apply these limits: the resource
+// manager, and a connection manager that trims unprotected peers above
+// ConnMgrHigh, after a minute's grace for new connections.
+func (l Limits) HostOptions(ref *Refusals) ([]libp2p.Option, error) {
+	rm, err := l.ResourceManager(ref)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := connmgr.NewConnManager(l.ConnMgrLow, l.ConnMgrHigh, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	return []libp2p.Option{libp2p.ResourceManager(rm), libp2p.ConnectionManager(cm)}, nil
+}
+
+// FDShortfall reports how many file descriptors the limits need beyond
+// what the process may open (0 when enough), so the node can say so at
+// start instead of failing at load.
+func (l Limits) FDShortfall() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0
+	}
+	if need := uint64(l.FD + 64); need > r.Cur {
+		return int(need - r.Cur)
+	}
+	return 0
+}
+
+// rcmgrReporter turns the resource manager's blocks into refusals. Allows
+// are the hot path and cost nothing.
+type rcmgrReporter struct{ ref *Refusals }
+
+func (r rcmgrReporter) AllowConn(network.Direction, bool) {}
+func (r rcmgrReporter) BlockConn(dir network.Direction, _ bool) {
+	r.ref.Add("rcmgr-conns-" + dirName(dir))
+}
+func (r rcmgrReporter) AllowStream(peer.ID, network.Direction) {}
+func (r rcmgrReporter) BlockStream(_ peer.ID, dir network.Direction) {
+	r.ref.Add("rcmgr-streams-" + dirName(dir))
+}
+func (r rcmgrReporter) AllowPeer(peer.ID)           {}
+func (r rcmgrReporter) BlockPeer(peer.ID)           { r.ref.Add("rcmgr-peer") }
+func (r rcmgrReporter) AllowProtocol(protocol.ID)   {}
+func (r rcmgrReporter) BlockProtocol(p protocol.ID) { r.ref.Add("rcmgr-protocol " + string(p)) }
+func (r rcmgrReporter) BlockProtocolPeer(p protocol.ID, _ peer.ID) {
+	r.ref.Add("rcmgr-protocol-peer " + string(p))
+}
+func (r rcmgrReporter) AllowService(string)                  {}
+func (r rcmgrReporter) BlockService(s string)                { r.ref.Add("rcmgr-service " + s) }
+func (r rcmgrReporter) BlockServicePeer(s string, _ peer.ID) { r.ref.Add("rcmgr-service-peer " + s) }
+func (r rcmgrReporter) AllowMemory(int)                      {}
+func (r rcmgrReporter) BlockMemory(int)                      { r.ref.Add("rcmgr-memory") }
+
+func dirName(d network.Direction) string {
+	if d == network.DirInbound {
+		return "inbound"
+	}
+	return "outbound"
+}

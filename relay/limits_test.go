@@ -1,0 +1,74 @@
+package relay_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/node/events"
+	nt "github.com/overlay-net/overlay/node/nodetest"
+	"github.com/overlay-net/overlay/relay"
+)
+
+// The relay's host limits grow with its reservation cap, so the cap can be
+// reached: libp2p's defaults stop at about 256 connections.
+func TestLimitsScaleWithReservations(t *testing.T) {
+	small, big := relay.DefaultConfig(), relay.DefaultConfig()
+	small.MaxReservations, big.MaxReservations = 100, 10000
+	s, b := relay.LimitsFor(small), relay.LimitsFor(big)
+	if b.ConnsInbound < big.MaxReservations || b.ConnMgrLow <= big.MaxReservations || b.ConnMgrHigh < b.ConnMgrLow {
+		t.Errorf("limits for 10,000 reservations: %+v", b)
+	}
+	if b.FD < b.ConnsInbound || b.Streams < 2*big.MaxReservations {
+		t.Errorf("limits for 10,000 reservations leave too few descriptors or streams: %+v", b)
+	}
+	if s.ConnsInbound >= b.ConnsInbound {
+		t.Errorf("limits do not scale: %d inbound for 100, %d for 10,000", s.ConnsInbound, b.ConnsInbound)
+	}
+}
+
+// A reservation refused by a limit is counted by limit, shown in status,
+// and logged once per interval however often the peer retries; members
+// are protected from the connection manager's trims.
+func TestRelayRefusalsCounted(t *testing.T) {
+	for _, tc := range []struct {
+		limit string
+		cfg   func(*relay.Config)
+	}{
+		{"max-reservations", func(c *relay.Config) { c.MaxReservations = 2 }},
+		{"max-reservations-per-ip", func(c *relay.Config) { c.MaxReservationsPerIP = 2 }},
+	} {
+		t.Run(tc.limit, func(t *testing.T) {
+			logs := &nt.LogRecorder{Level: 0}
+			r := nt.Relay(t, nt.WithRelayConfig(tc.cfg), nt.WithLogger(logs.Logger()))
+			relays := []ma.Multiaddr{nt.WSAddr(t, r)}
+			a, b := nt.Peer(t, relays), nt.Peer(t, relays)
+			nt.Eventually(t, 10*time.Second, "two reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
+			c := nt.Peer(t, relays)
+			nt.Eventually(t, 10*time.Second, "third refused, twice", func() bool {
+				rs := c.Status().Relays
+				return len(rs) == 1 && rs[0].State == events.RelayRefused && r.Status().Service.Refusals[tc.limit] >= 2
+			})
+			if rs := c.Status().Relays[0]; !strings.Contains(rs.Reason, "RESERVATION_REFUSED") {
+				t.Errorf("refused peer's reason %q does not name the refusal", rs.Reason)
+			}
+			if st := r.Status().Service; st.Reservations != 2 {
+				t.Errorf("relay holds %d reservations, want 2", st.Reservations)
+			}
+			lines := 0
+			for _, l := range logs.Records() {
+				if strings.Contains(l, "limit reached") && strings.Contains(l, "limit="+tc.limit+" ") {
+					lines++
+				}
+			}
+			if lines != 1 {
+				t.Errorf("%d log lines for the limit over repeated refusals, want 1: %q", lines, logs.Records())
+			}
+			if !r.Host().ConnManager().IsProtected(a.ID(), "overlay-member") {
+				t.Errorf("a reserved member is not protected from trimming")
+			}
+		})
+	}
+}

@@ -1,0 +1,79 @@
+package relay
+
+import (
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+)
+
+// refusalLogEvery bounds the log to one line per limit this often: a flood
+// refused by a limit must not become a flood of log lines.
+const refusalLogEvery = 10 * time.Second
+
+// limitHints say which setting raises a limit, for the log line.
+var limitHints = map[string]string{
+	"max-reservations":        "--max-reservations",
+	"max-reservations-per-ip": "--max-reservations-per-ip",
+	"max-circuits":            "--max-circuits",
+	"rcmgr-conns-inbound":     "--max-reservations (connection limits derive from it), ulimit -n",
+	"rcmgr-conns-outbound":    "--max-reservations (connection limits derive from it), ulimit -n",
+	"connmgr-trim":            "--max-reservations (the trim watermarks derive from it)",
+}
+
+// Refusals counts what limits refused or trimmed, by limit, and logs one
+// line per limit at most every refusalLogEvery. It is safe for concurrent
+// use; the zero value is not: use NewRefusals.
+type Refusals struct {
+	log *slog.Logger
+	now func() time.Time
+
+	mu      sync.Mutex
+	counts  map[string]int64
+	logged  map[string]time.Time
+	pending map[string]int64 // refused since the last line about the limit
+}
+
+// NewRefusals returns an empty count that logs to log.
+func NewRefusals(log *slog.Logger) *Refusals {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Refusals{log: log, now: time.Now, counts: map[string]int64{},
+		logged: map[string]time.Time{}, pending: map[string]int64{}}
+}
+
+// Add counts one refusal by limit.
+func (r *Refusals) Add(limit string) { r.AddN(limit, 1) }
+
+// AddN counts n refusals by limit.
+func (r *Refusals) AddN(limit string, n int64) {
+	now := r.now()
+	r.mu.Lock()
+	r.counts[limit] += n
+	r.pending[limit] += n
+	last, seen := r.logged[limit]
+	if seen && now.Sub(last) < refusalLogEvery {
+		r.mu.Unlock()
+		return
+	}
+	count, total := r.pending[limit], r.counts[limit]
+	r.pending[limit] = 0
+	r.logged[limit] = now
+	r.mu.Unlock()
+	args := []any{"limit", limit, "refused", count, "total", total}
+	if seen {
+		args = append(args, "since", now.Sub(last).Round(time.Second))
+	}
+	if h, ok := limitHints[limit]; ok {
+		args = append(args, "raise", h)
+	}
+	r.log.Warn("limit reached: refused or trimmed", args...)
+}
+
+// Counts returns the refusals so far, by limit.
+func (r *Refusals) Counts() map[string]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.counts)
+}
