@@ -83,7 +83,8 @@ func (n *Node) reach(ctx context.Context, ai peer.AddrInfo) error {
 	}
 	known := func() bool { return len(ai.Addrs) > 0 || len(n.host.Peerstore().Addrs(ai.ID)) > 0 }
 	if !known() {
-		ai.Addrs = n.bookAddrs(ai.ID)
+		info, _ := n.book.Get(ai.ID)
+		ai.Addrs = info.Addrs()
 	}
 	looked := false
 	if !known() && n.dht != nil {
@@ -173,20 +174,6 @@ func (n *Node) EnsureMember(ctx context.Context, to peer.ID) error {
 		return fmt.Errorf("%w: reaching %s: %v", messaging.ErrTimeout, to, err)
 	}
 	return fmt.Errorf("%w: %s: %v", messaging.ErrUnreachable, to, err)
-}
-
-func (n *Node) bookAddrs(p peer.ID) []ma.Multiaddr {
-	info, ok := n.book.Get(p)
-	if !ok {
-		return nil
-	}
-	var out []ma.Multiaddr
-	for _, s := range append(info.Direct, info.Relayed...) {
-		if a, err := ma.NewMultiaddr(s); err == nil {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 // dial connects to ai now. The swarm's dial backoff (seconds to minutes

@@ -347,7 +347,12 @@ func (n *Node) pruneLoop() {
 
 func (n *Node) prune(now time.Time) {
 	connected := func(p peer.ID) bool { return n.host.Network().Connectedness(p) == network.Connected }
-	n.verdicts.prune(now.Add(-verdictLinger), connected)
+	// Strangers gone for good leave libp2p's peerstore too; the book keeps them.
+	for _, p := range n.verdicts.prune(now.Add(-verdictLinger), connected) {
+		if !n.isRelay(p) {
+			n.host.Peerstore().RemovePeer(p)
+		}
+	}
 	if k := n.book.Evict(now, connected); k > 0 {
 		n.log.Debug("peer book: strangers evicted", "count", k, "left", n.book.Len())
 	}

@@ -64,8 +64,9 @@ func (v *verdicts) forget(p peer.ID, keep func(book.State) bool) {
 }
 
 // prune drops the verdicts reached before cutoff of peers no longer
-// connected, so strangers that came and went leave nothing behind.
-func (v *verdicts) prune(cutoff time.Time, connected func(peer.ID) bool) {
+// connected, so strangers that came and went leave nothing behind, and
+// returns whose it dropped.
+func (v *verdicts) prune(cutoff time.Time, connected func(peer.ID) bool) (gone []peer.ID) {
 	v.mu.Lock()
 	var old []peer.ID
 	for p, d := range v.m {
@@ -81,9 +82,11 @@ func (v *verdicts) prune(cutoff time.Time, connected func(peer.ID) bool) {
 		v.mu.Lock()
 		if d, ok := v.m[p]; ok && d.at.Before(cutoff) {
 			delete(v.m, p)
+			gone = append(gone, p)
 		}
 		v.mu.Unlock()
 	}
+	return gone
 }
 
 func (v *verdicts) notifyLocked() {

@@ -68,3 +68,15 @@ func mergeAddrs(have []string, add []ma.Multiaddr) []string {
 	sort.Strings(have)
 	return have
 }
+
+// Addrs returns both address books as multiaddrs, direct first; entries
+// that no longer parse are left out.
+func (p PeerInfo) Addrs() []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, s := range append(slices.Clone(p.Direct), p.Relayed...) {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
