@@ -26,7 +26,7 @@ import (
 // daemonFlags are the flags both node commands take that are not part of
 // node.Config: files to read and where to log.
 type daemonFlags struct {
-	data, key, netKey, api, addrFile, logLevel, logFormat string
+	data, key, netKey, api, addrFile, logLevel, logFormat, pprof string
 	listen                                                maddrs
 }
 
@@ -41,6 +41,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, role string, cfg *node.Config) 
 	fs.StringVar(&d.addrFile, "addr-file", "", "write the node's full /p2p/ multiaddrs to this file, one per line")
 	fs.StringVar(&d.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&d.pprof, "pprof", "", "serve Go's profiler (net/http/pprof) on this loopback address, for profiling under load (default: off)")
 	fs.Var((*maddrs)(&cfg.Bootstrap), "bootstrap", "DHT bootstrap peer multiaddr ending in /p2p/<peer ID>, repeatable (relays are always used too)")
 	fs.BoolVar(&cfg.DisableDHT, "no-dht", false, "stay out of the DHT: find peers only through known addresses and this node's relays")
 	fs.DurationVar(&cfg.Republish, "republish", cfg.Republish, "republish this node's signed peer record this often (and at once when its addresses change)")
@@ -126,6 +127,11 @@ func runNode(d daemonFlags, cfg node.Config) error {
 	cfg.Key, cfg.DataDir, cfg.Logger = key, d.data, log
 	if d.netKey != "" {
 		if cfg.NetworkKey, err = readNetworkKey(d.netKey); err != nil {
+			return err
+		}
+	}
+	if d.pprof != "" {
+		if err := servePprof(d.pprof, log); err != nil {
 			return err
 		}
 	}
