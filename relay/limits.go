@@ -2,6 +2,8 @@ package relay
 
 import (
 	"fmt"
+	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/x/rate"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // Limits are the connection and stream limits of a relay's host, derived
@@ -41,11 +45,20 @@ type Limits struct {
 	// Members and reserved peers are protected, so they are never trimmed.
 	ConnMgrLow  int `json:"connmgr_low"`
 	ConnMgrHigh int `json:"connmgr_high"`
+	// ConnsPerIP bounds connections from one IPv4 address (or IPv6 /56),
+	// and ConnRatePerIP / ConnBurstPerIP new connections per second from
+	// it. libp2p's defaults (8 connections, 0.2 per second after a burst of
+	// 16) would reset all but 8 of the peers behind one NAT, and after a
+	// relay restart let them back one every 5 s; these follow
+	// MaxReservationsPerIP instead. Loopback stays unlimited.
+	ConnsPerIP     int     `json:"conns_per_ip"`
+	ConnRatePerIP  float64 `json:"conn_rate_per_ip"`
+	ConnBurstPerIP int     `json:"conn_burst_per_ip"`
 }
 
 // LimitsFor sizes a relay's host for cfg.
 func LimitsFor(cfg Config) Limits {
-	peers := cfg.MaxReservations
+	peers, perIP := cfg.MaxReservations, cfg.MaxReservationsPerIP
 	in := peers + peers/4 + 256
 	return Limits{
 		MaxReservations: peers,
@@ -56,6 +69,9 @@ func LimitsFor(cfg Config) Limits {
 		FD:              in + 1024 + 128,
 		ConnMgrLow:      peers + 64,
 		ConnMgrHigh:     in,
+		ConnsPerIP:      perIP + perIP/4 + 16,
+		ConnRatePerIP:   max(1, float64(perIP)/10),
+		ConnBurstPerIP:  perIP + perIP/4 + 16,
 	}
 }
 
@@ -84,11 +100,45 @@ func (l Limits) ResourceManager(ref *Refusals) (network.ResourceManager, error) 
 			circuitproto.ProtoIDv2Hop: circuitStreams, circuitproto.ProtoIDv2Stop: circuitStreams,
 		},
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)), rcmgr.WithMetrics(rcmgrReporter{ref}))
+	perIP := []rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: l.ConnsPerIP}}
+	perIP6 := []rcmgr.ConnLimitPerSubnet{{PrefixLength: 56, ConnCount: l.ConnsPerIP}, {PrefixLength: 48, ConnCount: 8 * l.ConnsPerIP}}
+	perIPRate := rate.Limit{RPS: l.ConnRatePerIP, Burst: l.ConnBurstPerIP}
+	limiter := &rate.Limiter{
+		NetworkPrefixLimits: []rate.PrefixLimit{
+			{Prefix: netip.MustParsePrefix("127.0.0.0/8")}, {Prefix: netip.MustParsePrefix("::1/128")},
+		},
+		SubnetRateLimiter: rate.SubnetLimiter{
+			IPv4SubnetLimits: []rate.SubnetLimit{{PrefixLength: 32, Limit: perIPRate}},
+			IPv6SubnetLimits: []rate.SubnetLimit{{PrefixLength: 56, Limit: perIPRate}},
+			GracePeriod:      time.Minute,
+		},
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)), rcmgr.WithMetrics(rcmgrReporter{ref}),
+		rcmgr.WithLimitPerSubnet(perIP, perIP6), rcmgr.WithConnRateLimiters(limiter))
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
-	return rm, nil
+	return countingRM{rm, ref}, nil
+}
+
+// countingRM counts the two refusals of a new connection that libp2p's
+// resource manager does not report to its metrics: the per-IP connection
+// count and the per-IP connection rate.
+type countingRM struct {
+	network.ResourceManager
+	ref *Refusals
+}
+
+func (c countingRM) OpenConnection(dir network.Direction, usefd bool, ep ma.Multiaddr) (network.ConnManagementScope, error) {
+	s, err := c.ResourceManager.OpenConnection(dir, usefd, ep)
+	switch {
+	case err == nil:
+	case strings.Contains(err.Error(), "rate limit exceeded"):
+		c.ref.Add("rcmgr-conn-rate-per-ip")
+	case strings.Contains(err.Error(), "per ip limit"):
+		c.ref.Add("rcmgr-conns-per-ip")
+	}
+	return s, err
 }
 
 // HostOptions are the libp2p options that apply these limits: the resource

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node/events"
@@ -70,5 +71,36 @@ func TestRelayRefusalsCounted(t *testing.T) {
 				t.Errorf("a reserved member is not protected from trimming")
 			}
 		})
+	}
+}
+
+// Peers behind one NAT share an IP: the relay takes as many connections
+// from one IP as it takes reservations, not libp2p's default 8, and counts
+// what it refuses beyond that.
+func TestPerIPConnectionLimitFollowsReservations(t *testing.T) {
+	cfg := relay.DefaultConfig()
+	cfg.MaxReservationsPerIP = 20
+	l := relay.LimitsFor(cfg)
+	if l.ConnsPerIP < cfg.MaxReservationsPerIP || l.ConnBurstPerIP < cfg.MaxReservationsPerIP {
+		t.Fatalf("per-IP limits %+v below %d reservations per IP", l, cfg.MaxReservationsPerIP)
+	}
+	ref := relay.NewRefusals(nil)
+	rm, err := l.ResourceManager(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rm.Close()
+	from := ma.StringCast("/ip4/198.51.100.7/tcp/4000")
+	opened := 0
+	for range l.ConnsPerIP + 5 {
+		if _, err := rm.OpenConnection(network.DirInbound, true, from); err == nil {
+			opened++
+		}
+	}
+	if opened != l.ConnsPerIP {
+		t.Errorf("opened %d connections from one IP, want %d", opened, l.ConnsPerIP)
+	}
+	if got := ref.Counts()["rcmgr-conns-per-ip"] + ref.Counts()["rcmgr-conn-rate-per-ip"]; got != 5 {
+		t.Errorf("counted %d per-IP refusals, want 5: %v", got, ref.Counts())
 	}
 }

@@ -19,6 +19,8 @@ var limitHints = map[string]string{
 	"rcmgr-conns-inbound":     "--max-reservations (connection limits derive from it), ulimit -n",
 	"rcmgr-conns-outbound":    "--max-reservations (connection limits derive from it), ulimit -n",
 	"connmgr-trim":            "--max-reservations (the trim watermarks derive from it)",
+	"rcmgr-conns-per-ip":      "--max-reservations-per-ip (the per-IP connection limit derives from it)",
+	"rcmgr-conn-rate-per-ip":  "--max-reservations-per-ip (the per-IP connection rate derives from it)",
 }
 
 // Refusals counts what limits refused or trimmed, by limit, and logs one

@@ -30,6 +30,7 @@ import (
 
 type flags struct {
 	bin, jsonOut, relayArgs string
+	netns                   bool
 	n, procs                int
 	hold, ttl, stall        time.Duration
 	sendTimeout, idleWait   time.Duration
@@ -56,6 +57,7 @@ func main() {
 	flag.DurationVar(&f.idleWait, "idle-wait", 3*time.Second, "wait after the relay starts before reading its idle RSS")
 	flag.StringVar(&f.relayArgs, "relay-args", "", "more relay flags, space separated (e.g. limits)")
 	flag.BoolVar(&f.keep, "keep", false, "keep the temporary directory (relay log, load logs)")
+	flag.BoolVar(&f.netns, "netns", false, "run each load process in its own network namespace with its own IP (root; see netns.go), as peers behind many IPs")
 	flag.Parse()
 	if *load {
 		err := runLoad(*loadProc, *loadRelay, f.n, *loadPairs, f.rate, f.sendTimeout)
@@ -68,6 +70,9 @@ func main() {
 	}
 	cleanup := func() {
 		relayproc.KillAll()
+		if f.netns {
+			labDown(f.procs)
+		}
 		if !f.keep {
 			os.RemoveAll(dir)
 		}
@@ -104,6 +109,7 @@ func fatal(err error) {
 type Result struct {
 	N            int     `json:"n"`
 	Procs        int     `json:"procs"`
+	NetNS        bool    `json:"netns"`
 	Rate         float64 `json:"rate"`
 	Hold         string  `json:"hold"`
 	TTL          string  `json:"ttl"`
@@ -206,9 +212,13 @@ func startChild(f flags, i, count, pairs int, relayAddr, dir string) (*child, er
 		return nil, err
 	}
 	c := &child{log: filepath.Join(dir, fmt.Sprintf("load%d.log", i)), gotFinal: make(chan struct{}), exited: make(chan struct{})}
-	c.cmd = exec.Command(self, "-load", "-load-proc", strconv.Itoa(i), "-load-relay", relayAddr,
+	args := []string{self, "-load", "-load-proc", strconv.Itoa(i), "-load-relay", relayAddr,
 		"-n", strconv.Itoa(count), "-load-pairs", strconv.Itoa(pairs),
-		"-rate", fmt.Sprint(f.rate/float64(f.procs)), "-send-timeout", f.sendTimeout.String())
+		"-rate", fmt.Sprint(f.rate / float64(f.procs)), "-send-timeout", f.sendTimeout.String()}
+	if f.netns {
+		args = append([]string{"ip", "netns", "exec", labNS(i)}, args...)
+	}
+	c.cmd = exec.Command(args[0], args[1:]...)
 	logf, err := os.Create(c.log)
 	if err != nil {
 		return nil, err
@@ -266,13 +276,19 @@ func run(f flags, dir string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	relay, err := relayproc.StartRelay(bin, dir, relayproc.Options{TTL: f.ttl, MaxReservations: f.n + 100,
-		Extra: strings.Fields(f.relayArgs)})
+	opts := relayproc.Options{TTL: f.ttl, MaxReservations: f.n + 100, Extra: strings.Fields(f.relayArgs)}
+	if f.netns {
+		if err := labUp(f.procs); err != nil {
+			return nil, err
+		}
+		opts.Listen = "/ip4/" + relayIP + "/tcp/0/ws"
+	}
+	relay, err := relayproc.StartRelay(bin, dir, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer relay.Stop()
-	res := &Result{N: f.n, Procs: f.procs, Rate: f.rate, Hold: f.hold.String(), TTL: f.ttl.String(),
+	res := &Result{N: f.n, Procs: f.procs, NetNS: f.netns, Rate: f.rate, Hold: f.hold.String(), TTL: f.ttl.String(),
 		PairsFrac: f.pairsFrac, Started: time.Now().UTC().Format(time.RFC3339),
 		RelayCommand: strings.Join(relay.Args(), " ")}
 	logf("relay pid %d at %s (log %s)", relay.PID, relay.WSAddr, relay.LogPath)

@@ -93,6 +93,9 @@ type Options struct {
 	TTL             time.Duration
 	MaxReservations int
 	Extra           []string // more flags, appended last
+	// Listen is the relay's WebSocket listen address; default a port of
+	// 127.0.0.1.
+	Listen string
 }
 
 // StartRelay starts `bin relay` on a WebSocket port of 127.0.0.1 with its
@@ -101,7 +104,11 @@ type Options struct {
 func StartRelay(bin, dir string, o Options) (*Relay, error) {
 	r := &Relay{Bin: bin, Dir: dir, LogPath: filepath.Join(dir, "relay.log"), exited: make(chan struct{})}
 	addrFile := filepath.Join(dir, "relay.addrs")
-	args := []string{"relay", "--listen", "/ip4/127.0.0.1/tcp/0/ws", "--data", filepath.Join(dir, "relay"),
+	listen := o.Listen
+	if listen == "" {
+		listen = "/ip4/127.0.0.1/tcp/0/ws"
+	}
+	args := []string{"relay", "--listen", listen, "--data", filepath.Join(dir, "relay"),
 		"--api", "127.0.0.1:0", "--no-dht", "--network", "bench",
 		"--reservation-ttl", o.TTL.String(),
 		"--max-reservations", strconv.Itoa(o.MaxReservations),
