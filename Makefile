@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: build test vet fuzz bench clean testnet testnet-check testnet-down
+.PHONY: build test vet fuzz bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/overlay
@@ -23,6 +23,30 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Relay capacity (docs/BENCHMARKS.md): one relay process, N private peers in
+# load processes, a 3-minute hold with 1-minute reservations. NETNS=1 puts
+# each load process behind its own IP (root; PROCS namespaces).
+N ?= 1000
+PROCS ?= 1
+CAPACITY_FLAGS ?=
+bench-capacity: build
+	$(GO) run ./bench/capacity -bin $(BIN) -n $(N) -procs $(PROCS) $(if $(NETNS),-netns) $(CAPACITY_FLAGS)
+
+# Throughput direct / through the overlay relay / through a stock relay, and
+# each relay's CPU per GB, all in separate processes.
+bench-datapath: build
+	$(GO) run ./bench/datapath -bin $(BIN)
+
+# Strangers connecting to and leaving a relay: its RSS and maps before,
+# at peak and after.
+bench-churn: build
+	$(GO) run ./bench/churn -bin $(BIN) -n $(N)
+
+# The capacity benchmark at a small N, as CI runs it: the harness works and
+# a relay holds its peers through renewals with none lost.
+bench-smoke: build
+	$(GO) run ./bench/capacity -bin $(BIN) -n 100 -hold 20s -ttl 10s -stall 30s -strict
 
 clean:
 	rm -rf bin

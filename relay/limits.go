@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/x/rate"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -98,6 +99,8 @@ func (l Limits) ResourceManager(ref *Refusals) (network.ResourceManager, error) 
 		Service: map[string]rcmgr.ResourceLimits{circuit.ServiceName: circuitStreams},
 		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
 			circuitproto.ProtoIDv2Hop: circuitStreams, circuitproto.ProtoIDv2Stop: circuitStreams,
+			// Every joining peer identifies: a burst of joins needs room.
+			identify.ID: {Streams: v(2 * l.Transient), StreamsInbound: v(l.Transient), StreamsOutbound: v(l.Transient)},
 		},
 	}
 	perIP := []rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: l.ConnsPerIP}}

@@ -30,7 +30,7 @@ import (
 
 type flags struct {
 	bin, jsonOut, relayArgs string
-	netns                   bool
+	netns, strict           bool
 	n, procs                int
 	hold, ttl, stall        time.Duration
 	sendTimeout, idleWait   time.Duration
@@ -57,6 +57,7 @@ func main() {
 	flag.DurationVar(&f.idleWait, "idle-wait", 3*time.Second, "wait after the relay starts before reading its idle RSS")
 	flag.StringVar(&f.relayArgs, "relay-args", "", "more relay flags, space separated (e.g. limits)")
 	flag.BoolVar(&f.keep, "keep", false, "keep the temporary directory (relay log, load logs)")
+	flag.BoolVar(&f.strict, "strict", false, "exit 1 unless every peer reserved, none lost a reservation and no message failed (for CI)")
 	flag.BoolVar(&f.netns, "netns", false, "run each load process in its own network namespace with its own IP (root; see netns.go), as peers behind many IPs")
 	flag.Parse()
 	if *load {
@@ -91,6 +92,11 @@ func main() {
 	}
 	if f.keep {
 		fmt.Fprintln(os.Stderr, "logs kept in", dir)
+	}
+	if err == nil && f.strict && res != nil {
+		if bad := strictFailure(res); bad != "" {
+			err = errors.New("strict: " + bad)
+		}
 	}
 	if err != nil {
 		if res != nil { // the details are in the report above
@@ -623,4 +629,17 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// strictFailure says what a run that must be perfect got wrong, or "".
+func strictFailure(r *Result) string {
+	switch {
+	case r.Stopped != "":
+		return r.Stopped
+	case r.LostTotal > 0:
+		return fmt.Sprintf("%d reservations lost", r.LostTotal)
+	case r.Messages.Failed > 0:
+		return fmt.Sprintf("%d messages failed", r.Messages.Failed)
+	}
+	return ""
 }
