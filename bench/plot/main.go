@@ -1,6 +1,6 @@
 // Command plot draws the benchmark figures: the relay's RSS against the
 // reservations it holds, from bench/capacity JSON files, and throughput per
-// path from a datapath benchmark's JSON ({path, mbps_median} entries).
+// path from a datapath benchmark's JSON ({path, median_mb_per_s} entries).
 //
 //	go run ./bench/plot -datapath datapath.json cap-1000.json cap-5000.json cap-10000.json
 package main
@@ -34,11 +34,11 @@ type capacity struct {
 
 type bar struct {
 	Path string  `json:"path"`
-	Mbps float64 `json:"mbps_median"`
+	Mbps float64 `json:"median_mb_per_s"`
 }
 
 func main() {
-	datapath := flag.String("datapath", "", "datapath benchmark JSON (entries {path, mbps_median}); skipped if absent")
+	datapath := flag.String("datapath", "", "datapath benchmark JSON (entries {path, median_mb_per_s}); skipped if absent")
 	rssOut := flag.String("rss-out", "docs/relay-rss.png", "relay RSS figure")
 	tputOut := flag.String("throughput-out", "docs/throughput.png", "throughput figure")
 	flag.Parse()
@@ -72,7 +72,7 @@ func run(files []string, datapath, rssOut, tputOut string) error {
 	var bars []bar
 	collect(doc, &bars)
 	if len(bars) == 0 {
-		return fmt.Errorf("%s: no {path, mbps_median} entries", datapath)
+		return fmt.Errorf("%s: no {path, median_mb_per_s} entries", datapath)
 	}
 	if err := barPlot(bars, tputOut); err != nil {
 		return err
@@ -81,7 +81,7 @@ func run(files []string, datapath, rssOut, tputOut string) error {
 	return nil
 }
 
-// collect finds every object with a path and an mbps_median, wherever the
+// collect finds every object with a path and an median_mb_per_s, wherever the
 // file nests them (a bare list, or a list under some key).
 func collect(v any, out *[]bar) {
 	switch v := v.(type) {
@@ -91,7 +91,7 @@ func collect(v any, out *[]bar) {
 		}
 	case map[string]any:
 		p, ok1 := v["path"].(string)
-		m, ok2 := v["mbps_median"].(float64)
+		m, ok2 := v["median_mb_per_s"].(float64)
 		if ok1 && ok2 {
 			*out = append(*out, bar{p, m})
 			return
@@ -155,7 +155,7 @@ func rssPlot(files []string, out string) error {
 func barPlot(bars []bar, out string) error {
 	p := plot.New()
 	p.Title.Text = "Throughput per path (median)"
-	p.Y.Label.Text = "Mbit/s"
+	p.Y.Label.Text = "MB/s (10^6 bytes/s)"
 	vals, names := make(plotter.Values, len(bars)), make([]string, len(bars))
 	for i, b := range bars {
 		vals[i], names[i] = b.Mbps, b.Path
