@@ -304,9 +304,12 @@ func (n *Node) saveBook() error {
 	return err
 }
 
-// saveLoop writes the book shortly after it changes, batching bursts, so a
-// crash loses at most the last second.
+// saveLoop writes the book shortly after it changes, batching bursts: a
+// second after a change, or 50 times as long as the last save took when
+// that is longer (a relay's book of 10,000 peers), so that saving a busy
+// book costs at most about 2% of a core. A crash loses only that interval.
 func (n *Node) saveLoop() {
+	var took time.Duration
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -316,11 +319,13 @@ func (n *Node) saveLoop() {
 		select {
 		case <-n.ctx.Done():
 			return // Close saves
-		case <-time.After(time.Second):
+		case <-time.After(max(time.Second, 50*took)):
 		}
+		start := time.Now()
 		if err := n.saveBook(); err != nil {
 			n.log.Error("save peer book", "err", err)
 		}
+		took = time.Since(start)
 	}
 }
 
@@ -351,6 +356,7 @@ func (n *Node) prune(now time.Time) {
 	for _, p := range n.verdicts.prune(now.Add(-verdictLinger), connected) {
 		if !n.isRelay(p) {
 			n.host.Peerstore().RemovePeer(p)
+			n.host.Peerstore().ClearAddrs(p)
 		}
 	}
 	if k := n.book.Evict(now, connected); k > 0 {
