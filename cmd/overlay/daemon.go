@@ -27,7 +27,7 @@ import (
 // node.Config: files to read and where to log.
 type daemonFlags struct {
 	data, key, netKey, api, addrFile, logLevel, logFormat, pprof string
-	listen                                                maddrs
+	listen                                                       maddrs
 }
 
 // register binds the common flags: the node's own settings straight into
