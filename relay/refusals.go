@@ -1,10 +1,14 @@
 package relay
 
 import (
+	"context"
 	"log/slog"
 	"maps"
 	"sync"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	basicconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 )
 
 // refusalLogEvery bounds the log to one line per limit this often: a flood
@@ -78,4 +82,30 @@ func (r *Refusals) Counts() map[string]int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return maps.Clone(r.counts)
+}
+
+// trimPoll is how often WatchTrims looks for connection-manager trims.
+const trimPoll = 5 * time.Second
+
+// WatchTrims counts and logs the connection manager's trims until ctx ends:
+// libp2p has no hook for them, but its last-trim time moves.
+func WatchTrims(ctx context.Context, cm connmgr.ConnManager, ref *Refusals) {
+	basic, ok := cm.(*basicconnmgr.BasicConnMgr)
+	if !ok {
+		return
+	}
+	last := basic.GetInfo().LastTrim
+	t := time.NewTicker(trimPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if info := basic.GetInfo(); info.LastTrim.After(last) {
+			last = info.LastTrim
+			ref.Add("connmgr-trim")
+		}
+	}
 }

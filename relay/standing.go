@@ -1,13 +1,10 @@
 package relay
 
 import (
-	"context"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/peer"
-	basicconnmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 
 	"github.com/overlay-net/overlay/node/events"
 )
@@ -65,30 +62,4 @@ func timeOrNil(t time.Time) *time.Time {
 	}
 	t = t.UTC()
 	return &t
-}
-
-// trimPoll is how often WatchTrims looks for connection-manager trims.
-const trimPoll = 5 * time.Second
-
-// WatchTrims counts and logs the connection manager's trims until ctx ends:
-// libp2p has no hook for them, but its last-trim time moves.
-func WatchTrims(ctx context.Context, cm connmgr.ConnManager, ref *Refusals) {
-	basic, ok := cm.(*basicconnmgr.BasicConnMgr)
-	if !ok {
-		return
-	}
-	last := basic.GetInfo().LastTrim
-	t := time.NewTicker(trimPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if info := basic.GetInfo(); info.LastTrim.After(last) {
-			last = info.LastTrim
-			ref.Add("connmgr-trim")
-		}
-	}
 }
