@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: build test vet fuzz bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
+.PHONY: build test vet fuzz natlab bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/overlay
@@ -50,6 +50,12 @@ bench-smoke: build
 
 clean:
 	rm -rf bin
+
+# Real NATs from network namespaces (root): a relay, two peers behind NAT
+# routers, messages between them; prints whether they ever go direct.
+# Groundwork for issue 10: not yet in CI (natlab/README.md).
+natlab: build
+	$(GO) run ./natlab -bin $(BIN)
 
 # The container testnet (docker-compose.yml, README "Testnet"): 2 relays,
 # 3 private peers, 1 public peer. COMPOSE is `docker compose` if it answers,
