@@ -220,22 +220,34 @@ func (k *Keeper) kick(p peer.ID) {
 // keep is the loop for one relay.
 func (k *Keeper) keep(ctx context.Context, r peer.AddrInfo) {
 	bo := backoff.New(k.cfg.MinBackoff, k.cfg.MaxBackoff)
-	var lostAt time.Time // when a held reservation was last lost
+	var lostAt time.Time   // when a held reservation was last lost
+	var took time.Duration // how long the last successful attempt took
 	k.set(events.EvtRelay{Relay: r.ID, State: events.RelayConnecting})
 	defer k.drop(r.ID)
 	for {
-		rsvp, err := k.reserve(ctx, r)
+		fast := time.Since(lostAt) < k.cfg.FastWindow
+		timeout := k.cfg.DialTimeout
+		if fast {
+			// An attempt against a relay that is down can hang (a DNS name
+			// that no longer resolves waits out the resolver, 5 s): cut it
+			// so that the next one, after the relay is back, comes soon.
+			// Three times what a good attempt took leaves slow links room.
+			timeout = min(timeout, max(500*time.Millisecond, 3*took))
+		}
+		start := time.Now()
+		rsvp, err := k.reserve(ctx, r, timeout)
 		if ctx.Err() != nil {
 			return
 		}
 		var wait time.Duration
 		if err != nil {
 			wait = bo.Delay()
-			if time.Since(lostAt) < k.cfg.FastWindow && !errors.Is(err, ErrRefused) {
+			if fast && !errors.Is(err, ErrRefused) {
 				wait = fastJitter(k.cfg.FastRetry)
 			}
 			k.failed(r.ID, err, wait)
 		} else {
+			took = time.Since(start)
 			bo.Reset()
 			k.store(rsvp)
 			// Renew halfway to expiry: time to retry before it lapses.
@@ -274,8 +286,8 @@ func (k *Keeper) sleep(ctx context.Context, id peer.ID, d time.Duration, held bo
 // reserve connects to the relay over the configured addresses only (so a
 // /ws address is dialed as WebSocket), waits for the relay's verdict on this
 // node, and takes a reservation.
-func (k *Keeper) reserve(ctx context.Context, r peer.AddrInfo) (Reservation, error) {
-	ctx, cancel := context.WithTimeout(ctx, k.cfg.DialTimeout)
+func (k *Keeper) reserve(ctx context.Context, r peer.AddrInfo, timeout time.Duration) (Reservation, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if k.h.Network().Connectedness(r.ID) != network.Connected {
 		k.h.Peerstore().ClearAddrs(r.ID)
