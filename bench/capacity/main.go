@@ -65,31 +65,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
-	dir, err := os.MkdirTemp("", "overlay-capacity-")
-	if err != nil {
-		fatal(err)
-	}
-	cleanup := func() {
-		relayproc.KillAll()
+	dir, cleanup, err := relayproc.Workdir("overlay-capacity-", f.keep, func() {
 		if f.netns {
 			labDown(f.procs)
 		}
-		if !f.keep {
-			os.RemoveAll(dir)
-		}
+	})
+	if err != nil {
+		fatal(err)
 	}
-	relayproc.HandleSignals(cleanup)
 	res, err := run(f, dir)
 	cleanup()
-	if res != nil {
-		printResult(os.Stdout, res)
-		if f.jsonOut != "" {
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if werr := os.WriteFile(f.jsonOut, append(b, '\n'), 0o644); werr != nil {
-				err = errors.Join(err, werr)
-			}
-		}
-	}
+	err = relayproc.Report(res, func(r *Result) { printResult(os.Stdout, r) }, f.jsonOut, err)
 	if f.keep {
 		fmt.Fprintln(os.Stderr, "logs kept in", dir)
 	}
@@ -591,15 +577,7 @@ func printResult(w io.Writer, r *Result) {
 	if r.Stopped != "" {
 		fmt.Fprintf(w, "\nSTOPPED SHORT: %s\n", r.Stopped)
 	}
-	list := func(title string, cs []relayproc.Count) {
-		if len(cs) == 0 {
-			return
-		}
-		fmt.Fprintf(w, "%s:\n", title)
-		for _, c := range cs {
-			fmt.Fprintf(w, "  %6d  %s\n", c.Count, c.What)
-		}
-	}
+	list := func(title string, cs []relayproc.Count) { relayproc.PrintCounts(w, title, cs) }
 	list("peers without a reservation at the end, by last relay reason", r.NotReservedWhy)
 	list("peers without a reservation at the end, by state", r.NotReservedState)
 	list("reservations lost, by state and reason", r.LostWhy)

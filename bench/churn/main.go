@@ -107,28 +107,13 @@ func main() {
 	flag.StringVar(&f.relayArgs, "relay-args", "", "more relay flags, space separated (e.g. --stranger-ttl 30s)")
 	flag.BoolVar(&f.keep, "keep", false, "keep the temporary directory (relay log)")
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "overlay-churn-")
+	dir, cleanup, err := relayproc.Workdir("overlay-churn-", f.keep, nil)
 	if err != nil {
 		fatal(err)
 	}
-	cleanup := func() {
-		relayproc.KillAll()
-		if !f.keep {
-			os.RemoveAll(dir)
-		}
-	}
-	relayproc.HandleSignals(cleanup)
 	res, err := run(f, dir)
 	cleanup()
-	if res != nil {
-		printResult(os.Stdout, res)
-		if f.jsonOut != "" {
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if werr := os.WriteFile(f.jsonOut, append(b, '\n'), 0o644); werr != nil {
-				err = errors.Join(err, werr)
-			}
-		}
-	}
+	err = relayproc.Report(res, func(r *Result) { printResult(os.Stdout, r) }, f.jsonOut, err)
 	if f.keep {
 		fmt.Fprintln(os.Stderr, "logs kept in", dir)
 	}
@@ -354,15 +339,7 @@ func printResult(w io.Writer, r *Result) {
 	p("relay open fds", "before %d, after drain %d, after settle %d", r.Before.FDs, r.After.FDs, r.Settled.FDs)
 	p("relay log", "%d WARN, %d ERROR", r.LogWarn, r.LogError)
 	tw.Flush()
-	list := func(title string, cs []relayproc.Count) {
-		if len(cs) == 0 {
-			return
-		}
-		fmt.Fprintf(w, "%s:\n", title)
-		for _, c := range cs {
-			fmt.Fprintf(w, "  %6d  %s\n", c.Count, c.What)
-		}
-	}
+	list := func(title string, cs []relayproc.Count) { relayproc.PrintCounts(w, title, cs) }
 	list("connect errors", r.ConnectErrors)
 	list("reservations refused otherwise", r.RefusedOther)
 	list("reservation errors", r.ReserveErrors)

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -399,4 +400,54 @@ func Percentiles(v []float64) Pcts {
 		return v[max(0, min(i, len(v)-1))]
 	}
 	return Pcts{N: len(v), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: v[len(v)-1]}
+}
+
+// Workdir makes a temporary directory for a benchmark run and returns a
+// cleanup that kills every child, runs extra (if any) and, unless keep,
+// removes the directory. The cleanup also runs on SIGINT, SIGTERM and SIGHUP.
+func Workdir(prefix string, keep bool, extra func()) (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() {
+		KillAll()
+		if extra != nil {
+			extra()
+		}
+		if !keep {
+			os.RemoveAll(dir)
+		}
+	}
+	HandleSignals(cleanup)
+	return dir, cleanup, nil
+}
+
+// Report prints a run's result with print and, when path is set, writes it
+// there as JSON; it returns err joined with any write error.
+func Report[R any](res *R, print func(*R), path string, err error) error {
+	if res == nil {
+		return err
+	}
+	print(res)
+	if path == "" {
+		return err
+	}
+	b, merr := json.MarshalIndent(res, "", "  ")
+	if merr == nil {
+		merr = os.WriteFile(path, append(b, '\n'), 0o644)
+	}
+	return errors.Join(err, merr)
+}
+
+// PrintCounts writes a titled list of counts, most first as given; nothing
+// when the list is empty.
+func PrintCounts(w io.Writer, title string, cs []Count) {
+	if len(cs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s:\n", title)
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %6d  %s\n", c.Count, c.What)
+	}
 }
