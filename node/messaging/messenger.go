@@ -50,8 +50,16 @@ const seenTTL = 10 * time.Minute
 // pruneEvery is how often idle outboxes and stale sender records go.
 const pruneEvery = time.Minute
 
+// Waits between attempts to write a message again when no stream to its
+// receiver can be opened.
+const (
+	resendBackoff    = 100 * time.Millisecond
+	maxResendBackoff = 2 * time.Second
+)
+
 // Transport opens and accepts streams; a libp2p host.Host is one.
 type Transport interface {
+	Network() network.Network
 	NewStream(ctx context.Context, p peer.ID, pids ...libp2pproto.ID) (network.Stream, error)
 	SetStreamHandler(pid libp2pproto.ID, handler network.StreamHandler)
 	RemoveStreamHandler(pid libp2pproto.ID)
@@ -120,9 +128,12 @@ func New(t Transport, members Members, log *slog.Logger) *Messenger {
 }
 
 // Send delivers data to the member to and waits for its acknowledgement. It
-// returns the round-trip time from write to acknowledgement. Every wait,
-// including the one behind an earlier message to the same peer, ends with
-// ctx.
+// returns the round-trip time from first write to acknowledgement. Every
+// wait, including the one behind an earlier message to the same peer, ends
+// with ctx. A connection lost before the acknowledgement is not the
+// caller's problem: the message goes again on whatever path is left (a
+// direct connection gone back to the relay, say), and the receiver keeps
+// one copy.
 func (m *Messenger) Send(ctx context.Context, to peer.ID, data []byte) (time.Duration, error) {
 	if len(data) > protocol.MaxMessageSize {
 		return 0, fmt.Errorf("%w (%d bytes)", protocol.ErrTooLarge, len(data))
@@ -132,28 +143,92 @@ func (m *Messenger) Send(ctx context.Context, to peer.ID, data []byte) (time.Dur
 	}
 	ob := m.outboxFor(to)
 	defer m.release(ob)
-	select {
-	case ob.turn <- struct{}{}:
-	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: an earlier message to %s is still being written: %v", ErrTimeout, to, ctx.Err())
-	}
-	// Taken under turn, so numbers reach each receiver's stream rising.
-	seq := m.seq.Add(1)
-	wait, start, err := ob.write(ctx, m, seq, data)
-	<-ob.turn
-	if err != nil {
+	if err := ob.take(ctx); err != nil {
 		return 0, err
 	}
-	select {
-	case err := <-wait:
-		if err != nil {
-			return 0, err
-		}
-		return time.Since(start), nil
-	case <-ctx.Done():
-		ob.forget(seq)
-		return 0, fmt.Errorf("%w: message %d to %s: %v", ErrTimeout, seq, to, ctx.Err())
+	// Numbered under turn, so numbers reach each receiver's stream rising.
+	p := &pending{seq: m.seq.Add(1), data: data, wake: make(chan struct{}, 1)}
+	ob.add(p)
+	start := time.Now()
+	err := ob.flush(ctx, m)
+	ob.give()
+	if err != nil {
+		ob.forget(p.seq)
+		return 0, err
 	}
+	if err := m.await(ctx, ob, p); err != nil {
+		ob.forget(p.seq)
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// await waits for p's acknowledgement, writing p again (with whatever else
+// is pending) each time the stream it was on ends first.
+func (m *Messenger) await(ctx context.Context, ob *outbox, p *pending) error {
+	wait := resendBackoff
+	for {
+		select {
+		case <-p.wake:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: message %d to %s: %v", ErrTimeout, p.seq, ob.to, ctx.Err())
+		}
+		done, err, unsent := ob.state(p)
+		switch {
+		case done:
+			return nil
+		case err != nil:
+			return err
+		case !unsent:
+			continue
+		}
+		if err := ob.take(ctx); err != nil {
+			return err
+		}
+		err = ob.flush(ctx, m)
+		ob.give()
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: message %d to %s: %v (last: %v)", ErrTimeout, p.seq, ob.to, ctx.Err(), err)
+		}
+		// No path right now (a relay restarting, say): try again soon,
+		// for as long as the caller waits.
+		m.log.Debug("message not resent yet", "peer", ob.to, "seq", p.seq, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("%w: message %d to %s: %v (last: %v)", ErrTimeout, p.seq, ob.to, ctx.Err(), err)
+		}
+		wait = min(2*wait, maxResendBackoff)
+		p.signal()
+	}
+}
+
+// Repath tells the messenger that a direct connection to p now exists: the
+// stream to p leaves the relay, at once if messages are waiting, else by
+// closing so the next message opens one on the direct connection. It
+// returns at once; the move happens in the background.
+func (m *Messenger) Repath(p peer.ID) {
+	m.mu.Lock()
+	ob, ok := m.out[p]
+	if !ok || m.ctx.Err() != nil {
+		m.mu.Unlock()
+		return
+	}
+	ob.users++
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		defer m.release(ob)
+		ctx, cancel := context.WithTimeout(m.ctx, protocol.MessageFrameTimeout)
+		defer cancel()
+		if err := ob.retire(ctx, m); err != nil {
+			m.log.Debug("message stream not moved to the direct connection", "peer", p, "err", err)
+		}
+	}()
 }
 
 func (m *Messenger) outboxFor(to peer.ID) *outbox {
@@ -161,7 +236,7 @@ func (m *Messenger) outboxFor(to peer.ID) *outbox {
 	defer m.mu.Unlock()
 	ob, ok := m.out[to]
 	if !ok {
-		ob = &outbox{to: to, turn: make(chan struct{}, 1)}
+		ob = newOutbox(to)
 		m.out[to] = ob
 	}
 	ob.users++

@@ -2,6 +2,8 @@ package messaging
 
 import (
 	"context"
+	"errors"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -45,6 +47,13 @@ func (m *Messenger) handle(s network.Stream) {
 	session := f.Session
 	for {
 		f, err := protocol.ReadMsgFrame(s, protocol.MessageIdleTimeout)
+		if errors.Is(err, io.EOF) {
+			// The sender moved to another stream: every acknowledgement
+			// is written, so close rather than reset, which could drop
+			// the last ones in flight.
+			_ = s.Close()
+			return
+		}
 		if err != nil {
 			m.log.Debug("message stream ended", "peer", from, "err", err)
 			s.Reset()
