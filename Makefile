@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: build test vet fuzz natlab bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
+.PHONY: build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/overlay
@@ -51,11 +51,35 @@ bench-smoke: build
 clean:
 	rm -rf bin
 
-# Real NATs from network namespaces (root): a relay, two peers behind NAT
-# routers, messages between them; prints whether they ever go direct.
-# Groundwork for issue 10: not yet in CI (natlab/README.md).
-natlab: build
-	$(GO) run ./natlab -bin $(BIN)
+# Real NATs from network namespaces (root; natlab/README.md): a relay, two
+# peers behind NAT routers, messages between them under each layout and
+# fault; one table of paths and losses. NATLAB_FLAGS: see bin/natlab -h.
+NATLAB_FLAGS ?=
+# Trials of the cone layout in natlab-check (20 for the issue's goal).
+TRIALS ?= 5
+NATLAB_JSON ?= bin/natlab.json
+NATLAB = bin/natlab -bin $(BIN) -clean
+
+natlab-bin: build
+	$(GO) build -o bin/natlab ./natlab
+
+natlab: natlab-bin
+	$(NATLAB) $(NATLAB_FLAGS)
+
+# As CI runs it: every layout and fault; exits non-zero if a cone or fault
+# trial never goes direct, a ws-only one does, or any row loses, duplicates
+# or reorders a message. Writes the rows to $(NATLAB_JSON).
+natlab-check: natlab-bin
+	$(NATLAB) -check -layout all -cone-trials $(TRIALS) -json $(NATLAB_JSON) $(NATLAB_FLAGS)
+
+# Ping and perf between the two NAT'd peers, relayed and direct
+# (docs/BENCHMARKS.md "NAT lab").
+natlab-measure: natlab-bin
+	$(NATLAB) -measure $(NATLAB_FLAGS)
+
+# Remove the lab's namespaces (nl-*) and processes left by a killed run.
+natlab-clean: natlab-bin
+	$(NATLAB) -layout none
 
 # The container testnet (docker-compose.yml, README "Testnet"): 2 relays,
 # 3 private peers, 1 public peer. COMPOSE is `docker compose` if it answers,

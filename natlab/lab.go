@@ -75,9 +75,10 @@ func (l *lab) veth(ctx context.Context, nsA, ifA, nsB, ifB string) error {
 	return l.ip(ctx, "-n", nsA, "link", "add", ifA, "type", "veth", "peer", "name", ifB, "netns", nsB)
 }
 
-// start runs BIN args inside ns, in its own process group, logging to logPath.
+// start runs BIN args inside ns, in its own process group, appending its
+// output to logPath.
 func (l *lab) start(ns, name, logPath string, bin string, args ...string) (*proc, error) {
-	f, err := os.Create(logPath)
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +107,22 @@ func (p *proc) exited() bool {
 	}
 }
 
+// stop ends p like close does (SIGTERM to its group, SIGKILL after 5 s) and
+// waits for it.
+func (p *proc) stop() {
+	if !p.exited() {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+	// A child that outlived its leader would still be in the group.
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+}
+
 // close stops every process (SIGTERM to its group, SIGKILL after 5 s) and
 // deletes the namespaces this lab added, newest first. It ignores the
 // caller's context: cleanup must run even after Ctrl-C.
@@ -116,14 +133,7 @@ func (l *lab) close() error {
 		}
 	}
 	for _, p := range l.procs {
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-		// A child that outlived its leader would still be in the group.
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		p.stop()
 		p.log.Close()
 	}
 	l.procs = nil
@@ -147,20 +157,22 @@ func (l *lab) close() error {
 //	nl-rtrA lan 10.10.1.1/24 ── nl-peerA eth0 10.10.1.2 (default via 10.10.1.1)
 //	nl-rtrB lan 10.10.2.1/24 ── nl-peerB eth0 10.10.2.2 (default via 10.10.2.1)
 //
-// Routers masquerade out of wan (with --random-fully for "symmetric") and
-// forward from wan to lan only what conntrack knows. No namespace has a
-// route out of the lab: the only links are veths between lab namespaces.
-func (l *lab) build(ctx context.Context, layout string) error {
+// Routers masquerade out of wan as the scenario says and, like home
+// routers, let in from wan only what conntrack knows, both to the LAN and to
+// themselves; the rest is dropped silently (no RST, no ICMP), so a hole-punch
+// packet that arrives before the other side's has opened the mapping is not
+// answered with one that kills the attempt. No namespace has a route out of
+// the lab: the only links are veths between lab namespaces.
+func (l *lab) build(ctx context.Context, sc scenario) error {
 	for _, ns := range allNamespaces() {
 		if err := l.addNS(ctx, ns); err != nil {
 			return err
 		}
 	}
-	steps := [][]string{
+	for _, s := range [][]string{
 		{"-n", nsInet, "link", "add", "br0", "type", "bridge"},
 		{"-n", nsInet, "link", "set", "br0", "up"},
-	}
-	for _, s := range steps {
+	} {
 		if err := l.ip(ctx, s...); err != nil {
 			return err
 		}
@@ -183,7 +195,7 @@ func (l *lab) build(ctx context.Context, layout string) error {
 	if err := attach(nsRelay, "v-relay", "eth0", relayIP); err != nil {
 		return err
 	}
-	for _, s := range sites {
+	for i, s := range sites {
 		if err := attach(s.rtr, "v-rtr"+s.name, "wan", s.wanIP); err != nil {
 			return err
 		}
@@ -201,214 +213,27 @@ func (l *lab) build(ctx context.Context, layout string) error {
 				return err
 			}
 		}
+		if err := l.cmd(ctx, "ip", "netns", "exec", s.rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+			return err
+		}
 		masq := []string{"-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"}
-		if layout == "symmetric" {
+		if sc.nat[i] == symmetric {
 			masq = append(masq, "--random-fully")
 		}
-		for _, c := range [][]string{
-			{"ip", "netns", "exec", s.rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
-			append([]string{"ip", "netns", "exec", s.rtr, "iptables"}, masq...),
-			{"ip", "netns", "exec", s.rtr, "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack",
-				"--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
-			{"ip", "netns", "exec", s.rtr, "iptables", "-A", "FORWARD", "-i", "wan", "-j", "DROP"},
-		} {
-			if err := l.cmd(ctx, c[0], c[1:]...); err != nil {
+		rules := [][]string{masq}
+		if sc.dropUDP[i] {
+			rules = append(rules, []string{"-A", "FORWARD", "-p", "udp", "-j", "DROP"})
+		}
+		for _, chain := range []string{"FORWARD", "INPUT"} {
+			rules = append(rules,
+				[]string{"-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+				[]string{"-A", chain, "-i", "wan", "-j", "DROP"})
+		}
+		for _, r := range rules {
+			if err := l.cmd(ctx, "ip", append([]string{"netns", "exec", s.rtr, "iptables"}, r...)...); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-type statusJSON struct {
-	PeerID       string `json:"peer_id"`
-	Reservations []struct {
-		Relay string `json:"relay"`
-	} `json:"reservations"`
-}
-
-type peerJSON struct {
-	ID   string `json:"peer_id"`
-	Path string `json:"path"`
-}
-
-type soakJSON struct {
-	Sent   int      `json:"sent"`
-	Acked  int      `json:"acknowledged"`
-	Lost   int      `json:"lost"`
-	Errors []string `json:"first_errors"`
-}
-
-// runTrial builds the lab for layout, runs relay and peers, measures, and
-// tears everything down before returning.
-func runTrial(ctx context.Context, o options, layout, dir string) (res trialResult, err error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return res, err
-	}
-	l := &lab{verbose: o.verbose}
-	defer func() {
-		if cerr := l.close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
-		}
-	}()
-	if err := l.build(ctx, layout); err != nil {
-		return res, fmt.Errorf("build lab: %w", err)
-	}
-
-	// Relay.
-	addrFile := filepath.Join(dir, "relay.addrs")
-	relay, err := l.start(nsRelay, "relay", filepath.Join(dir, "relay.log"), o.bin, "relay",
-		"--listen", fmt.Sprintf("/ip4/%s/tcp/%d", relayIP, relayTCP),
-		"--listen", fmt.Sprintf("/ip4/%s/tcp/%d/ws", relayIP, relayWS),
-		"--data", filepath.Join(dir, "relay"), "--api", "127.0.0.1:0", "--no-dht",
-		"--addr-file", addrFile, "--network", network)
-	if err != nil {
-		return res, err
-	}
-	deadline := time.Now().Add(o.ready)
-	var wsAddr string
-	for wsAddr == "" {
-		for _, a := range readLines(addrFile) {
-			if strings.Contains(a, "/ws/p2p/") {
-				wsAddr = a
-			}
-		}
-		if wsAddr != "" {
-			break
-		}
-		if err := waitStep(ctx, deadline, relay, dir, "relay address file"); err != nil {
-			return res, err
-		}
-	}
-
-	// Peers.
-	type peerState struct {
-		s    site
-		p    *proc
-		data string
-		api  string
-		id   string
-	}
-	var peers []*peerState
-	for _, s := range sites {
-		data := filepath.Join(dir, "peer"+s.name)
-		p, err := l.start(s.peer, "peer"+s.name, filepath.Join(dir, "peer"+s.name+".log"), o.bin, "peer",
-			"--relay", wsAddr, "--data", data, "--api", "127.0.0.1:0", "--no-dht", "--network", network)
-		if err != nil {
-			return res, err
-		}
-		peers = append(peers, &peerState{s: s, p: p, data: data})
-	}
-	for _, ps := range peers {
-		for {
-			if ps.api == "" {
-				if a := readLines(filepath.Join(ps.data, "api.addr")); len(a) > 0 {
-					ps.api = a[0]
-				}
-			}
-			if ps.api != "" {
-				qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				out, qerr := l.nsExec(qctx, ps.s.peer, o.bin, "status", "--json", "--api", ps.api)
-				cancel()
-				var st statusJSON
-				if qerr == nil && decodeJSON("status", out, &st) == nil && len(st.Reservations) > 0 {
-					ps.id = st.PeerID
-					break
-				}
-			}
-			if err := waitStep(ctx, deadline, ps.p, dir, "peer "+ps.s.name+" reservation"); err != nil {
-				return res, err
-			}
-		}
-	}
-	a, b := peers[0], peers[1]
-
-	// Soak from A to B while polling A's view of B's path.
-	soakCtx, cancelSoak := context.WithCancel(ctx)
-	defer cancelSoak()
-	type soakOut struct {
-		out []byte
-		err error
-	}
-	soakDone := make(chan soakOut, 1)
-	t0 := time.Now()
-	go func() {
-		out, err := l.nsExec(soakCtx, a.s.peer, o.bin, "send", "--json", "--api", a.api,
-			"--soak", o.duration.String(), "--interval", o.interval.String(), "--timeout", "5s", b.id)
-		soakDone <- soakOut{out, err}
-	}()
-	pathOf := func() string {
-		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		out, err := l.nsExec(qctx, a.s.peer, o.bin, "peers", "--json", "--api", a.api)
-		if err != nil {
-			return "error"
-		}
-		var ps []peerJSON
-		if decodeJSON("peers", out, &ps) != nil {
-			return "error"
-		}
-		for _, p := range ps {
-			if p.ID == b.id {
-				return p.Path
-			}
-		}
-		return "unknown"
-	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var so soakOut
-loop:
-	for {
-		select {
-		case so = <-soakDone:
-			break loop
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-tick.C:
-			if !res.direct && pathOf() == "direct" {
-				res.direct, res.directAfter = true, time.Since(t0)
-			}
-		}
-	}
-	res.endPath = pathOf()
-	if res.endPath == "direct" && !res.direct {
-		res.direct, res.directAfter = true, time.Since(t0)
-	}
-	var sj soakJSON
-	if err := decodeJSON("send --soak", so.out, &sj); err != nil {
-		if so.err != nil {
-			return res, so.err
-		}
-		return res, err
-	}
-	res.sent, res.acked, res.lost, res.firstErrors = sj.Sent, sj.Acked, sj.Lost, sj.Errors
-	if len(sj.Errors) > 0 {
-		fmt.Fprintf(os.Stderr, "natlab: %s: first send errors: %s\n", layout, strings.Join(sj.Errors[:min(3, len(sj.Errors))], "; "))
-	}
-	for _, p := range []*proc{relay, a.p, b.p} {
-		if p.exited() {
-			return res, fmt.Errorf("%s exited during the trial; log: %s", p.name, p.log.Name())
-		}
-	}
-	return res, nil
-}
-
-// waitStep sleeps a little, failing on interrupt, deadline, or the awaited
-// process having exited.
-func waitStep(ctx context.Context, deadline time.Time, p *proc, dir, what string) error {
-	if p.exited() {
-		log, _ := os.ReadFile(p.log.Name())
-		return fmt.Errorf("waiting for %s: %s exited:\n%s", what, p.name, tail(string(log), 10))
-	}
-	if time.Now().After(deadline) {
-		log, _ := os.ReadFile(p.log.Name())
-		return fmt.Errorf("timed out waiting for %s; last lines of %s log:\n%s", what, p.name, tail(string(log), 10))
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(200 * time.Millisecond):
-		return nil
-	}
 }

@@ -22,9 +22,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 )
 
@@ -68,14 +68,24 @@ func allNamespaces() []string {
 }
 
 type options struct {
-	bin      string
-	layouts  []string
-	trials   int
-	duration time.Duration
-	interval time.Duration
-	ready    time.Duration
-	keep     bool
-	verbose  bool
+	bin           string
+	rows          []scenario
+	trials        int
+	coneTrials    int
+	duration      time.Duration
+	faultDuration time.Duration
+	faultAfter    time.Duration
+	interval      time.Duration
+	msgTimeout    time.Duration
+	ready         time.Duration
+	relayAddrs    string
+	jsonPath      string
+	check         bool
+	clean         bool
+	measure       bool
+	keep          bool
+	verbose       bool
+	quic          bool // the binary has QUIC: the relay listens on it too
 }
 
 func main() {
@@ -84,95 +94,135 @@ func main() {
 
 func run() int {
 	var o options
-	layout := flag.String("layout", "both", "NAT layout: cone, symmetric or both")
+	layout := flag.String("layout", "all", "rows to run, a comma list of: cone, cone-symmetric, symmetric, udp-drop, ws-only, "+
+		"fault:conntrack-flush, fault:wan-down, fault:relay-restart; or layouts, faults, all; none (with -clean: only clean up)")
 	flag.StringVar(&o.bin, "bin", "bin/overlay", "overlay binary (build with: CGO_ENABLED=0 go build -o bin/overlay ./cmd/overlay)")
-	flag.IntVar(&o.trials, "trials", 1, "trials per layout (each builds the lab afresh)")
-	flag.DurationVar(&o.duration, "duration", 20*time.Second, "how long peer A sends to peer B in each trial")
+	flag.IntVar(&o.trials, "trials", 1, "trials per row (each builds the lab afresh)")
+	flag.IntVar(&o.coneTrials, "cone-trials", 0, "trials of the cone row (0: -trials)")
+	flag.DurationVar(&o.duration, "duration", 8*time.Second, "how long peer A sends to peer B in a layout trial")
+	flag.DurationVar(&o.faultDuration, "fault-duration", 25*time.Second, "how long peer A sends to peer B in a fault trial")
+	flag.DurationVar(&o.faultAfter, "fault-after", 5*time.Second, "inject the fault this long after the first message if the path is not direct by then")
 	flag.DurationVar(&o.interval, "interval", 200*time.Millisecond, "time between messages")
+	flag.DurationVar(&o.msgTimeout, "msg-timeout", 45*time.Second, "how long a message may wait for its acknowledgement before it counts as lost")
 	flag.DurationVar(&o.ready, "ready-timeout", 30*time.Second, "how long to wait for the relay and both reservations")
+	flag.StringVar(&o.relayAddrs, "relay-addrs", "all", "relay addresses given to the peers: all (TCP, WebSocket, QUIC) or ws; ws-only peers always get ws")
+	flag.StringVar(&o.jsonPath, "json", "", "also write the rows, with every trial's details, as JSON to this file")
+	flag.BoolVar(&o.check, "check", false, "also fail when a path is not what the row expects (cone and faults: direct in every trial; ws-only: never direct)")
+	flag.BoolVar(&o.clean, "clean", false, "first remove the lab's own namespaces (nl-*) and their processes, left over from a killed run")
+	flag.BoolVar(&o.measure, "measure", false, "instead of the rows: ping and perf between the peers, relayed (ws-only) and direct (cone)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the logs and data directories (the path is printed)")
 	flag.BoolVar(&o.verbose, "v", false, "print each step")
 	flag.Parse()
 
-	switch *layout {
-	case "cone", "symmetric":
-		o.layouts = []string{*layout}
-	case "both":
-		o.layouts = []string{"cone", "symmetric"}
-	default:
-		fmt.Fprintf(os.Stderr, "natlab: -layout must be cone, symmetric or both, not %q\n", *layout)
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "natlab: "+format+"\n", a...)
 		return 2
 	}
-	if o.trials < 1 {
-		fmt.Fprintln(os.Stderr, "natlab: -trials must be at least 1")
-		return 2
+	var err error
+	if o.rows, err = parseScenarios(*layout); err != nil {
+		return usage("-layout: %v", err)
+	}
+	if o.trials < 1 || o.coneTrials < 0 {
+		return usage("-trials must be at least 1 and -cone-trials at least 0")
+	}
+	if o.relayAddrs != "all" && o.relayAddrs != "ws" {
+		return usage("-relay-addrs must be all or ws, not %q", o.relayAddrs)
+	}
+	if o.faultAfter >= o.faultDuration {
+		return usage("-fault-after must be shorter than -fault-duration")
 	}
 	bin, err := filepath.Abs(o.bin)
 	if err == nil {
 		_, err = os.Stat(bin)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "natlab: overlay binary: %v (build it with: CGO_ENABLED=0 go build -o bin/overlay ./cmd/overlay)\n", err)
-		return 2
+		return usage("overlay binary: %v (build it with: CGO_ENABLED=0 go build -o bin/overlay ./cmd/overlay)", err)
 	}
 	o.bin = bin
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "natlab: must run as root (it creates network namespaces)")
-		return 2
+		return usage("must run as root (it creates network namespaces)")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	if err := ensureTools(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "natlab: %v\n", err)
-		return 2
+		return usage("%v", err)
 	}
-	if err := checkNoLeftovers(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "natlab: %v\n", err)
-		return 2
+	if o.clean {
+		err = cleanLeftovers(ctx)
+	} else {
+		err = checkNoLeftovers(ctx)
 	}
+	if err != nil {
+		return usage("%v", err)
+	}
+	help, _ := exec.CommandContext(ctx, o.bin, "relay", "--help").CombinedOutput()
+	o.quic = strings.Contains(string(help), "quic")
 
 	dir, err := os.MkdirTemp("", "natlab-")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "natlab: %v\n", err)
-		return 2
+		return usage("%v", err)
 	}
 	if o.keep {
 		defer fmt.Fprintf(os.Stderr, "natlab: logs kept in %s\n", dir)
 	} else {
 		defer os.RemoveAll(dir)
 	}
+	if o.measure {
+		return runMeasure(ctx, o, dir)
+	}
+	if len(o.rows) == 0 {
+		return 0
+	}
 
-	var rows []row
-	failed := false
-	for _, l := range o.layouts {
-		r := row{layout: l}
-		for t := 1; t <= o.trials; t++ {
-			if ctx.Err() != nil {
-				break
-			}
-			tdir := filepath.Join(dir, fmt.Sprintf("%s-%d", l, t))
-			res, err := runTrial(ctx, o, l, tdir)
+	rep := reportJSON{Started: time.Now(), Binary: o.bin, Check: o.check}
+	var rows []*row
+	for _, sc := range o.rows {
+		r := &row{sc: sc}
+		rows = append(rows, r)
+		n := o.trials
+		if sc.name == "cone" && o.coneTrials > 0 {
+			n = o.coneTrials
+		}
+		for i := 1; i <= n && ctx.Err() == nil; i++ {
+			res, err := runTrial(ctx, o, sc, filepath.Join(dir, fmt.Sprintf("%s-%d", strings.ReplaceAll(sc.name, ":", "-"), i)))
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "natlab: %s trial %d: %v\n", l, t, err)
-				r.errors++
-				failed = true
+				if ctx.Err() == nil {
+					fmt.Fprintf(os.Stderr, "natlab: %s trial %d/%d FAILED: %v\n", sc.name, i, n, err)
+					r.fail(err)
+				}
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "natlab: %s trial %d: sent %d, acked %d, lost %d, path %s, direct after %s\n",
-				l, t, res.sent, res.acked, res.lost, res.endPath, durOrDash(res.direct, res.directAfter))
+			fmt.Fprintf(os.Stderr, "natlab: %s trial %d/%d: sent %d, acked %d, lost %d, delivered %d, dup %d, reordered %d; path %s; log: %d hole-punch, %d warn/error lines\n",
+				sc.name, i, n, res.sent, res.acked, res.lost, res.inbox.delivered, res.inbox.dup, res.inbox.reordered,
+				res.timelineText(), res.punchLines, res.warnLines)
+			if len(res.firstErrors) > 0 {
+				var first []string
+				for _, e := range res.firstErrors[:min(3, len(res.firstErrors))] {
+					first = append(first, firstLine(e, 240))
+				}
+				fmt.Fprintf(os.Stderr, "natlab: %s trial %d: first send errors: %s\n", sc.name, i, strings.Join(first, "; "))
+			}
 			r.add(res)
 		}
-		rows = append(rows, r)
 	}
+	failed := false
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "natlab: interrupted")
 		failed = true
 	}
-	printTable(rows)
+	printTable(os.Stdout, rows)
 	for _, r := range rows {
-		if r.lost > 0 || r.errors > 0 || r.trials == 0 {
+		for _, p := range r.problems(o.check) {
+			fmt.Fprintf(os.Stderr, "natlab: FAIL %s: %s\n", r.sc.name, p)
+			failed = true
+		}
+	}
+	rep.Finished, rep.Pass = time.Now(), !failed
+	if o.jsonPath != "" {
+		if err := writeJSON(o.jsonPath, rep, rows); err != nil {
+			fmt.Fprintf(os.Stderr, "natlab: -json: %v\n", err)
 			failed = true
 		}
 	}
@@ -182,9 +232,8 @@ func run() int {
 	return 0
 }
 
-// ensureTools checks for ip and iptables, installing iptables and conntrack
-// with apt-get when missing. conntrack is not used yet; the planned faults
-// (conntrack -F) need it.
+// ensureTools checks for ip, installing iptables and conntrack with apt-get
+// when missing.
 func ensureTools(ctx context.Context) error {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return errors.New("ip (iproute2) not found")
@@ -203,30 +252,64 @@ func ensureTools(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("apt-get install %s: %v\n%s", strings.Join(missing, " "), err, tail(string(out), 10))
 	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		return errors.New("iptables still not found after apt-get install")
+	for _, t := range missing {
+		if _, err := exec.LookPath(t); err != nil {
+			return fmt.Errorf("%s still not found after apt-get install", t)
+		}
 	}
 	return nil
 }
 
-// checkNoLeftovers refuses to start when a namespace with one of the lab's
-// names exists: it is not ours to delete.
-func checkNoLeftovers(ctx context.Context) error {
+// leftovers returns the lab's namespace names that exist now.
+func leftovers(ctx context.Context) ([]string, error) {
 	have, err := listNetns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range allNamespaces() {
+		if slices.Contains(have, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// checkNoLeftovers refuses to start when a namespace with one of the lab's
+// names exists (-clean removes them).
+func checkNoLeftovers(ctx context.Context) error {
+	clash, err := leftovers(ctx)
 	if err != nil {
 		return err
 	}
-	var clash []string
-	for _, n := range allNamespaces() {
-		if slices.Contains(have, n) {
-			clash = append(clash, n)
-		}
-	}
 	if len(clash) > 0 {
-		return fmt.Errorf("namespaces %s already exist (left over from a killed run?); remove them with: ip netns del NAME",
+		return fmt.Errorf("namespaces %s already exist (left over from a killed run?); run with -clean, or remove them with: ip netns del NAME",
 			strings.Join(clash, ", "))
 	}
 	return nil
+}
+
+// cleanLeftovers removes the lab's own namespaces left by a run that was
+// killed before it could clean up, after killing the processes inside them
+// (overlay nodes that run started).
+func cleanLeftovers(ctx context.Context) error {
+	names, err := leftovers(ctx)
+	if err != nil {
+		return err
+	}
+	l := &lab{}
+	for _, ns := range names {
+		out, _ := exec.CommandContext(ctx, "ip", "netns", "pids", ns).Output()
+		pids := strings.Fields(string(out))
+		for _, p := range pids {
+			if pid, err := strconv.Atoi(p); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "natlab: -clean: removing namespace %s left over from an earlier run (%d processes killed)\n", ns, len(pids))
+		l.nss = append(l.nss, ns)
+	}
+	return l.close()
 }
 
 func listNetns(ctx context.Context) ([]string, error) {
@@ -243,70 +326,6 @@ func listNetns(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// trialResult is what one trial measured.
-type trialResult struct {
-	sent, acked, lost int
-	direct            bool
-	directAfter       time.Duration // since the first message
-	endPath           string
-	firstErrors       []string
-}
-
-// row aggregates the trials of one layout.
-type row struct {
-	layout            string
-	trials, errors    int
-	directN           int
-	directAfter       []time.Duration
-	sent, acked, lost int
-	endPaths          map[string]int
-}
-
-func (r *row) add(t trialResult) {
-	r.trials++
-	r.sent += t.sent
-	r.acked += t.acked
-	r.lost += t.lost
-	if t.direct {
-		r.directN++
-		r.directAfter = append(r.directAfter, t.directAfter)
-	}
-	if r.endPaths == nil {
-		r.endPaths = map[string]int{}
-	}
-	r.endPaths[t.endPath]++
-}
-
-func printTable(rows []row) {
-	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAYOUT\tTRIALS\tDIRECT\tTO DIRECT P50\tTO DIRECT P95\tSENT\tACKED\tLOST\tPATH AT END")
-	for _, r := range rows {
-		trials := fmt.Sprint(r.trials)
-		if r.errors > 0 {
-			trials = fmt.Sprintf("%d (+%d failed)", r.trials, r.errors)
-		}
-		rate := "-"
-		if r.trials > 0 {
-			rate = fmt.Sprintf("%d/%d (%.0f%%)", r.directN, r.trials, 100*float64(r.directN)/float64(r.trials))
-		}
-		p50, p95 := "-", "-"
-		if len(r.directAfter) > 0 {
-			s := slices.Clone(r.directAfter)
-			slices.Sort(s)
-			p50 = s[(len(s)-1)*50/100].Round(10 * time.Millisecond).String()
-			p95 = s[(len(s)-1)*95/100].Round(10 * time.Millisecond).String()
-		}
-		var paths []string
-		for p, n := range r.endPaths {
-			paths = append(paths, fmt.Sprintf("%s %d/%d", p, n, r.trials))
-		}
-		slices.Sort(paths)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", r.layout, trials, rate, p50, p95,
-			r.sent, r.acked, r.lost, orDash(strings.Join(paths, ", ")))
-	}
-	tw.Flush()
-}
-
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -314,11 +333,16 @@ func orDash(s string) string {
 	return s
 }
 
-func durOrDash(ok bool, d time.Duration) string {
-	if !ok {
-		return "-"
+// firstLine is the first line of s, cut at n bytes.
+func firstLine(s string, n int) string {
+	s, _, more := strings.Cut(s, "\n")
+	if len(s) > n {
+		s, more = s[:n], true
 	}
-	return d.Round(10 * time.Millisecond).String()
+	if more {
+		s += " …"
+	}
+	return s
 }
 
 func tail(s string, n int) string {
