@@ -19,7 +19,16 @@ const DefaultNetwork = "overlay"
 
 // DefaultRelayListen are the addresses a public node listens on by default:
 // TCP for libp2p peers, WebSocket for peers behind proxies and firewalls.
-var DefaultRelayListen = []string{"/ip4/0.0.0.0/tcp/4100", "/ip4/0.0.0.0/tcp/4101/ws"}
+var DefaultRelayListen = []string{"/ip4/0.0.0.0/tcp/4100", "/ip4/0.0.0.0/tcp/4101/ws", "/ip4/0.0.0.0/udp/4100/quic-v1"}
+
+// DefaultPeerListen are the addresses a private node listens on by default:
+// ephemeral TCP and QUIC ports that nobody outside can dial, but that hole
+// punching can open through a NAT. A WebSocket-only node listens nowhere.
+var DefaultPeerListen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
+
+// DefaultRelayedGrace is how long a relayed connection to a peer that is
+// also reached directly may sit idle before it is closed.
+const DefaultRelayedGrace = 10 * time.Second
 
 // DefaultRepublish is how often a node republishes its peer record when
 // nothing changed; a change of reservations republishes at once.
@@ -44,9 +53,13 @@ type Config struct {
 	Listen []ma.Multiaddr
 	// Relays a private node reserves on (full /p2p/ addresses).
 	Relays []ma.Multiaddr
-	// WebSocketOnly leaves TCP out of the transports, as for a node behind a
-	// proxy that passes only HTTP.
+	// WebSocketOnly leaves TCP and QUIC out of the transports, as for a
+	// node behind a proxy that passes only HTTP. Such a node cannot be
+	// hole-punched: it is reached through relays only.
 	WebSocketOnly bool
+	// RelayedGrace is how long a relayed connection to a peer also reached
+	// directly may sit idle before it is closed; 0 keeps it.
+	RelayedGrace time.Duration
 	// Bootstrap are DHT peers to join through, besides the relays.
 	Bootstrap []ma.Multiaddr
 	// DisableDHT leaves the node out of the DHT: peers are found only
@@ -80,11 +93,14 @@ func DefaultConfig(role protocol.Role) Config {
 		Keeper:           relay.DefaultKeeperConfig(),
 		Book:             book.DefaultPolicy(),
 		HandshakeVersion: protocol.Version,
+		RelayedGrace:     DefaultRelayedGrace,
 	}
+	listen := DefaultPeerListen
 	if role == protocol.RolePublic {
-		for _, s := range DefaultRelayListen {
-			c.Listen = append(c.Listen, ma.StringCast(s))
-		}
+		listen = DefaultRelayListen
+	}
+	for _, s := range listen {
+		c.Listen = append(c.Listen, ma.StringCast(s))
 	}
 	return c
 }
@@ -108,6 +124,16 @@ func (c Config) Validate() error {
 	if c.Republish <= 0 {
 		bad("republish interval must be positive, not %s", c.Republish)
 	}
+	if c.RelayedGrace < 0 {
+		bad("relayed grace must not be negative, not %s", c.RelayedGrace)
+	}
+	if c.WebSocketOnly {
+		for _, a := range c.Listen {
+			if !isWebSocket(a) {
+				bad("WebSocket only, yet told to listen on %s (drop it, or --ws-only)", a)
+			}
+		}
+	}
 	if err := c.Book.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -130,4 +156,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
+}
+
+func isWebSocket(a ma.Multiaddr) bool {
+	for _, c := range a {
+		if code := c.Protocol().Code; code == ma.P_WS || code == ma.P_WSS {
+			return true
+		}
+	}
+	return false
 }

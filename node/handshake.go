@@ -106,6 +106,7 @@ func (n *Node) onConnected(c network.Conn) {
 // a Connect waiting on them.
 func (n *Node) onDisconnected(c network.Conn) {
 	p := c.RemotePeer()
+	n.observed.drop(c)
 	n.refreshPath(p)
 	if len(n.host.Network().ConnsToPeer(p)) > 0 {
 		return

@@ -5,6 +5,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/protocol"
@@ -21,6 +22,9 @@ func (n *Node) watchIdentify() error {
 }
 
 func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
+	if n.observed.note(ev.Peer, ev.Conn, ev.ObservedAddr) && n.trustsObservation(ev.Peer) {
+		n.startPunching()
+	}
 	// A peer that dialed us and whose identify lists no handshake protocol
 	// is most likely a stock libp2p node. Identify's list is a snapshot the
 	// remote may not have updated yet (a node just started), so this is a
@@ -38,4 +42,10 @@ func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
 	}
 	direct, relayed := book.SplitAddrs(capAddrs(ev.ListenAddrs))
 	n.book.Update(ev.Peer, func(p *book.PeerInfo) { p.SetAddrs(direct, relayed) })
+}
+
+// trustsObservation says whether p's report of our address is believed:
+// p is one of our relays or a member (see observed).
+func (n *Node) trustsObservation(p peer.ID) bool {
+	return n.isRelay(p) || n.verdicts.get(p) == book.StateMember
 }

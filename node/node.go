@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	ma "github.com/multiformats/go-multiaddr"
@@ -52,6 +53,11 @@ type Node struct {
 
 	dht *dht.DHT
 
+	observed *observed // what trusted peers see our address as
+	punch    *puncher  // hole punching, started at the first observation
+	retiring *retiring // peers whose relayed connections may close
+	autonat  *reachability
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -67,7 +73,8 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), paths: newPaths(),
-		relays: relay.NewStanding()}
+		relays: relay.NewStanding(), punch: &puncher{log: cfg.Logger}, autonat: &reachability{}}
+	n.observed = newObserved(n.trustsObservation)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
 		return nil, err
@@ -94,9 +101,12 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 		libp2p.UserAgent(Agent),
 		libp2p.Transport(websocket.New),
 		libp2p.EnableRelay(),
+		// AutoNAT v2 checks each address on its own and serves the
+		// check to others; reachability comes to status through events.
+		libp2p.EnableAutoNATv2(),
 	}
 	if !n.cfg.WebSocketOnly {
-		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
+		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport))
 	}
 	if len(n.cfg.Listen) > 0 {
 		opts = append(opts, libp2p.ListenAddrs(n.cfg.Listen...))
@@ -105,8 +115,9 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	}
 	if n.cfg.Role == protocol.RolePrivate {
 		// A private node keeps libp2p's own limits (autoscaled from memory,
-		// hundreds of connections): it holds a few relays and members.
-		opts = append(opts, libp2p.EnableHolePunching(),
+		// hundreds of connections): it holds a few relays and members. Hole
+		// punching is the node's own (startPunching), not libp2p's.
+		opts = append(opts,
 			libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 				direct, _ := book.SplitAddrs(addrs)
 				return append(direct, n.RelayedAddrs()...)
@@ -117,6 +128,8 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Private peers learn from their relays whether they are reachable.
+	opts = append(opts, libp2p.EnableNATService())
 	return append(opts, limits...), nil
 }
 
@@ -149,6 +162,12 @@ func (n *Node) start() error {
 		return fmt.Errorf("watch relay events: %w", err)
 	}
 	n.msgr = messaging.New(n.host, n, n.log)
+	if err := n.watchPaths(); err != nil {
+		return fmt.Errorf("watch paths: %w", err)
+	}
+	if err := n.watchReachability(); err != nil {
+		return fmt.Errorf("watch reachability: %w", err)
+	}
 	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
 	if err := n.startRole(); err != nil {
 		return err
@@ -207,6 +226,7 @@ func (n *Node) Close() error {
 	var err error
 	n.closed.Do(func() {
 		n.cancel()
+		n.punch.close()
 		if n.msgr != nil {
 			n.msgr.Close()
 		}

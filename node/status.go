@@ -29,6 +29,10 @@ type Status struct {
 	// open, refusals by limit; Limits are the limits derived from its flags.
 	Service *relay.Stats  `json:"relay_service,omitempty"`
 	Limits  *relay.Limits `json:"limits,omitempty"`
+	// Reachability is what AutoNAT found and the addresses trusted peers
+	// see this node at; HolePunch counts hole punches.
+	Reachability Reachability `json:"reachability"`
+	HolePunch    PunchStats   `json:"hole_punch"`
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.
@@ -63,6 +67,8 @@ func (n *Node) Status() Status {
 		Reservations: []StatusReservation{},
 		Relays:       n.relayStatus(),
 		Peers:        len(n.host.Network().Peers()),
+		Reachability: n.Reachability(),
+		HolePunch:    n.punch.stats(),
 	}
 	s.RelaysConfigured = len(s.Relays)
 	if n.relaySvc != nil {

@@ -86,8 +86,9 @@ func runPeer(args []string) error {
 	fs := newFlags("peer", "peer --relay MADDR [--relay MADDR ...] [flags]")
 	d.register(fs, "peer", &cfg)
 	fs.Var((*maddrs)(&cfg.Relays), "relay", "relay multiaddr ending in /p2p/<peer ID>, repeatable (required); /ws addresses are dialed over WebSocket")
-	fs.Var(&d.listen, "listen", "listen multiaddr, repeatable (default: none; a private node needs no port)")
-	fs.BoolVar(&cfg.WebSocketOnly, "ws-only", false, "use only the WebSocket transport (as behind an HTTP proxy)")
+	fs.Var(&d.listen, "listen", "listen multiaddr, repeatable (default "+strings.Join(node.DefaultPeerListen, " and ")+": ephemeral ports nobody outside can dial, which hole punching opens through NATs)")
+	fs.BoolVar(&cfg.WebSocketOnly, "ws-only", false, "use only the WebSocket transport and listen nowhere (as behind an HTTP proxy); rules out direct connections: every byte goes through a relay")
+	fs.DurationVar(&cfg.RelayedGrace, "relayed-grace", cfg.RelayedGrace, "close a relayed connection to a peer reached directly once idle this long (0: keep it)")
 	fs.DurationVar(&kc.MaxBackoff, "retry-max", kc.MaxBackoff, "longest wait between attempts to reach a relay")
 	fs.DurationVar(&kc.FastRetry, "retry-fast", kc.FastRetry, "wait between attempts right after losing a relay, so a restarted relay is reserved on again at once")
 	fs.DurationVar(&kc.FastWindow, "retry-fast-for", kc.FastWindow, "how long after losing a relay to keep retrying at --retry-fast before backing off (0: back off at once)")
@@ -102,7 +103,12 @@ func runPeer(args []string) error {
 	if _, err := relay.ParseRelays(cfg.Relays); err != nil {
 		return err
 	}
-	cfg.Listen = d.listen
+	switch {
+	case len(d.listen) > 0:
+		cfg.Listen = d.listen
+	case cfg.WebSocketOnly:
+		cfg.Listen = nil
+	}
 	return runNode(d, cfg)
 }
 

@@ -43,6 +43,17 @@ func WithListen(addrs ...string) Option {
 	}
 }
 
+// WithDirect gives a private node TCP and a loopback TCP listen address,
+// so that a peer can reach it directly as after a hole punch; its relayed
+// connections close once idle for grace when a direct one exists.
+func WithDirect(grace time.Duration) Option {
+	return func(c *node.Config) {
+		c.WebSocketOnly = false
+		c.Listen = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}
+		c.RelayedGrace = grace
+	}
+}
+
 // WithRelayConfig changes the relay limits of a public node.
 func WithRelayConfig(fn func(*relay.Config)) Option {
 	return func(c *node.Config) {
@@ -92,6 +103,7 @@ func Peer(t testing.TB, relays []ma.Multiaddr, opts ...Option) *node.Node {
 	t.Helper()
 	cfg := node.DefaultConfig(protocol.RolePrivate)
 	cfg.Key, cfg.Logger, cfg.Relays, cfg.WebSocketOnly = Key(t), Logger(t), relays, true
+	cfg.Listen = nil
 	// Quick retries keep tests short; a test of the schedule sets its own.
 	cfg.Keeper.MinBackoff, cfg.Keeper.MaxBackoff = 50*time.Millisecond, 500*time.Millisecond
 	cfg.Keeper.FastRetry = 50 * time.Millisecond

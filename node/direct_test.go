@@ -1,0 +1,200 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/messaging"
+	nt "github.com/overlay-net/overlay/node/nodetest"
+)
+
+// sender sends numbered messages from a to b one after another until
+// stopped, recording every error the user would see.
+type sender struct {
+	acked atomic.Int64
+	mu    sync.Mutex
+	errs  []error
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func startSender(a *node.Node, to peer.ID) *sender {
+	s := &sender{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for i := 1; ; i++ {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := a.Messages().Send(ctx, to, fmt.Appendf(nil, "m %d", i))
+			cancel()
+			if err != nil {
+				s.mu.Lock()
+				s.errs = append(s.errs, fmt.Errorf("message %d: %w", i, err))
+				s.mu.Unlock()
+				continue
+			}
+			s.acked.Add(1)
+		}
+	}()
+	return s
+}
+
+// awaitMore waits until n more messages than now are acknowledged.
+func (s *sender) awaitMore(t *testing.T, n int64, what string) {
+	t.Helper()
+	want := s.acked.Load() + n
+	nt.Eventually(t, 30*time.Second, what, func() bool { return s.acked.Load() >= want })
+}
+
+func (s *sender) finish() []error {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.errs
+}
+
+func pathOf(n *node.Node, p peer.ID) book.Path {
+	info, _ := n.Book().Get(p)
+	return info.Path
+}
+
+func relayedConns(n *node.Node, p peer.ID) int {
+	k := 0
+	for _, c := range n.Host().Network().ConnsToPeer(p) {
+		if book.IsRelayed(c.RemoteMultiaddr()) {
+			k++
+		}
+	}
+	return k
+}
+
+// Two peers talking through a relay get a direct connection (as a hole
+// punch would give them): the message stream moves to it, the relayed
+// connection closes once idle, and when the direct connection dies the
+// messages go back through the relay. The sender sees no error through
+// all of it, and the receiver gets every message once, in order.
+func TestMessagesMoveToDirectAndBack(t *testing.T) {
+	r := nt.Relay(t)
+	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
+	a := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
+	b := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
+	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
+
+	ctx := nt.Context(t, 60*time.Second)
+	if _, err := a.ConnectPeer(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.RelayedAddrs()}); err != nil {
+		t.Fatalf("connect through the relay: %v", err)
+	}
+	if got := pathOf(a, b.ID()); got != book.PathRelayed {
+		t.Fatalf("path before the direct connection = %q, want relayed", got)
+	}
+	got := collect(t, b)
+	s := startSender(a, b.ID())
+	s.awaitMore(t, 20, "messages through the relay")
+
+	direct := network.WithForceDirectDial(ctx, "test: as a hole punch would")
+	if err := a.Host().Connect(direct, peer.AddrInfo{ID: b.ID(), Addrs: b.DirectAddrs()}); err != nil {
+		t.Fatalf("direct connection: %v", err)
+	}
+	nt.Eventually(t, 10*time.Second, "path direct on both sides", func() bool {
+		return pathOf(a, b.ID()) == book.PathDirect && pathOf(b, a.ID()) == book.PathDirect
+	})
+	s.awaitMore(t, 20, "messages over the direct connection")
+	nt.Eventually(t, 10*time.Second, "relayed connection closed once idle", func() bool {
+		return relayedConns(a, b.ID()) == 0 && relayedConns(b, a.ID()) == 0
+	})
+	s.awaitMore(t, 20, "messages with the relayed connection gone")
+
+	// The direct path dies for good: b stops listening, the connection drops.
+	var tcp []ma.Multiaddr
+	for _, l := range b.Host().Network().ListenAddresses() {
+		if !book.IsRelayed(l) {
+			tcp = append(tcp, l)
+		}
+	}
+	b.Host().Network().(interface{ ListenClose(...ma.Multiaddr) }).ListenClose(tcp...)
+	for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
+		_ = c.Close()
+	}
+	s.awaitMore(t, 20, "messages back through the relay")
+	if got := pathOf(a, b.ID()); got != book.PathRelayed {
+		t.Errorf("path after the direct connection died = %q, want relayed", got)
+	}
+	errs := s.finish()
+	for _, err := range errs {
+		t.Errorf("sender saw: %v", err)
+	}
+	checkOnceInOrder(t, got(), a.ID(), s.acked.Load())
+}
+
+// collect gathers every message b receives from now on; the returned
+// function stops collecting and returns them.
+func collect(t *testing.T, b *node.Node) func() []messaging.Message {
+	ch, stop := b.Messages().Subscribe(64)
+	var msgs []messaging.Message
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-ch:
+				msgs = append(msgs, m)
+			case <-quit:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	finish := func() []messaging.Message {
+		once.Do(func() {
+			stop()
+			close(quit)
+			<-done
+			for len(ch) > 0 {
+				msgs = append(msgs, <-ch)
+			}
+		})
+		return msgs
+	}
+	t.Cleanup(func() { finish() })
+	return finish
+}
+
+// checkOnceInOrder asserts that msgs hold messages "m 1" to "m n"
+// from a, each once, in order (a message sent but not acknowledged when
+// the sender stopped may follow).
+func checkOnceInOrder(t *testing.T, msgs []messaging.Message, from peer.ID, acked int64) {
+	t.Helper()
+	want := 1
+	for _, m := range msgs {
+		if m.From != from {
+			continue
+		}
+		var k int
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(m.Data)), "m %d", &k); err != nil {
+			t.Fatalf("unexpected message %q", m.Data)
+		}
+		if k != want {
+			t.Fatalf("inbox: got message %d, want %d (lost, repeated or reordered)", k, want)
+		}
+		want++
+	}
+	if got := int64(want - 1); got < acked {
+		t.Fatalf("inbox holds %d messages, %d were acknowledged", got, acked)
+	}
+}

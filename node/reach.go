@@ -1,0 +1,74 @@
+package node
+
+import (
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// reachability is what AutoNAT found: v1's verdict on the node as a whole,
+// and v2's on each address.
+type reachability struct {
+	mu                     sync.Mutex
+	overall                network.Reachability
+	reachable, unreachable []ma.Multiaddr
+}
+
+// Reachability is a node's reachability as status shows it.
+type Reachability struct {
+	// State is "public" (others can dial this node), "private" (they
+	// cannot: it is reached through relays) or "unknown" (not tested
+	// yet, or nothing could test it).
+	State string `json:"state"`
+	// Observed are the public addresses this node's relays and members
+	// see it at: what hole punching offers.
+	Observed    []string `json:"observed"`
+	Reachable   []string `json:"reachable,omitempty"`
+	Unreachable []string `json:"unreachable,omitempty"`
+}
+
+func (n *Node) watchReachability() error {
+	if err := n.follow(new(event.EvtLocalReachabilityChanged), func(e any) {
+		r := n.autonat
+		r.mu.Lock()
+		r.overall = e.(event.EvtLocalReachabilityChanged).Reachability
+		r.mu.Unlock()
+	}); err != nil {
+		return err
+	}
+	return n.follow(new(event.EvtHostReachableAddrsChanged), func(e any) {
+		ev := e.(event.EvtHostReachableAddrsChanged)
+		r := n.autonat
+		r.mu.Lock()
+		r.reachable, r.unreachable = ev.Reachable, ev.Unreachable
+		r.mu.Unlock()
+	})
+}
+
+// Reachability reports whether others can dial this node, and the public
+// addresses it is seen at.
+func (n *Node) Reachability() Reachability {
+	r := n.autonat
+	r.mu.Lock()
+	out := Reachability{State: "unknown", Observed: strs(n.holePunchAddrs()),
+		Reachable: strs(r.reachable), Unreachable: strs(r.unreachable)}
+	overall := r.overall
+	r.mu.Unlock()
+	switch {
+	case len(out.Reachable) > 0 || overall == network.ReachabilityPublic:
+		out.State = "public"
+	case overall == network.ReachabilityPrivate || len(out.Unreachable) > 0:
+		out.State = "private"
+	}
+	return out
+}
+
+func strs(as []ma.Multiaddr) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
+}
