@@ -106,10 +106,10 @@ func measureOne(ctx context.Context, o options, sc scenario, want, dir string) (
 	if m.err = t.setup(ctx); m.err != nil {
 		return m
 	}
-	a := func(timeout time.Duration, args ...string) ([]byte, error) {
+	a := func(timeout time.Duration, cmd string, args ...string) ([]byte, error) {
 		qctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		return t.l.nsExec(qctx, t.a.s.peer, o.bin, append(args, "--api", t.a.api)...)
+		return t.l.nsExec(qctx, t.a.s.peer, o.bin, append([]string{cmd, "--api", t.a.api}, args...)...)
 	}
 	t0 := time.Now()
 	for i := 1; ; i++ {

@@ -21,13 +21,17 @@ func TestParseScenarios(t *testing.T) {
 		}
 		return out
 	}
-	if got := names("all"); len(got) != len(layouts)+len(faults) || got[0] != "cone" || got[len(got)-1] != "fault:relay-restart" {
+	if got := names("all"); len(got) != len(layouts)+len(faultRows()) || got[0] != "cone" || got[len(got)-1] != "fault:relay-restart@ws-only" {
 		t.Errorf("all = %v", got)
+	}
+	rows, _ := parseScenarios("relay-restart@ws-only")
+	if f := rows[0]; f.fault == nil || f.fault.name != "relay-restart" || !f.wsOnly || f.expect != mustRelayed {
+		t.Errorf("relay-restart@ws-only = %+v", f)
 	}
 	if got := names("ws-only, wan-down,cone,ws-only"); !slices.Equal(got, []string{"ws-only", "fault:wan-down", "cone"}) {
 		t.Errorf("list = %v", got)
 	}
-	rows, _ := parseScenarios("fault:conntrack-flush")
+	rows, _ = parseScenarios("fault:conntrack-flush")
 	if f := rows[0]; f.fault == nil || f.nat != [2]nat{cone, cone} || f.expect != mustDirect {
 		t.Errorf("fault row = %+v, want the cone layout with a fault, expecting direct", f)
 	}

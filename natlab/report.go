@@ -144,6 +144,8 @@ type trialJSON struct {
 	Sent          int          `json:"sent"`
 	Acked         int          `json:"acknowledged"`
 	Lost          int          `json:"lost"`
+	RTTP50MS      float64      `json:"rtt_p50_ms"`
+	RTTMaxMS      float64      `json:"rtt_max_ms"`
 	Delivered     int          `json:"delivered"`
 	Dup           int          `json:"duplicated"`
 	Reordered     int          `json:"reordered"`
@@ -166,7 +168,7 @@ type changeJSON struct {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (t trialResult) json() trialJSON {
-	j := trialJSON{Sent: t.sent, Acked: t.acked, Lost: t.lost, Delivered: t.inbox.delivered, Dup: t.inbox.dup,
+	j := trialJSON{Sent: t.sent, Acked: t.acked, Lost: t.lost, RTTP50MS: ms(t.rttP50), RTTMaxMS: ms(t.rttMax), Delivered: t.inbox.delivered, Dup: t.inbox.dup,
 		Reordered: t.inbox.reordered, Missing: t.inbox.missing, PathBefore: t.pathBefore, PathAtEnd: t.endPath,
 		PunchLines: t.punchLines, WarnLines: t.warnLines, FirstErrors: t.firstErrors}
 	if t.direct {

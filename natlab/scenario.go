@@ -88,15 +88,29 @@ var faults = []fault{
 	{name: "relay-restart", what: "relay killed (SIGTERM) and restarted with the same data directory and addresses", run: func(ctx context.Context, t *trial) error {
 		return t.restartRelay(ctx)
 	}},
+	{name: "direct-cut", what: "router A drops everything to and from router B's WAN address from now on", run: func(ctx context.Context, t *trial) error {
+		for _, dir := range []string{"-s", "-d"} {
+			if err := t.l.cmd(ctx, "ip", "netns", "exec", sites[0].rtr, "iptables", "-I", "FORWARD", "1", dir, sites[1].wanIP, "-j", "DROP"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}},
 }
 
-// faultRows are the fault scenarios: each on the cone layout, where the
-// path must go direct before the fault.
+// faultRows are the fault scenarios: every fault on the cone layout, where
+// the path goes direct before the fault, and the relay restart on ws-only,
+// where the relay carries every message.
 func faultRows() []scenario {
 	var out []scenario
-	for i := range faults {
-		s := layouts[0]
-		s.name, s.fault = "fault:"+faults[i].name, &faults[i]
+	for _, fl := range [][2]string{{"conntrack-flush", "cone"}, {"wan-down", "cone"}, {"relay-restart", "cone"},
+		{"direct-cut", "cone"}, {"relay-restart", "ws-only"}} {
+		s := layouts[slices.IndexFunc(layouts, func(s scenario) bool { return s.name == fl[1] })]
+		s.fault = &faults[slices.IndexFunc(faults, func(f fault) bool { return f.name == fl[0] })]
+		s.name = "fault:" + fl[0]
+		if fl[1] != "cone" {
+			s.name += "@" + fl[1]
+		}
 		out = append(out, s)
 	}
 	return out
@@ -133,10 +147,7 @@ func parseScenarios(spec string) ([]scenario, error) {
 			}
 			continue
 		}
-		if !strings.HasPrefix(name, "fault:") && slices.ContainsFunc(faults, func(f fault) bool { return f.name == name }) {
-			name = "fault:" + name
-		}
-		i := slices.IndexFunc(all, func(s scenario) bool { return s.name == name })
+		i := slices.IndexFunc(all, func(s scenario) bool { return s.name == name || s.name == "fault:"+name })
 		if i < 0 {
 			var names []string
 			for _, s := range all {

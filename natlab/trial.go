@@ -41,6 +41,7 @@ type pathChange struct {
 // trialResult is what one trial measured.
 type trialResult struct {
 	sent, acked, lost int
+	rttP50, rttMax    time.Duration // of the acknowledged messages
 	inbox             delivery
 	direct            bool
 	directAfter       time.Duration // since the soak started
@@ -66,10 +67,12 @@ type peerJSON struct {
 }
 
 type soakJSON struct {
-	Sent   int      `json:"sent"`
-	Acked  int      `json:"acknowledged"`
-	Lost   int      `json:"lost"`
-	Errors []string `json:"first_errors"`
+	Sent   int           `json:"sent"`
+	Acked  int           `json:"acknowledged"`
+	Lost   int           `json:"lost"`
+	P50    time.Duration `json:"rtt_p50_ns"`
+	Max    time.Duration `json:"rtt_max_ns"`
+	Errors []string      `json:"first_errors"`
 }
 
 // pollEvery is how often a trial reads B's path from A, fine enough to
@@ -147,9 +150,29 @@ func runTrial(ctx context.Context, o options, sc scenario, dir string) (res tria
 			res.direct, res.directAfter = true, at
 		}
 	}
+	// One poll: B's path, the fault when it is due, B's inbox when due.
+	poll := func() error {
+		observe(t.path(ctx))
+		if sc.fault != nil && !faultStarted && (res.direct || time.Since(t0) >= o.faultAfter) {
+			faultStarted, res.faultAt = true, time.Since(t0)
+			fmt.Fprintf(os.Stderr, "natlab: %s: %s at %s (path %s)\n", sc.name, sc.fault.what,
+				res.faultAt.Round(10*time.Millisecond), res.timeline[len(res.timeline)-1].Path)
+			go func() { faultDone <- sc.fault.run(ctx, t) }()
+		}
+		if time.Since(lastInbox) >= inboxEvery {
+			lastInbox = time.Now()
+			if err := readInbox(); err != nil {
+				return fmt.Errorf("read B's inbox: %w", err)
+			}
+		}
+		return nil
+	}
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	var so soakOut
+	if err := poll(); err != nil { // at once, then every pollEvery
+		return res, err
+	}
 loop:
 	for {
 		select {
@@ -158,18 +181,8 @@ loop:
 		case <-ctx.Done():
 			return res, ctx.Err()
 		case <-tick.C:
-			observe(t.path(ctx))
-			if sc.fault != nil && !faultStarted && (res.direct || time.Since(t0) >= o.faultAfter) {
-				faultStarted, res.faultAt = true, time.Since(t0)
-				fmt.Fprintf(os.Stderr, "natlab: %s: %s at %s (path %s)\n", sc.name, sc.fault.what,
-					res.faultAt.Round(10*time.Millisecond), res.timeline[len(res.timeline)-1].Path)
-				go func() { faultDone <- sc.fault.run(ctx, t) }()
-			}
-			if time.Since(lastInbox) >= inboxEvery {
-				lastInbox = time.Now()
-				if err := readInbox(); err != nil {
-					return res, fmt.Errorf("read B's inbox: %w", err)
-				}
+			if err := poll(); err != nil {
+				return res, err
 			}
 		}
 	}
@@ -192,6 +205,7 @@ loop:
 		return res, err
 	}
 	res.sent, res.acked, res.lost, res.firstErrors = sj.Sent, sj.Acked, sj.Lost, sj.Errors
+	res.rttP50, res.rttMax = sj.P50, sj.Max
 	if err := readInbox(); err != nil {
 		return res, fmt.Errorf("read B's inbox: %w", err)
 	}
