@@ -1,11 +1,13 @@
 package node
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // reachability is what AutoNAT found: v1's verdict on the node as a whole,
@@ -22,6 +24,11 @@ type Reachability struct {
 	// cannot: it is reached through relays) or "unknown" (not tested
 	// yet, or nothing could test it).
 	State string `json:"state"`
+	// Why is where State comes from: "autonat" (peers dialed this node
+	// back, or failed to), or "nat" (trusted peers see it at an address
+	// none of its interfaces has, so a NAT stands in between and nothing
+	// maps a port through it).
+	Why string `json:"why,omitempty"`
 	// Observed are the public addresses this node's relays and members
 	// see it at: what hole punching offers.
 	Observed    []string `json:"observed"`
@@ -58,11 +65,29 @@ func (n *Node) Reachability() Reachability {
 	r.mu.Unlock()
 	switch {
 	case len(out.Reachable) > 0 || overall == network.ReachabilityPublic:
-		out.State = "public"
+		out.State, out.Why = "public", "autonat"
 	case overall == network.ReachabilityPrivate || len(out.Unreachable) > 0:
-		out.State = "private"
+		out.State, out.Why = "private", "autonat"
+	case behindNAT(n.observed.addrs(n.host.Network().ListenAddresses())):
+		out.State, out.Why = "private", "nat"
 	}
 	return out
+}
+
+// behindNAT reports whether some observed address has an IP that none of
+// this machine's interfaces has.
+func behindNAT(observed []ma.Multiaddr) bool {
+	ifaces, err := manet.InterfaceMultiaddrs()
+	if err != nil {
+		return false
+	}
+	for _, o := range observed {
+		ip, _, _, ok := thinWaist(o)
+		if ok && !slices.ContainsFunc(ifaces, func(a ma.Multiaddr) bool { return len(a) > 0 && a[0].Value() == ip }) {
+			return true
+		}
+	}
+	return false
 }
 
 func strs(as []ma.Multiaddr) []string {

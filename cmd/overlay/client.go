@@ -87,7 +87,11 @@ func runStatus(args []string) error {
 		s.PeerID, s.Role, s.Network, s.Agent, s.Peers)
 	printList("direct addresses", s.Addrs.Direct)
 	printList("relayed addresses", s.Addrs.Relayed)
-	fmt.Printf("reachability: %s\n", s.Reachability.State)
+	if r := s.Reachability; r.Why != "" {
+		fmt.Printf("reachability: %s (by %s)\n", r.State, r.Why)
+	} else {
+		fmt.Printf("reachability: %s\n", r.State)
+	}
 	printList("observed public addresses", s.Reachability.Observed)
 	if hp := s.HolePunch; hp.Attempts > 0 {
 		fmt.Printf("hole punches: %d attempts, %d succeeded, %d failed\n", hp.Attempts, hp.Succeeded, hp.Failed)
