@@ -194,9 +194,9 @@ func run() int {
 				}
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "natlab: %s trial %d/%d: sent %d, acked %d (rtt p50 %s, max %s), lost %d, delivered %d, dup %d, reordered %d; path %s; log: %d hole-punch, %d warn/error lines\n",
+			fmt.Fprintf(os.Stderr, "natlab: %s trial %d/%d: sent %d, acked %d (rtt p50 %s, max %s), lost %d, delivered %d, dup %d, reordered %d; path %s; %s; log: %d hole-punch, %d warn/error lines\n",
 				sc.name, i, n, res.sent, res.acked, res.rttP50.Round(10*time.Microsecond), res.rttMax.Round(time.Millisecond),
-				res.lost, res.inbox.delivered, res.inbox.dup, res.inbox.reordered, res.timelineText(), res.punchLines, res.warnLines)
+				res.lost, res.inbox.delivered, res.inbox.dup, res.inbox.reordered, res.timelineText(), res.punchText(), res.punchLines, res.warnLines)
 			if len(res.firstErrors) > 0 {
 				var first []string
 				for _, e := range res.firstErrors[:min(3, len(res.firstErrors))] {
@@ -213,6 +213,7 @@ func run() int {
 		failed = true
 	}
 	printTable(os.Stdout, rows)
+	fmt.Fprintf(os.Stderr, "natlab: %d rows in %s\n", len(rows), time.Since(rep.Started).Round(time.Second))
 	for _, r := range rows {
 		for _, p := range r.problems(o.check) {
 			fmt.Fprintf(os.Stderr, "natlab: FAIL %s: %s\n", r.sc.name, p)

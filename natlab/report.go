@@ -22,6 +22,7 @@ type row struct {
 	sent, acked, lost           int
 	dup, reordered, ackedMissed int
 	endPaths                    map[string]int
+	punches                     *punchStats // nil if no trial's peers reported them
 	punchLines, warnLines       int
 	details                     []trialJSON
 }
@@ -44,6 +45,12 @@ func (r *row) add(t trialResult) {
 		r.endPaths = map[string]int{}
 	}
 	r.endPaths[t.endPath]++
+	if t.punches != nil {
+		if r.punches == nil {
+			r.punches = &punchStats{}
+		}
+		r.punches.add(*t.punches)
+	}
 	r.punchLines += t.punchLines
 	r.warnLines += t.warnLines
 	r.details = append(r.details, t.json())
@@ -118,7 +125,7 @@ func (r *row) pathsAtEnd() string {
 
 func printTable(w io.Writer, rows []*row) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAYOUT/FAULT\tTRIALS\tDIRECT\tTO DIRECT P50\tP95\tSENT\tACKED\tLOST\tDUP\tREORD\tPATH AT END\tPUNCH/WARN LOG")
+	fmt.Fprintln(tw, "LAYOUT/FAULT\tTRIALS\tDIRECT\tTO DIRECT P50\tP95\tSENT\tACKED\tLOST\tDUP\tREORD\tPATH AT END\tPUNCH TRY/OK/FAIL\tLOG PUNCH/WARN")
 	for _, r := range rows {
 		trials := fmt.Sprint(r.trials)
 		if n := len(r.failures); n > 0 {
@@ -132,8 +139,12 @@ func printTable(w io.Writer, rows []*row) {
 		if a, b, ok := r.toDirect(); ok {
 			p50, p95 = a.Round(10*time.Millisecond).String(), b.Round(10*time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d/%d\n", r.sc.name, trials, rate, p50, p95,
-			r.sent, r.acked, r.lost, r.dup, r.reordered, r.pathsAtEnd(), r.punchLines, r.warnLines)
+		punches := "-"
+		if p := r.punches; p != nil {
+			punches = fmt.Sprintf("%d/%d/%d", p.Attempts, p.Succeeded, p.Failed)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d/%d\n", r.sc.name, trials, rate, p50, p95,
+			r.sent, r.acked, r.lost, r.dup, r.reordered, r.pathsAtEnd(), punches, r.punchLines, r.warnLines)
 	}
 	tw.Flush()
 }
@@ -155,6 +166,8 @@ type trialJSON struct {
 	FaultAtMS     *float64     `json:"fault_at_ms,omitempty"`
 	PathAtEnd     string       `json:"path_at_end,omitempty"`
 	Timeline      []changeJSON `json:"path_timeline,omitempty"`
+	Punches       *punchStats  `json:"hole_punches,omitempty"`
+	Observed      []string     `json:"observed_addrs,omitempty"`
 	PunchLines    int          `json:"punch_log_lines"`
 	WarnLines     int          `json:"warn_log_lines"`
 	FirstErrors   []string     `json:"first_send_errors,omitempty"`
@@ -170,7 +183,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (t trialResult) json() trialJSON {
 	j := trialJSON{Sent: t.sent, Acked: t.acked, Lost: t.lost, RTTP50MS: ms(t.rttP50), RTTMaxMS: ms(t.rttMax), Delivered: t.inbox.delivered, Dup: t.inbox.dup,
 		Reordered: t.inbox.reordered, Missing: t.inbox.missing, PathBefore: t.pathBefore, PathAtEnd: t.endPath,
-		PunchLines: t.punchLines, WarnLines: t.warnLines, FirstErrors: t.firstErrors}
+		Punches: t.punches, Observed: t.observed, PunchLines: t.punchLines, WarnLines: t.warnLines, FirstErrors: t.firstErrors}
 	if t.direct {
 		v := ms(t.directAfter)
 		j.DirectAfterMS = &v
@@ -194,6 +207,13 @@ func (t trialResult) timelineText() string {
 	return orDash(strings.Join(parts, " "))
 }
 
+func (t trialResult) punchText() string {
+	if p := t.punches; p != nil {
+		return fmt.Sprintf("hole punches: %d attempts, %d succeeded, %d failed", p.Attempts, p.Succeeded, p.Failed)
+	}
+	return "hole punches: not reported"
+}
+
 type rowJSON struct {
 	Name          string         `json:"name"`
 	NAT           [2]string      `json:"nat"`
@@ -213,6 +233,7 @@ type rowJSON struct {
 	Reordered     int            `json:"reordered"`
 	AckedMissing  int            `json:"acknowledged_not_delivered"`
 	PathAtEnd     map[string]int `json:"path_at_end"`
+	Punches       *punchStats    `json:"hole_punches,omitempty"`
 	PunchLines    int            `json:"punch_log_lines"`
 	WarnLines     int            `json:"warn_log_lines"`
 	Problems      []string       `json:"problems"`
@@ -233,7 +254,7 @@ func writeJSON(path string, rep reportJSON, rows []*row) error {
 		j := rowJSON{Name: r.sc.name, NAT: [2]string{r.sc.nat[0].String(), r.sc.nat[1].String()}, DropUDP: r.sc.dropUDP,
 			WSOnly: r.sc.wsOnly, Expect: [...]string{"any", "direct", "relayed"}[r.sc.expect], Trials: r.trials,
 			Failed: len(r.failures), Direct: r.directN, Sent: r.sent, Acked: r.acked, Lost: r.lost, Dup: r.dup,
-			Reordered: r.reordered, AckedMissing: r.ackedMissed, PathAtEnd: r.endPaths, PunchLines: r.punchLines,
+			Reordered: r.reordered, AckedMissing: r.ackedMissed, PathAtEnd: r.endPaths, Punches: r.punches, PunchLines: r.punchLines,
 			WarnLines: r.warnLines, Problems: r.problems(rep.Check), TrialDetails: r.details}
 		if r.sc.fault != nil {
 			j.Fault = r.sc.fault.name

@@ -49,6 +49,8 @@ type trialResult struct {
 	endPath           string
 	timeline          []pathChange
 	faultAt           time.Duration // since the soak started; 0: no fault
+	punches           *punchStats   // both peers' hole-punch counts; nil if not reported
+	observed          []string      // the public addresses A and B were observed at
 	punchLines        int           // peer log lines about hole punching
 	warnLines         int           // peer log lines at WARN or ERROR
 	firstErrors       []string
@@ -59,6 +61,24 @@ type statusJSON struct {
 	Reservations []struct {
 		Relay string `json:"relay"`
 	} `json:"reservations"`
+	Reachability struct {
+		State    string   `json:"state"`
+		Observed []string `json:"observed"`
+	} `json:"reachability"`
+	HolePunch *punchStats `json:"hole_punch"` // nil from a binary without hole punching
+}
+
+// punchStats counts DCUtR attempts as a node's status reports them.
+type punchStats struct {
+	Attempts  int `json:"attempts"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+}
+
+func (p *punchStats) add(q punchStats) {
+	p.Attempts += q.Attempts
+	p.Succeeded += q.Succeeded
+	p.Failed += q.Failed
 }
 
 type peerJSON struct {
@@ -211,6 +231,19 @@ loop:
 	}
 	res.inbox = inbox.count(t.a.id, res.sent)
 	res.punchLines, res.warnLines = t.countLogLines()
+	for _, ps := range []*peerState{t.a, t.b} {
+		st, err := t.status(ctx, ps)
+		if err != nil {
+			return res, err
+		}
+		if st.HolePunch != nil {
+			if res.punches == nil {
+				res.punches = &punchStats{}
+			}
+			res.punches.add(*st.HolePunch)
+		}
+		res.observed = append(res.observed, st.Reachability.Observed...)
+	}
 	for _, p := range []*proc{t.relay, t.a.p, t.b.p} {
 		if p.exited() {
 			return res, fmt.Errorf("%s exited during the trial; log: %s", p.name, p.log.Name())
@@ -264,11 +297,7 @@ func (t *trial) setup(ctx context.Context) error {
 				}
 			}
 			if ps.api != "" {
-				qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				out, qerr := t.l.nsExec(qctx, ps.s.peer, t.o.bin, "status", "--json", "--api", ps.api)
-				cancel()
-				var st statusJSON
-				if qerr == nil && decodeJSON("status", out, &st) == nil && len(st.Reservations) > 0 {
+				if st, err := t.status(ctx, ps); err == nil && len(st.Reservations) > 0 {
 					ps.id = st.PeerID
 					break
 				}
@@ -327,6 +356,18 @@ func (t *trial) startRelay(ctx context.Context, deadline time.Time) error {
 func (t *trial) restartRelay(ctx context.Context) error {
 	t.relay.stop()
 	return t.startRelay(ctx, time.Now().Add(t.o.ready))
+}
+
+// status is a peer's `overlay status --json`.
+func (t *trial) status(ctx context.Context, ps *peerState) (statusJSON, error) {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var st statusJSON
+	out, err := t.l.nsExec(qctx, ps.s.peer, t.o.bin, "status", "--json", "--api", ps.api)
+	if err == nil {
+		err = decodeJSON("status", out, &st)
+	}
+	return st, err
 }
 
 // path is B's path in A's peer book: direct, relayed, none; "unknown" when
