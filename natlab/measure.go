@@ -34,6 +34,7 @@ type perfJSON struct {
 type measurement struct {
 	name      string
 	path      string // B's path in A's book after the runs
+	via       string // transports of the direct flows through router A
 	rtts      []time.Duration
 	perf      perfJSON
 	err       error
@@ -41,8 +42,9 @@ type measurement struct {
 }
 
 // runMeasure is -measure: relayed (ws-only peers, so nothing can go
-// direct) and direct (cone layout, once hole punching made a direct
-// path), each in a lab of its own.
+// direct), direct (cone layout, once hole punching made a direct path, over
+// whichever transport won) and direct over TCP (udp-drop layout), each in a
+// lab of its own.
 func runMeasure(ctx context.Context, o options, dir string) int {
 	cases := []struct {
 		name string
@@ -51,6 +53,7 @@ func runMeasure(ctx context.Context, o options, dir string) int {
 	}{
 		{"relayed (ws-only peers)", layouts[4], "relayed"},
 		{"direct (cone, after hole punch)", layouts[0], "direct"},
+		{"direct (udp-drop: TCP punch)", layouts[3], "direct"},
 	}
 	var ms []measurement
 	for i, c := range cases {
@@ -65,13 +68,13 @@ func runMeasure(ctx context.Context, o options, dir string) int {
 		ms = append(ms, m)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "PATH\tPING RTT MIN\tP50\tAVG\tMAX (%d pings)\tUPLOAD %d MiB\tDOWNLOAD %d MiB\tPATH AFTER\n",
+	fmt.Fprintf(tw, "PATH\tPING RTT MIN\tP50\tAVG\tMAX (%d pings)\tUPLOAD %d MiB\tDOWNLOAD %d MiB\tPATH AFTER\tDIRECT FLOWS\n",
 		measurePings, measureBytes>>20, measureBytes>>20)
 	failed := ctx.Err() != nil
 	for _, m := range ms {
 		if m.err != nil {
 			failed = true
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t%s\n", m.name, orDash(m.path))
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t%s\t-\n", m.name, orDash(m.path))
 			continue
 		}
 		s := slices.Sorted(slices.Values(m.rtts))
@@ -80,9 +83,9 @@ func runMeasure(ctx context.Context, o options, dir string) int {
 			sum += r
 		}
 		r := func(d time.Duration) string { return d.Round(10 * time.Microsecond).String() }
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.name, r(s[0]), r(percentile(s, 50)),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.name, r(s[0]), r(percentile(s, 50)),
 			r(sum/time.Duration(len(s))), r(s[len(s)-1]), rate(m.perf.Upload, m.perf.UploadTime),
-			rate(m.perf.Download, m.perf.DownloadTime), m.path)
+			rate(m.perf.Download, m.perf.DownloadTime), m.path, orDash(m.via))
 	}
 	tw.Flush()
 	if failed {
@@ -154,7 +157,7 @@ func measureOne(ctx context.Context, o options, sc scenario, want, dir string) (
 		m.err = err
 		return m
 	}
-	m.path = t.path(ctx)
+	m.path, m.via = t.path(ctx), t.directVia(ctx)
 	return m
 }
 

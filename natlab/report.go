@@ -22,7 +22,8 @@ type row struct {
 	sent, acked, lost           int
 	dup, reordered, ackedMissed int
 	endPaths                    map[string]int
-	punches                     *punchStats // nil if no trial's peers reported them
+	via                         map[string]int // of trials that ended direct: transport of the direct flows
+	punches                     *punchStats    // nil if no trial's peers reported them
 	punchLines, warnLines       int
 	details                     []trialJSON
 }
@@ -45,6 +46,12 @@ func (r *row) add(t trialResult) {
 		r.endPaths = map[string]int{}
 	}
 	r.endPaths[t.endPath]++
+	if t.endPath == "direct" {
+		if r.via == nil {
+			r.via = map[string]int{}
+		}
+		r.via[orDash(t.directVia)]++
+	}
 	if t.punches != nil {
 		if r.punches == nil {
 			r.punches = &punchStats{}
@@ -114,18 +121,19 @@ func (r *row) toDirect() (p50, p95 time.Duration, ok bool) {
 	return percentile(s, 50), percentile(s, 95), true
 }
 
-func (r *row) pathsAtEnd() string {
-	var paths []string
-	for p, n := range r.endPaths {
-		paths = append(paths, fmt.Sprintf("%s %d/%d", p, n, r.trials))
+// counts is "a 3/5, b 2/5" for a count map over n trials.
+func counts(m map[string]int, n int) string {
+	var parts []string
+	for k, c := range m {
+		parts = append(parts, fmt.Sprintf("%s %d/%d", k, c, n))
 	}
-	slices.Sort(paths)
-	return orDash(strings.Join(paths, ", "))
+	slices.Sort(parts)
+	return orDash(strings.Join(parts, ", "))
 }
 
 func printTable(w io.Writer, rows []*row) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAYOUT/FAULT\tTRIALS\tDIRECT\tTO DIRECT P50\tP95\tSENT\tACKED\tLOST\tDUP\tREORD\tPATH AT END\tPUNCH TRY/OK/FAIL\tLOG PUNCH/WARN")
+	fmt.Fprintln(tw, "LAYOUT/FAULT\tTRIALS\tDIRECT\tTO DIRECT P50\tP95\tSENT\tACKED\tLOST\tDUP\tREORD\tPATH AT END\tDIRECT VIA\tPUNCH TRY/OK/FAIL\tLOG PUNCH/WARN")
 	for _, r := range rows {
 		trials := fmt.Sprint(r.trials)
 		if n := len(r.failures); n > 0 {
@@ -143,8 +151,9 @@ func printTable(w io.Writer, rows []*row) {
 		if p := r.punches; p != nil {
 			punches = fmt.Sprintf("%d/%d/%d", p.Attempts, p.Succeeded, p.Failed)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%d/%d\n", r.sc.name, trials, rate, p50, p95,
-			r.sent, r.acked, r.lost, r.dup, r.reordered, r.pathsAtEnd(), punches, r.punchLines, r.warnLines)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d/%d\n", r.sc.name, trials, rate, p50, p95,
+			r.sent, r.acked, r.lost, r.dup, r.reordered, counts(r.endPaths, r.trials), counts(r.via, r.endPaths["direct"]),
+			punches, r.punchLines, r.warnLines)
 	}
 	tw.Flush()
 }
@@ -165,6 +174,7 @@ type trialJSON struct {
 	DirectAfterMS *float64     `json:"direct_after_ms,omitempty"`
 	FaultAtMS     *float64     `json:"fault_at_ms,omitempty"`
 	PathAtEnd     string       `json:"path_at_end,omitempty"`
+	DirectVia     string       `json:"direct_via,omitempty"`
 	Timeline      []changeJSON `json:"path_timeline,omitempty"`
 	Punches       *punchStats  `json:"hole_punches,omitempty"`
 	Observed      []string     `json:"observed_addrs,omitempty"`
@@ -182,7 +192,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (t trialResult) json() trialJSON {
 	j := trialJSON{Sent: t.sent, Acked: t.acked, Lost: t.lost, RTTP50MS: ms(t.rttP50), RTTMaxMS: ms(t.rttMax), Delivered: t.inbox.delivered, Dup: t.inbox.dup,
-		Reordered: t.inbox.reordered, Missing: t.inbox.missing, PathBefore: t.pathBefore, PathAtEnd: t.endPath,
+		Reordered: t.inbox.reordered, Missing: t.inbox.missing, PathBefore: t.pathBefore, PathAtEnd: t.endPath, DirectVia: t.directVia,
 		Punches: t.punches, Observed: t.observed, PunchLines: t.punchLines, WarnLines: t.warnLines, FirstErrors: t.firstErrors}
 	if t.direct {
 		v := ms(t.directAfter)
@@ -233,6 +243,7 @@ type rowJSON struct {
 	Reordered     int            `json:"reordered"`
 	AckedMissing  int            `json:"acknowledged_not_delivered"`
 	PathAtEnd     map[string]int `json:"path_at_end"`
+	DirectVia     map[string]int `json:"direct_via,omitempty"`
 	Punches       *punchStats    `json:"hole_punches,omitempty"`
 	PunchLines    int            `json:"punch_log_lines"`
 	WarnLines     int            `json:"warn_log_lines"`
@@ -254,7 +265,7 @@ func writeJSON(path string, rep reportJSON, rows []*row) error {
 		j := rowJSON{Name: r.sc.name, NAT: [2]string{r.sc.nat[0].String(), r.sc.nat[1].String()}, DropUDP: r.sc.dropUDP,
 			WSOnly: r.sc.wsOnly, Expect: [...]string{"any", "direct", "relayed"}[r.sc.expect], Trials: r.trials,
 			Failed: len(r.failures), Direct: r.directN, Sent: r.sent, Acked: r.acked, Lost: r.lost, Dup: r.dup,
-			Reordered: r.reordered, AckedMissing: r.ackedMissed, PathAtEnd: r.endPaths, Punches: r.punches, PunchLines: r.punchLines,
+			Reordered: r.reordered, AckedMissing: r.ackedMissed, PathAtEnd: r.endPaths, DirectVia: r.via, Punches: r.punches, PunchLines: r.punchLines,
 			WarnLines: r.warnLines, Problems: r.problems(rep.Check), TrialDetails: r.details}
 		if r.sc.fault != nil {
 			j.Fault = r.sc.fault.name

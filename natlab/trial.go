@@ -49,6 +49,7 @@ type trialResult struct {
 	endPath           string
 	timeline          []pathChange
 	faultAt           time.Duration // since the soak started; 0: no fault
+	directVia         string        // transports of router A's live flows to router B: "tcp", "udp", "tcp+udp", ""
 	punches           *punchStats   // both peers' hole-punch counts; nil if not reported
 	observed          []string      // the public addresses A and B were observed at
 	punchLines        int           // peer log lines about hole punching
@@ -216,6 +217,7 @@ loop:
 	}
 	observe(t.path(ctx))
 	res.endPath = res.timeline[len(res.timeline)-1].Path
+	res.directVia = t.directVia(ctx)
 
 	var sj soakJSON
 	if err := decodeJSON("send --soak", so.out, &sj); err != nil {
@@ -389,6 +391,32 @@ func (t *trial) path(ctx context.Context) string {
 		}
 	}
 	return "unknown"
+}
+
+// directVia reads router A's conntrack table for flows between A and B's
+// router, the direct path: "tcp" if a TCP flow is established, "udp" if a
+// UDP flow (QUIC) has seen replies, both joined by "+", "" if neither.
+func (t *trial) directVia(ctx context.Context) string {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := t.l.nsExec(qctx, sites[0].rtr, "conntrack", "-L", "-d", sites[1].wanIP)
+	if err != nil {
+		return "error"
+	}
+	var tcp, udp bool
+	for _, l := range strings.Split(string(out), "\n") {
+		tcp = tcp || strings.HasPrefix(l, "tcp") && strings.Contains(l, " ESTABLISHED ")
+		udp = udp || strings.HasPrefix(l, "udp") && strings.Contains(l, "[ASSURED]")
+	}
+	switch {
+	case tcp && udp:
+		return "tcp+udp"
+	case tcp:
+		return "tcp"
+	case udp:
+		return "udp"
+	}
+	return ""
 }
 
 var (
