@@ -199,7 +199,7 @@ func TestKeeperWaitsForRelay(t *testing.T) {
 	}
 
 	r := startRelayAt(t, key, listen)
-	nt.Eventually(t, 10*time.Second, "reserved once the relay is up", func() bool { return nt.Reserved(a, 1) })
+	nt.Eventually(t, 30*time.Second, "reserved once the relay is up", func() bool { return nt.Reserved(a, 1) })
 	if rs := a.Reservations(); rs[0].Relay != r.ID() {
 		t.Errorf("reservation on %s, want %s", rs[0].Relay, r.ID())
 	}
