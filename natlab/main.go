@@ -79,6 +79,7 @@ type options struct {
 	msgTimeout    time.Duration
 	ready         time.Duration
 	relayAddrs    string
+	logLevel      string
 	jsonPath      string
 	check         bool
 	clean         bool
@@ -106,6 +107,7 @@ func run() int {
 	flag.DurationVar(&o.msgTimeout, "msg-timeout", 45*time.Second, "how long a message may wait for its acknowledgement before it counts as lost")
 	flag.DurationVar(&o.ready, "ready-timeout", 30*time.Second, "how long to wait for the relay and both reservations")
 	flag.StringVar(&o.relayAddrs, "relay-addrs", "all", "relay addresses given to the peers: all (TCP, WebSocket, QUIC) or ws; ws-only peers always get ws")
+	flag.StringVar(&o.logLevel, "log-level", "info", "the relay's and peers' --log-level (debug shows failed hole punches); see -keep")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the rows, with every trial's details, as JSON to this file")
 	flag.BoolVar(&o.check, "check", false, "also fail when a path is not what the row expects (cone and faults: direct in every trial; ws-only: never direct)")
 	flag.BoolVar(&o.clean, "clean", false, "first remove the lab's own namespaces (nl-*) and their processes, left over from a killed run")

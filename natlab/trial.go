@@ -30,6 +30,7 @@ type trial struct {
 	relayArgs  []string
 	relayAddrs []string // the relay's full addresses, as it wrote them
 	a, b       *peerState
+	pathFailed bool // a path query failed (printed once)
 }
 
 // pathChange is a change of B's path in A's peer book, seen by a poll.
@@ -261,7 +262,7 @@ func (t *trial) setup(ctx context.Context) error {
 		return fmt.Errorf("build lab: %w", err)
 	}
 	t.relayArgs = []string{"relay", "--data", filepath.Join(t.dir, "relay"), "--api", "127.0.0.1:0", "--no-dht",
-		"--addr-file", filepath.Join(t.dir, "relay.addrs"), "--network", network}
+		"--addr-file", filepath.Join(t.dir, "relay.addrs"), "--network", network, "--log-level", t.o.logLevel}
 	for _, a := range relayListen(t.o.quic) {
 		t.relayArgs = append(t.relayArgs, "--listen", a)
 	}
@@ -271,7 +272,7 @@ func (t *trial) setup(ctx context.Context) error {
 	}
 	for _, s := range sites {
 		data := filepath.Join(t.dir, "peer"+s.name)
-		args := []string{"peer", "--data", data, "--api", "127.0.0.1:0", "--no-dht", "--network", network}
+		args := []string{"peer", "--data", data, "--api", "127.0.0.1:0", "--no-dht", "--network", network, "--log-level", t.o.logLevel}
 		for _, a := range t.relayAddrs {
 			if t.o.relayAddrs == "all" && !t.sc.wsOnly || strings.Contains(a, "/ws/") {
 				args = append(args, "--relay", a)
@@ -374,15 +375,20 @@ func (t *trial) status(ctx context.Context, ps *peerState) (statusJSON, error) {
 
 // path is B's path in A's peer book: direct, relayed, none; "unknown" when
 // B is not in the book, "error" when the query failed.
+// The first failure of a trial is printed.
 func (t *trial) path(ctx context.Context) string {
 	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	out, err := t.l.nsExec(qctx, t.a.s.peer, t.o.bin, "peers", "--json", "--api", t.a.api)
-	if err != nil {
-		return "error"
-	}
 	var ps []peerJSON
-	if decodeJSON("peers", out, &ps) != nil {
+	if err == nil {
+		err = decodeJSON("peers", out, &ps)
+	}
+	if err != nil {
+		if !t.pathFailed && ctx.Err() == nil {
+			t.pathFailed = true
+			fmt.Fprintf(os.Stderr, "natlab: %s: reading A's peer book failed (path \"error\"): %s\n", t.sc.name, firstLine(err.Error(), 300))
+		}
 		return "error"
 	}
 	for _, p := range ps {
