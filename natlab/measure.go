@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -55,7 +56,7 @@ func runMeasure(ctx context.Context, o options, dir string) int {
 		{"direct (cone, after hole punch)", layouts[0], "direct"},
 		{"direct (udp-drop: TCP punch)", layouts[3], "direct"},
 	}
-	var ms []measurement
+	var res []measurement
 	for i, c := range cases {
 		if ctx.Err() != nil {
 			break
@@ -65,13 +66,13 @@ func runMeasure(ctx context.Context, o options, dir string) int {
 		if m.err != nil {
 			fmt.Fprintf(os.Stderr, "natlab: measure %s: %v\n", c.name, m.err)
 		}
-		ms = append(ms, m)
+		res = append(res, m)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "PATH\tPING RTT MIN\tP50\tAVG\tMAX (%d pings)\tUPLOAD %d MiB\tDOWNLOAD %d MiB\tPATH AFTER\tDIRECT FLOWS\n",
 		measurePings, measureBytes>>20, measureBytes>>20)
 	failed := ctx.Err() != nil
-	for _, m := range ms {
+	for _, m := range res {
 		if m.err != nil {
 			failed = true
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t%s\t-\n", m.name, orDash(m.path))
@@ -88,10 +89,51 @@ func runMeasure(ctx context.Context, o options, dir string) int {
 			rate(m.perf.Download, m.perf.DownloadTime), m.path, orDash(m.via))
 	}
 	tw.Flush()
+	if o.jsonPath != "" {
+		if err := writeMeasureJSON(o.jsonPath, res); err != nil {
+			fmt.Fprintf(os.Stderr, "natlab: -json: %v\n", err)
+			failed = true
+		}
+	}
 	if failed {
 		return 1
 	}
 	return 0
+}
+
+type measureJSON struct {
+	Path        string    `json:"path"`
+	Error       string    `json:"error,omitempty"`
+	PathAfter   string    `json:"path_after"`
+	DirectVia   string    `json:"direct_via,omitempty"`
+	RTTsMS      []float64 `json:"rtts_ms"`
+	UploadMBps  float64   `json:"upload_mb_per_s"`
+	DownloadMBs float64   `json:"download_mb_per_s"`
+}
+
+func writeMeasureJSON(path string, res []measurement) error {
+	var out []measureJSON
+	for _, m := range res {
+		j := measureJSON{Path: m.name, PathAfter: m.path, DirectVia: m.via}
+		if m.err != nil {
+			j.Error = m.err.Error()
+		}
+		for _, r := range m.rtts {
+			j.RTTsMS = append(j.RTTsMS, ms(r))
+		}
+		if m.perf.UploadTime > 0 {
+			j.UploadMBps = float64(m.perf.Upload) / m.perf.UploadTime.Seconds() / 1e6
+		}
+		if m.perf.DownloadTime > 0 {
+			j.DownloadMBs = float64(m.perf.Download) / m.perf.DownloadTime.Seconds() / 1e6
+		}
+		out = append(out, j)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // measureOne builds a lab for sc, sends messages from A to B until B's path
