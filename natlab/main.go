@@ -151,6 +151,11 @@ func run() int {
 	if err := ensureTools(ctx); err != nil {
 		return usage("%v", err)
 	}
+	unlock, err := lockLab(ctx)
+	if err != nil {
+		return usage("%v", err)
+	}
+	defer unlock()
 	if o.clean {
 		err = cleanLeftovers(ctx)
 	} else {
@@ -261,6 +266,39 @@ func ensureTools(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// lockFile serialises natlab runs on the machine: the namespaces have fixed
+// names, and -clean must not take a running lab for a leftover one. The
+// kernel drops the lock when its holder dies, however it dies.
+const lockFile = "/run/natlab.lock"
+
+// lockLab takes the lock, waiting while another natlab holds it.
+func lockLab(ctx context.Context) (unlock func(), err error) {
+	f, err := os.OpenFile(lockFile, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	for said := false; ; said = true {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", lockFile, err)
+		}
+		if !said {
+			fmt.Fprintf(os.Stderr, "natlab: another natlab run holds %s; waiting for it to end\n", lockFile)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return func() { f.Close() }, nil
 }
 
 // leftovers returns the lab's namespace names that exist now.
