@@ -177,11 +177,17 @@ func (n *Node) EnsureMember(ctx context.Context, to peer.ID) error {
 }
 
 // dial connects to ai now. The swarm's dial backoff (seconds to minutes
-// after a failure) is cleared first: a caller asking now, after a relay came
-// back, must not be told "dial backoff".
+// after a failure) is cleared first, for the peer and for our relays: a
+// caller asking now, after a relay came back, must not be told "dial backoff".
 func (n *Node) dial(ctx context.Context, ai peer.AddrInfo) error {
 	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
 		sw.Backoff().Clear(ai.ID)
+		// A relayed dial dials the relay first: its backoff counts too.
+		if k := n.keeper.Load(); k != nil {
+			for _, r := range k.Relays() {
+				sw.Backoff().Clear(r.ID)
+			}
+		}
 	}
 	n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
 	restore := n.hideDeadCircuits(ai.ID)

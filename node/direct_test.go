@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/book"
@@ -121,13 +123,7 @@ func TestMessagesMoveToDirectAndBack(t *testing.T) {
 	s.awaitMore(t, 20, "messages with the relayed connection gone")
 
 	// The direct path dies for good: b stops listening, the connection drops.
-	var tcp []ma.Multiaddr
-	for _, l := range b.Host().Network().ListenAddresses() {
-		if !book.IsRelayed(l) {
-			tcp = append(tcp, l)
-		}
-	}
-	b.Host().Network().(interface{ ListenClose(...ma.Multiaddr) }).ListenClose(tcp...)
+	closeListeners(b)
 	for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
 		_ = c.Close()
 	}
@@ -196,5 +192,126 @@ func checkOnceInOrder(t *testing.T, msgs []messaging.Message, from peer.ID, acke
 	}
 	if got := int64(want - 1); got < acked {
 		t.Fatalf("inbox holds %d messages, %d were acknowledged", got, acked)
+	}
+}
+
+// A direct path that dies silently (a NAT mapping gone: no reset, no
+// error, packets just vanish) does not hold messages until the transport's
+// idle timeout: the stalled connection is probed, closed, and the messages
+// go through the relay, with no error for the sender.
+func TestMessagesLeaveSilentlyDeadPath(t *testing.T) {
+	r := nt.Relay(t)
+	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
+	a := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
+	b := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
+	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
+	ctx := nt.Context(t, 60*time.Second)
+	if _, err := a.ConnectPeer(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.RelayedAddrs()}); err != nil {
+		t.Fatalf("connect through the relay: %v", err)
+	}
+	got := collect(t, b)
+	s := startSender(a, b.ID())
+	s.awaitMore(t, 10, "messages through the relay")
+
+	hole := newBlackhole(t, b.DirectAddrs()[0])
+	direct := network.WithForceDirectDial(ctx, "test: as a hole punch would")
+	if err := a.Host().Connect(direct, peer.AddrInfo{ID: b.ID(), Addrs: []ma.Multiaddr{hole.addr}}); err != nil {
+		t.Fatalf("direct connection through the blackhole: %v", err)
+	}
+	nt.Eventually(t, 10*time.Second, "relayed connection closed once idle", func() bool {
+		return pathOf(a, b.ID()) == book.PathDirect && relayedConns(a, b.ID()) == 0
+	})
+	s.awaitMore(t, 10, "messages over the direct connection")
+
+	closeListeners(b) // no new direct connection: only the relay is left
+	hole.swallow()
+	s.awaitMore(t, 10, "messages through the relay after the direct path died silently")
+	for _, err := range s.finish() {
+		t.Errorf("sender saw: %v", err)
+	}
+	checkOnceInOrder(t, got(), a.ID(), s.acked.Load())
+}
+
+func closeListeners(n *node.Node) {
+	var tcp []ma.Multiaddr
+	for _, l := range n.Host().Network().ListenAddresses() {
+		if !book.IsRelayed(l) {
+			tcp = append(tcp, l)
+		}
+	}
+	n.Host().Network().(interface{ ListenClose(...ma.Multiaddr) }).ListenClose(tcp...)
+}
+
+// blackhole forwards TCP connections to a target until swallow is called;
+// from then on it keeps them open and drops every byte, as a NAT that lost
+// its mapping does.
+type blackhole struct {
+	addr ma.Multiaddr
+	ln   net.Listener
+	dead atomic.Bool
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	cs   []net.Conn
+}
+
+func newBlackhole(t *testing.T, target ma.Multiaddr) *blackhole {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	to, err := manet.ToNetAddr(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &blackhole{ln: ln, addr: ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ln.Addr().(*net.TCPAddr).Port))}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", to.String())
+			if err != nil {
+				c.Close()
+				continue
+			}
+			h.mu.Lock()
+			h.cs = append(h.cs, c, up)
+			h.mu.Unlock()
+			h.wg.Add(2)
+			go h.pipe(up, c)
+			go h.pipe(c, up)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		h.mu.Lock()
+		for _, c := range h.cs {
+			c.Close()
+		}
+		h.mu.Unlock()
+		h.wg.Wait()
+	})
+	return h
+}
+
+func (h *blackhole) swallow() { h.dead.Store(true) }
+
+func (h *blackhole) pipe(dst, src net.Conn) {
+	defer h.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if h.dead.Load() {
+			continue
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
 	}
 }

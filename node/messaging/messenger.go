@@ -50,6 +50,12 @@ const seenTTL = 10 * time.Minute
 // pruneEvery is how often idle outboxes and stale sender records go.
 const pruneEvery = time.Minute
 
+// stallAfter is how long a message may wait for its acknowledgement before
+// the connection it went on is checked: a path that silently died (a NAT
+// mapping gone, a link down) otherwise holds messages until the transport's
+// own idle timeout, 30 s or more.
+const stallAfter = 3 * time.Second
+
 // Waits between attempts to write a message again when no stream to its
 // receiver can be opened.
 const (
@@ -138,7 +144,7 @@ func (m *Messenger) Send(ctx context.Context, to peer.ID, data []byte) (time.Dur
 	if len(data) > protocol.MaxMessageSize {
 		return 0, fmt.Errorf("%w (%d bytes)", protocol.ErrTooLarge, len(data))
 	}
-	if err := m.members.EnsureMember(ctx, to); err != nil {
+	if err := m.reach(ctx, to); err != nil {
 		return 0, err
 	}
 	ob := m.outboxFor(to)
@@ -163,13 +169,42 @@ func (m *Messenger) Send(ctx context.Context, to peer.ID, data []byte) (time.Dur
 	return time.Since(start), nil
 }
 
+// reach makes sure a connection to member to exists. While no path works
+// (its relay restarting, say) it tries again with growing waits for as long
+// as ctx has a deadline, so a message sent during an outage goes once the
+// path is back; without a deadline it fails at once.
+func (m *Messenger) reach(ctx context.Context, to peer.ID) error {
+	wait := resendBackoff
+	for {
+		err := m.members.EnsureMember(ctx, to)
+		if err == nil || !errors.Is(err, ErrUnreachable) {
+			return err
+		}
+		if _, ok := ctx.Deadline(); !ok {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no path to %s in time: %v", ErrTimeout, to, err)
+		}
+		wait = min(2*wait, maxResendBackoff)
+	}
+}
+
 // await waits for p's acknowledgement, writing p again (with whatever else
 // is pending) each time the stream it was on ends first.
 func (m *Messenger) await(ctx context.Context, ob *outbox, p *pending) error {
 	wait := resendBackoff
+	stall := time.NewTimer(stallAfter)
+	defer stall.Stop()
 	for {
 		select {
 		case <-p.wake:
+		case <-stall.C:
+			ob.checkStalled(ctx, m, p)
+			stall.Reset(stallAfter)
+			continue
 		case <-ctx.Done():
 			return fmt.Errorf("%w: message %d to %s: %v", ErrTimeout, p.seq, ob.to, ctx.Err())
 		}
