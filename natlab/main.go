@@ -193,7 +193,8 @@ func run() int {
 			n = o.coneTrials
 		}
 		for i := 1; i <= n && ctx.Err() == nil; i++ {
-			res, err := runTrial(ctx, o, sc, filepath.Join(dir, fmt.Sprintf("%s-%d", strings.ReplaceAll(sc.name, ":", "-"), i)))
+			tdir := filepath.Join(dir, fmt.Sprintf("%s-%d", strings.ReplaceAll(sc.name, ":", "-"), i))
+			res, err := runTrial(ctx, o, sc, tdir)
 			if err != nil {
 				if ctx.Err() == nil {
 					fmt.Fprintf(os.Stderr, "natlab: %s trial %d/%d FAILED: %v\n", sc.name, i, n, err)
@@ -212,6 +213,11 @@ func run() int {
 				fmt.Fprintf(os.Stderr, "natlab: %s trial %d: first send errors: %s\n", sc.name, i, strings.Join(first, "; "))
 			}
 			r.add(res)
+			one := &row{sc: sc}
+			one.add(res)
+			if len(one.problems(o.check)) > 0 {
+				printLogTails(tdir)
+			}
 		}
 	}
 	failed := false
@@ -372,6 +378,20 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printLogTails prints the last lines of a failed trial's logs, so a CI run
+// says what happened without -keep.
+func printLogTails(dir string) {
+	for _, name := range []string{"peerA.log", "peerB.log", "relay.log"} {
+		var lines []string
+		for _, l := range readLines(filepath.Join(dir, name)) {
+			if !strings.HasPrefix(l, "/") && !strings.HasPrefix(l, "peer ID:") {
+				lines = append(lines, "    "+firstLine(l, 300))
+			}
+		}
+		fmt.Fprintf(os.Stderr, "natlab: last lines of %s:\n%s\n", name, strings.Join(lines[max(0, len(lines)-8):], "\n"))
+	}
 }
 
 // firstLine is the first line of s, cut at n bytes.
