@@ -20,6 +20,8 @@ fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadMsgFrame -fuzztime 30s
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzOpenPeerRecord -fuzztime 30s
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzDecodeRefusal -fuzztime 30s
+	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadTunnelRequest -fuzztime 30s
+	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadTunnelAnswer -fuzztime 30s
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
