@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -131,7 +130,10 @@ func copyAdaptive(dst io.Writer, src io.Reader) (int64, error) {
 			}
 		}
 		if rerr != nil {
-			if errors.Is(rerr, io.EOF) {
+			// Only io.EOF itself is the end of data: yamux wraps it in the
+			// reset of every stream of a connection that ended (a relay
+			// gone), and that must cut the tunnel, not half-close it.
+			if rerr == io.EOF {
 				return total, nil
 			}
 			return total, rerr
