@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -29,6 +30,9 @@ type Client struct {
 func NewClient(addr string) *Client {
 	return &Client{base: "http://" + addr, http: &http.Client{}}
 }
+
+// Addr returns the API address the client talks to.
+func (c *Client) Addr() string { return strings.TrimPrefix(c.base, "http://") }
 
 // APIError is an error the node answered with.
 type APIError struct {
