@@ -148,6 +148,13 @@ func (c *Client) Runtime(ctx context.Context) (Runtime, error) {
 	return rt, c.Do(ctx, http.MethodGet, "/v1/runtime", nil, &rt)
 }
 
+// RuntimeAfterGC is Runtime after a garbage collection in the node: live
+// memory only.
+func (c *Client) RuntimeAfterGC(ctx context.Context) (Runtime, error) {
+	var rt Runtime
+	return rt, c.Do(ctx, http.MethodGet, "/v1/runtime?gc=1", nil, &rt)
+}
+
 // isText reports whether data travels well as a JSON string; other bytes go
 // as base64, which grows them by a third rather than up to six times.
 func isText(data []byte) bool {
