@@ -40,6 +40,11 @@ bench-capacity: build
 bench-datapath: build
 	$(GO) run ./bench/datapath -bin $(BIN)
 
+# Tunnels (docs/BENCHMARKS.md "Tunnels"): forwarded throughput against perf,
+# setup time, memory per idle forwarded connection; relayed and direct.
+bench-tunnel: build
+	$(GO) run ./bench/tunnel -bin $(BIN)
+
 # Strangers connecting to and leaving a relay: its RSS and maps before,
 # at peak and after.
 bench-churn: build
