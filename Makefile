@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
+.PHONY: build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-churn bench-smoke clean testnet testnet-check testnet-down
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/overlay
@@ -20,6 +20,8 @@ fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadMsgFrame -fuzztime 30s
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzOpenPeerRecord -fuzztime 30s
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzDecodeRefusal -fuzztime 30s
+	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadTunnelRequest -fuzztime 30s
+	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadTunnelAnswer -fuzztime 30s
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -37,6 +39,11 @@ bench-capacity: build
 # each relay's CPU per GB, all in separate processes.
 bench-datapath: build
 	$(GO) run ./bench/datapath -bin $(BIN)
+
+# Tunnels (docs/BENCHMARKS.md "Tunnels"): forwarded throughput against perf,
+# setup time, memory per idle forwarded connection; relayed and direct.
+bench-tunnel: build
+	$(GO) run ./bench/tunnel -bin $(BIN)
 
 # Strangers connecting to and leaving a relay: its RSS and maps before,
 # at peak and after.

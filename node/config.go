@@ -10,6 +10,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
@@ -75,6 +76,9 @@ type Config struct {
 	// Keeper retry settings, for a private node; Relays, Admission and
 	// Logger are set by the node.
 	Keeper relay.KeeperConfig
+	// Expose are local TCP services offered to members from the start
+	// (node/tunnel); more are exposed at run time through Tunnels().
+	Expose []tunnel.Exposure
 	// Book bounds the peer book: how long strangers stay, and how many
 	// peers it holds.
 	Book   book.Policy

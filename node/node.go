@@ -27,6 +27,7 @@ import (
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/messaging"
+	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
@@ -49,6 +50,7 @@ type Node struct {
 	relays   *relay.Standing
 	notif    *network.NotifyBundle
 	msgr     *messaging.Messenger
+	tunnels  *tunnel.Service
 	em       emitters
 
 	dht *dht.DHT
@@ -117,7 +119,12 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 		// A private node keeps libp2p's own limits (autoscaled from memory,
 		// hundreds of connections): it holds a few relays and members. Hole
 		// punching is the node's own (startPunching), not libp2p's.
-		opts = append(opts,
+		// Tunnels get room beyond those limits (scaleForTunnels).
+		rm, err := privateResourceManager()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, rm,
 			libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 				direct, _ := book.SplitAddrs(addrs)
 				return append(direct, n.RelayedAddrs()...)
@@ -138,6 +145,7 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 func (n *Node) relayLimits() ([]libp2p.Option, error) {
 	n.refusals = relay.NewRefusals(n.log)
 	l := relay.LimitsFor(n.cfg.Relay)
+	l.Scale = scaleForTunnels
 	if short := l.FDShortfall(); short > 0 {
 		n.log.Warn("file descriptor limit too low for the relay's limits", "missing", short,
 			"hint", "raise ulimit -n, or lower --max-reservations")
@@ -162,6 +170,9 @@ func (n *Node) start() error {
 		return fmt.Errorf("watch relay events: %w", err)
 	}
 	n.msgr = messaging.New(n.host, n, n.log)
+	if err := n.startTunnels(); err != nil {
+		return err
+	}
 	if err := n.watchPaths(); err != nil {
 		return fmt.Errorf("watch paths: %w", err)
 	}
@@ -227,6 +238,9 @@ func (n *Node) Close() error {
 	n.closed.Do(func() {
 		n.cancel()
 		n.punch.close()
+		if n.tunnels != nil {
+			n.tunnels.Close()
+		}
 		if n.msgr != nil {
 			n.msgr.Close()
 		}

@@ -55,6 +55,9 @@ type Limits struct {
 	ConnsPerIP     int     `json:"conns_per_ip"`
 	ConnRatePerIP  float64 `json:"conn_rate_per_ip"`
 	ConnBurstPerIP int     `json:"conn_burst_per_ip"`
+	// Scale, when set, adjusts libp2p's scaling limits before the ones
+	// above apply: the node raises the stream limits of its own protocols.
+	Scale func(*rcmgr.ScalingLimitConfig) `json:"-"`
 }
 
 // LimitsFor sizes a relay's host for cfg.
@@ -82,6 +85,9 @@ func LimitsFor(cfg Config) Limits {
 func (l Limits) ResourceManager(ref *Refusals) (network.ResourceManager, error) {
 	scaling := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&scaling)
+	if l.Scale != nil {
+		l.Scale(&scaling)
+	}
 	base := scaling.AutoScale()
 	v := func(n int) rcmgr.LimitVal { return rcmgr.LimitVal(n) }
 	circuitStreams := rcmgr.ResourceLimits{Streams: v(l.Streams / 2), StreamsInbound: v(l.Streams / 2), StreamsOutbound: v(l.Streams / 2)}

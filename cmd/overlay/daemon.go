@@ -28,6 +28,7 @@ import (
 type daemonFlags struct {
 	data, key, netKey, api, addrFile, logLevel, logFormat, pprof string
 	listen                                                       maddrs
+	forwards                                                     forwardSpecs
 }
 
 // register binds the common flags: the node's own settings straight into
@@ -47,6 +48,8 @@ func (d *daemonFlags) register(fs *flag.FlagSet, role string, cfg *node.Config) 
 	fs.DurationVar(&cfg.Republish, "republish", cfg.Republish, "republish this node's signed peer record this often (and at once when its addresses change)")
 	fs.DurationVar(&cfg.Book.StrangerTTL, "stranger-ttl", cfg.Book.StrangerTTL, "forget peers that are not members (foreign, rejected, discovered) this long after they were last seen")
 	fs.IntVar(&cfg.Book.MaxPeers, "max-book", cfg.Book.MaxPeers, "most peers in the peer book; strangers seen longest ago go first, members are always kept")
+	fs.Var((*exposures)(&cfg.Expose), "expose", "serve the local TCP service HOST:PORT to members as NAME (NAME=HOST:PORT), repeatable; see 'overlay expose'")
+	fs.Var(&d.forwards, "forward", "listen on LOCAL-ADDR and carry each connection to a member's service (LOCAL-ADDR=PEER-ID/NAME), repeatable; see 'overlay forward'")
 }
 
 func defaultDataDir(role string) string {
@@ -146,6 +149,10 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		return err
 	}
 	closers := []io.Closer{n}
+	if err := startForwards(n.Tunnels(), d.forwards); err != nil {
+		_ = closeWithin(shutdownBound, closers...)
+		return err
+	}
 	srv, err := serve(d, n, log)
 	if srv != nil {
 		closers = []io.Closer{srv, n}

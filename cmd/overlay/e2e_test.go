@@ -215,6 +215,7 @@ func TestBinaryRelayAndTwoPeers(t *testing.T) {
 		}
 	}
 	checkMessaging(t, a.api(t), b.api(t), bID)
+	checkTunnels(t, a.api(t), b.api(t), bID)
 	for _, p := range []*proc{a, b, r} {
 		p.stop(t)
 	}
@@ -248,5 +249,42 @@ func checkMessaging(t *testing.T, aAPI, bAPI, bID string) {
 	}
 	if out, err = overlay(t, "perf", "--api", aAPI, "--upload", "1048576", "--download", "1048576", bID); err != nil || !strings.Contains(out, "download: 1048576 bytes") {
 		t.Errorf("perf: %q, %v", out, err)
+	}
+}
+
+// checkTunnels exposes b's own control API as a service, forwards a port of
+// a to it, and asks b for its status through that port.
+func checkTunnels(t *testing.T, aAPI, bAPI, bID string) {
+	if out, err := overlay(t, "expose", "--api", bAPI, "api", bAPI, "--allow", bID); err != nil || !strings.Contains(out, `as "api"`) {
+		t.Fatalf("expose: %q, %v", out, err)
+	}
+	if _, err := overlay(t, "expose", "--api", bAPI, "api", bAPI); err != nil {
+		t.Fatalf("expose again, to every member: %v", err)
+	}
+	out, err := overlay(t, "forward", "--api", aAPI, "127.0.0.1:0", bID, "api")
+	if err != nil {
+		t.Fatalf("forward: %v", err)
+	}
+	var listen string
+	if _, err := fmt.Sscanf(out, "forwarding %s to", &listen); err != nil {
+		t.Fatalf("forward printed %q", out)
+	}
+	if out, err := overlay(t, "status", "--api", listen); err != nil || !strings.Contains(out, bID) {
+		t.Fatalf("status through the forward: %q, %v", out, err)
+	}
+	if out, err := overlay(t, "forward", "--list", "--api", aAPI); err != nil || !strings.Contains(out, listen) {
+		t.Fatalf("forward --list: %q, %v", out, err)
+	}
+	if out, err := overlay(t, "expose", "--list", "--api", bAPI); err != nil || !strings.Contains(out, "every member") {
+		t.Fatalf("expose --list: %q, %v", out, err)
+	}
+	if _, err := overlay(t, "forward", "--remove", listen, "--api", aAPI); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := overlay(t, "expose", "--remove", "api", "--api", bAPI); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := overlay(t, "expose", "--remove", "api", "--api", bAPI); err == nil {
+		t.Error("removing a service twice succeeded")
 	}
 }

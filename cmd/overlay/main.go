@@ -25,6 +25,8 @@ Talk to a running node (through its control API, --api):
   overlay inbox [--json]                recently received messages
   overlay ping TARGET                   /ipfs/ping/1.0.0 round-trip times to any libp2p peer
   overlay perf TARGET                   throughput with /perf/1.0.0 (--upload, --download bytes)
+  overlay expose NAME HOST:PORT         serve a local TCP service to members (--allow, --list, --remove)
+  overlay forward LOCAL-ADDR PEER NAME  carry local TCP connections to a member's service (--list, --remove)
 
 Run 'overlay COMMAND --help' for a command's flags.
 `
@@ -42,6 +44,8 @@ var commands = map[string]func(args []string) error{
 	"inbox":   runInbox,
 	"ping":    runPing,
 	"perf":    runPerf,
+	"expose":  runExpose,
+	"forward": runForward,
 }
 
 func main() {

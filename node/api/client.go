@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -29,6 +30,9 @@ type Client struct {
 func NewClient(addr string) *Client {
 	return &Client{base: "http://" + addr, http: &http.Client{}}
 }
+
+// Addr returns the API address the client talks to.
+func (c *Client) Addr() string { return strings.TrimPrefix(c.base, "http://") }
 
 // APIError is an error the node answered with.
 type APIError struct {
@@ -142,6 +146,13 @@ func (c *Client) Perf(ctx context.Context, req PerfRequest) (protocol.PerfResult
 func (c *Client) Runtime(ctx context.Context) (Runtime, error) {
 	var rt Runtime
 	return rt, c.Do(ctx, http.MethodGet, "/v1/runtime", nil, &rt)
+}
+
+// RuntimeAfterGC is Runtime after a garbage collection in the node: live
+// memory only.
+func (c *Client) RuntimeAfterGC(ctx context.Context) (Runtime, error) {
+	var rt Runtime
+	return rt, c.Do(ctx, http.MethodGet, "/v1/runtime?gc=1", nil, &rt)
 }
 
 // isText reports whether data travels well as a JSON string; other bytes go

@@ -71,6 +71,10 @@ func (s *Server) messageRoutes() {
 	s.mux.HandleFunc("POST /v1/ping", s.ping)
 	s.mux.HandleFunc("POST /v1/perf", s.perf)
 	s.mux.HandleFunc("GET /v1/runtime", func(w http.ResponseWriter, r *http.Request) {
+		// ?gc=1 collects first, so that a benchmark reads live memory, not garbage.
+		if r.URL.Query().Get("gc") == "1" {
+			runtime.GC()
+		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		WriteJSON(w, http.StatusOK, Runtime{Goroutines: runtime.NumGoroutine(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse})

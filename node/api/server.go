@@ -84,6 +84,7 @@ func (s *Server) routes() {
 	})
 	s.mux.HandleFunc("POST /v1/connect", s.connect)
 	s.messageRoutes()
+	s.tunnelRoutes()
 }
 
 // Health is the answer of /v1/health.

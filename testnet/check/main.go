@@ -347,6 +347,8 @@ func (c *checker) run() bool {
 	c.checkReservations("reserve", relays, nil, nil, *reserveWait, time.Now())
 	c.progress("messages between %d pairs", len(pairs()))
 	c.checkMessages("message", pairs(), 30*time.Second, time.Now(), true)
+	c.progress("tunnel peer1 -> peer2")
+	c.checkTunnel("peer1", "peer2", 30*time.Second)
 	// Stopping relay2 first leaves every pair connected through relay1, so
 	// that stopping relay1 next makes each of them find its way through
 	// relay2 again.
