@@ -202,9 +202,9 @@ func run() int {
 				}
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "natlab: %s trial %d/%d: sent %d, acked %d (rtt p50 %s, max %s), lost %d, delivered %d, dup %d, reordered %d; path %s (direct flows: %s); %s; log: %d hole-punch, %d warn/error lines\n",
+			fmt.Fprintf(os.Stderr, "natlab: %s trial %d/%d: sent %d, acked %d (rtt p50 %s, max %s), lost %d, delivered %d, dup %d, reordered %d; path %s, B sees A %s (direct flows: %s); %s; log: %d hole-punch, %d warn/error lines\n",
 				sc.name, i, n, res.sent, res.acked, res.rttP50.Round(10*time.Microsecond), res.rttMax.Round(time.Millisecond),
-				res.lost, res.inbox.delivered, res.inbox.dup, res.inbox.reordered, res.timelineText(), orDash(res.directVia), res.punchText(), res.punchLines, res.warnLines)
+				res.lost, res.inbox.delivered, res.inbox.dup, res.inbox.reordered, res.timelineText(), res.endPathBA, orDash(res.directVia), res.punchText(), res.punchLines, res.warnLines)
 			if len(res.firstErrors) > 0 {
 				var first []string
 				for _, e := range res.firstErrors[:min(3, len(res.firstErrors))] {

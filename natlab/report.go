@@ -174,6 +174,7 @@ type trialJSON struct {
 	DirectAfterMS *float64     `json:"direct_after_ms,omitempty"`
 	FaultAtMS     *float64     `json:"fault_at_ms,omitempty"`
 	PathAtEnd     string       `json:"path_at_end,omitempty"`
+	PathAtEndBA   string       `json:"path_at_end_b_to_a,omitempty"`
 	DirectVia     string       `json:"direct_via,omitempty"`
 	Timeline      []changeJSON `json:"path_timeline,omitempty"`
 	Punches       *punchStats  `json:"hole_punches,omitempty"`
@@ -192,7 +193,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (t trialResult) json() trialJSON {
 	j := trialJSON{Sent: t.sent, Acked: t.acked, Lost: t.lost, RTTP50MS: ms(t.rttP50), RTTMaxMS: ms(t.rttMax), Delivered: t.inbox.delivered, Dup: t.inbox.dup,
-		Reordered: t.inbox.reordered, Missing: t.inbox.missing, PathBefore: t.pathBefore, PathAtEnd: t.endPath, DirectVia: t.directVia,
+		Reordered: t.inbox.reordered, Missing: t.inbox.missing, PathBefore: t.pathBefore, PathAtEnd: t.endPath, PathAtEndBA: t.endPathBA, DirectVia: t.directVia,
 		Punches: t.punches, Observed: t.observed, PunchLines: t.punchLines, WarnLines: t.warnLines, FirstErrors: t.firstErrors}
 	if t.direct {
 		v := ms(t.directAfter)

@@ -48,6 +48,7 @@ type trialResult struct {
 	directAfter       time.Duration // since the soak started
 	pathBefore        string        // before the first message
 	endPath           string
+	endPathBA         string // A's path in B's book at the end: the two can differ
 	timeline          []pathChange
 	faultAt           time.Duration // since the soak started; 0: no fault
 	directVia         string        // transports of router A's live flows to router B: "tcp", "udp", "tcp+udp", ""
@@ -218,6 +219,7 @@ loop:
 	}
 	observe(t.path(ctx))
 	res.endPath = res.timeline[len(res.timeline)-1].Path
+	res.endPathBA = t.pathFrom(ctx, t.b, t.a)
 	res.directVia = t.directVia(ctx)
 
 	var sj soakJSON
@@ -376,10 +378,13 @@ func (t *trial) status(ctx context.Context, ps *peerState) (statusJSON, error) {
 // path is B's path in A's peer book: direct, relayed, none; "unknown" when
 // B is not in the book, "error" when the query failed.
 // The first failure of a trial is printed.
-func (t *trial) path(ctx context.Context) string {
+func (t *trial) path(ctx context.Context) string { return t.pathFrom(ctx, t.a, t.b) }
+
+// pathFrom is to's path in from's peer book.
+func (t *trial) pathFrom(ctx context.Context, from, to *peerState) string {
 	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	out, err := t.l.nsExec(qctx, t.a.s.peer, t.o.bin, "peers", "--json", "--api", t.a.api)
+	out, err := t.l.nsExec(qctx, from.s.peer, t.o.bin, "peers", "--json", "--api", from.api)
 	var ps []peerJSON
 	if err == nil {
 		err = decodeJSON("peers", out, &ps)
@@ -392,7 +397,7 @@ func (t *trial) path(ctx context.Context) string {
 		return "error"
 	}
 	for _, p := range ps {
-		if p.ID == t.b.id {
+		if p.ID == to.id {
 			return p.Path
 		}
 	}
