@@ -27,6 +27,9 @@ func (n *Node) watchPaths() error {
 	n.retiring = &retiring{m: map[peer.ID]struct{}{}}
 	return n.follow(new(events.EvtPath), func(e any) {
 		ev := e.(events.EvtPath)
+		if ev.Path == book.PathRelayed && ev.Prev == book.PathDirect {
+			n.repunch(ev.Peer)
+		}
 		if ev.Path != book.PathDirect {
 			return
 		}

@@ -77,6 +77,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), paths: newPaths(),
 		relays: relay.NewStanding(), punch: &puncher{log: cfg.Logger}, autonat: &reachability{}}
 	n.observed = newObserved(n.trustsObservation)
+	n.punch.punched = n.repunch
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
 		return nil, err
