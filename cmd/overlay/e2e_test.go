@@ -37,15 +37,22 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd  *exec.Cmd
 	data string
-	logs *bytes.Buffer
+	logs *bytes.Buffer // stdout and stderr; read only once the process ended
 	done chan error
 }
 
 func start(t *testing.T, data string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, data, args...)
+}
+
+// startEnv starts a daemon with env added to the test's environment.
+func startEnv(t *testing.T, env []string, data string, args ...string) *proc {
+	t.Helper()
 	p := &proc{data: data, logs: &bytes.Buffer{}, done: make(chan error, 1)}
 	args = append(args, "--data", data, "--api", "127.0.0.1:0", "--log-level", "debug")
 	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = p.logs
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {

@@ -16,10 +16,16 @@ import (
 	"github.com/overlay-net/overlay/node"
 )
 
-// DefaultAddr is where the control API listens unless told otherwise. It is
-// loopback: the API can make the node dial anyone, so it is not for the
-// network.
-const DefaultAddr = "127.0.0.1:7400"
+// Where the control API listens unless told otherwise: loopback, as the API
+// can make the node dial anyone, so it is not for the network. A relay and a
+// peer have their own, so both run on one host without flags.
+const (
+	DefaultRelayAddr = "127.0.0.1:7400"
+	DefaultPeerAddr  = "127.0.0.1:7401"
+)
+
+// DefaultAddrs are the addresses clients try when told none, relay first.
+var DefaultAddrs = []string{DefaultRelayAddr, DefaultPeerAddr}
 
 // maxBody caps a request body: room for the largest message even as JSON
 // text with every byte escaped (6x).
