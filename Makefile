@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: systemd-verify build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
+.PHONY: systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -113,3 +113,7 @@ testnet-down:
 # systemd-analyze verify, when the tool exists (make test runs it too).
 systemd-verify:
 	$(GO) test -count=1 -run TestSystemdUnitVerifies -v ./cmd/overlay
+
+# docs/status-page.png, from the status page test in headless Chromium.
+screenshot:
+	OVERLAY_SCREENSHOT=$(CURDIR)/docs/status-page.png $(GO) test -count=1 -run TestStatusPageInChromium ./node/api

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/overlay-net/overlay/internal/atomicfile"
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
@@ -26,8 +29,8 @@ import (
 // daemonFlags are the flags both node commands take that are not part of
 // node.Config: files to read and where to log.
 type daemonFlags struct {
-	data, key, netKey, api, addrFile, logLevel, logFormat, pprof string
-	listen                                                       maddrs
+	data, key, netKey, api, addrFile, logLevel, logFormat, pprof, metrics string
+	listen                                                                maddrs
 }
 
 // register binds the common flags: the node's own settings straight into
@@ -47,6 +50,7 @@ func (x *daemon) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.addrFile, "addr-file", "", "write the node's full /p2p/ multiaddrs to this file, one per line")
 	fs.StringVar(&d.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "log format: text or json (one object per line)")
+	fs.StringVar(&d.metrics, "metrics", "", "also serve Prometheus metrics at http://ADDR/metrics, apart from the control API (which serves them too)")
 	fs.StringVar(&d.pprof, "pprof", "", "serve Go's profiler (net/http/pprof) on this loopback address, for profiling under load (default: off)")
 	fs.Var((*maddrs)(&cfg.Bootstrap), "bootstrap", "DHT bootstrap peer multiaddr ending in /p2p/<peer ID>, repeatable (relays are always used too)")
 	fs.BoolVar(&cfg.DisableDHT, "no-dht", false, "stay out of the DHT: find peers only through known addresses and this node's relays")
@@ -167,6 +171,8 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		return err
 	}
 	cfg.Key, cfg.DataDir, cfg.Logger = key, d.data, log
+	cfg.Metrics = prometheus.NewRegistry()
+	cfg.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if d.netKey != "" {
 		if cfg.NetworkKey, err = readNetworkKey(d.netKey); err != nil {
 			return err
@@ -185,6 +191,13 @@ func runNode(d daemonFlags, cfg node.Config) error {
 	srv, err := serve(d, n, log)
 	if srv != nil {
 		closers = []io.Closer{srv, n}
+	}
+	if err == nil && d.metrics != "" {
+		var ms *api.MetricsServer
+		if ms, err = api.ListenMetrics(d.metrics, n, log); err == nil {
+			log.Info("metrics listening", "addr", ms.Addr())
+			closers = append([]io.Closer{ms}, closers...)
+		}
 	}
 	if err != nil {
 		_ = closeWithin(shutdownBound, closers...)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd  *exec.Cmd
 	data string
-	logs *bytes.Buffer // stdout and stderr; read only once the process ended
+	logs *syncBuffer // stdout and stderr
 	done chan error
 }
 
@@ -49,7 +50,7 @@ func start(t *testing.T, data string, args ...string) *proc {
 // startEnv starts a daemon with env added to the test's environment.
 func startEnv(t *testing.T, env []string, data string, args ...string) *proc {
 	t.Helper()
-	p := &proc{data: data, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &proc{data: data, logs: &syncBuffer{}, done: make(chan error, 1)}
 	args = append(args, "--data", data, "--api", "127.0.0.1:0", "--log-level", "debug")
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
@@ -68,6 +69,26 @@ func startEnv(t *testing.T, env []string, data string, args ...string) *proc {
 	})
 	return p
 }
+
+// syncBuffer is a buffer the process writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (p *proc) logsSoFar() string { return p.logs.String() }
 
 // api waits for the daemon to write its API address.
 func (p *proc) api(t *testing.T) string {

@@ -3,9 +3,12 @@ package main_test
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -172,3 +175,39 @@ func TestJSONLogsCarryPeerIDs(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// The daemon serves Prometheus metrics on its control API and, with
+// --metrics, on an address of their own: Go's, libp2p's and the overlay's.
+func TestDaemonMetrics(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, filepath.Join(dir, "relay"), "relay", "--listen", "/ip4/127.0.0.1/tcp/0",
+		"--metrics", "127.0.0.1:0")
+	body := func(url string) string {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	m := body("http://" + r.api(t) + "/metrics")
+	for _, want := range []string{"go_goroutines ", "process_resident_memory_bytes ", "libp2p_rcmgr_", "overlay_reservations_held 0", "overlay_relay_service_reservations 0"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics on the API lacks %q", want)
+		}
+	}
+	var addr string
+	eventually(t, 10*time.Second, "metrics address logged", func() error {
+		for _, l := range strings.Split(r.logsSoFar(), "\n") {
+			if strings.Contains(l, "metrics listening") {
+				addr = strings.TrimPrefix(regexp.MustCompile(`addr=\S+`).FindString(l), "addr=")
+				return nil
+			}
+		}
+		return errors.New("not yet")
+	})
+	if m := body("http://" + addr + "/metrics"); !strings.Contains(m, "overlay_relay_service_reservations 0") {
+		t.Errorf("--metrics %s does not serve the overlay's metrics", addr)
+	}
+}

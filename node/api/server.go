@@ -78,6 +78,7 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) routes() {
+	s.mux.HandleFunc("GET /{$}", serveStatusPage)
 	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, s.n.Status())
 	})
@@ -89,6 +90,9 @@ func (s *Server) routes() {
 		WriteJSON(w, http.StatusOK, Health{OK: ok, Reason: why})
 	})
 	s.mux.HandleFunc("POST /v1/connect", s.connect)
+	if h := MetricsHandler(s.n); h != nil {
+		s.mux.Handle("GET /metrics", h)
+	}
 	s.messageRoutes()
 }
 
