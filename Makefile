@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
+.PHONY: docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-churn bench-smoke clean testnet testnet-check testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -117,3 +117,15 @@ systemd-verify:
 # docs/status-page.png, from the status page test in headless Chromium.
 screenshot:
 	OVERLAY_SCREENSHOT=$(CURDIR)/docs/status-page.png $(GO) test -count=1 -run TestStatusPageInChromium ./node/api
+
+# The testnet on Docker Swarm (deploy/swarm/stack.yml, README "Docker Swarm"):
+# 20 private peer replicas, then 30; every one reserves on both relays and
+# messages pass between LANs. Removes the stack, and leaves the swarm if it
+# joined it, also on failure.
+swarm-check: build
+	docker build --target testnet -t overlay-testnet:local .
+	$(GO) run ./deploy/swarm/check
+
+# docs/cli: one page per command from its own --help (TestCLIDocs checks it).
+docs:
+	$(GO) test -count=1 -run TestCLIDocs ./cmd/overlay -args -update
