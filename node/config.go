@@ -56,7 +56,9 @@ type Config struct {
 	Relays []ma.Multiaddr
 	// WebSocketOnly leaves TCP and QUIC out of the transports, as for a
 	// node behind a proxy that passes only HTTP. Such a node cannot be
-	// hole-punched: it is reached through relays only.
+	// hole-punched: it is reached through relays only. Clear Listen (or
+	// keep only WebSocket addresses) with it: DefaultConfig's TCP and QUIC
+	// ports are an error then, not silently dropped.
 	WebSocketOnly bool
 	// RelayedGrace is how long a relayed connection to a peer also reached
 	// directly may sit idle before it is closed; 0 keeps it.

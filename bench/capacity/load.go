@@ -150,7 +150,7 @@ func (l *loader) startPeer(i int) {
 	cfg := node.DefaultConfig(protocol.RolePrivate)
 	cfg.Key = key
 	cfg.Relays = []ma.Multiaddr{l.relay}
-	cfg.WebSocketOnly = true
+	cfg.WebSocketOnly, cfg.Listen = true, nil // as behind a proxy: no TCP or QUIC port
 	cfg.DisableDHT = true
 	cfg.Network = "bench"
 	n, err := node.New(cfg)
