@@ -1,10 +1,17 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-churn bench-smoke clean testnet testnet-check testnet-down
+.PHONY: docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-churn bench-smoke clean testnet testnet-check testnet-down
+
+# The build stamps its version and commit (overlay version), read from git
+# when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
+BUILDINFO = github.com/overlay-net/overlay/internal/buildinfo
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS = -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT)
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/overlay
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/overlay
 
 vet:
 	$(GO) vet ./...
@@ -108,3 +115,24 @@ testnet-check:
 # Stop the net and remove its containers, networks and volumes.
 testnet-down:
 	$(TESTNET) --profile intruder down -v --remove-orphans
+
+# The relay's systemd unit (deploy/overlay-relay.service) through
+# systemd-analyze verify, when the tool exists (make test runs it too).
+systemd-verify:
+	$(GO) test -count=1 -run TestSystemdUnitVerifies -v ./cmd/overlay
+
+# docs/status-page.png, from the status page test in headless Chromium.
+screenshot:
+	OVERLAY_SCREENSHOT=$(CURDIR)/docs/status-page.png $(GO) test -count=1 -run TestStatusPageInChromium ./node/api
+
+# The testnet on Docker Swarm (deploy/swarm/stack.yml, README "Docker Swarm"):
+# 20 private peer replicas, then 30; every one reserves on both relays and
+# messages pass between LANs. Removes the stack, and leaves the swarm if it
+# joined it, also on failure.
+swarm-check: build
+	docker build --target testnet -t overlay-testnet:local .
+	$(GO) run ./deploy/swarm/check
+
+# docs/cli: one page per command from its own --help (TestCLIDocs checks it).
+docs:
+	$(GO) test -count=1 -run TestCLIDocs ./cmd/overlay -args -update

@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/tunnel"
@@ -83,6 +84,10 @@ type Config struct {
 	// peers it holds.
 	Book   book.Policy
 	Logger *slog.Logger
+	// Metrics, when set, receives go-libp2p's collectors and the overlay's
+	// own (node/metrics.go); a registry per node, so many nodes in one
+	// process do not collide. Nil: no overlay metrics.
+	Metrics *prometheus.Registry
 	// HandshakeVersion is the version announced in the handshake. Tests
 	// set it to pose as another release.
 	HandshakeVersion int

@@ -59,7 +59,7 @@ func (n *Node) startPunching() {
 		n.log.Warn("hole punching off: the libp2p host has no identify service")
 		return
 	}
-	svc, err := holepunch.NewService(n.host, ids.IDService(), n.holePunchAddrs, holepunch.WithTracer(p))
+	svc, err := holepunch.NewService(n.host, ids.IDService(), n.holePunchAddrs, n.holePunchTracer(p))
 	if err != nil {
 		n.log.Warn("hole punching off", "err", fmt.Errorf("start hole punching: %w", err))
 		return

@@ -59,6 +59,7 @@ type Node struct {
 	punch    *puncher  // hole punching, started at the first observation
 	retiring *retiring // peers whose relayed connections may close
 	autonat  *reachability
+	metrics  *overlayMetrics // metrics.go; nil without a registry
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -108,6 +109,7 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 		// check to others; reachability comes to status through events.
 		libp2p.EnableAutoNATv2(),
 	}
+	opts = append(opts, n.metricsHostOptions()...)
 	if !n.cfg.WebSocketOnly {
 		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport))
 	}
@@ -121,16 +123,15 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 		// hundreds of connections): it holds a few relays and members. Hole
 		// punching is the node's own (startPunching), not libp2p's.
 		// Tunnels get room beyond those limits (scaleForTunnels).
-		rm, err := privateResourceManager()
+		rm, err := n.privateResourceManager()
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, rm,
+		return append(opts, rm,
 			libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 				direct, _ := book.SplitAddrs(addrs)
 				return append(direct, n.RelayedAddrs()...)
-			}))
-		return opts, nil
+			})), nil
 	}
 	limits, err := n.relayLimits()
 	if err != nil {
@@ -151,7 +152,11 @@ func (n *Node) relayLimits() ([]libp2p.Option, error) {
 		n.log.Warn("file descriptor limit too low for the relay's limits", "missing", short,
 			"hint", "raise ulimit -n, or lower --max-reservations")
 	}
-	return l.HostOptions(n.refusals)
+	extra, err := rcmgrMetrics(n.cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return l.HostOptions(n.refusals, extra...)
 }
 
 func (n *Node) start() error {
@@ -180,6 +185,9 @@ func (n *Node) start() error {
 	if err := n.watchReachability(); err != nil {
 		return fmt.Errorf("watch reachability: %w", err)
 	}
+	if err := n.startMetrics(); err != nil {
+		return fmt.Errorf("start metrics: %w", err)
+	}
 	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
 	if err := n.startRole(); err != nil {
 		return err
@@ -200,7 +208,7 @@ func (n *Node) start() error {
 func (n *Node) startRole() error {
 	switch n.cfg.Role {
 	case protocol.RolePublic:
-		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals)
+		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, n.relayServiceOptions()...)
 		if err != nil {
 			return err
 		}

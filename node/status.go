@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/overlay-net/overlay/internal/buildinfo"
 	"github.com/overlay-net/overlay/node/events"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -14,11 +15,13 @@ import (
 
 // Status is what a node says about itself.
 type Status struct {
-	PeerID       string              `json:"peer_id"`
-	Role         protocol.Role       `json:"role"`
-	Network      string              `json:"network"`
-	Agent        string              `json:"agent"`
-	Version      int                 `json:"version"`
+	PeerID  string        `json:"peer_id"`
+	Role    protocol.Role `json:"role"`
+	Network string        `json:"network"`
+	Agent   string        `json:"agent"`
+	Version int           `json:"version"`
+	// Build is the running binary's module version, commit and Go version.
+	Build        buildinfo.Info      `json:"build"`
 	Addrs        StatusAddrs         `json:"addrs"`
 	Reservations []StatusReservation `json:"reservations"`
 	// Relays is a private node's standing with each configured relay.
@@ -63,6 +66,7 @@ func (n *Node) Status() Status {
 		Network:      n.cfg.Network,
 		Agent:        Agent,
 		Version:      n.cfg.HandshakeVersion,
+		Build:        buildinfo.Get(),
 		Addrs:        StatusAddrs{Direct: []string{}, Relayed: []string{}},
 		Reservations: []StatusReservation{},
 		Relays:       n.relayStatus(),

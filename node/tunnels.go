@@ -48,11 +48,15 @@ func scaleForTunnels(s *rcmgr.ScalingLimitConfig) {
 
 // privateResourceManager is libp2p's default resource manager with room
 // for tunnels.
-func privateResourceManager() (libp2p.Option, error) {
+func (n *Node) privateResourceManager() (libp2p.Option, error) {
+	extra, err := rcmgrMetrics(n.cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	scaling := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&scaling)
 	scaleForTunnels(&scaling)
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(scaling.AutoScale()))
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(scaling.AutoScale()), extra...)
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}

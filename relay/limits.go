@@ -82,7 +82,7 @@ func LimitsFor(cfg Config) Limits {
 // ResourceManager builds libp2p's resource manager with these limits on top
 // of its own defaults (memory stays autoscaled from the machine), reporting
 // every refusal to ref.
-func (l Limits) ResourceManager(ref *Refusals) (network.ResourceManager, error) {
+func (l Limits) ResourceManager(ref *Refusals, extra ...rcmgr.Option) (network.ResourceManager, error) {
 	scaling := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&scaling)
 	if l.Scale != nil {
@@ -122,8 +122,9 @@ func (l Limits) ResourceManager(ref *Refusals) (network.ResourceManager, error) 
 			GracePeriod:      time.Minute,
 		},
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)), rcmgr.WithMetrics(rcmgrReporter{ref}),
-		rcmgr.WithLimitPerSubnet(perIP, perIP6), rcmgr.WithConnRateLimiters(limiter))
+	opts := append([]rcmgr.Option{rcmgr.WithMetrics(rcmgrReporter{ref}),
+		rcmgr.WithLimitPerSubnet(perIP, perIP6), rcmgr.WithConnRateLimiters(limiter)}, extra...)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(partial.Build(base)), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
@@ -153,8 +154,8 @@ func (c countingRM) OpenConnection(dir network.Direction, usefd bool, ep ma.Mult
 // HostOptions are the libp2p options that apply these limits: the resource
 // manager, and a connection manager that trims unprotected peers above
 // ConnMgrHigh, after a minute's grace for new connections.
-func (l Limits) HostOptions(ref *Refusals) ([]libp2p.Option, error) {
-	rm, err := l.ResourceManager(ref)
+func (l Limits) HostOptions(ref *Refusals, extra ...rcmgr.Option) ([]libp2p.Option, error) {
+	rm, err := l.ResourceManager(ref, extra...)
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,7 @@ type Stats struct {
 // members is non-nil, only members may reserve or open circuits: that keeps
 // the uncapped relay bounded against everyone else. Refusals are counted
 // and logged through ref (nil: counted only).
-func New(h host.Host, cfg Config, members Members, ref *Refusals) (*Service, error) {
+func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -130,17 +130,21 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals) (*Service, err
 			rc.Limit.Data = 1 << 62
 		}
 	}
-	opts := []circuit.Option{
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	copts := []circuit.Option{
 		circuit.WithResources(rc),
-		circuit.WithMetricsTracer(tracer{svc}),
+		circuit.WithMetricsTracer(o.tracer(tracer{svc})),
 		// Private and loopback addresses are what tests, containers and
 		// LANs use; the stock filter would drop them from reservations.
 		circuit.WithReservationAddressFilter(func(a ma.Multiaddr) bool { return true }),
 	}
 	if members != nil {
-		opts = append(opts, circuit.WithACL(memberACL{members}))
+		copts = append(copts, circuit.WithACL(memberACL{members}))
 	}
-	r, err := circuit.New(h, opts...)
+	r, err := circuit.New(h, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("start relay service: %w", err)
 	}

@@ -26,7 +26,7 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool, timeout time.Duration) {
-	fs.StringVar(&c.api, "api", defaultAPI(api.DefaultAddr), "control API address of the node ($OVERLAY_API)")
+	fs.StringVar(&c.api, "api", "", "control API address of the node ($OVERLAY_API; default: whichever of "+api.DefaultRelayAddr+" (relay) and "+api.DefaultPeerAddr+" (peer) answers)")
 	fs.DurationVar(&c.timeout, "timeout", timeout, "give up after this long")
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print JSON for programs")
@@ -83,8 +83,8 @@ func runStatus(args []string) error {
 	if cf.json {
 		return printJSON(s)
 	}
-	fmt.Printf("peer ID:  %s\nrole:     %s\nnetwork:  %s\nagent:    %s\nconnected peers: %d\n",
-		s.PeerID, s.Role, s.Network, s.Agent, s.Peers)
+	fmt.Printf("peer ID:  %s\nrole:     %s\nnetwork:  %s\nagent:    %s\nbuild:    %s\nconnected peers: %d\n",
+		s.PeerID, s.Role, s.Network, s.Agent, s.Build, s.Peers)
 	printList("direct addresses", s.Addrs.Direct)
 	printList("relayed addresses", s.Addrs.Relayed)
 	if r := s.Reachability; r.Why != "" {

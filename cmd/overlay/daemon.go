@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/overlay-net/overlay/internal/atomicfile"
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
@@ -26,22 +29,29 @@ import (
 // daemonFlags are the flags both node commands take that are not part of
 // node.Config: files to read and where to log.
 type daemonFlags struct {
-	data, key, netKey, api, addrFile, logLevel, logFormat, pprof string
-	listen                                                       maddrs
-	forwards                                                     forwardSpecs
+	data, key, netKey, api, addrFile, logLevel, logFormat, pprof, metrics string
+	listen                                                                maddrs
+	forwards                                                              forwardSpecs
 }
 
 // register binds the common flags: the node's own settings straight into
 // cfg, whose values (from node.DefaultConfig) are the defaults shown.
-func (d *daemonFlags) register(fs *flag.FlagSet, role string, cfg *node.Config) {
+func (x *daemon) register(fs *flag.FlagSet) {
+	d, cfg, role := &x.d, &x.cfg, x.role
+	fs.StringVar(&x.config, "config", "", "YAML file of settings, one key per flag (deploy/overlay.example.yaml); flags and OVERLAY_* variables win over it ($OVERLAY_CONFIG)")
 	fs.StringVar(&d.data, "data", defaultDataDir(role), "data directory (peer book; identity key unless --key)")
 	fs.StringVar(&d.key, "key", "", "identity key file, created on first start (default DATA/identity.key)")
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "network name; nodes of other networks are refused")
 	fs.StringVar(&d.netKey, "network-key", "", "file holding the network's shared secret (at least 16 bytes); only nodes that prove they hold it are admitted")
-	fs.StringVar(&d.api, "api", api.DefaultAddr, "control API address (keep it on loopback), written to DATA/api.addr; \"off\" disables it")
+	defAPI := api.DefaultPeerAddr
+	if role == "relay" {
+		defAPI = api.DefaultRelayAddr
+	}
+	fs.StringVar(&d.api, "api", defAPI, "control API address (keep it on loopback; relay 7400, peer 7401 by default), written to DATA/api.addr; \"off\" disables it")
 	fs.StringVar(&d.addrFile, "addr-file", "", "write the node's full /p2p/ multiaddrs to this file, one per line")
 	fs.StringVar(&d.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&d.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&d.logFormat, "log-format", "text", "log format: text or json (one object per line)")
+	fs.StringVar(&d.metrics, "metrics", "", "also serve Prometheus metrics at http://ADDR/metrics, apart from the control API (which serves them too)")
 	fs.StringVar(&d.pprof, "pprof", "", "serve Go's profiler (net/http/pprof) on this loopback address, for profiling under load (default: off)")
 	fs.Var((*maddrs)(&cfg.Bootstrap), "bootstrap", "DHT bootstrap peer multiaddr ending in /p2p/<peer ID>, repeatable (relays are always used too)")
 	fs.BoolVar(&cfg.DisableDHT, "no-dht", false, "stay out of the DHT: find peers only through known addresses and this node's relays")
@@ -59,13 +69,30 @@ func defaultDataDir(role string) string {
 	return filepath.Join(".overlay", role)
 }
 
-func runRelay(args []string) error {
-	var d daemonFlags
-	cfg := node.DefaultConfig(protocol.RolePublic)
-	rc := &cfg.Relay
+// daemon is a node command's settings, as its flags fill them.
+type daemon struct {
+	d      daemonFlags
+	cfg    node.Config
+	role   string
+	config string
+}
+
+// newDaemon returns the settings of a node command (relay or peer) and the
+// flag set bound to them: the one definition of every setting, which the
+// environment and a config file also fill (parse).
+func newDaemon(role string) (*daemon, *flag.FlagSet) {
+	if role == "relay" {
+		return newRelay()
+	}
+	return newPeer()
+}
+
+func newRelay() (*daemon, *flag.FlagSet) {
+	x := &daemon{role: "relay", cfg: node.DefaultConfig(protocol.RolePublic)}
+	rc := &x.cfg.Relay
 	fs := newFlags("relay", "relay [flags]")
-	d.register(fs, "relay", &cfg)
-	fs.Var(&d.listen, "listen", "listen multiaddr, repeatable (default "+strings.Join(node.DefaultRelayListen, " and ")+")")
+	x.register(fs)
+	fs.Var(&x.d.listen, "listen", "listen multiaddr, repeatable (default "+strings.Join(node.DefaultRelayListen, " and ")+")")
 	fs.IntVar(&rc.MaxReservations, "max-reservations", rc.MaxReservations, "most peers reserved at once")
 	fs.IntVar(&rc.MaxCircuits, "max-circuits", rc.MaxCircuits, "most relayed connections open per peer")
 	fs.IntVar(&rc.MaxReservationsPerIP, "max-reservations-per-ip", rc.MaxReservationsPerIP, "most reservations from one IP (peers behind one NAT share it)")
@@ -73,46 +100,59 @@ func runRelay(args []string) error {
 	fs.IntVar(&rc.BufferSize, "relay-buffer", rc.BufferSize, "relay copy buffer per direction of a circuit, bytes")
 	fs.DurationVar(&rc.LimitDuration, "limit-duration", 0, "cut a relayed connection after this long (0: never)")
 	fs.Int64Var(&rc.LimitData, "limit-data", 0, "cut a relayed connection after this many bytes each way (0: never)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if len(d.listen) > 0 {
-		cfg.Listen = d.listen
-	}
-	return runNode(d, cfg)
+	return x, fs
 }
 
-func runPeer(args []string) error {
-	var d daemonFlags
-	cfg := node.DefaultConfig(protocol.RolePrivate)
-	kc := &cfg.Keeper
+func newPeer() (*daemon, *flag.FlagSet) {
+	x := &daemon{role: "peer", cfg: node.DefaultConfig(protocol.RolePrivate)}
+	cfg, kc := &x.cfg, &x.cfg.Keeper
 	fs := newFlags("peer", "peer --relay MADDR [--relay MADDR ...] [flags]")
-	d.register(fs, "peer", &cfg)
+	x.register(fs)
+	fs.Var(&x.d.listen, "listen", "listen multiaddr, repeatable (default "+strings.Join(node.DefaultPeerListen, " and ")+": ephemeral ports nobody outside can dial, which hole punching opens through NATs)")
 	fs.Var((*maddrs)(&cfg.Relays), "relay", "relay multiaddr ending in /p2p/<peer ID>, repeatable (required); /ws addresses are dialed over WebSocket")
-	fs.Var(&d.listen, "listen", "listen multiaddr, repeatable (default "+strings.Join(node.DefaultPeerListen, " and ")+": ephemeral ports nobody outside can dial, which hole punching opens through NATs)")
 	fs.BoolVar(&cfg.WebSocketOnly, "ws-only", false, "use only the WebSocket transport and listen nowhere (as behind an HTTP proxy); rules out direct connections: every byte goes through a relay")
 	fs.DurationVar(&cfg.RelayedGrace, "relayed-grace", cfg.RelayedGrace, "close a relayed connection to a peer reached directly once idle this long (0: keep it)")
 	fs.DurationVar(&kc.MaxBackoff, "retry-max", kc.MaxBackoff, "longest wait between attempts to reach a relay")
 	fs.DurationVar(&kc.FastRetry, "retry-fast", kc.FastRetry, "wait between attempts right after losing a relay, so a restarted relay is reserved on again at once")
 	fs.DurationVar(&kc.FastWindow, "retry-fast-for", kc.FastWindow, "how long after losing a relay to keep retrying at --retry-fast before backing off (0: back off at once)")
+	return x, fs
+}
+
+// finish checks what the flags alone cannot and fills in what depends on
+// several of them.
+func (x *daemon) finish(fs *flag.FlagSet) error {
+	if x.role == "peer" {
+		if len(x.cfg.Relays) == 0 {
+			fmt.Fprintln(fs.Output(), "overlay peer: at least one --relay is required")
+			fs.Usage()
+			return errUsage
+		}
+		if _, err := relay.ParseRelays(x.cfg.Relays); err != nil {
+			return err
+		}
+	}
+	switch {
+	case len(x.d.listen) > 0:
+		x.cfg.Listen = x.d.listen
+	case x.cfg.WebSocketOnly:
+		x.cfg.Listen = nil
+	}
+	return nil
+}
+
+func runRelay(args []string) error { return runDaemon("relay", args) }
+
+func runPeer(args []string) error { return runDaemon("peer", args) }
+
+func runDaemon(role string, args []string) error {
+	x, fs := newDaemon(role)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if len(cfg.Relays) == 0 {
-		fmt.Fprintln(fs.Output(), "overlay peer: at least one --relay is required")
-		fs.Usage()
-		return errUsage
-	}
-	if _, err := relay.ParseRelays(cfg.Relays); err != nil {
+	if err := x.finish(fs); err != nil {
 		return err
 	}
-	switch {
-	case len(d.listen) > 0:
-		cfg.Listen = d.listen
-	case cfg.WebSocketOnly:
-		cfg.Listen = nil
-	}
-	return runNode(d, cfg)
+	return runNode(x.d, x.cfg)
 }
 
 // runNode starts a node, its control API, and waits for SIGINT or SIGTERM.
@@ -134,6 +174,8 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		return err
 	}
 	cfg.Key, cfg.DataDir, cfg.Logger = key, d.data, log
+	cfg.Metrics = prometheus.NewRegistry()
+	cfg.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if d.netKey != "" {
 		if cfg.NetworkKey, err = readNetworkKey(d.netKey); err != nil {
 			return err
@@ -156,6 +198,13 @@ func runNode(d daemonFlags, cfg node.Config) error {
 	srv, err := serve(d, n, log)
 	if srv != nil {
 		closers = []io.Closer{srv, n}
+	}
+	if err == nil && d.metrics != "" {
+		var ms *api.MetricsServer
+		if ms, err = api.ListenMetrics(d.metrics, n, log); err == nil {
+			log.Info("metrics listening", "addr", ms.Addr())
+			closers = append([]io.Closer{ms}, closers...)
+		}
 	}
 	if err != nil {
 		_ = closeWithin(shutdownBound, closers...)

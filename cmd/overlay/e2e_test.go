@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,15 +38,22 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd  *exec.Cmd
 	data string
-	logs *bytes.Buffer
+	logs *syncBuffer // stdout and stderr
 	done chan error
 }
 
 func start(t *testing.T, data string, args ...string) *proc {
 	t.Helper()
-	p := &proc{data: data, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	return startEnv(t, nil, data, args...)
+}
+
+// startEnv starts a daemon with env added to the test's environment.
+func startEnv(t *testing.T, env []string, data string, args ...string) *proc {
+	t.Helper()
+	p := &proc{data: data, logs: &syncBuffer{}, done: make(chan error, 1)}
 	args = append(args, "--data", data, "--api", "127.0.0.1:0", "--log-level", "debug")
 	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = p.logs
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -61,6 +69,26 @@ func start(t *testing.T, data string, args ...string) *proc {
 	})
 	return p
 }
+
+// syncBuffer is a buffer the process writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (p *proc) logsSoFar() string { return p.logs.String() }
 
 // api waits for the daemon to write its API address.
 func (p *proc) api(t *testing.T) string {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/overlay-net/overlay/internal/flagconf"
+
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -23,6 +25,9 @@ func (m *maddrs) String() string {
 	}
 	return strings.Join(s, ",")
 }
+
+// Repeatable tells flagconf to take a list from the environment or a file.
+func (m *maddrs) Repeatable() bool { return true }
 
 func (m *maddrs) Set(v string) error {
 	a, err := ma.NewMultiaddr(v)
@@ -43,7 +48,9 @@ func newFlags(name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args and maps a flag error to errUsage (already printed).
+// parse parses args, then fills the flags they left unset from OVERLAY_*
+// variables and from the config file (--config or $OVERLAY_CONFIG, for the
+// commands that take one). A flag error maps to errUsage (already printed).
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -51,7 +58,25 @@ func parse(fs *flag.FlagSet, args []string) error {
 		}
 		return errUsage
 	}
-	return nil
+	_, err := layers(fs).Apply(fs)
+	return err
+}
+
+// envPrefix starts the variable of every flag: --max-circuits is
+// OVERLAY_MAX_CIRCUITS.
+const envPrefix = "OVERLAY"
+
+// layers says where a command's flags come from besides its arguments: the
+// environment, and the file its --config flag (or $OVERLAY_CONFIG) names.
+func layers(fs *flag.FlagSet) flagconf.Layers {
+	l := flagconf.Layers{Prefix: envPrefix, Skip: []string{"config"}}
+	if f := fs.Lookup("config"); f != nil {
+		l.File = f.Value.String()
+		if l.File == "" {
+			l.File = os.Getenv(envPrefix + "_CONFIG")
+		}
+	}
+	return l
 }
 
 // parseArgs parses args and checks that exactly n positional arguments are
@@ -65,13 +90,4 @@ func parseArgs(fs *flag.FlagSet, args []string, n int) error {
 		return errUsage
 	}
 	return nil
-}
-
-// defaultAPI is the control API address clients use: $OVERLAY_API or the
-// node's default.
-func defaultAPI(fallback string) string {
-	if v := os.Getenv("OVERLAY_API"); v != "" {
-		return v
-	}
-	return fallback
 }

@@ -15,6 +15,8 @@ Run a node:
   overlay relay [flags]                 public node: relays for others (TCP and WebSocket)
   overlay peer --relay MADDR [flags]    private node: reachable through its relays
   overlay id --key FILE                 print the peer ID of a key (created if missing)
+  overlay version [--json]              module version, commit and Go version of this binary
+  overlay config check FILE             the settings FILE gives a node, and where each comes from
 
 Talk to a running node (through its control API, --api):
   overlay status [--json]               identity, addresses, reservations
@@ -28,7 +30,10 @@ Talk to a running node (through its control API, --api):
   overlay expose NAME HOST:PORT         serve a local TCP service to members (--allow, --list, --remove)
   overlay forward LOCAL-ADDR PEER NAME  carry local TCP connections to a member's service (--list, --remove)
 
-Run 'overlay COMMAND --help' for a command's flags.
+Run 'overlay COMMAND --help' for a command's flags. Every flag can also be
+set as OVERLAY_<FLAG> (--max-circuits: OVERLAY_MAX_CIRCUITS) and, for relay
+and peer, in a YAML file (--config FILE); flags win over variables, variables
+over the file, the file over defaults.
 `
 
 // commands maps a command name to its entry point; each parses its own flags.
@@ -46,6 +51,8 @@ var commands = map[string]func(args []string) error{
 	"perf":    runPerf,
 	"expose":  runExpose,
 	"forward": runForward,
+	"version": runVersion,
+	"config":  runConfig,
 }
 
 func main() {

@@ -98,3 +98,5 @@ func TestClientUnreachable(t *testing.T) {
 		t.Fatalf("got %v, want ErrUnreachable", err)
 	}
 }
+
+func apiListen(n *node.Node) (*api.Server, error) { return api.Listen("127.0.0.1:0", n, nil) }

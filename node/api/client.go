@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -22,17 +23,43 @@ import (
 
 // Client talks to a node's control API.
 type Client struct {
-	base string
 	http *http.Client
+
+	mu   sync.Mutex
+	base string // "" until found (NewClient(""))
 }
 
-// NewClient returns a client for the API at addr (host:port).
+// NewClient returns a client for the API at addr (host:port); with addr ""
+// it finds the node at the default addresses on first use (FindDefault).
 func NewClient(addr string) *Client {
-	return &Client{base: "http://" + addr, http: &http.Client{}}
+	c := &Client{http: &http.Client{}}
+	if addr != "" {
+		c.base = "http://" + addr
+	}
+	return c
 }
 
-// Addr returns the API address the client talks to.
-func (c *Client) Addr() string { return strings.TrimPrefix(c.base, "http://") }
+// baseURL returns the API's URL, finding the node first if need be.
+func (c *Client) baseURL(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.base != "" {
+		return c.base, nil
+	}
+	addr, err := FindDefault(ctx)
+	if err != nil {
+		return "", err
+	}
+	c.base = "http://" + addr
+	return c.base, nil
+}
+
+// Addr returns the API address the client talks to, "" before it found one.
+func (c *Client) Addr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.TrimPrefix(c.base, "http://")
+}
 
 // APIError is an error the node answered with.
 type APIError struct {
@@ -55,7 +82,11 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	base, err := c.baseURL(ctx)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return err
 	}
@@ -65,7 +96,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		if ctx.Err() != nil {
 			return err
 		}
-		return fmt.Errorf("%w (%s): %v", ErrUnreachable, c.base, err)
+		return fmt.Errorf("%w (%s): %v", ErrUnreachable, base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -167,4 +198,32 @@ func isText(data []byte) bool {
 		}
 	}
 	return true
+}
+
+// ErrAmbiguous means more than one node answers at the default addresses.
+var ErrAmbiguous = errors.New("more than one node answers")
+
+// FindDefault returns the one default address (DefaultAddrs) where a node
+// answers: a relay and a peer on one host each have their own, and a client
+// told neither finds whichever runs. When both answer it does not guess.
+func FindDefault(ctx context.Context) (string, error) {
+	var found []string
+	for _, addr := range DefaultAddrs {
+		var h Health
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := NewClient(addr).Do(actx, http.MethodGet, "/v1/health", nil, &h)
+		cancel()
+		if err == nil {
+			found = append(found, addr)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%w at %s (relay) or %s (peer); is the node running? --api or $OVERLAY_API name another address",
+			ErrUnreachable, DefaultRelayAddr, DefaultPeerAddr)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%w: a relay at %s and a peer at %s; choose one with --api or $OVERLAY_API",
+		ErrAmbiguous, found[0], found[1])
 }

@@ -16,10 +16,16 @@ import (
 	"github.com/overlay-net/overlay/node"
 )
 
-// DefaultAddr is where the control API listens unless told otherwise. It is
-// loopback: the API can make the node dial anyone, so it is not for the
-// network.
-const DefaultAddr = "127.0.0.1:7400"
+// Where the control API listens unless told otherwise: loopback, as the API
+// can make the node dial anyone, so it is not for the network. A relay and a
+// peer have their own, so both run on one host without flags.
+const (
+	DefaultRelayAddr = "127.0.0.1:7400"
+	DefaultPeerAddr  = "127.0.0.1:7401"
+)
+
+// DefaultAddrs are the addresses clients try when told none, relay first.
+var DefaultAddrs = []string{DefaultRelayAddr, DefaultPeerAddr}
 
 // maxBody caps a request body: room for the largest message even as JSON
 // text with every byte escaped (6x).
@@ -72,6 +78,7 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) routes() {
+	s.mux.HandleFunc("GET /{$}", serveStatusPage)
 	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, s.n.Status())
 	})
@@ -83,6 +90,9 @@ func (s *Server) routes() {
 		WriteJSON(w, http.StatusOK, Health{OK: ok, Reason: why})
 	})
 	s.mux.HandleFunc("POST /v1/connect", s.connect)
+	if h := MetricsHandler(s.n); h != nil {
+		s.mux.Handle("GET /metrics", h)
+	}
 	s.messageRoutes()
 	s.tunnelRoutes()
 }

@@ -105,6 +105,8 @@ type Messenger struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	tracer atomic.Pointer[Tracer] // told each Send's outcome (metrics.go)
 }
 
 type senderState struct {
@@ -140,7 +142,7 @@ func New(t Transport, members Members, log *slog.Logger) *Messenger {
 // caller's problem: the message goes again on whatever path is left (a
 // direct connection gone back to the relay, say), and the receiver keeps
 // one copy.
-func (m *Messenger) Send(ctx context.Context, to peer.ID, data []byte) (time.Duration, error) {
+func (m *Messenger) send(ctx context.Context, to peer.ID, data []byte) (time.Duration, error) {
 	if len(data) > protocol.MaxMessageSize {
 		return 0, fmt.Errorf("%w (%d bytes)", protocol.ErrTooLarge, len(data))
 	}

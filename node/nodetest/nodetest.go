@@ -15,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/protocol"
@@ -248,3 +249,8 @@ func FreePort(t testing.TB) int {
 
 // WithNetworkKey sets the network key.
 func WithNetworkKey(k string) Option { return func(c *node.Config) { c.NetworkKey = []byte(k) } }
+
+// WithMetrics gives the node its own Prometheus registry.
+func WithMetrics() Option {
+	return func(c *node.Config) { c.Metrics = prometheus.NewRegistry() }
+}
