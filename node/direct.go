@@ -9,6 +9,7 @@ import (
 
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/events"
+	"github.com/overlay-net/overlay/node/messaging"
 )
 
 // retiring is the set of peers whose relayed connections are being watched
@@ -105,4 +106,22 @@ func (n *Node) connsByPath(p peer.ID) (direct bool, relayed []network.Conn) {
 		}
 	}
 	return direct, relayed
+}
+
+// checkDirect runs when p comes in through a relay while a direct
+// connection to it exists: p would not take the relay if the direct path
+// worked for it. A direct connection that dies silently (a WAN link down)
+// is noticed by the side sending on it, not by one that only receives, so
+// this side checks its own and closes those that no longer answer; its path
+// then falls back to the relay, which starts a new hole punch (repunch).
+func (n *Node) checkDirect(p peer.ID) {
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		if c.IsClosed() || book.IsRelayed(c.RemoteMultiaddr()) {
+			continue
+		}
+		if err := messaging.Probe(n.ctx, c); err != nil && n.ctx.Err() == nil {
+			n.log.Info("direct connection stopped answering, closing it", "peer", p, "via", c.RemoteMultiaddr(), "err", err)
+			_ = c.Close()
+		}
+	}
 }

@@ -214,9 +214,16 @@ func TestMessagesLeaveSilentlyDeadPath(t *testing.T) {
 	s.awaitMore(t, 10, "messages through the relay")
 
 	hole := newBlackhole(t, b.DirectAddrs()[0])
+	// Connect dials every address a knows for b: only the blackhole's.
+	a.Host().Peerstore().ClearAddrs(b.ID())
 	direct := network.WithForceDirectDial(ctx, "test: as a hole punch would")
 	if err := a.Host().Connect(direct, peer.AddrInfo{ID: b.ID(), Addrs: []ma.Multiaddr{hole.addr}}); err != nil {
 		t.Fatalf("direct connection through the blackhole: %v", err)
+	}
+	for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
+		if !book.IsRelayed(c.RemoteMultiaddr()) && !c.RemoteMultiaddr().Equal(hole.addr) {
+			t.Fatalf("direct connection to %s, not through the blackhole", c.RemoteMultiaddr())
+		}
 	}
 	nt.Eventually(t, 10*time.Second, "relayed connection closed once idle", func() bool {
 		return pathOf(a, b.ID()) == book.PathDirect && relayedConns(a, b.ID()) == 0
@@ -226,6 +233,11 @@ func TestMessagesLeaveSilentlyDeadPath(t *testing.T) {
 	closeListeners(b) // no new direct connection: only the relay is left
 	hole.swallow()
 	s.awaitMore(t, 10, "messages through the relay after the direct path died silently")
+	// b only receives, so only a's relayed connection tells it: it checks
+	// its side of the direct connection and closes it.
+	nt.Eventually(t, 10*time.Second, "b sees a relayed again", func() bool {
+		return pathOf(b, a.ID()) == book.PathRelayed
+	})
 	for _, err := range s.finish() {
 		t.Errorf("sender saw: %v", err)
 	}

@@ -93,6 +93,11 @@ func (n *Node) onConnected(c network.Conn) {
 	if n.ctx.Err() != nil {
 		return
 	}
+	if c.Stat().Direction == network.DirInbound && book.IsRelayed(c.RemoteMultiaddr()) {
+		if direct, _ := n.connsByPath(p); direct {
+			n.goRun(func() { n.checkDirect(p) })
+		}
+	}
 	if c.Stat().Direction == network.DirOutbound {
 		n.goRun(func() { n.initiate(c) })
 	} else {

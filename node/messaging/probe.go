@@ -28,16 +28,16 @@ func (ob *outbox) checkStalled(ctx context.Context, m *Messenger, p *pending) {
 		return
 	}
 	c := s.Conn()
-	if err := probe(ctx, c); err != nil && ctx.Err() == nil {
+	if err := Probe(ctx, c); err != nil && ctx.Err() == nil {
 		m.log.Info("connection stopped answering, trying another path", "peer", ob.to,
 			"via", c.RemoteMultiaddr(), "err", err)
 		_ = c.Close()
 	}
 }
 
-// probe pings over connection c itself, not over whichever connection to
-// the peer the host would pick.
-func probe(ctx context.Context, c network.Conn) error {
+// Probe pings over connection c itself, not over whichever connection to
+// the peer the host would pick, and fails if no answer comes within 2 s.
+func Probe(ctx context.Context, c network.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	s, err := c.NewStream(network.WithAllowLimitedConn(ctx, "liveness probe"))
