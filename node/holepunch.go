@@ -146,25 +146,32 @@ func (n *Node) repunch(p peer.ID) {
 		return
 	}
 	n.goRun(func() {
-		t := time.NewTimer(repunchAfter)
-		defer t.Stop()
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if direct, _ := n.connsByPath(p); direct || !n.hasInboundRelayed(p) || !n.punch.allow(p) {
-			return
-		}
-		n.punch.mu.Lock()
-		svc := n.punch.svc
-		n.punch.mu.Unlock()
-		if svc == nil {
-			return
-		}
-		n.log.Debug("hole punching again", "peer", p)
-		if err := svc.DirectConnect(p); err != nil {
+		wait := repunchAfter
+		for {
+			t := time.NewTimer(wait)
+			select {
+			case <-n.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if direct, _ := n.connsByPath(p); direct || !n.hasInboundRelayed(p) || !n.punch.allow(p) {
+				return
+			}
+			n.punch.mu.Lock()
+			svc := n.punch.svc
+			n.punch.mu.Unlock()
+			if svc == nil {
+				return
+			}
+			n.log.Debug("hole punching again", "peer", p)
+			err := svc.DirectConnect(p)
+			if err == nil {
+				return
+			}
+			// A link still down fails the punch: try again later, within allow's bound.
 			n.log.Debug("hole punch again failed", "peer", p, "err", err)
+			wait *= 5
 		}
 	})
 }
