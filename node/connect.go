@@ -73,7 +73,7 @@ var ErrSelf = errors.New("that is this node's own peer ID")
 // none: the peerstore, then the peer book (an earlier run), then the DHT,
 // then the peer's relayed address through each of this node's relays. When
 // the known addresses fail (the peer moved to another relay), the DHT is
-// asked for fresh ones.
+// asked for fresh ones, and last the node's own relays are tried.
 func (n *Node) reach(ctx context.Context, ai peer.AddrInfo) error {
 	if ai.ID == n.ID() {
 		return fmt.Errorf("%w: %s", ErrSelf, ai.ID)
@@ -95,24 +95,36 @@ func (n *Node) reach(ctx context.Context, ai peer.AddrInfo) error {
 			n.log.Debug("DHT lookup", "peer", ai.ID, "err", err)
 		}
 	}
+	viaOwn := false
 	if k := n.keeper.Load(); !known() && k != nil {
-		ai.Addrs = k.CircuitAddrs()
+		ai.Addrs, viaOwn = k.CircuitAddrs(), true
 	}
 	if !known() {
 		return fmt.Errorf("%w for %s and no relay to reach it through", ErrNoAddress, ai.ID)
 	}
 	err := n.dial(ctx, ai)
-	if err == nil || looked || n.dht == nil || ctx.Err() != nil {
+	if err == nil || ctx.Err() != nil {
 		return err
 	}
-	found, ferr := n.FindPeer(ctx, ai.ID)
-	if ferr != nil {
-		return err
+	if !looked && n.dht != nil {
+		found, ferr := n.FindPeer(ctx, ai.ID)
+		if ferr == nil {
+			derr := n.dial(ctx, found)
+			if derr == nil {
+				return nil
+			}
+			err = fmt.Errorf("%w (and at the addresses the DHT gave: %v)", err, derr)
+		}
 	}
-	if derr := n.dial(ctx, found); derr != nil {
-		return fmt.Errorf("%w (and at the addresses the DHT gave: %v)", err, derr)
+	// Last, through this node's own relays: the addresses known may be
+	// stale or of no transport this node has (a WebSocket-only node and a
+	// peer record published before the peer held a reservation).
+	if k := n.keeper.Load(); k != nil && !viaOwn && ctx.Err() == nil {
+		if cerr := n.dial(ctx, peer.AddrInfo{ID: ai.ID, Addrs: k.CircuitAddrs()}); cerr == nil {
+			return nil
+		}
 	}
-	return nil
+	return err
 }
 
 // awaitMember waits for p's handshake and turns a refusal into an error
