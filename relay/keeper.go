@@ -222,6 +222,7 @@ func (k *Keeper) keep(ctx context.Context, r peer.AddrInfo) {
 	bo := backoff.New(k.cfg.MinBackoff, k.cfg.MaxBackoff)
 	var lostAt time.Time   // when a held reservation was last lost
 	var took time.Duration // how long the last successful attempt took
+	cuts := 0              // attempts in a row cut by the fast-window cap
 	k.set(events.EvtRelay{Relay: r.ID, State: events.RelayConnecting})
 	defer k.drop(r.ID)
 	for {
@@ -231,13 +232,20 @@ func (k *Keeper) keep(ctx context.Context, r peer.AddrInfo) {
 			// An attempt against a relay that is down can hang (a DNS name
 			// that no longer resolves waits out the resolver, 5 s): cut it
 			// so that the next one, after the relay is back, comes soon.
-			// Three times what a good attempt took leaves slow links room.
-			timeout = min(timeout, max(500*time.Millisecond, 3*took))
+			// Three times what a good attempt took leaves slow links room,
+			// and the cap doubles with each attempt it cut, so a relay
+			// slow to answer (a loaded machine) is still reached.
+			timeout = min(timeout, max(500*time.Millisecond, 3*took)<<min(cuts, 6))
 		}
 		start := time.Now()
 		rsvp, err := k.reserve(ctx, r, timeout)
 		if ctx.Err() != nil {
 			return
+		}
+		if fast && err != nil && time.Since(start) >= timeout {
+			cuts++
+		} else {
+			cuts = 0
 		}
 		var wait time.Duration
 		if err != nil {
