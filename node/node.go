@@ -113,11 +113,11 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	if !n.cfg.WebSocketOnly {
 		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport))
 	}
-	if len(n.cfg.Listen) > 0 {
-		opts = append(opts, libp2p.ListenAddrs(n.cfg.Listen...))
-	} else {
-		opts = append(opts, libp2p.NoListenAddrs)
-	}
+	// The node listens once it is ready (start): a peer that connects
+	// earlier would find no handshake handler, take this node for a stock
+	// one, and be refused for as long as its connection lasts (a relay
+	// restarting while its peers retry every 300 ms).
+	opts = append(opts, libp2p.NoListenAddrs)
 	if n.cfg.Role == protocol.RolePrivate {
 		// A private node keeps libp2p's own limits (autoscaled from memory,
 		// hundreds of connections): it holds a few relays and members. Hole
@@ -201,6 +201,11 @@ func (n *Node) start() error {
 		n.goRun(n.saveLoop)
 	}
 	n.goRun(n.pruneLoop)
+	if len(n.cfg.Listen) > 0 {
+		if err := n.host.Network().Listen(n.cfg.Listen...); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
 	n.log.Info("node started", "peer_id", n.host.ID(), "role", n.cfg.Role, "network", n.cfg.Network)
 	return nil
 }
