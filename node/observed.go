@@ -9,6 +9,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/overlay-net/overlay/node/book"
 )
 
 // observed keeps what trusted peers see this node's address as, and turns
@@ -46,7 +48,7 @@ func newObserved(trusted func(peer.ID) bool) *observed {
 // note records what the peer at the other end of c sees; it reports
 // whether the observation is new and usable.
 func (o *observed) note(p peer.ID, c network.Conn, addr ma.Multiaddr) bool {
-	if c == nil || addr == nil || !manet.IsPublicAddr(addr) || isCircuit(addr) {
+	if c == nil || addr == nil || !manet.IsPublicAddr(addr) || book.IsRelayed(addr) {
 		return false
 	}
 	o.mu.Lock()
@@ -146,9 +148,4 @@ func ipFamily(ip string) string {
 		return "ip6"
 	}
 	return "ip4"
-}
-
-func isCircuit(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
 }

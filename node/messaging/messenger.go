@@ -185,12 +185,22 @@ func (m *Messenger) reach(ctx context.Context, to peer.ID) error {
 		if _, ok := ctx.Deadline(); !ok {
 			return err
 		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if !pause(ctx, wait) {
 			return fmt.Errorf("%w: no path to %s in time: %v", ErrTimeout, to, err)
 		}
 		wait = min(2*wait, maxResendBackoff)
+	}
+}
+
+// pause waits d, or less if ctx ends first; it reports whether ctx lasted.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -233,9 +243,7 @@ func (m *Messenger) await(ctx context.Context, ob *outbox, p *pending) error {
 		// No path right now (a relay restarting, say): try again soon,
 		// for as long as the caller waits.
 		m.log.Debug("message not resent yet", "peer", ob.to, "seq", p.seq, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if !pause(ctx, wait) {
 			return fmt.Errorf("%w: message %d to %s: %v (last: %v)", ErrTimeout, p.seq, ob.to, ctx.Err(), err)
 		}
 		wait = min(2*wait, maxResendBackoff)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/protocol"
 )
 
@@ -143,7 +143,7 @@ func (ob *outbox) stream(ctx context.Context, m *Messenger) (network.Stream, err
 	ob.mu.Lock()
 	s := ob.s
 	ob.mu.Unlock()
-	if s != nil && !(isRelayedConn(s.Conn()) && hasDirectConn(m.t.Network(), ob.to)) {
+	if s != nil && !(book.IsRelayed(s.Conn().RemoteMultiaddr()) && hasDirectConn(m.t.Network(), ob.to)) {
 		return s, nil
 	}
 	ctx = network.WithAllowLimitedConn(ctx, "overlay message")
@@ -189,7 +189,7 @@ func (ob *outbox) retire(ctx context.Context, m *Messenger) error {
 	s := ob.s
 	busy := len(ob.pending) > 0
 	ob.mu.Unlock()
-	if s == nil || !isRelayedConn(s.Conn()) || !hasDirectConn(m.t.Network(), ob.to) {
+	if s == nil || !book.IsRelayed(s.Conn().RemoteMultiaddr()) || !hasDirectConn(m.t.Network(), ob.to) {
 		return nil
 	}
 	if busy {
@@ -311,14 +311,9 @@ func (ob *outbox) idle() bool {
 	return ob.s == nil && ob.users == 0 && len(ob.pending) == 0
 }
 
-func isRelayedConn(c network.Conn) bool {
-	_, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
-}
-
 func hasDirectConn(n network.Network, p peer.ID) bool {
 	for _, c := range n.ConnsToPeer(p) {
-		if !c.IsClosed() && !isRelayedConn(c) {
+		if !c.IsClosed() && !book.IsRelayed(c.RemoteMultiaddr()) {
 			return true
 		}
 	}
