@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-churn bench-smoke clean testnet testnet-check testnet-down
+.PHONY: docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke clean testnet testnet-check testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -51,6 +51,13 @@ bench-datapath: build
 # setup time, memory per idle forwarded connection; relayed and direct.
 bench-tunnel: build
 	$(GO) run ./bench/tunnel -bin $(BIN)
+
+# The same over a link of RATE between the two nodes (tc htb on a namespace's
+# loopback, root), the programs at the tunnel's ends unshaped: what a tunnel
+# between two machines meets, where loopback on 2 cores is CPU-bound.
+RATE ?= 1gbit
+bench-tunnel-shaped: build
+	bench/tunnel/shaped.sh $(RATE) $(BIN) -idle 0 -setups 100 -bytes 134217728
 
 # Strangers connecting to and leaving a relay: its RSS and maps before,
 # at peak and after.

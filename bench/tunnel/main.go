@@ -48,6 +48,9 @@ type options struct {
 	rounds, setups      int
 	idle                int
 	keep                bool
+	// relayPort and directPort fix the ports the A-B traffic crosses, so
+	// that shaped.sh can rate-limit exactly that traffic; 0: any port.
+	relayPort, directPort int
 }
 
 func main() {
@@ -60,6 +63,8 @@ func main() {
 	flag.StringVar(&o.paths, "paths", "relayed,direct", "paths to measure, comma-separated")
 	flag.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (data dirs and logs)")
+	flag.IntVar(&o.relayPort, "relay-port", 0, "the relay's WebSocket port (0: any free one)")
+	flag.IntVar(&o.directPort, "direct-port", 0, "the direct path's B listens on this TCP port (0: any free one)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, o)
@@ -108,7 +113,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer svcs.close()
 
-	_, err = ps.node(ctx, o.bin, dir, "relay", "relay", "--listen", "/ip4/127.0.0.1/tcp/0/ws")
+	_, err = ps.node(ctx, o.bin, dir, "relay", "relay", "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", o.relayPort))
 	if err != nil {
 		return err
 	}
@@ -127,6 +132,9 @@ func run(ctx context.Context, o options) error {
 		a, err := ps.node(ctx, o.bin, dir, path+"-a", "peer", append([]string{"--relay", ws}, extra...)...)
 		if err != nil {
 			return err
+		}
+		if path == "direct" {
+			extra = []string{"--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", o.directPort)}
 		}
 		b, err := ps.node(ctx, o.bin, dir, path+"-b", "peer", append([]string{"--relay", ws}, extra...)...)
 		if err != nil {
