@@ -105,13 +105,17 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 		libp2p.UserAgent(Agent),
 		libp2p.Transport(websocket.New),
 		libp2p.EnableRelay(),
-		// AutoNAT v2 checks each address on its own and serves the
-		// check to others; reachability comes to status through events.
-		libp2p.EnableAutoNATv2(),
 	}
 	opts = append(opts, n.metricsHostOptions()...)
 	if !n.cfg.WebSocketOnly {
-		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport))
+		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport),
+			// AutoNAT v2 checks each address on its own and serves the
+			// check to others; reachability comes to status through
+			// events. A WebSocket-only node listens nowhere, so it has
+			// nothing to check, and AutoNAT v2's second libp2p host would
+			// double what the node costs to start (half of a load
+			// generator's CPU in bench/capacity).
+			libp2p.EnableAutoNATv2())
 	}
 	// The node listens once it is ready (start): a peer that connects
 	// earlier would find no handshake handler, take this node for a stock

@@ -50,7 +50,8 @@ type loadCounts struct {
 }
 
 type loadPeer struct {
-	n       *node.Node
+	n       *node.Node // a full node (message pairs), or
+	thin    *thinPeer  // a peer that only holds its reservation
 	startNs int64
 	mu      sync.Mutex
 	gained  int
@@ -59,6 +60,7 @@ type loadPeer struct {
 }
 
 type loader struct {
+	full     bool
 	proc     int
 	relay    ma.Multiaddr
 	count    int
@@ -91,15 +93,16 @@ type loader struct {
 	outMu    sync.Mutex
 }
 
-func runLoad(proc int, relayAddr string, count, pairs int, rate float64, sendTO time.Duration) error {
+func runLoad(proc int, relayAddr string, count, pairs int, rate float64, sendTO time.Duration, full bool) error {
 	ra, err := ma.NewMultiaddr(relayAddr)
 	if err != nil {
 		return err
 	}
-	l := &loader{proc: proc, relay: ra, count: count, pairs: pairs, rate: rate, sendTO: sendTO,
+	l := &loader{proc: proc, relay: ra, full: full, count: count, pairs: pairs, rate: rate, sendTO: sendTO,
 		peers: make([]atomic.Pointer[loadPeer], count), lostWhy: map[string]int{}, startErr: map[string]int{},
 		sendErr: map[string]int{}, out: json.NewEncoder(os.Stdout)}
 	l.firstNs = time.Now().UnixNano()
+	serveLoadProfile(proc)
 	go l.startAll()
 	go l.progressLoop()
 	sc := bufio.NewScanner(os.Stdin)
@@ -145,6 +148,10 @@ func (l *loader) startPeer(i int) {
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		fail(err)
+		return
+	}
+	if !l.full && i >= 2*l.pairs {
+		l.startThin(i, p, key)
 		return
 	}
 	cfg := node.DefaultConfig(protocol.RolePrivate)
@@ -270,7 +277,7 @@ func (l *loader) counts() loadCounts {
 	c := loadCounts{Pairs: int64(l.pairs), FirstStartNs: l.firstNs}
 	c.Started, c.StartFailed = int(l.started.Load()), int(l.failed.Load())
 	for i := range l.peers {
-		if p := l.peers[i].Load(); p != nil && len(p.n.Reservations()) > 0 {
+		if p := l.peers[i].Load(); p != nil && p.reserved() {
 			c.Reserved++
 		}
 	}
@@ -296,7 +303,7 @@ func (l *loader) final() loadMsg {
 		NotReservedStates: map[string]int{}}
 	for i := range l.peers {
 		p := l.peers[i].Load()
-		if p == nil || len(p.n.Reservations()) > 0 {
+		if p == nil || p.reserved() {
 			continue
 		}
 		p.mu.Lock()
@@ -316,4 +323,31 @@ func (l *loader) final() loadMsg {
 	m.LostReasons, m.StartErrors, m.SendErrors = l.lostWhy, l.startErr, l.sendErr
 	m.RTTus, m.ReserveMs = l.rtts, l.resMs
 	return m
+}
+
+func (p *loadPeer) reserved() bool {
+	if p.thin != nil {
+		return p.thin.reserved()
+	}
+	return len(p.n.Reservations()) > 0
+}
+
+func (l *loader) startThin(i int, p *loadPeer, key crypto.PrivKey) {
+	info, err := peer.AddrInfoFromP2pAddr(l.relay)
+	if err != nil {
+		l.failed.Add(1)
+		return
+	}
+	t, err := startThin(key, *info, "bench", func(ev events.EvtRelay) { l.onEvent(p, ev) })
+	if err != nil {
+		l.failed.Add(1)
+		l.mu.Lock()
+		l.startErr[relayproc.Normalize(err.Error())]++
+		l.mu.Unlock()
+		return
+	}
+	p.thin = t
+	l.peers[i].Store(p)
+	l.started.Add(1)
+	l.lastNs.Store(time.Now().UnixNano())
 }

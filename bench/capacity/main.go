@@ -30,7 +30,7 @@ import (
 
 type flags struct {
 	bin, jsonOut, relayArgs string
-	netns, strict           bool
+	netns, strict, full     bool
 	n, procs                int
 	hold, ttl, stall        time.Duration
 	sendTimeout, idleWait   time.Duration
@@ -58,10 +58,11 @@ func main() {
 	flag.StringVar(&f.relayArgs, "relay-args", "", "more relay flags, space separated (e.g. limits)")
 	flag.BoolVar(&f.keep, "keep", false, "keep the temporary directory (relay log, load logs)")
 	flag.BoolVar(&f.strict, "strict", false, "exit 1 unless every peer reserved, none lost a reservation and no message failed (for CI)")
+	flag.BoolVar(&f.full, "full", false, "make every load peer a full overlay node (default: message pairs full, the rest thin peers that only hold a reservation; see thin.go)")
 	flag.BoolVar(&f.netns, "netns", false, "run each load process in its own network namespace with its own IP (root; see netns.go), as peers behind many IPs")
 	flag.Parse()
 	if *load {
-		err := runLoad(*loadProc, *loadRelay, f.n, *loadPairs, f.rate, f.sendTimeout)
+		err := runLoad(*loadProc, *loadRelay, f.n, *loadPairs, f.rate, f.sendTimeout, f.full)
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
@@ -206,7 +207,8 @@ func startChild(f flags, i, count, pairs int, relayAddr, dir string) (*child, er
 	c := &child{log: filepath.Join(dir, fmt.Sprintf("load%d.log", i)), gotFinal: make(chan struct{}), exited: make(chan struct{})}
 	args := []string{self, "-load", "-load-proc", strconv.Itoa(i), "-load-relay", relayAddr,
 		"-n", strconv.Itoa(count), "-load-pairs", strconv.Itoa(pairs),
-		"-rate", fmt.Sprint(f.rate / float64(f.procs)), "-send-timeout", f.sendTimeout.String()}
+		"-rate", fmt.Sprint(f.rate / float64(f.procs)), "-send-timeout", f.sendTimeout.String(),
+		"-full=" + strconv.FormatBool(f.full)}
 	if f.netns {
 		args = append([]string{"ip", "netns", "exec", labNS(i)}, args...)
 	}
