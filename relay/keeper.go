@@ -313,6 +313,13 @@ func (k *Keeper) reserve(ctx context.Context, r peer.AddrInfo, timeout time.Dura
 	res, err := client.Reserve(ctx, k.h, peer.AddrInfo{ID: r.ID})
 	if err != nil {
 		var re client.ReservationError
+		if errors.As(err, &re) && re.Status == pbv2.Status_PERMISSION_DENIED {
+			// The relay judged this node on this connection: having taken
+			// it for a stranger (a handshake it never saw), it would refuse
+			// every attempt for as long as the connection lasts. The next
+			// attempt connects afresh and runs the handshake again.
+			_ = k.h.Network().ClosePeer(r.ID)
+		}
 		if errors.As(err, &re) && re.Status != pbv2.Status_CONNECTION_FAILED {
 			return Reservation{}, fmt.Errorf("%w: the relay refused the reservation: %s", ErrRefused, pbv2.Status_name[int32(re.Status)])
 		}

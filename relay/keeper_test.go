@@ -3,6 +3,7 @@ package relay_test
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,5 +248,53 @@ func TestReserveAgainRightAfterRestart(t *testing.T) {
 	t.Logf("reserved again %s after the relay listened (retry every %s)", took.Round(time.Millisecond), d.FastRetry)
 	if bound := 3 * time.Second; took > bound {
 		t.Errorf("reserved again only %s after the relay listened, want within %s", took, bound)
+	}
+}
+
+// refuseFirstConn refuses reservations over the first connection it sees
+// and allows them over any later one: a relay that took the peer for a
+// stranger on one connection.
+type refuseFirstConn struct {
+	mu    sync.Mutex
+	first ma.Multiaddr
+}
+
+func (a *refuseFirstConn) AllowReserve(_ peer.ID, addr ma.Multiaddr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.first == nil {
+		a.first = addr
+	}
+	return !a.first.Equal(addr)
+}
+
+func (a *refuseFirstConn) AllowConnect(peer.ID, ma.Multiaddr, peer.ID) bool { return true }
+
+// A relay that refuses a reservation as not permitted is reconnected to,
+// not asked again over the connection it judged this node on.
+func TestKeeperReconnectsAfterPermissionDenied(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0/ws"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	rc := circuit.DefaultResources()
+	rc.Limit = nil
+	acl := &refuseFirstConn{}
+	svc, err := circuit.New(h, circuit.WithResources(rc), circuit.WithACL(acl),
+		circuit.WithReservationAddressFilter(func(ma.Multiaddr) bool { return true }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	relays := []ma.Multiaddr{h.Addrs()[0].Encapsulate(ma.StringCast("/p2p/" + h.ID().String()))}
+	a := nt.Peer(t, relays, nt.WithKeeper(func(c *relay.KeeperConfig) {
+		c.MinBackoff, c.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
+	}))
+	nt.Eventually(t, 10*time.Second, "reserved over a second connection", func() bool { return nt.Reserved(a, 1) })
+	acl.mu.Lock()
+	defer acl.mu.Unlock()
+	if acl.first == nil {
+		t.Fatal("the relay saw no reservation attempt before the one it allowed")
 	}
 }
