@@ -113,6 +113,8 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 
 func sendStatus(err error) int {
 	switch {
+	case errors.Is(err, messaging.ErrSelf):
+		return http.StatusBadRequest
 	case errors.Is(err, protocol.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, messaging.ErrUnknownPeer):
