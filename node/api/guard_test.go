@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -244,5 +245,25 @@ func TestAPIBoundsConcurrentActions(t *testing.T) {
 	}
 	if code, _ := raw(t, s.Addr(), "GET", "/v1/health", "", nil); code != http.StatusOK {
 		t.Errorf("health while busy: %d", code)
+	}
+}
+
+// A ping's time budget saturates instead of overflowing into a deadline
+// already past (the measured --count 3000000 --interval 1h).
+func TestPingBudgetSaturates(t *testing.T) {
+	for _, c := range []struct {
+		count    int
+		interval time.Duration
+		want     time.Duration
+	}{
+		{4, time.Second, 34 * time.Second},
+		{0, time.Hour, 30 * time.Second},
+		{3000000, time.Hour, math.MaxInt64},
+		{math.MaxInt, time.Nanosecond, math.MaxInt64},
+		{2, math.MaxInt64 / 2, math.MaxInt64},
+	} {
+		if got := api.PingBudget(c.count, c.interval); got != c.want || got <= 0 {
+			t.Errorf("PingBudget(%d, %s) = %s, want %s", c.count, c.interval, got, c.want)
+		}
 	}
 }
