@@ -157,6 +157,10 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 
 // Send sends one message and returns its round-trip time.
 func (c *Client) Send(ctx context.Context, peerID string, data []byte, timeout time.Duration) (time.Duration, error) {
+	// The node would refuse it: no need to carry it there first.
+	if len(data) > protocol.MaxMessageSize {
+		return 0, &APIError{Code: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("%v (%d bytes)", protocol.ErrTooLarge, len(data))}
+	}
 	req := SendRequest{Peer: peerID, Timeout: timeout.String()}
 	if isText(data) {
 		req.Data = string(data)
