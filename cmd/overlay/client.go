@@ -20,22 +20,33 @@ import (
 
 // clientFlags are the flags of commands that talk to a running node.
 type clientFlags struct {
-	api     string
-	json    bool
-	timeout time.Duration
+	api, token string
+	json       bool
+	timeout    time.Duration
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, withJSON bool, timeout time.Duration) {
 	fs.StringVar(&c.api, "api", "", "control API address of the node ($OVERLAY_API; default: whichever of "+api.DefaultRelayAddr+" (relay) and "+api.DefaultPeerAddr+" (peer) answers)")
+	fs.StringVar(&c.token, "api-token", "", "file holding the node's API token (its --api-token), sent with every request ($OVERLAY_API_TOKEN)")
 	fs.DurationVar(&c.timeout, "timeout", timeout, "give up after this long")
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print JSON for programs")
 	}
 }
 
-func (c *clientFlags) client() (*api.Client, context.Context, context.CancelFunc) {
+// client returns a client of the node's API and a context bounded by
+// --timeout. It fails only when the token file cannot be read.
+func (c *clientFlags) client() (*api.Client, context.Context, context.CancelFunc, error) {
+	cl := api.NewClient(c.api)
+	if c.token != "" {
+		tok, err := readToken(c.token)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cl.WithToken(tok)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	return api.NewClient(c.api), ctx, cancel
+	return cl, ctx, cancel, nil
 }
 
 func printJSON(v any) error {
@@ -74,7 +85,10 @@ func runStatus(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	s, err := c.Status(ctx)
 	if err != nil {
@@ -167,7 +181,10 @@ func runPeers(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	ps, err := c.Peers(ctx)
 	if err != nil {
@@ -199,7 +216,10 @@ func runConnect(args []string) error {
 	if err := parseArgs(fs, args, 1); err != nil {
 		return err
 	}
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	p, err := c.Connect(ctx, fs.Arg(0), cf.timeout)
 	if err != nil {
@@ -219,7 +239,10 @@ func runHealth(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	h, err := c.Health(ctx)
 	if err != nil {

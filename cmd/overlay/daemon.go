@@ -29,7 +29,7 @@ import (
 // daemonFlags are the flags both node commands take that are not part of
 // node.Config: files to read and where to log.
 type daemonFlags struct {
-	data, key, netKey, api, addrFile, logLevel, logFormat, pprof, metrics string
+	data, key, netKey, api, apiToken, addrFile, logLevel, logFormat, pprof, metrics string
 	listen                                                                maddrs
 	forwards                                                              forwardSpecs
 }
@@ -47,7 +47,8 @@ func (x *daemon) register(fs *flag.FlagSet) {
 	if role == "relay" {
 		defAPI = api.DefaultRelayAddr
 	}
-	fs.StringVar(&d.api, "api", defAPI, "control API address (keep it on loopback; relay 7400, peer 7401 by default), written to DATA/api.addr; \"off\" disables it")
+	fs.StringVar(&d.api, "api", defAPI, "control API address (keep it on loopback; relay 7400, peer 7401 by default), written to DATA/api.addr; \"off\" disables it; any other than loopback needs --api-token")
+	fs.StringVar(&d.apiToken, "api-token", "", "file holding the control API's access token (at least 16 bytes); every request must then send it (Authorization: Bearer); required when --api is not loopback")
 	fs.StringVar(&d.addrFile, "addr-file", "", "write the node's full /p2p/ multiaddrs to this file, one per line")
 	fs.StringVar(&d.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "log format: text or json (one object per line)")
@@ -166,8 +167,14 @@ func runNode(d daemonFlags, cfg node.Config) error {
 	if d.key == "" {
 		d.key = filepath.Join(d.data, "identity.key")
 	}
-	if err := os.MkdirAll(d.data, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	var token string
+	if d.api != "off" {
+		if token, err = apiToken(d.api, d.apiToken); err != nil {
+			return err
+		}
+	}
+	if err := checkDataDir(d.data); err != nil {
+		return err
 	}
 	key, err := identity.LoadOrCreate(d.key)
 	if err != nil {
@@ -195,7 +202,7 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		_ = closeWithin(shutdownBound, closers...)
 		return err
 	}
-	srv, err := serve(d, n, log)
+	srv, err := serve(d, token, n, log)
 	if srv != nil {
 		closers = []io.Closer{srv, n}
 	}
@@ -223,15 +230,22 @@ const shutdownBound = 10 * time.Second
 
 // serve starts the control API (unless off) and announces the node's
 // addresses.
-func serve(d daemonFlags, n *node.Node, log *slog.Logger) (*api.Server, error) {
+func serve(d daemonFlags, token string, n *node.Node, log *slog.Logger) (*api.Server, error) {
 	if d.api == "off" {
 		return nil, announce(n, d.addrFile)
 	}
-	s, err := api.Listen(d.api, n, log)
+	var opts []api.Option
+	if token != "" {
+		opts = append(opts, api.WithToken(token))
+	}
+	s, err := api.Listen(d.api, n, log, opts...)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("control API listening", "addr", s.Addr())
+	log.Info("control API listening", "addr", s.Addr(), "token", token != "")
+	if !s.Loopback() {
+		log.Warn("control API reachable from other hosts: it can make this node dial, send and expose services; only the token keeps others out, and it travels in clear text (put TLS in front)", "addr", s.Addr())
+	}
 	// Tells scripts (and a --api 127.0.0.1:0 user) where the API is.
 	if err := atomicfile.Write(filepath.Join(d.data, "api.addr"), []byte(s.Addr()+"\n"), 0o644); err != nil {
 		return s, fmt.Errorf("write api.addr: %w", err)

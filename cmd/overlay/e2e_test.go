@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,7 +52,10 @@ func start(t *testing.T, data string, args ...string) *proc {
 func startEnv(t *testing.T, env []string, data string, args ...string) *proc {
 	t.Helper()
 	p := &proc{data: data, logs: &syncBuffer{}, done: make(chan error, 1)}
-	args = append(args, "--data", data, "--api", "127.0.0.1:0", "--log-level", "debug")
+	args = append(args, "--data", data, "--log-level", "debug")
+	if !slices.Contains(args, "--api") {
+		args = append(args, "--api", "127.0.0.1:0")
+	}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = p.logs
@@ -243,6 +247,11 @@ func TestBinaryRelayAndTwoPeers(t *testing.T) {
 		}
 	}
 	checkMessaging(t, a.api(t), b.api(t), bID)
+	out, err = overlay(t, "id", "--key", filepath.Join(a.data, "identity.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCLIEdges(t, a.api(t), b.api(t), strings.TrimSpace(out), bID)
 	checkTunnels(t, a.api(t), b.api(t), bID)
 	for _, p := range []*proc{a, b, r} {
 		p.stop(t)

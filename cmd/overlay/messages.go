@@ -2,6 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
+	"io"
 	"fmt"
 	"os"
 	"strconv"
@@ -19,7 +22,7 @@ func runSend(args []string) error {
 	var soak, interval time.Duration
 	fs := newFlags("send", "send [flags] PEER-ID TEXT\n       overlay send --stdin PEER-ID      (each input line is a message)\n       overlay send --soak 30m [--interval 500ms] PEER-ID\n\nExits 0 once every message is acknowledged, printing the round-trip time.")
 	cf.register(fs, true, 30*time.Second)
-	fs.BoolVar(&stdin, "stdin", false, "send each line of standard input as a message")
+	fs.BoolVar(&stdin, "stdin", false, "send each line of standard input as a message (at most 1 MiB a line); a line too long or not acknowledged is reported by number, the lines after it are still sent, and the command then exits 1")
 	fs.DurationVar(&soak, "soak", 0, "send a numbered message every --interval for this long, then report sent, acknowledged, lost, goroutines and heap")
 	fs.DurationVar(&interval, "interval", 500*time.Millisecond, "with --soak: time between messages")
 	if err := parse(fs, args); err != nil {
@@ -38,13 +41,16 @@ func runSend(args []string) error {
 	case soak > 0:
 		return runSoak(cf, to, soak, interval)
 	case stdin:
-		return sendLines(cf, to)
+		return sendLines(cf, to, os.Stdin, os.Stderr)
 	}
 	return sendOne(cf, to, []byte(fs.Arg(1)))
 }
 
 func sendOne(cf clientFlags, to string, data []byte) error {
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	rtt, err := c.Send(ctx, to, data, cf.timeout)
 	if err != nil {
@@ -57,23 +63,80 @@ func sendOne(cf clientFlags, to string, data []byte) error {
 	return nil
 }
 
-func sendLines(cf clientFlags, to string) error {
-	sc := bufio.NewScanner(os.Stdin)
-	sc.Buffer(make([]byte, 64<<10), protocol.MaxMessageSize)
+// sendLines sends each line of standard input (without its line end) as a
+// message, in order. A line that fails, by being longer than the message
+// maximum or by not being acknowledged, is reported with its number and the
+// lines after it are still sent: each line is a message of its own. The
+// command then fails, counting the lines that did.
+func sendLines(cf clientFlags, to string, in io.Reader, stderr io.Writer) error {
+	r := bufio.NewReaderSize(in, 64<<10)
 	failed := 0
-	for sc.Scan() {
-		if err := sendOne(cf, to, sc.Bytes()); err != nil {
-			fmt.Fprintf(os.Stderr, "overlay send: %v\n", err)
+	for n := 1; ; n++ {
+		line, err := readLine(r, protocol.MaxMessageSize)
+		if errors.Is(err, io.EOF) && line == nil {
+			break
+		}
+		switch {
+		case errors.Is(err, errLongLine):
+			fmt.Fprintf(stderr, "overlay send: line %d: %v\n", n, err)
+			failed++
+			continue
+		case err != nil && !errors.Is(err, io.EOF):
+			return fmt.Errorf("read stdin at line %d: %w", n, err)
+		}
+		if serr := sendOne(cf, to, line); serr != nil {
+			fmt.Fprintf(stderr, "overlay send: line %d: %v\n", n, serr)
 			failed++
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read stdin: %w", err)
+		if err != nil { // io.EOF after a last line without a newline
+			break
+		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d messages not acknowledged", failed)
+		return fmt.Errorf("%d lines not sent or not acknowledged", failed)
 	}
 	return nil
+}
+
+var errLongLine = fmt.Errorf("longer than the message maximum of %d bytes; not sent", protocol.MaxMessageSize)
+
+// readLine returns the next line without its "\n" (or "\r\n"). A line over
+// max bytes is read to its end and dropped, with errLongLine, so that the
+// next call starts at the next line. At the end of input it returns the
+// last, unterminated line with io.EOF, or nil and io.EOF.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	long := false
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if !long {
+			line = append(line, chunk...)
+			// Room for the line end: a line of exactly max bytes is fine.
+			if len(bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))) > max {
+				long, line = true, nil
+			}
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err == nil:
+			if long {
+				return nil, errLongLine
+			}
+			line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+			return line, nil
+		case errors.Is(err, io.EOF):
+			if long {
+				return nil, errLongLine
+			}
+			if len(line) == 0 {
+				return nil, io.EOF
+			}
+			return bytes.TrimSuffix(line, []byte("\r")), io.EOF
+		default:
+			return nil, err
+		}
+	}
 }
 
 func runInbox(args []string) error {
@@ -85,7 +148,10 @@ func runInbox(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	msgs, err := c.Inbox(ctx, limit)
 	if err != nil {
@@ -122,9 +188,12 @@ func runPing(args []string) error {
 		return err
 	}
 	if cf.timeout <= 0 {
-		cf.timeout = time.Duration(count)*interval + 30*time.Second
+		cf.timeout = api.PingBudget(count, interval)
 	}
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	res, err := c.Ping(ctx, api.PingRequest{Target: fs.Arg(0), Count: count, Interval: interval.String(), Timeout: cf.timeout.String()})
 	if err != nil {
@@ -155,7 +224,10 @@ func runPerf(args []string) error {
 	if err := parseArgs(fs, args, 1); err != nil {
 		return err
 	}
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	res, err := c.Perf(ctx, api.PerfRequest{Target: fs.Arg(0), Upload: up, Download: down, Timeout: cf.timeout.String()})
 	if err != nil {

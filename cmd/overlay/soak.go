@@ -28,7 +28,11 @@ type soakReport struct {
 // runSoak sends a numbered message every interval for d and reports what
 // arrived and what the node's resource use did meanwhile.
 func runSoak(cf clientFlags, to string, d, interval time.Duration) error {
-	c := api.NewClient(cf.api)
+	c, _, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
+	cancel()
 	rtCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	start, err := c.Runtime(rtCtx)
 	cancel()

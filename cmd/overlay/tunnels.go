@@ -109,7 +109,10 @@ node keeps it in DATA/tunnels.json, so it survives a restart.`)
 	if err != nil {
 		return err
 	}
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	switch {
 	case list && len(pos) == 0 && remove == "":
@@ -187,7 +190,10 @@ Forwards last until the node stops (or use --forward on 'overlay peer').`)
 	if err != nil {
 		return err
 	}
-	c, ctx, cancel := cf.client()
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	switch {
 	case list && len(pos) == 0 && remove == "":

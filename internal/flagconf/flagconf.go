@@ -13,6 +13,8 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/overlay-net/overlay/internal/atomicfile"
 )
 
 // Kinds of Source, highest precedence first.
@@ -172,15 +174,23 @@ type entry struct {
 // readFile reads a flat YAML mapping of flag names to scalars or lists of
 // scalars.
 func readFile(path string) ([]entry, error) {
-	data, err := os.ReadFile(path)
+	data, err := atomicfile.ReadCapped(path, maxFile)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	f, err := parser.ParseBytes(data, 0)
+	return parseFile(path, data)
+}
+
+// maxFile caps a config file: a few hundred settings take a few KiB; more
+// is not a config file.
+const maxFile = 1 << 20
+
+// parseFile decodes the config file's bytes; path only names it in errors.
+func parseFile(path string, data []byte) (out []entry, err error) {
+	f, err := parseYAML(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var out []entry
 	seen := map[string]int{}
 	for _, doc := range f.Docs {
 		if doc.Body == nil {
@@ -207,6 +217,17 @@ func readFile(path string) ([]entry, error) {
 		}
 	}
 	return out, nil
+}
+
+// parseYAML is the YAML parser with its panics, should a damaged file find
+// one, turned into errors: a bad config is a message, never a crash.
+func parseYAML(data []byte) (f *ast.File, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, err = nil, fmt.Errorf("not YAML the parser can read (%v)", r)
+		}
+	}()
+	return parser.ParseBytes(data, 0)
 }
 
 func values(n ast.Node) ([]string, error) {

@@ -23,7 +23,8 @@ import (
 
 // Client talks to a node's control API.
 type Client struct {
-	http *http.Client
+	http  *http.Client
+	token string // sent as a bearer token when set
 
 	mu   sync.Mutex
 	base string // "" until found (NewClient(""))
@@ -39,6 +40,13 @@ func NewClient(addr string) *Client {
 	return c
 }
 
+// WithToken makes the client send token with every request (the node's
+// --api-token) and returns the client.
+func (c *Client) WithToken(token string) *Client {
+	c.token = token
+	return c
+}
+
 // baseURL returns the API's URL, finding the node first if need be.
 func (c *Client) baseURL(ctx context.Context) (string, error) {
 	c.mu.Lock()
@@ -46,7 +54,7 @@ func (c *Client) baseURL(ctx context.Context) (string, error) {
 	if c.base != "" {
 		return c.base, nil
 	}
-	addr, err := FindDefault(ctx)
+	addr, err := findDefault(ctx, c.token)
 	if err != nil {
 		return "", err
 	}
@@ -76,7 +84,7 @@ var ErrUnreachable = errors.New("no node answers at the control API address")
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
-		b, err := json.Marshal(in)
+		b, err := encode(in)
 		if err != nil {
 			return err
 		}
@@ -90,7 +98,12 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -144,11 +157,19 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 
 // Send sends one message and returns its round-trip time.
 func (c *Client) Send(ctx context.Context, peerID string, data []byte, timeout time.Duration) (time.Duration, error) {
+	// The node would refuse it: no need to carry it there first.
+	if len(data) > protocol.MaxMessageSize {
+		return 0, &APIError{Code: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("%v (%d bytes)", protocol.ErrTooLarge, len(data))}
+	}
 	req := SendRequest{Peer: peerID, Timeout: timeout.String()}
 	if isText(data) {
 		req.Data = string(data)
 	} else {
 		req.DataBase64 = base64.StdEncoding.EncodeToString(data)
+	}
+	// Text whose escapes would take it over the body cap goes as base64.
+	if b, err := encode(req); err == nil && len(b) > MaxBody {
+		req.Data, req.DataBase64 = "", base64.StdEncoding.EncodeToString(data)
 	}
 	var res SendResult
 	err := c.Do(ctx, http.MethodPost, "/v1/send", req, &res)
@@ -200,20 +221,37 @@ func isText(data []byte) bool {
 	return true
 }
 
+// encode is json.Marshal without HTML escaping: <, > and & as \u003c and so
+// on would grow a message of them sixfold.
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // ErrAmbiguous means more than one node answers at the default addresses.
 var ErrAmbiguous = errors.New("more than one node answers")
 
 // FindDefault returns the one default address (DefaultAddrs) where a node
 // answers: a relay and a peer on one host each have their own, and a client
 // told neither finds whichever runs. When both answer it does not guess.
-func FindDefault(ctx context.Context) (string, error) {
+func FindDefault(ctx context.Context) (string, error) { return findDefault(ctx, "") }
+
+func findDefault(ctx context.Context, token string) (string, error) {
 	var found []string
 	for _, addr := range DefaultAddrs {
 		var h Health
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := NewClient(addr).Do(actx, http.MethodGet, "/v1/health", nil, &h)
+		err := NewClient(addr).WithToken(token).Do(actx, http.MethodGet, "/v1/health", nil, &h)
 		cancel()
-		if err == nil {
+		// A node that wants another token still answers: it is found, and
+		// the request made with it says what is wrong.
+		var ae *APIError
+		if err == nil || errors.As(err, &ae) && ae.Code == http.StatusUnauthorized {
 			found = append(found, addr)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -113,6 +114,8 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 
 func sendStatus(err error) int {
 	switch {
+	case errors.Is(err, messaging.ErrSelf):
+		return http.StatusBadRequest
 	case errors.Is(err, protocol.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, messaging.ErrUnknownPeer):
@@ -144,7 +147,7 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 		}
 		interval = d
 	}
-	ctx, cancel, ok := RequestContext(w, r, req.Timeout, time.Duration(req.Count)*interval+30*time.Second)
+	ctx, cancel, ok := RequestContext(w, r, req.Timeout, PingBudget(req.Count, interval))
 	if !ok {
 		return
 	}
@@ -159,6 +162,21 @@ func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
 		res.Error = err.Error()
 	}
 	WriteJSON(w, http.StatusOK, res)
+}
+
+// PingBudget is how long count pings interval apart may take: their
+// intervals plus 30 s for the answers. It saturates at the longest
+// time.Duration instead of overflowing into a negative (already expired)
+// deadline, as --count 3000000 --interval 1h would.
+func PingBudget(count int, interval time.Duration) time.Duration {
+	const slack = 30 * time.Second
+	if count <= 0 || interval <= 0 {
+		return slack
+	}
+	if interval > (math.MaxInt64-slack)/time.Duration(count) {
+		return math.MaxInt64
+	}
+	return time.Duration(count)*interval + slack
 }
 
 func (s *Server) perf(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/overlay-net/overlay/node"
+	"github.com/overlay-net/overlay/node/messaging"
 )
 
 // Where the control API listens unless told otherwise: loopback, as the API
@@ -27,32 +28,54 @@ const (
 // DefaultAddrs are the addresses clients try when told none, relay first.
 var DefaultAddrs = []string{DefaultRelayAddr, DefaultPeerAddr}
 
-// maxBody caps a request body: room for the largest message even as JSON
-// text with every byte escaped (6x).
-const maxBody = 8 << 20
-
 // Server serves the control API of one node.
 type Server struct {
-	n    *node.Node
-	log  *slog.Logger
-	mux  *http.ServeMux
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
+	n     *node.Node
+	log   *slog.Logger
+	token []byte
+	mux   *http.ServeMux
+	srv   *http.Server
+	ln    net.Listener
+	done  chan struct{}
 }
 
-// Listen binds addr and starts serving in the background.
-func Listen(addr string, n *node.Node, log *slog.Logger) (*Server, error) {
+// Option configures a Server.
+type Option func(*Server)
+
+// WithToken makes every request (but the static status page) carry
+// "Authorization: Bearer <token>". Required when the API listens beyond
+// loopback.
+func WithToken(token string) Option {
+	return func(s *Server) { s.token = []byte(token) }
+}
+
+// Listen binds addr and starts serving in the background. An address that
+// is not loopback is refused with ErrNeedToken unless WithToken gives one.
+func Listen(addr string, n *node.Node, log *slog.Logger, opts ...Option) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{n: n, log: log, mux: http.NewServeMux(), done: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for control API on %s: %w", addr, err)
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	tcp, _ := ln.Addr().(*net.TCPAddr)
+	if tcp == nil {
+		ln.Close()
+		return nil, fmt.Errorf("control API on %s: not a TCP address", addr)
 	}
-	s := &Server{n: n, log: log, mux: http.NewServeMux(), ln: ln, done: make(chan struct{})}
+	if !tcp.IP.IsLoopback() && len(s.token) == 0 {
+		ln.Close()
+		return nil, fmt.Errorf("control API on %s: %w", addr, ErrNeedToken)
+	}
+	s.ln = ln
 	s.routes()
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	s.srv = &http.Server{Handler: newGuard(tcp, s.token, log).wrap(s.mux), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -60,6 +83,12 @@ func Listen(addr string, n *node.Node, log *slog.Logger) (*Server, error) {
 		}
 	}()
 	return s, nil
+}
+
+// Loopback reports whether the API listens on a loopback address only.
+func (s *Server) Loopback() bool {
+	tcp, _ := s.ln.Addr().(*net.TCPAddr)
+	return tcp != nil && tcp.IP.IsLoopback()
 }
 
 // Addr returns the address the API listens on.
@@ -132,6 +161,8 @@ func StatusFor(err error) int {
 	switch {
 	case errors.Is(err, node.ErrRejected), errors.Is(err, node.ErrForeign):
 		return http.StatusForbidden
+	case errors.Is(err, node.ErrSelf), errors.Is(err, messaging.ErrSelf):
+		return http.StatusBadRequest
 	case errors.Is(err, node.ErrNoAddress):
 		return http.StatusNotFound
 	case errors.Is(err, context.DeadlineExceeded):
@@ -154,14 +185,46 @@ func RequestContext(w http.ResponseWriter, r *http.Request, timeout string, def 
 	return ctx, cancel, true
 }
 
-// ReadJSON decodes a size-capped request body; on failure it answers 400.
+// ReadJSON decodes a request body holding one JSON value and nothing after
+// it; on failure it answers 400 (413 when the body is over MaxBody, 503 when
+// too many bodies are being read already).
 func ReadJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
-	if err := dec.Decode(v); err != nil {
-		WriteError(w, http.StatusBadRequest, fmt.Errorf("decode request: %w", err))
-		return false
+	if sem, ok := r.Context().Value(bodySemKey{}).(chan struct{}); ok {
+		if !acquire(r.Context(), sem) {
+			WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("busy: %d request bodies already being read; try again", maxBodies))
+			return false
+		}
+		defer func() { <-sem }()
 	}
-	return true
+	dec := json.NewDecoder(r.Body)
+	err := dec.Decode(v)
+	if err == nil {
+		// A second value, or garbage, after the first is a malformed
+		// request, not something to ignore.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("trailing data after the JSON value")
+			if terr != nil && !isSyntax(terr) {
+				err = terr
+			}
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooBig):
+		WriteError(w, http.StatusRequestEntityTooLarge, errTooLarge)
+	case errors.Is(err, io.EOF):
+		WriteError(w, http.StatusBadRequest, errors.New("decode request: empty body; send a JSON object"))
+	default:
+		WriteError(w, http.StatusBadRequest, fmt.Errorf("decode request: %w", err))
+	}
+	return false
+}
+
+func isSyntax(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se)
 }
 
 // WriteJSON answers with v as JSON.
