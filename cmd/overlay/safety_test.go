@@ -167,3 +167,28 @@ func TestDaemonAPIToken(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// One invalid entry in peers.json costs only itself: the daemon starts,
+// keeps the valid entry, says what it skipped and moves nothing aside.
+func TestDaemonSkipsInvalidBookEntry(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "relay")
+	os.MkdirAll(data, 0o700)
+	const good = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	book := `{"version":1,"saved":"` + now + `","peers":[` +
+		`{"peer_id":"` + good + `","state":"member","direct_addrs":["/ip4/192.0.2.1/tcp/1"],"first_seen":"` + now + `","last_seen":"` + now + `"},` +
+		`{"peer_id":"x","state":"befriended"}]}`
+	os.WriteFile(filepath.Join(data, "peers.json"), []byte(book), 0o600)
+	p := start(t, data, "relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-dht")
+	out, err := overlay(t, "peers", "--json", "--api", p.api(t))
+	if err != nil || !strings.Contains(out, good) {
+		t.Fatalf("peers = %s, %v; want the valid entry kept", out, err)
+	}
+	if !strings.Contains(p.logsSoFar(), "skipped") {
+		t.Errorf("no log line about the skipped entry:\n%s", p.logsSoFar())
+	}
+	if aside, _ := filepath.Glob(filepath.Join(data, "peers.json.corrupt-*")); len(aside) > 0 {
+		t.Errorf("book moved aside for one bad entry: %v", aside)
+	}
+	p.stop(t)
+}

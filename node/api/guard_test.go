@@ -267,3 +267,37 @@ func TestPingBudgetSaturates(t *testing.T) {
 		}
 	}
 }
+
+// Request bodies are read a few at a time: clients that trickle their
+// bodies in hold the readers, and the next body waits briefly, then 503.
+func TestAPIBoundsBodyReads(t *testing.T) {
+	n := nt.Relay(t)
+	addr := serveAddr(t, n)
+	var wg sync.WaitGroup
+	var writers []*io.PipeWriter
+	t.Cleanup(func() {
+		for _, w := range writers {
+			w.CloseWithError(errors.New("test over"))
+		}
+		wg.Wait()
+	})
+	for range 4 {
+		pr, pw := io.Pipe()
+		writers = append(writers, pw)
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", "http://"+addr+"/v1/connect", pr)
+			req.Header.Set("Content-Type", "application/json")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		})
+		wg.Go(func() { pw.Write([]byte(`{"target":`)) }) // and nothing more
+	}
+	nt.Eventually(t, 30*time.Second, "a fifth body refused while four trickle in", func() bool {
+		code, msg := raw(t, addr, "POST", "/v1/connect", "application/json", strings.NewReader(`{"target":"x"}`))
+		return code == http.StatusServiceUnavailable && strings.Contains(msg, "bodies")
+	})
+	if code, _ := raw(t, addr, "GET", "/v1/status", "", nil); code != http.StatusOK {
+		t.Errorf("status while bodies are busy: %d", code)
+	}
+}
