@@ -31,7 +31,7 @@ func TestCheckGoals(t *testing.T) {
 		return &Row{Attack: "x", RelayUp: true, RSSPeakMiB: 100, JoinS: 0.5,
 			RTTBefore: relayproc.Pcts{N: 10, P99: 2}, RTTDuring: relayproc.Pcts{N: 10, P99: 6}}
 	}
-	f := flags{rssBoundMiB: 512}
+	f := flags{rssBoundMiB: 256}
 	r := ok()
 	r.check(f)
 	if len(r.Failed) != 0 {
@@ -39,7 +39,7 @@ func TestCheckGoals(t *testing.T) {
 	}
 	for goal, spoil := range map[string]func(*Row){
 		"relay up":                     func(r *Row) { r.RelayUp = false },
-		"RSS < 512 MiB":                func(r *Row) { r.RSSPeakMiB = 600 },
+		"RSS < 256 MiB":                func(r *Row) { r.RSSPeakMiB = 300 },
 		"RTT p99 <= 3x":                func(r *Row) { r.RTTDuring.P99 = 6.1 },
 		"join <= 2 s":                  func(r *Row) { r.JoinS = -1 },
 		"0 lost":                       func(r *Row) { r.Lost = 1 },

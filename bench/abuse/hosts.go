@@ -41,13 +41,13 @@ func stockHost() (host.Host, error) {
 		libp2p.ResourceManager(&network.NullResourceManager{}), libp2p.DisableMetrics())
 }
 
-// connectFleet starts n hosts, 32 at a time, each connected to ai, and
+// connectFleet starts n hosts, 100 at a time (an attacker does not wait), each connected to ai, and
 // calls each(h) on those that connected (in its own goroutine, stopped by
 // ctx). It returns once every host has tried.
 func connectFleet(ctx context.Context, ai peer.AddrInfo, n int, each func(context.Context, host.Host)) (*fleet, *sync.WaitGroup) {
 	f := &fleet{errs: map[string]int{}}
 	var workers sync.WaitGroup
-	sem := make(chan struct{}, 32)
+	sem := make(chan struct{}, 100)
 	var tries sync.WaitGroup
 	for range n {
 		if ctx.Err() != nil {

@@ -66,7 +66,7 @@ func main() {
 	flag.DurationVar(&f.ramp, "ramp", 30*time.Second, "longest wait for an attack to be in force")
 	flag.DurationVar(&f.joinTimeout, "join-timeout", 20*time.Second, "longest wait for the new member's reservation during an attack")
 	flag.DurationVar(&f.interval, "interval", 50*time.Millisecond, "each sending member sends one message this often")
-	flag.IntVar(&f.rssBoundMiB, "rss-bound", 512, "goal: relay peak RSS under this many MiB")
+	flag.IntVar(&f.rssBoundMiB, "rss-bound", 256, "goal: relay peak RSS under this many MiB (half of a 512 MiB VPS)")
 	flag.IntVar(&f.members, "members", 4, "members exchanging messages (in pairs)")
 	// The child process mode (attacker.go); not for people.
 	attackerName := flag.String("attacker", "", "internal: run this attack as the attacker process")

@@ -170,7 +170,7 @@ func runAttack(f flags, dir string, a attack) (*Row, error) {
 			m, d, err := startMember(addr, !overWS, f.joinTimeout)
 			secs, why := -1.0, ""
 			if err != nil {
-				why = err.Error()
+				why = strings.Join(strings.Fields(err.Error()), " ")
 			} else {
 				secs = round(d.Seconds(), 2)
 				m.Close()

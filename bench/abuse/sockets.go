@@ -196,6 +196,7 @@ func attackSlowLoris(ctx context.Context, t target, n int) (*running, error) {
 // write 64 KiB of random bytes; and sends random datagrams to the QUIC
 // port. It is in force once every worker has written once.
 func attackGarbage(ctx context.Context, t target, n int) (*running, error) {
+	n = max(n, 3) // a worker of each kind at least
 	ctx, cancel := context.WithCancel(ctx)
 	var (
 		wg                  sync.WaitGroup
