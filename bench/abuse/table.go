@@ -29,9 +29,13 @@ func printTable(w io.Writer, r *Result) {
 		if len(x.Failed) > 0 {
 			failed = "**" + strings.Join(x.Failed, ", ") + "**"
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %.0f MiB | %.2f / %.2f ms | %.2f / %.2f ms | %s | %d (%d) | %d | %s |\n",
+		refused := fmt.Sprint(x.Refused)
+		if x.Refused < 0 {
+			refused = "?" // the control API did not say
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %.0f MiB | %.2f / %.2f ms | %.2f / %.2f ms | %s | %d (%d) | %s | %s |\n",
 			x.Attack, x.Count, up, x.RSSPeakMiB, x.RTTBefore.P50, x.RTTBefore.P99, x.RTTDuring.P50, x.RTTDuring.P99,
-			join, x.Lost, x.SendFailed, x.Refused, failed)
+			join, x.Lost, x.SendFailed, refused, failed)
 	}
 	fmt.Fprintln(w)
 	for _, x := range r.Rows {
