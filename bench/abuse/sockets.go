@@ -33,68 +33,101 @@ type running struct {
 	apiAccepted *atomic.Int64
 }
 
-// holder keeps many raw connections open, each after an optional preamble
-// and optionally trickling bytes, and counts those the relay closes.
+// holder keeps n raw connections open, each after an optional preamble
+// and optionally trickling bytes. A connection the relay closes is opened
+// again a second later, as an attacker would: the count stays in force.
 type holder struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
 	mu       sync.Mutex
-	conns    []net.Conn
-	opened   atomic.Int64
+	conns    map[net.Conn]struct{}
+	opened   atomic.Int64 // dials that succeeded, first ones and again
 	failed   atomic.Int64
 	closed   atomic.Int64 // by the relay, before stop
 	answered atomic.Int64 // got a reply to the preamble (e.g. 101 Switching Protocols)
-	stopping atomic.Bool
 	wg       sync.WaitGroup
 }
 
-// hold opens n connections spread over addrs, at most 64 dials at a time,
-// writes preamble on each and returns once every dial ended. trickle, when
-// set, gives each connection its bytes one a second, cycling.
-func hold(ctx context.Context, addrs []string, n int, preamble func(addr string) []byte, trickle func(addr string) []byte) *holder {
-	h := &holder{}
+// hold starts n connection slots spread over addrs, at most 64 first dials
+// at a time, and returns once every slot's first dial ended. preamble is
+// written first; trickle, when set, gives the connection its bytes one a
+// second, cycling.
+func hold(ctx context.Context, addrs []string, n int, preamble, trickle func(addr string) []byte) *holder {
+	h := &holder{conns: map[net.Conn]struct{}{}}
+	h.ctx, h.cancel = context.WithCancel(ctx)
 	sem := make(chan struct{}, 64)
-	var dials sync.WaitGroup
+	var first sync.WaitGroup
 	for i := range n {
-		if ctx.Err() != nil {
-			break
-		}
 		addr := addrs[i%len(addrs)]
 		sem <- struct{}{}
-		dials.Add(1)
+		first.Add(1)
+		h.wg.Add(1)
 		go func() {
-			defer func() { <-sem; dials.Done() }()
-			c, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", addr)
-			if err != nil {
-				h.failed.Add(1)
-				return
-			}
-			if preamble != nil {
-				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				if _, err := c.Write(preamble(addr)); err != nil {
-					h.failed.Add(1)
-					c.Close()
-					return
-				}
-			}
-			h.mu.Lock()
-			h.conns = append(h.conns, c)
-			h.mu.Unlock()
-			h.opened.Add(1)
-			h.wg.Add(1)
-			go h.watch(c)
-			if trickle != nil {
-				h.wg.Add(1)
-				go h.trickle(ctx, c, trickle(addr))
-			}
+			defer h.wg.Done()
+			h.slot(addr, preamble, trickle, func() { <-sem; first.Done() })
 		}()
 	}
-	dials.Wait()
+	first.Wait()
 	return h
+}
+
+// slot keeps one connection to addr open until stop; dialed is called once,
+// after the first dial.
+func (h *holder) slot(addr string, preamble, trickle func(string) []byte, dialed func()) {
+	once := sync.OnceFunc(dialed)
+	defer once()
+	for h.ctx.Err() == nil {
+		c, err := h.dial(addr, preamble)
+		once()
+		if err != nil {
+			h.failed.Add(1)
+			pauseCtx(h.ctx, time.Second)
+			continue
+		}
+		var tw sync.WaitGroup
+		if trickle != nil {
+			tw.Add(1)
+			go func() {
+				defer tw.Done()
+				h.trickle(c, trickle(addr))
+			}()
+		}
+		h.watch(c)
+		c.Close()
+		tw.Wait()
+		h.mu.Lock()
+		delete(h.conns, c)
+		h.mu.Unlock()
+		pauseCtx(h.ctx, time.Second)
+	}
+}
+
+func (h *holder) dial(addr string, preamble func(string) []byte) (net.Conn, error) {
+	c, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(h.ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if preamble != nil {
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(preamble(addr)); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ctx.Err() != nil { // close has already swept the map
+		c.Close()
+		return nil, h.ctx.Err()
+	}
+	h.conns[c] = struct{}{}
+	h.opened.Add(1)
+	return c, nil
 }
 
 // watch reads until the connection ends; an end before stop is the relay
 // closing it.
 func (h *holder) watch(c net.Conn) {
-	defer h.wg.Done()
 	buf := make([]byte, 4096)
 	first := true
 	for {
@@ -104,7 +137,7 @@ func (h *holder) watch(c net.Conn) {
 			h.answered.Add(1)
 		}
 		if err != nil {
-			if !h.stopping.Load() {
+			if h.ctx.Err() == nil {
 				h.closed.Add(1)
 			}
 			return
@@ -112,13 +145,12 @@ func (h *holder) watch(c net.Conn) {
 	}
 }
 
-func (h *holder) trickle(ctx context.Context, c net.Conn, b []byte) {
-	defer h.wg.Done()
+func (h *holder) trickle(c net.Conn, b []byte) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for i := 0; ; i++ {
 		select {
-		case <-ctx.Done():
+		case <-h.ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -129,19 +161,24 @@ func (h *holder) trickle(ctx context.Context, c net.Conn, b []byte) {
 	}
 }
 
-// close ends every connection and waits for their goroutines.
+// close ends every connection and waits for the slots.
 func (h *holder) close() {
-	h.stopping.Store(true)
 	h.mu.Lock()
-	for _, c := range h.conns {
+	h.cancel()
+	for c := range h.conns {
 		c.Close()
 	}
 	h.mu.Unlock()
 	h.wg.Wait()
 }
 
-func (h *holder) detail(what string) string {
-	return fmt.Sprintf("%d %s, %d closed by relay, %d dials failed", h.opened.Load(), what, h.closed.Load(), h.failed.Load())
+// detail says what the attacker saw; call it before close.
+func (h *holder) detail(n int, what string) string {
+	h.mu.Lock()
+	open := len(h.conns)
+	h.mu.Unlock()
+	return fmt.Sprintf("%d of %d %s at the end; the relay closed %d (each opened again 1 s later), %d dials failed",
+		open, n, what, h.closed.Load(), h.failed.Load())
 }
 
 // upgradeRequest is a complete WebSocket upgrade request for addr.
@@ -157,7 +194,7 @@ func upgradeRequest(addr string) []byte {
 func attackIdle(ctx context.Context, t target, n int) (*running, error) {
 	h := hold(ctx, []string{t.TCP, t.WS}, n, nil, nil)
 	return &running{stop: func() string {
-		d := h.detail("held (TCP and WS)")
+		d := h.detail(n, "held (TCP and WS)")
 		h.close()
 		return d
 	}}, nil
@@ -168,7 +205,7 @@ func attackIdle(ctx context.Context, t target, n int) (*running, error) {
 func attackHalfOpenWS(ctx context.Context, t target, n int) (*running, error) {
 	h := hold(ctx, []string{t.WS}, n, upgradeRequest, nil)
 	return &running{stop: func() string {
-		d := fmt.Sprintf("%s; %d answered", h.detail("upgrades held"), h.answered.Load())
+		d := fmt.Sprintf("%s; %d upgrades answered", h.detail(n, "upgrades held"), h.answered.Load())
 		h.close()
 		return d
 	}}, nil
@@ -185,7 +222,7 @@ func attackSlowLoris(ctx context.Context, t target, n int) (*running, error) {
 	}
 	h := hold(ctx, []string{t.TCP, t.WS}, n, nil, tr)
 	return &running{stop: func() string {
-		d := h.detail("trickling (TCP and WS)")
+		d := h.detail(n, "trickling (TCP and WS)")
 		h.close()
 		return d
 	}}, nil
