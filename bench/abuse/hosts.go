@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 
 	"github.com/overlay-net/overlay/protocol"
 )
@@ -34,25 +35,29 @@ type fleet struct {
 	errs      map[string]int
 }
 
-// stockHost is a plain go-libp2p host over TCP, light on resources: no
-// listen address, no resource manager limits, no relay client.
+// stockHost is a plain go-libp2p host over TCP and WebSocket, light on
+// resources: no listen address, no resource manager limits, no relay
+// client.
 func stockHost() (host.Host, error) {
-	return libp2p.New(libp2p.Transport(tcp.NewTCPTransport), libp2p.NoListenAddrs, libp2p.DisableRelay(),
+	return libp2p.New(libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(websocket.New),
+		libp2p.NoListenAddrs, libp2p.DisableRelay(),
 		libp2p.ResourceManager(&network.NullResourceManager{}), libp2p.DisableMetrics())
 }
 
-// connectFleet starts n hosts, 100 at a time (an attacker does not wait), each connected to ai, and
+// connectFleet starts n hosts, 100 at a time (an attacker does not wait),
+// each connected to the relay at one of ais in turn (TCP, WebSocket), and
 // calls each(h) on those that connected (in its own goroutine, stopped by
 // ctx). It returns once every host has tried.
-func connectFleet(ctx context.Context, ai peer.AddrInfo, n int, each func(context.Context, host.Host)) (*fleet, *sync.WaitGroup) {
+func connectFleet(ctx context.Context, ais []peer.AddrInfo, n int, each func(context.Context, host.Host)) (*fleet, *sync.WaitGroup) {
 	f := &fleet{errs: map[string]int{}}
 	var workers sync.WaitGroup
 	sem := make(chan struct{}, 100)
 	var tries sync.WaitGroup
-	for range n {
+	for i := range n {
 		if ctx.Err() != nil {
 			break
 		}
+		ai := ais[i%len(ais)]
 		sem <- struct{}{}
 		tries.Add(1)
 		go func() {
@@ -134,21 +139,28 @@ func (f *fleet) topErr() string {
 	return fmt.Sprintf(" (most: %dx %s)", n, best)
 }
 
-func relayInfo(t target) (peer.AddrInfo, error) {
-	ai, err := peer.AddrInfoFromString(t.TCPMA)
-	if err != nil {
-		return peer.AddrInfo{}, fmt.Errorf("relay TCP address %q: %w", t.TCPMA, err)
+// relayInfo returns the relay's TCP and WebSocket addresses, to be dialed
+// one each.
+func relayInfo(t target) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	for _, a := range []string{t.TCPMA, t.WSMA} {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return nil, fmt.Errorf("relay address %q: %w", a, err)
+		}
+		out = append(out, *ai)
 	}
-	return *ai, nil
+	return out, nil
 }
 
 // attackStockHosts connects n stock hosts that stay connected.
 func attackStockHosts(ctx context.Context, t target, n int) (*running, error) {
-	ai, err := relayInfo(t)
+	ais, err := relayInfo(t)
 	if err != nil {
 		return nil, err
 	}
-	f, _ := connectFleet(ctx, ai, n, nil)
+	ai := ais[0] // for the relay's ID, and reconnects over TCP
+	f, _ := connectFleet(ctx, ais, n, nil)
 	return &running{stop: func() string {
 		d := fmt.Sprintf("%d of %d connected, %d still connected at the end, %d failed%s",
 			f.connected.Load(), n, f.stillConnected(ai.ID), f.failed.Load(), f.topErr())
@@ -160,15 +172,16 @@ func attackStockHosts(ctx context.Context, t target, n int) (*running, error) {
 // attackReservations has n stock hosts ask the relay for a reservation,
 // each again every second until stopped (reconnecting when cut off).
 func attackReservations(ctx context.Context, t target, n int) (*running, error) {
-	ai, err := relayInfo(t)
+	ais, err := relayInfo(t)
 	if err != nil {
 		return nil, err
 	}
+	ai := ais[0] // for the relay's ID, and reconnects over TCP
 	ctx, cancel := context.WithCancel(ctx)
 	var granted, denied, other, attempts atomic.Int64
 	var first sync.WaitGroup
 	first.Add(n)
-	f, workers := connectFleet(ctx, ai, n, func(ctx context.Context, h host.Host) {
+	f, workers := connectFleet(ctx, ais, n, func(ctx context.Context, h host.Host) {
 		once := sync.OnceFunc(first.Done)
 		defer once()
 		for ctx.Err() == nil {
@@ -215,10 +228,11 @@ func attackReservations(ctx context.Context, t target, n int) (*running, error) 
 // protocol every second, and keeps one stream of each trickling a hello
 // frame a byte a second.
 func attackStreams(ctx context.Context, t target, n int) (*running, error) {
-	ai, err := relayInfo(t)
+	ais, err := relayInfo(t)
 	if err != nil {
 		return nil, err
 	}
+	ai := ais[0] // for the relay's ID, and reconnects over TCP
 	ctx, cancel := context.WithCancel(ctx)
 	var opened, openFailed, oversized, trickled, reconnects atomic.Int64
 	protos := []string{protocol.HandshakeID, protocol.MessageID}
@@ -229,7 +243,7 @@ func attackStreams(ctx context.Context, t target, n int) (*running, error) {
 	trickleFrame[0] = 0x01
 	binary.BigEndian.PutUint32(trickleFrame[1:5], 1024)
 	var streamWG sync.WaitGroup
-	f, workers := connectFleet(ctx, ai, n, func(ctx context.Context, h host.Host) {
+	f, workers := connectFleet(ctx, ais, n, func(ctx context.Context, h host.Host) {
 		open := func(p string) network.Stream {
 			if h.Network().Connectedness(ai.ID) != network.Connected {
 				reconnects.Add(1)
