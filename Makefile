@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke clean testnet testnet-check testnet-down
+.PHONY: fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -82,6 +82,14 @@ bench-churn: build
 # a relay holds its peers through renewals with none lost.
 bench-smoke: build
 	$(GO) run ./bench/capacity -bin $(BIN) -n 100 -hold 20s -ttl 10s -stall 30s -strict
+
+# The abuse suite (docs/BENCHMARKS.md "Abuse suite"): attacks, one at a time,
+# on a relay whose members exchange messages; one table. Strict by default:
+# exits non-zero when a goal fails. ABUSE_FLAGS= (empty) fails only when the
+# relay crashes, a message is lost or the harness breaks.
+ABUSE_FLAGS ?= -strict
+abuse: build
+	$(GO) run ./bench/abuse -bin $(BIN) $(ABUSE_FLAGS)
 
 clean:
 	rm -rf bin
