@@ -25,6 +25,9 @@ var limitHints = map[string]string{
 	"connmgr-trim":            "--max-reservations (the trim watermarks derive from it)",
 	"rcmgr-conns-per-ip":      "--max-reservations-per-ip (the per-IP connection limit derives from it)",
 	"rcmgr-conn-rate-per-ip":  "--max-reservations-per-ip (the per-IP connection rate derives from it)",
+	"pending-timeout":         "none: a connection that does not finish its security handshake within seconds is a stall or an attack",
+	"pending-per-ip":          "--max-reservations-per-ip (the per-IP bound of unfinished handshakes derives from it)",
+	"pending-total":           "--max-reservations (the bound of unfinished handshakes derives from it)",
 }
 
 // Refusals counts what limits refused or trimmed, by limit, and logs one

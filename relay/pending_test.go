@@ -1,0 +1,128 @@
+package relay_test
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/overlay-net/overlay/relay"
+)
+
+// gated listens on 127.0.0.1 behind g and accepts every connection in the
+// background, as the upgrader would; it returns the listener's address.
+func gated(t *testing.T, g *relay.Gate) string {
+	t.Helper()
+	ml, err := manet.Listen(ma.StringCast("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := relay.GateListenerForTest(g, ml)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, scope, err := l.Accept()
+			if err != nil {
+				return
+			}
+			// An upgrader that never hears from the peer: it ends the
+			// scope once the connection is closed under it.
+			go func() {
+				_, _ = c.Read(make([]byte, 1))
+				c.Close()
+				scope.Done()
+			}()
+		}
+	}()
+	return ml.Addr().String()
+}
+
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closed reports whether the server closed c, within d.
+func closed(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false
+	}
+	return err != nil
+}
+
+func waitPending(t *testing.T, g *relay.Gate, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for g.Pending() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pending = %d, want %d", g.Pending(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// One IP over its bound loses its oldest pending connection, not the
+// newest; other IPs keep theirs.
+func TestGateEvictsOldestOfIP(t *testing.T) {
+	ref := relay.NewRefusals(nil)
+	g := relay.NewGate(10, 2, time.Minute, ref)
+	addr := gated(t, g)
+	other := dialFrom(t, "127.0.0.2", addr)
+	first := dialFrom(t, "127.0.0.1", addr)
+	waitPending(t, g, 2)
+	dialFrom(t, "127.0.0.1", addr)
+	waitPending(t, g, 3)
+	newest := dialFrom(t, "127.0.0.1", addr)
+	if !closed(first, 2*time.Second) {
+		t.Fatal("oldest connection of 127.0.0.1 still open")
+	}
+	if closed(newest, 100*time.Millisecond) || closed(other, 100*time.Millisecond) {
+		t.Fatal("the newest connection, or another IP's, was closed")
+	}
+	if got := ref.Counts()["pending-per-ip"]; got != 1 {
+		t.Fatalf("pending-per-ip refusals = %d, want 1", got)
+	}
+}
+
+// Over the total bound, the oldest pending connection of all goes.
+func TestGateEvictsOldestOfAll(t *testing.T) {
+	ref := relay.NewRefusals(nil)
+	g := relay.NewGate(2, 2, time.Minute, ref)
+	addr := gated(t, g)
+	first := dialFrom(t, "127.0.0.2", addr)
+	waitPending(t, g, 1)
+	dialFrom(t, "127.0.0.3", addr)
+	waitPending(t, g, 2)
+	dialFrom(t, "127.0.0.4", addr)
+	if !closed(first, 2*time.Second) {
+		t.Fatal("oldest connection still open")
+	}
+	if got := ref.Counts()["pending-total"]; got != 1 {
+		t.Fatalf("pending-total refusals = %d, want 1", got)
+	}
+}
+
+// A connection that stays silent is closed after the timeout.
+func TestGateTimesOutSilentConnection(t *testing.T) {
+	ref := relay.NewRefusals(nil)
+	g := relay.NewGate(10, 10, 200*time.Millisecond, ref)
+	addr := gated(t, g)
+	c := dialFrom(t, "127.0.0.1", addr)
+	if !closed(c, 3*time.Second) {
+		t.Fatal("silent connection still open after the timeout")
+	}
+	waitPending(t, g, 0)
+	if got := ref.Counts()["pending-timeout"]; got != 1 {
+		t.Fatalf("pending-timeout refusals = %d, want 1", got)
+	}
+}
