@@ -45,14 +45,16 @@ type Node struct {
 	relaySvc *relay.Service
 	refusals *relay.Refusals // public: what limits refused, for status and logs
 	gate     *relay.Gate     // public: bounds connections before their security handshake
-	keeper   atomic.Pointer[relay.Keeper]
-	verdicts *verdicts
-	paths    *paths
-	relays   *relay.Standing
-	notif    *network.NotifyBundle
-	msgr     *messaging.Messenger
-	tunnels  *tunnel.Service
-	em       emitters
+	// heldStrangers counts strangers waiting out their grace (strangers.go).
+	heldStrangers atomic.Int64
+	keeper        atomic.Pointer[relay.Keeper]
+	verdicts      *verdicts
+	paths         *paths
+	relays        *relay.Standing
+	notif         *network.NotifyBundle
+	msgr          *messaging.Messenger
+	tunnels       *tunnel.Service
+	em            emitters
 
 	dht *dht.DHT
 
@@ -154,7 +156,15 @@ func (n *Node) transports() []libp2p.Option {
 	}
 	opts := []libp2p.Option{libp2p.Transport(ws)}
 	if !n.cfg.WebSocketOnly {
-		opts = append(opts, libp2p.Transport(tcpT), libp2p.Transport(quic.NewTransport))
+		opts = append(opts, libp2p.Transport(tcpT))
+	}
+	if len(n.cfg.PSK) > 0 {
+		// libp2p's QUIC refuses a private network: its handshake is
+		// QUIC's own TLS, with no room for the PSK layer.
+		return append(opts, libp2p.PrivateNetwork(n.cfg.PSK))
+	}
+	if !n.cfg.WebSocketOnly {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
 	return opts
 }

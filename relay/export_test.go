@@ -21,3 +21,13 @@ func (l nullGated) Accept() (manet.Conn, network.ConnManagementScope, error) {
 	}
 	return c, &network.NullScope{}, nil
 }
+
+// TalkedForTest reports whether the oldest pending connection has talked.
+func TalkedForTest(g *Gate) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.all.Len() == 0 {
+		return false
+	}
+	return g.all.Front().Value.(*pending).talked.Load()
+}

@@ -86,12 +86,12 @@ func LimitsFor(cfg Config) Limits {
 		// milliseconds only.
 		PendingPerIP:   max(16, min(pend/2, perIP/4)),
 		PendingTimeout: DefaultPendingTimeout,
-		FD:              in + 1024 + 128,
-		ConnMgrLow:      peers + 64,
-		ConnMgrHigh:     in,
-		ConnsPerIP:      perIP + perIP/4 + 16,
-		ConnRatePerIP:   max(1, float64(perIP)/10),
-		ConnBurstPerIP:  perIP + perIP/4 + 16,
+		FD:             in + 1024 + 128,
+		ConnMgrLow:     peers + 64,
+		ConnMgrHigh:    in,
+		ConnsPerIP:     perIP + perIP/4 + 16,
+		ConnRatePerIP:  max(1, float64(perIP)/10),
+		ConnBurstPerIP: perIP + perIP/4 + 16,
 	}
 }
 

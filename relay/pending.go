@@ -2,8 +2,10 @@ package relay
 
 import (
 	"container/list"
+	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -37,7 +39,7 @@ type Gate struct {
 	timeout    time.Duration
 	ref        *Refusals
 
-	mu    sync.Mutex
+	mu   sync.Mutex
 	all  *list.List // of *pending, oldest first
 	byIP map[string]*list.List
 }
@@ -48,6 +50,7 @@ type pending struct {
 	inAll, inIP *list.Element
 	timer       *time.Timer
 	removed     bool
+	talked      atomic.Bool // the peer sent a byte
 }
 
 // NewGate returns a gate holding at most max pending connections, perIP
@@ -81,9 +84,9 @@ func (g *Gate) admit(c manet.Conn) *pending {
 	var reason string
 	switch {
 	case l.Len() > g.perIP:
-		victim, reason = l.Front().Value.(*pending), "pending-per-ip"
+		victim, reason = oldestSilent(l), "pending-per-ip"
 	case g.all.Len() > g.max:
-		victim, reason = g.all.Front().Value.(*pending), "pending-total"
+		victim, reason = oldestSilent(g.all), "pending-total"
 	}
 	if victim != nil {
 		g.removeLocked(victim)
@@ -102,6 +105,24 @@ func (g *Gate) admit(c manet.Conn) *pending {
 		victim.c.Close()
 	}
 	return p
+}
+
+// oldestSilent picks the victim in l: the oldest connection that has sent
+// nothing yet, else the oldest. An honest peer speaks at once (an HTTP
+// upgrade, or multistream), so a flood of silent sockets that re-opens
+// each one as soon as it is closed evicts only its own, never a newcomer
+// that is talking, however fast it churns.
+//
+// The newcomer, at the back, has had no time to speak: it is never the
+// silent pick, so a bound full of slow talkers (slow-loris) still makes
+// room for it by closing the oldest.
+func oldestSilent(l *list.List) *pending {
+	for e := l.Front(); e != nil && e.Next() != nil; e = e.Next() {
+		if p := e.Value.(*pending); !p.talked.Load() {
+			return p
+		}
+	}
+	return l.Front().Value.(*pending)
 }
 
 // remove forgets p, reporting whether it was still pending.
@@ -184,7 +205,46 @@ func (l gatedListener) Accept() (manet.Conn, network.ConnManagementScope, error)
 	if err != nil {
 		return c, scope, err
 	}
-	return c, &pendingScope{ConnManagementScope: scope, g: l.g, p: l.g.admit(c)}, nil
+	p := l.g.admit(c)
+	return &watchedConn{c, p}, &pendingScope{ConnManagementScope: scope, g: l.g, p: p}, nil
+}
+
+// watchedConn notes the first byte a pending connection's peer sends.
+type watchedConn struct {
+	manet.Conn
+	p *pending
+}
+
+// The TCP transport sets keepalive and linger on accepted connections: the
+// wrapper must not hide them (linger 0 frees a flood's sockets at once).
+
+func (c *watchedConn) SetKeepAlive(on bool) error {
+	if k, ok := c.Conn.(interface{ SetKeepAlive(bool) error }); ok {
+		return k.SetKeepAlive(on)
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *watchedConn) SetKeepAlivePeriod(d time.Duration) error {
+	if k, ok := c.Conn.(interface{ SetKeepAlivePeriod(time.Duration) error }); ok {
+		return k.SetKeepAlivePeriod(d)
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *watchedConn) SetLinger(sec int) error {
+	if l, ok := c.Conn.(interface{ SetLinger(int) error }); ok {
+		return l.SetLinger(sec)
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *watchedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && !c.p.talked.Load() {
+		c.p.talked.Store(true)
+	}
+	return n, err
 }
 
 // pendingScope ends a connection's pending time when the upgrader learns

@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func gated(t *testing.T, g *relay.Gate) string {
 			// An upgrader that never hears from the peer: it ends the
 			// scope once the connection is closed under it.
 			go func() {
-				_, _ = c.Read(make([]byte, 1))
+				_, _ = io.Copy(io.Discard, c)
 				c.Close()
 				scope.Done()
 			}()
@@ -91,6 +92,38 @@ func TestGateEvictsOldestOfIP(t *testing.T) {
 	}
 	if got := ref.Counts()["pending-per-ip"]; got != 1 {
 		t.Fatalf("pending-per-ip refusals = %d, want 1", got)
+	}
+}
+
+// A connection whose peer talks outlives silent ones that keep arriving,
+// however many: a flood that re-opens its idle sockets evicts only its own.
+func TestGateSparesTalkingConnection(t *testing.T) {
+	ref := relay.NewRefusals(nil)
+	g := relay.NewGate(10, 2, time.Minute, ref)
+	addr := gated(t, g)
+	talker := dialFrom(t, "127.0.0.1", addr)
+	waitPending(t, g, 1)
+	if _, err := talker.Write([]byte("/")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !relay.TalkedForTest(g) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gate never saw the talker's byte")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var silent []net.Conn
+	for range 5 {
+		silent = append(silent, dialFrom(t, "127.0.0.1", addr))
+	}
+	for _, c := range silent[:4] {
+		if !closed(c, 2*time.Second) {
+			t.Fatal("an older silent connection was kept")
+		}
+	}
+	if closed(talker, 100*time.Millisecond) {
+		t.Fatal("the talking connection was evicted before silent ones")
 	}
 }
 
