@@ -232,3 +232,25 @@ func TestStrangersDisconnected(t *testing.T) {
 		t.Errorf("stranger-grace refusals = %d, want %d", n, len(stock))
 	}
 }
+
+// Past the number of strangers that may wait out their grace at once, new
+// ones are cut at once: peers that connect faster than the grace lets them
+// go cannot take the inbound slots kept beyond members'.
+func TestStrangersOverBudgetCutAtOnce(t *testing.T) {
+	node.SetMaxHeldStrangers(t, 5)
+	r := nt.Relay(t, nt.WithoutDHT(), nt.WithRelayConfig(func(c *relay.Config) { c.StrangerGrace = time.Hour }))
+	stock := stockHosts(t, r, 15)
+	connected := func() int {
+		k := 0
+		for _, h := range stock {
+			if len(h.Network().ConnsToPeer(r.ID())) > 0 {
+				k++
+			}
+		}
+		return k
+	}
+	nt.Eventually(t, 20*time.Second, "all but 5 strangers cut", func() bool { return connected() == 5 })
+	if n := r.Status().Service.Refusals["stranger-grace"]; n != 10 {
+		t.Errorf("stranger-grace refusals = %d, want 10", n)
+	}
+}

@@ -14,7 +14,7 @@ import (
 // a new one is cut at once. The relay's inbound connection limit keeps 256
 // slots beyond its members' (relay.LimitsFor); strangers that connect
 // faster than the grace lets them go must not take all of them.
-const maxHeldStrangers = 128
+var maxHeldStrangers int64 = 128
 
 // dropStranger closes p's inbound connections after the relay's stranger
 // grace, unless p is a member by then or the relay serves it (open, or
