@@ -67,6 +67,18 @@ func TestPrivateNetwork(t *testing.T) {
 	}
 }
 
+// A private node without the key is told, in its relay standing, why its
+// relay is unreachable.
+func TestPrivateNetworkRelayUnreachable(t *testing.T) {
+	r := nt.Relay(t, nt.WithoutDHT(), withPSK(newPSK(t)))
+	p := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r)}, nt.WithoutDHT())
+	nt.Eventually(t, 20*time.Second, "relay standing names the pre-shared key", func() bool {
+		rs := p.Status().Relays
+		return len(rs) == 1 && strings.Contains(rs[0].Reason, "pre-shared key")
+	})
+	t.Logf("standing: %+v", p.Status().Relays[0])
+}
+
 // A private network has no QUIC: a QUIC listen address is an error.
 func TestPrivateNetworkRefusesQUIC(t *testing.T) {
 	cfg := node.DefaultConfig(protocol.RolePublic)
