@@ -160,6 +160,11 @@ func (c Config) Validate() error {
 				bad("a private network (pre-shared key) cannot use QUIC, yet told to listen on %s (drop it)", a)
 			}
 		}
+		for _, a := range c.Relays {
+			if IsQUIC(a) {
+				bad("a private network (pre-shared key) cannot use QUIC, yet given the relay %s (use its TCP or WebSocket address)", a)
+			}
+		}
 	}
 	if err := c.Book.Validate(); err != nil {
 		errs = append(errs, err)
