@@ -29,6 +29,8 @@ fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzDecodeRefusal -fuzztime 30s
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadTunnelRequest -fuzztime 30s
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzReadTunnelAnswer -fuzztime 30s
+	$(GO) test ./relay -run '^$$' -fuzz FuzzParseAllowlist -fuzztime 30s
+	$(GO) test ./node/identity -run '^$$' -fuzz FuzzReadPSK -fuzztime 30s
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
