@@ -23,19 +23,26 @@ import (
 
 // flood holds attack connections open until Close.
 type flood struct {
-	mu    sync.Mutex
-	conns []net.Conn
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
 }
 
+// add keeps c for Close, or closes it at once when the flood is over.
 func (f *flood) add(c net.Conn) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		c.Close()
+		return
+	}
 	f.conns = append(f.conns, c)
-	f.mu.Unlock()
 }
 
 func (f *flood) Close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.closed = true
 	for _, c := range f.conns {
 		c.Close()
 	}
