@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -49,6 +50,11 @@ type Config struct {
 	// only peers that prove they hold the same key.
 	NetworkKey []byte
 	Key        crypto.PrivKey
+	// PSK, when set, makes the network a libp2p private network: every
+	// connection is encrypted with it before any libp2p byte, so a peer
+	// without it cannot even finish the transport handshake. libp2p
+	// supports it on TCP and WebSocket only: the node then has no QUIC.
+	PSK pnet.PSK
 	// DataDir holds the peer book; "" keeps it in memory only.
 	DataDir string
 	// Listen addresses. A private node needs none.
@@ -145,6 +151,21 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	if len(c.PSK) > 0 {
+		if len(c.PSK) != 32 {
+			bad("pre-shared key must be 32 bytes, not %d", len(c.PSK))
+		}
+		for _, a := range c.Listen {
+			if IsQUIC(a) {
+				bad("a private network (pre-shared key) cannot use QUIC, yet told to listen on %s (drop it)", a)
+			}
+		}
+		for _, a := range c.Relays {
+			if IsQUIC(a) {
+				bad("a private network (pre-shared key) cannot use QUIC, yet given the relay %s (use its TCP or WebSocket address)", a)
+			}
+		}
+	}
 	if err := c.Book.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -167,6 +188,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
+}
+
+// IsQUIC reports whether a is a QUIC address, which a private network
+// (PSK) cannot use.
+func IsQUIC(a ma.Multiaddr) bool {
+	for _, c := range a {
+		if code := c.Protocol().Code; code == ma.P_QUIC || code == ma.P_QUIC_V1 {
+			return true
+		}
+	}
+	return false
 }
 
 func isWebSocket(a ma.Multiaddr) bool {

@@ -61,7 +61,7 @@ func (n *Node) ConnectPeer(ctx context.Context, ai peer.AddrInfo) (book.PeerInfo
 		if refused := n.relayRefusals(); refused != "" {
 			err = fmt.Errorf("%w (%s)", err, refused)
 		}
-		return book.PeerInfo{}, err
+		return book.PeerInfo{}, n.explainPSK(err)
 	}
 	return n.awaitMember(ctx, ai.ID)
 }
@@ -236,4 +236,17 @@ func (n *Node) hideDeadCircuits(p peer.ID) (restore func()) {
 		ps.SetAddr(p, a, 0)
 	}
 	return func() { ps.AddAddrs(p, hide, peerstore.TempAddrTTL) }
+}
+
+// explainPSK words a failed security handshake for private networks: with
+// different pre-shared keys (or one side without) libp2p sees only garbage
+// or silence, and says "failed to negotiate security protocol".
+func (n *Node) explainPSK(err error) error {
+	if !strings.Contains(err.Error(), "failed to negotiate security protocol") {
+		return err
+	}
+	if len(n.cfg.PSK) > 0 {
+		return fmt.Errorf("%w (this node is on a private network: the peer must hold the same pre-shared key, --psk)", err)
+	}
+	return fmt.Errorf("%w (the peer may be on a private network: reaching it needs its pre-shared key, --psk)", err)
 }

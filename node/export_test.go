@@ -4,3 +4,11 @@ import "time"
 
 // Prune runs the periodic clean-up as if the clock read now.
 func (n *Node) Prune(now time.Time) { n.prune(now) }
+
+// SetMaxHeldStrangers changes how many strangers may wait out their grace
+// at once, until the test ends.
+func SetMaxHeldStrangers(t interface{ Cleanup(func()) }, n int64) {
+	old := maxHeldStrangers
+	maxHeldStrangers = n
+	t.Cleanup(func() { maxHeldStrangers = old })
+}

@@ -242,6 +242,11 @@ func (n *Node) reject(c network.Conn, rej *protocol.RejectedError, remote protoc
 		pi.State, pi.Reason, pi.RefusedBy = book.StateRejected, ev.Reason, ev.RefusedBy
 	})
 	switch {
+	case !rej.ByPeer && n.refusals != nil:
+		// A relay meets any number of strangers: one line per peer would
+		// let a flood of them flood the log too.
+		n.log.Debug("refused peer", "peer", p, "reason", ev.Reason)
+		n.refusals.Add("handshake-rejected")
 	case !rej.ByPeer:
 		n.log.Warn("refused peer", "peer", p, "reason", ev.Reason)
 	case !n.isRelay(p): // the keeper words a relay's refusal itself
@@ -273,6 +278,7 @@ func (n *Node) markForeign(c network.Conn, reason string) {
 		}
 	})
 	n.log.Debug("foreign peer (no overlay handshake)", "peer", p, "reason", reason)
+	n.dropStranger(p)
 }
 
 func onlyDirect(as []ma.Multiaddr) []ma.Multiaddr {

@@ -44,14 +44,17 @@ type Node struct {
 
 	relaySvc *relay.Service
 	refusals *relay.Refusals // public: what limits refused, for status and logs
-	keeper   atomic.Pointer[relay.Keeper]
-	verdicts *verdicts
-	paths    *paths
-	relays   *relay.Standing
-	notif    *network.NotifyBundle
-	msgr     *messaging.Messenger
-	tunnels  *tunnel.Service
-	em       emitters
+	gate     *relay.Gate     // public: bounds connections before their security handshake
+	// heldStrangers counts strangers waiting out their grace (strangers.go).
+	heldStrangers atomic.Int64
+	keeper        atomic.Pointer[relay.Keeper]
+	verdicts      *verdicts
+	paths         *paths
+	relays        *relay.Standing
+	notif         *network.NotifyBundle
+	msgr          *messaging.Messenger
+	tunnels       *tunnel.Service
+	em            emitters
 
 	dht *dht.DHT
 
@@ -100,23 +103,18 @@ func New(cfg Config) (*Node, error) {
 }
 
 func (n *Node) hostOptions() ([]libp2p.Option, error) {
+	if n.cfg.Role == protocol.RolePublic {
+		n.refusals = relay.NewRefusals(n.log)
+		n.gate = relay.LimitsFor(n.cfg.Relay).Gate(n.refusals)
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(n.cfg.Key),
 		libp2p.UserAgent(Agent),
-		libp2p.Transport(websocket.New),
 		libp2p.EnableRelay(),
 	}
 	opts = append(opts, n.metricsHostOptions()...)
-	if !n.cfg.WebSocketOnly {
-		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(quic.NewTransport),
-			// AutoNAT v2 checks each address on its own and serves the
-			// check to others; reachability comes to status through
-			// events. A WebSocket-only node listens nowhere, so it has
-			// nothing to check, and AutoNAT v2's second libp2p host would
-			// double what the node costs to start (half of a load
-			// generator's CPU in bench/capacity).
-			libp2p.EnableAutoNATv2())
-	}
+	opts = append(opts, n.transports()...)
+	opts = append(opts, n.autonatOptions()...)
 	// The node listens once it is ready (start): a peer that connects
 	// earlier would find no handshake handler, take this node for a stock
 	// one, and be refused for as long as its connection lasts (a relay
@@ -146,10 +144,44 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	return append(opts, limits...), nil
 }
 
+// transports are the node's libp2p transports. A public node's TCP and
+// WebSocket listeners pass through its Gate, so connections that never
+// finish their security handshake cannot crowd out newcomers.
+func (n *Node) transports() []libp2p.Option {
+	ws, tcpT := any(websocket.New), any(tcp.NewTCPTransport)
+	if n.gate != nil {
+		ws, tcpT = n.gate.WebSocket, n.gate.TCP
+	}
+	opts := []libp2p.Option{libp2p.Transport(ws)}
+	if !n.cfg.WebSocketOnly {
+		opts = append(opts, libp2p.Transport(tcpT))
+	}
+	if len(n.cfg.PSK) > 0 {
+		// libp2p's QUIC refuses a private network: its handshake is
+		// QUIC's own TLS, with no room for the PSK layer.
+		return append(opts, libp2p.PrivateNetwork(n.cfg.PSK))
+	}
+	if !n.cfg.WebSocketOnly {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	return opts
+}
+
+// autonatOptions run AutoNAT v2, which checks each address on its own and serves
+// the check to others; reachability comes to status through events. A
+// WebSocket-only node listens nowhere, so it has nothing to check, and
+// AutoNAT v2's second libp2p host would double what the node costs to
+// start (half of a load generator's CPU in bench/capacity).
+func (n *Node) autonatOptions() []libp2p.Option {
+	if n.cfg.WebSocketOnly {
+		return nil
+	}
+	return []libp2p.Option{libp2p.EnableAutoNATv2()}
+}
+
 // relayLimits sizes a public node's resource and connection managers from
 // its relay settings (relay.LimitsFor), counting what they refuse.
 func (n *Node) relayLimits() ([]libp2p.Option, error) {
-	n.refusals = relay.NewRefusals(n.log)
 	l := relay.LimitsFor(n.cfg.Relay)
 	l.Scale = scaleForTunnels
 	if short := l.FDShortfall(); short > 0 {

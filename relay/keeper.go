@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -344,6 +345,7 @@ func (k *Keeper) store(r Reservation) {
 // not flood the log.
 func (k *Keeper) failed(id peer.ID, err error, wait time.Duration) {
 	k.drop(id)
+	err = explainSecurity(err)
 	ev := events.EvtRelay{Relay: id, State: events.RelayUnreachable, Reason: err.Error(), NextRetry: time.Now().Add(wait)}
 	if errors.Is(err, ErrRefused) {
 		ev.State = events.RelayRefused
@@ -358,6 +360,16 @@ func (k *Keeper) failed(id peer.ID, err error, wait time.Duration) {
 	default:
 		k.log.Warn("relay unreachable, retrying", "relay", id, "retry_in", retry, "err", err)
 	}
+}
+
+// explainSecurity words a failed security handshake: between nodes with
+// different pre-shared keys (or one without), libp2p sees only garbage or
+// silence and says no more than this.
+func explainSecurity(err error) error {
+	if !strings.Contains(err.Error(), "failed to negotiate security protocol") {
+		return err
+	}
+	return fmt.Errorf("%w (a private network? both sides need the same pre-shared key, --psk)", err)
 }
 
 // set records and emits the relay's new standing and returns the previous

@@ -37,8 +37,16 @@ type Limits struct {
 	// from the source, stop to the destination), and each peer has a few of
 	// its own (identify, ping, handshake, renewals).
 	Streams int `json:"streams"`
-	// Transient bounds connections still in their security handshake.
+	// Transient bounds connections still in their security handshake in
+	// libp2p's resource manager, which refuses newcomers beyond it.
 	Transient int `json:"transient"`
+	// Pending and PendingPerIP bound the same connections in the Gate,
+	// which closes the oldest to make room instead: kept below Transient,
+	// so a flood of silent sockets meets the Gate, not the refusal.
+	// PendingTimeout closes a connection still pending after it.
+	Pending        int           `json:"pending"`
+	PendingPerIP   int           `json:"pending_per_ip"`
+	PendingTimeout time.Duration `json:"pending_timeout"`
 	// FD is what the connections need of file descriptors.
 	FD int `json:"fd"`
 	// ConnMgrLow and ConnMgrHigh are the connection manager's watermarks:
@@ -64,18 +72,26 @@ type Limits struct {
 func LimitsFor(cfg Config) Limits {
 	peers, perIP := cfg.MaxReservations, cfg.MaxReservationsPerIP
 	in := peers + peers/4 + 256
+	transient := max(256, peers/8)
+	pend := transient / 2
 	return Limits{
 		MaxReservations: peers,
 		ConnsInbound:    in,
 		ConnsOutbound:   1024,
 		Streams:         8*peers + 4096,
-		Transient:       max(256, peers/8),
-		FD:              in + 1024 + 128,
-		ConnMgrLow:      peers + 64,
-		ConnMgrHigh:     in,
-		ConnsPerIP:      perIP + perIP/4 + 16,
-		ConnRatePerIP:   max(1, float64(perIP)/10),
-		ConnBurstPerIP:  perIP + perIP/4 + 16,
+		Transient:       transient,
+		Pending:         pend,
+		// A quarter of the reservations one IP may hold: peers behind one
+		// NAT that reconnect at once (a relay restart) each pend for
+		// milliseconds only.
+		PendingPerIP:   max(16, min(pend/2, perIP/4)),
+		PendingTimeout: DefaultPendingTimeout,
+		FD:             in + 1024 + 128,
+		ConnMgrLow:     peers + 64,
+		ConnMgrHigh:    in,
+		ConnsPerIP:     perIP + perIP/4 + 16,
+		ConnRatePerIP:  max(1, float64(perIP)/10),
+		ConnBurstPerIP: perIP + perIP/4 + 16,
 	}
 }
 
@@ -151,9 +167,15 @@ func (c countingRM) OpenConnection(dir network.Direction, usefd bool, ep ma.Mult
 	return s, err
 }
 
+// Gate returns the gate that bounds these limits' pending connections.
+func (l Limits) Gate(ref *Refusals) *Gate {
+	return NewGate(l.Pending, l.PendingPerIP, l.PendingTimeout, ref)
+}
+
 // HostOptions are the libp2p options that apply these limits: the resource
 // manager, and a connection manager that trims unprotected peers above
-// ConnMgrHigh, after a minute's grace for new connections.
+// ConnMgrHigh, after a minute's grace for new connections. The transports
+// are the caller's: build them with Gate to bound pending connections.
 func (l Limits) HostOptions(ref *Refusals, extra ...rcmgr.Option) ([]libp2p.Option, error) {
 	rm, err := l.ResourceManager(ref, extra...)
 	if err != nil {

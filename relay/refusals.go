@@ -17,14 +17,20 @@ const refusalLogEvery = 10 * time.Second
 
 // limitHints say which setting raises a limit, for the log line.
 var limitHints = map[string]string{
-	"max-reservations":        "--max-reservations",
-	"max-reservations-per-ip": "--max-reservations-per-ip",
-	"max-circuits":            "--max-circuits",
-	"rcmgr-conns-inbound":     "--max-reservations (connection limits derive from it), ulimit -n",
-	"rcmgr-conns-outbound":    "--max-reservations (connection limits derive from it), ulimit -n",
-	"connmgr-trim":            "--max-reservations (the trim watermarks derive from it)",
-	"rcmgr-conns-per-ip":      "--max-reservations-per-ip (the per-IP connection limit derives from it)",
-	"rcmgr-conn-rate-per-ip":  "--max-reservations-per-ip (the per-IP connection rate derives from it)",
+	"max-reservations":           "--max-reservations",
+	"max-reservations-per-ip":    "--max-reservations-per-ip",
+	"max-circuits":               "--max-circuits",
+	"rcmgr-conns-inbound":        "--max-reservations (connection limits derive from it), ulimit -n",
+	"rcmgr-conns-outbound":       "--max-reservations (connection limits derive from it), ulimit -n",
+	"connmgr-trim":               "--max-reservations (the trim watermarks derive from it)",
+	"rcmgr-conns-per-ip":         "--max-reservations-per-ip (the per-IP connection limit derives from it)",
+	"rcmgr-conn-rate-per-ip":     "--max-reservations-per-ip (the per-IP connection rate derives from it)",
+	"pending-timeout":            "none: a connection that does not finish its security handshake within seconds is a stall or an attack",
+	"pending-per-ip":             "--max-reservations-per-ip and --max-reservations (the per-IP bound of unfinished handshakes derives from both)",
+	"pending-total":              "--max-reservations (the bound of unfinished handshakes derives from it)",
+	"handshake-rejected":         "none: peers of another network, version or key (--log-level debug names each)",
+	"stranger-grace":             "--relay-acl open or allowlist to serve non-members; --stranger-grace",
+	"strangers max-reservations": "none: non-members get an eighth of --max-reservations",
 }
 
 // Refusals counts what limits refused or trimmed, by limit, and logs one

@@ -4,6 +4,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
+	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -35,7 +37,21 @@ type Config struct {
 	// LimitData cuts a relayed connection after this many bytes in one
 	// direction; 0 never.
 	LimitData int64
+	// ACL is whom the relay serves; Allow lists the peers an allowlist
+	// relay serves besides members.
+	ACL   ACL
+	Allow []peer.ID
+	// StrangerGrace is how long a peer connected to a relay that does not
+	// serve it may stay after it is found to be no member (the node closes
+	// its inbound connections then); 0 keeps strangers (libp2p's
+	// connection manager alone trims them).
+	StrangerGrace time.Duration
 }
+
+// DefaultStrangerGrace leaves a stock libp2p peer time for identify, ping
+// and a refused relay request (each a round trip or two), while 300 peers
+// that connect and stay hold their connections for seconds, not for good.
+const DefaultStrangerGrace = 10 * time.Second
 
 // DefaultConfig returns the limits a relay uses unless told otherwise.
 func DefaultConfig() Config {
@@ -48,7 +64,9 @@ func DefaultConfig() Config {
 		// 16 KiB buffer splits every one of them; 32 KiB cut the relay's
 		// writes per MB from 262 to 205 and its CPU per GB by 4-11%, and
 		// 64 KiB gained nothing more (docs/datapath.md).
-		BufferSize: 32 << 10,
+		BufferSize:    32 << 10,
+		ACL:           ACLMembers,
+		StrangerGrace: DefaultStrangerGrace,
 	}
 }
 
@@ -68,6 +86,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("relay: BufferSize must be at least 512 bytes, not %d", c.BufferSize)
 	case c.LimitDuration < 0 || c.LimitData < 0:
 		return fmt.Errorf("relay: limits must not be negative (%s, %d)", c.LimitDuration, c.LimitData)
+	case c.StrangerGrace < 0:
+		return fmt.Errorf("relay: StrangerGrace must not be negative, not %s", c.StrangerGrace)
+	}
+	if _, err := ParseACL(string(c.ACL)); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	switch {
+	case c.ACL == ACLAllowlist && len(c.Allow) == 0:
+		return errors.New("relay: the allowlist ACL needs peer IDs to allow (--relay-allow FILE)")
+	case c.ACL != ACLAllowlist && len(c.Allow) > 0:
+		return fmt.Errorf("relay: peer IDs to allow were given, but the ACL is %q, not %q", c.ACL, ACLAllowlist)
 	}
 	return nil
 }
@@ -84,26 +113,39 @@ const aclWait = 15 * time.Second
 
 // Service is a running circuit-relay v2 service.
 type Service struct {
-	r   *circuit.Relay
-	cfg Config
-	ref *Refusals
+	r         *circuit.Relay // members (and, when allowlisted, the listed peers)
+	strangers *circuit.Relay // an open relay's other peers; nil otherwise
+	cfg       Config
+	ref       *Refusals
+	host      host.Host // where the dispatcher is registered, when there is one
 
-	reservations, circuits atomic.Int64
-	relayed                atomic.Int64 // bytes copied, both directions
+	members, others tier
+	circuits        atomic.Int64
+	relayed         atomic.Int64 // bytes copied, both directions
+}
+
+// tier is one circuit.Relay instance's count of reservations and the name
+// its refusals go by.
+type tier struct {
+	prefix       string // "" for members, "strangers " for the others
+	max          int
+	reservations atomic.Int64
 }
 
 // Stats is what a relay service holds now and has refused so far.
 type Stats struct {
-	Reservations int64            `json:"reservations"`
-	Circuits     int64            `json:"circuits"`
-	RelayedBytes int64            `json:"relayed_bytes"`
-	Refusals     map[string]int64 `json:"refusals"`
+	Reservations int64 `json:"reservations"`
+	// StrangerReservations are those of an open relay's non-members.
+	StrangerReservations int64            `json:"stranger_reservations"`
+	Circuits             int64            `json:"circuits"`
+	RelayedBytes         int64            `json:"relayed_bytes"`
+	Refusals             map[string]int64 `json:"refusals"`
 }
 
-// New starts the relay service on h at once (not after AutoNAT). When
-// members is non-nil, only members may reserve or open circuits: that keeps
-// the uncapped relay bounded against everyone else. Refusals are counted
-// and logged through ref (nil: counted only).
+// New starts the relay service on h at once (not after AutoNAT). With
+// members set, cfg.ACL says whom it serves (see ACL); nil members serves
+// everyone as members. Refusals are counted and logged through ref (nil:
+// counted only).
 func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -111,7 +153,48 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option
 	if ref == nil {
 		ref = NewRefusals(nil)
 	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	svc := &Service{cfg: cfg, ref: ref}
+	svc.members.max = cfg.MaxReservations
+	acl := circuit.ACLFilter(nil)
+	if members != nil && cfg.ACL != ACLOpen {
+		allow := map[peer.ID]bool{}
+		for _, p := range cfg.Allow {
+			allow[p] = true
+		}
+		acl = memberACL{members, allow}
+	}
+	if members == nil || cfg.ACL != ACLOpen {
+		r, err := newInstance(h, memberResources(cfg), acl, o.tracer(tracer{svc, &svc.members}))
+		if err != nil {
+			return nil, err
+		}
+		svc.r = r
+		return svc, nil
+	}
+	// An open relay runs two instances, each with its own limits, behind
+	// one hop handler that picks by the requester (tiers.go).
+	d := newDispatcher(h, members)
+	rs := circuit.DefaultResources()
+	svc.others.prefix, svc.others.max = "strangers ", strangerResources(cfg, &rs)
+	var err error
+	if svc.r, err = newInstance(d.members, memberResources(cfg), nil, o.tracer(tracer{svc, &svc.members})); err != nil {
+		return nil, err
+	}
+	if svc.strangers, err = newInstance(d.strangers, &rs, nil, tracer{svc, &svc.others}); err != nil {
+		svc.r.Close()
+		return nil, err
+	}
+	svc.host = h
+	d.register()
+	return svc, nil
+}
+
+// memberResources are cfg's limits: by default uncut circuits.
+func memberResources(cfg Config) *circuit.Resources {
 	rc := circuit.DefaultResources()
 	rc.MaxReservations = cfg.MaxReservations
 	rc.MaxCircuits = cfg.MaxCircuits
@@ -130,68 +213,79 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option
 			rc.Limit.Data = 1 << 62
 		}
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
+	return &rc
+}
+
+func newInstance(h host.Host, rc *circuit.Resources, acl circuit.ACLFilter, mt circuit.MetricsTracer) (*circuit.Relay, error) {
 	copts := []circuit.Option{
-		circuit.WithResources(rc),
-		circuit.WithMetricsTracer(o.tracer(tracer{svc})),
+		circuit.WithResources(*rc),
+		circuit.WithMetricsTracer(mt),
 		// Private and loopback addresses are what tests, containers and
 		// LANs use; the stock filter would drop them from reservations.
 		circuit.WithReservationAddressFilter(func(a ma.Multiaddr) bool { return true }),
 	}
-	if members != nil {
-		copts = append(copts, circuit.WithACL(memberACL{members}))
+	if acl != nil {
+		copts = append(copts, circuit.WithACL(acl))
 	}
 	r, err := circuit.New(h, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("start relay service: %w", err)
 	}
-	svc.r = r
-	return svc, nil
+	return r, nil
 }
 
 // Close stops the service.
-func (s *Service) Close() error { return s.r.Close() }
+func (s *Service) Close() error {
+	if s.host != nil {
+		s.host.RemoveStreamHandler(circuitproto.ProtoIDv2Hop)
+	}
+	err := s.r.Close()
+	if s.strangers != nil {
+		err = errors.Join(err, s.strangers.Close())
+	}
+	return err
+}
 
 // Stats reports reservations held, circuits open and refusals by limit.
 func (s *Service) Stats() Stats {
-	return Stats{Reservations: s.reservations.Load(), Circuits: s.circuits.Load(),
-		RelayedBytes: s.relayed.Load(), Refusals: s.ref.Counts()}
+	return Stats{Reservations: s.members.reservations.Load(), StrangerReservations: s.others.reservations.Load(),
+		Circuits: s.circuits.Load(), RelayedBytes: s.relayed.Load(), Refusals: s.ref.Counts()}
 }
 
 // tracer is the relay's metrics hook, turned into counts and refusals.
-type tracer struct{ s *Service }
+type tracer struct {
+	s *Service
+	t *tier
+}
 
 func (t tracer) RelayStatus(bool)               {}
 func (t tracer) ConnectionOpened()              { t.s.circuits.Add(1) }
 func (t tracer) ConnectionClosed(time.Duration) { t.s.circuits.Add(-1) }
 func (t tracer) BytesTransferred(n int)         { t.s.relayed.Add(int64(n)) }
-func (t tracer) ReservationClosed(n int)        { t.s.reservations.Add(-int64(n)) }
+func (t tracer) ReservationClosed(n int)        { t.t.reservations.Add(-int64(n)) }
 
 func (t tracer) ReservationAllowed(renewal bool) {
 	if !renewal {
-		t.s.reservations.Add(1)
+		t.t.reservations.Add(1)
 	}
 }
 
 // ReservationRequestHandled names the limit behind a refused reservation.
 // libp2p says RESERVATION_REFUSED for both the total and the per-IP cap:
-// which one it was is told by whether the relay is full.
+// which one it was is told by whether the tier is full.
 func (t tracer) ReservationRequestHandled(st pbv2.Status) {
 	switch st {
 	case pbv2.Status_OK:
 	case pbv2.Status_RESERVATION_REFUSED:
-		if t.s.reservations.Load() >= int64(t.s.cfg.MaxReservations) {
-			t.s.ref.Add("max-reservations")
+		if t.t.reservations.Load() >= int64(t.t.max) {
+			t.s.ref.Add(t.t.prefix + "max-reservations")
 		} else {
-			t.s.ref.Add("max-reservations-per-ip")
+			t.s.ref.Add(t.t.prefix + "max-reservations-per-ip")
 		}
 	case pbv2.Status_PERMISSION_DENIED:
-		t.s.ref.Add("members-only (reservation)")
+		t.s.ref.Add(t.s.deniedName() + " (reservation)")
 	default:
-		t.s.ref.Add("reservation " + st.String())
+		t.s.ref.Add(t.t.prefix + "reservation " + st.String())
 	}
 }
 
@@ -199,26 +293,18 @@ func (t tracer) ConnectionRequestHandled(st pbv2.Status) {
 	switch st {
 	case pbv2.Status_OK:
 	case pbv2.Status_RESOURCE_LIMIT_EXCEEDED:
-		t.s.ref.Add("max-circuits")
+		t.s.ref.Add(t.t.prefix + "max-circuits")
 	case pbv2.Status_PERMISSION_DENIED:
-		t.s.ref.Add("members-only (circuit)")
+		t.s.ref.Add(t.s.deniedName() + " (circuit)")
 	default:
-		t.s.ref.Add("circuit " + st.String())
+		t.s.ref.Add(t.t.prefix + "circuit " + st.String())
 	}
 }
 
-type memberACL struct{ m Members }
-
-func (a memberACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), aclWait)
-	defer cancel()
-	return a.m.IsMember(ctx, p)
-}
-
-// AllowConnect needs only the source checked: the destination holds a
-// reservation, which only members get.
-func (a memberACL) AllowConnect(src peer.ID, _ ma.Multiaddr, _ peer.ID) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), aclWait)
-	defer cancel()
-	return a.m.IsMember(ctx, src)
+// deniedName names the ACL that denied a request.
+func (s *Service) deniedName() string {
+	if s.cfg.ACL == ACLAllowlist {
+		return "members-or-allowlist-only"
+	}
+	return "members-only"
 }

@@ -116,6 +116,9 @@ func runStatus(args []string) error {
 	if sv := s.Service; sv != nil {
 		fmt.Printf("relay service: %d reservations held (of %d), %d circuits open, %s relayed\n",
 			sv.Reservations, s.MaxReservations(), sv.Circuits, humanBytes(sv.RelayedBytes))
+		if sv.StrangerReservations > 0 {
+			fmt.Printf("open relay: %d reservations held by non-members (stock limits)\n", sv.StrangerReservations)
+		}
 		printRefusals(sv.Refusals)
 	}
 	return nil

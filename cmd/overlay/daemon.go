@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -30,8 +31,11 @@ import (
 // node.Config: files to read and where to log.
 type daemonFlags struct {
 	data, key, netKey, api, apiToken, addrFile, logLevel, logFormat, pprof, metrics string
-	listen                                                                maddrs
-	forwards                                                              forwardSpecs
+	psk, acl, allow                                                                 string
+	listen                                                                          maddrs
+	forwards                                                                        forwardSpecs
+	// droppedQUIC are default listen addresses left out for --psk.
+	droppedQUIC []string
 }
 
 // register binds the common flags: the node's own settings straight into
@@ -43,6 +47,7 @@ func (x *daemon) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.key, "key", "", "identity key file, created on first start (default DATA/identity.key)")
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "network name; nodes of other networks are refused")
 	fs.StringVar(&d.netKey, "network-key", "", "file holding the network's shared secret (at least 16 bytes); only nodes that prove they hold it are admitted")
+	fs.StringVar(&d.psk, "psk", "", "libp2p private network: swarm key FILE ('overlay psk new FILE'); peers without it cannot even finish the transport handshake. TCP and WebSocket only: QUIC is left out")
 	defAPI := api.DefaultPeerAddr
 	if role == "relay" {
 		defAPI = api.DefaultRelayAddr
@@ -101,6 +106,9 @@ func newRelay() (*daemon, *flag.FlagSet) {
 	fs.IntVar(&rc.BufferSize, "relay-buffer", rc.BufferSize, "relay copy buffer per direction of a circuit, bytes")
 	fs.DurationVar(&rc.LimitDuration, "limit-duration", 0, "cut a relayed connection after this long (0: never)")
 	fs.Int64Var(&rc.LimitData, "limit-data", 0, "cut a relayed connection after this many bytes each way (0: never)")
+	fs.StringVar(&x.d.acl, "relay-acl", string(rc.ACL), "whom the relay serves: members (handshaken members only), open (also any libp2p peer, with stock limits: 2 min and 128 KiB per circuit, 1/8 of the reservations), allowlist (members and the --relay-allow peers)")
+	fs.StringVar(&x.d.allow, "relay-allow", "", "FILE of peer IDs the allowlist relay serves besides members, one a line, # comments")
+	fs.DurationVar(&rc.StrangerGrace, "stranger-grace", rc.StrangerGrace, "close a non-member's inbound connections this long after it turns out no member, unless the relay serves it (0: keep them)")
 	return x, fs
 }
 
@@ -137,6 +145,30 @@ func (x *daemon) finish(fs *flag.FlagSet) error {
 		x.cfg.Listen = x.d.listen
 	case x.cfg.WebSocketOnly:
 		x.cfg.Listen = nil
+	case x.d.psk != "":
+		// A private network has no QUIC: leave the default QUIC ports
+		// out (runNode says so); an explicit one is an error (Validate).
+		var keep []ma.Multiaddr
+		for _, a := range x.cfg.Listen {
+			if node.IsQUIC(a) {
+				x.d.droppedQUIC = append(x.d.droppedQUIC, a.String())
+			} else {
+				keep = append(keep, a)
+			}
+		}
+		x.cfg.Listen = keep
+	}
+	if x.role == "relay" {
+		acl, err := relay.ParseACL(x.d.acl)
+		if err != nil {
+			return fmt.Errorf("--relay-acl: %w", err)
+		}
+		x.cfg.Relay.ACL = acl
+		if x.d.allow != "" {
+			if x.cfg.Relay.Allow, err = relay.ReadAllowlist(x.d.allow); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -186,6 +218,14 @@ func runNode(d daemonFlags, cfg node.Config) error {
 	if d.netKey != "" {
 		if cfg.NetworkKey, err = readNetworkKey(d.netKey); err != nil {
 			return err
+		}
+	}
+	if d.psk != "" {
+		if cfg.PSK, err = identity.ReadPSK(d.psk); err != nil {
+			return err
+		}
+		if len(d.droppedQUIC) > 0 {
+			log.Info("private network (--psk): not listening on QUIC, which libp2p cannot protect with a pre-shared key", "dropped", d.droppedQUIC)
 		}
 	}
 	if d.pprof != "" {

@@ -17,6 +17,7 @@ Run a node:
   overlay id --key FILE                 print the peer ID of a key (created if missing)
   overlay version [--json]              module version, commit and Go version of this binary
   overlay config check FILE             the settings FILE gives a node, and where each comes from
+  overlay psk new FILE                  a new pre-shared key for a private network (--psk FILE)
 
 Talk to a running node (through its control API, --api):
   overlay status [--json]               identity, addresses, reservations
@@ -53,6 +54,7 @@ var commands = map[string]func(args []string) error{
 	"forward": runForward,
 	"version": runVersion,
 	"config":  runConfig,
+	"psk":     runPSK,
 }
 
 func main() {

@@ -1,0 +1,200 @@
+package relay_test
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/overlay-net/overlay/relay"
+)
+
+// gated listens on 127.0.0.1 behind g and accepts every connection in the
+// background, as the upgrader would; it returns the listener's address.
+func gated(t *testing.T, g *relay.Gate) string {
+	t.Helper()
+	ml, err := manet.Listen(ma.StringCast("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := relay.GateListenerForTest(g, ml)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, scope, err := l.Accept()
+			if err != nil {
+				return
+			}
+			// An upgrader that never hears from the peer: it ends the
+			// scope once the connection is closed under it.
+			go func() {
+				_, _ = io.Copy(io.Discard, c)
+				c.Close()
+				scope.Done()
+			}()
+		}
+	}()
+	return ml.Addr().String()
+}
+
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closed reports whether the server closed c, within d.
+func closed(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false
+	}
+	return err != nil
+}
+
+func waitPending(t *testing.T, g *relay.Gate, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for g.Pending() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pending = %d, want %d", g.Pending(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// One IP over its bound loses its oldest pending connection, not the
+// newest; other IPs keep theirs.
+func TestGateEvictsOldestOfIP(t *testing.T) {
+	ref := relay.NewRefusals(nil)
+	g := relay.NewGate(10, 2, time.Minute, ref)
+	addr := gated(t, g)
+	other := dialFrom(t, "127.0.0.2", addr)
+	first := dialFrom(t, "127.0.0.1", addr)
+	waitPending(t, g, 2)
+	dialFrom(t, "127.0.0.1", addr)
+	waitPending(t, g, 3)
+	newest := dialFrom(t, "127.0.0.1", addr)
+	if !closed(first, 2*time.Second) {
+		t.Fatal("oldest connection of 127.0.0.1 still open")
+	}
+	if closed(newest, 100*time.Millisecond) || closed(other, 100*time.Millisecond) {
+		t.Fatal("the newest connection, or another IP's, was closed")
+	}
+	if got := ref.Counts()["pending-per-ip"]; got != 1 {
+		t.Fatalf("pending-per-ip refusals = %d, want 1", got)
+	}
+}
+
+// A connection whose peer talks outlives silent ones that keep arriving,
+// however many: a flood that re-opens its idle sockets evicts only its own.
+func TestGateSparesTalkingConnection(t *testing.T) {
+	ref := relay.NewRefusals(nil)
+	g := relay.NewGate(10, 2, time.Minute, ref)
+	addr := gated(t, g)
+	talker := dialFrom(t, "127.0.0.1", addr)
+	waitPending(t, g, 1)
+	if _, err := talker.Write([]byte("/")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !relay.TalkedForTest(g) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gate never saw the talker's byte")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var silent []net.Conn
+	for range 5 {
+		silent = append(silent, dialFrom(t, "127.0.0.1", addr))
+	}
+	for _, c := range silent[:4] {
+		if !closed(c, 2*time.Second) {
+			t.Fatal("an older silent connection was kept")
+		}
+	}
+	if closed(talker, 100*time.Millisecond) {
+		t.Fatal("the talking connection was evicted before silent ones")
+	}
+}
+
+// Over the total bound, the oldest pending connection of all goes.
+func TestGateEvictsOldestOfAll(t *testing.T) {
+	ref := relay.NewRefusals(nil)
+	g := relay.NewGate(2, 2, time.Minute, ref)
+	addr := gated(t, g)
+	first := dialFrom(t, "127.0.0.2", addr)
+	waitPending(t, g, 1)
+	dialFrom(t, "127.0.0.3", addr)
+	waitPending(t, g, 2)
+	dialFrom(t, "127.0.0.4", addr)
+	if !closed(first, 2*time.Second) {
+		t.Fatal("oldest connection still open")
+	}
+	if got := ref.Counts()["pending-total"]; got != 1 {
+		t.Fatalf("pending-total refusals = %d, want 1", got)
+	}
+}
+
+// A connection that stays silent is closed after the timeout.
+func TestGateTimesOutSilentConnection(t *testing.T) {
+	ref := relay.NewRefusals(nil)
+	g := relay.NewGate(10, 10, 200*time.Millisecond, ref)
+	addr := gated(t, g)
+	c := dialFrom(t, "127.0.0.1", addr)
+	if !closed(c, 3*time.Second) {
+		t.Fatal("silent connection still open after the timeout")
+	}
+	waitPending(t, g, 0)
+	if got := ref.Counts()["pending-timeout"]; got != 1 {
+		t.Fatalf("pending-timeout refusals = %d, want 1", got)
+	}
+}
+
+// A bound full of talkers younger than a second refuses the newcomer
+// instead of cutting a handshake under way (a burst of honest peers must
+// not cut each other forever); once the oldest talker is past that, a
+// newcomer makes room by closing it (slow-loris).
+func TestGateProtectsYoungTalkers(t *testing.T) {
+	g := relay.NewGate(10, 2, time.Minute, relay.NewRefusals(nil))
+	addr := gated(t, g)
+	talkers := []net.Conn{dialFrom(t, "127.0.0.1", addr), dialFrom(t, "127.0.0.1", addr)}
+	waitPending(t, g, 2)
+	for _, c := range talkers {
+		if _, err := c.Write([]byte("/")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !relay.AllTalkedForTest(g) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gate never saw the talkers' bytes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if newcomer := dialFrom(t, "127.0.0.1", addr); !closed(newcomer, 2*time.Second) {
+		t.Fatal("the newcomer was kept over a full bound of young talkers")
+	}
+	if time.Since(start) < 900*time.Millisecond && closed(talkers[0], 50*time.Millisecond) {
+		t.Fatal("a talker younger than a second was cut for a newcomer")
+	}
+	// Past the grace, newcomers push the oldest talker out.
+	deadline = time.Now().Add(5 * time.Second)
+	for !closed(talkers[0], 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the oldest talker was never cut for newcomers")
+		}
+		dialFrom(t, "127.0.0.1", addr)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
