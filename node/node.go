@@ -21,9 +21,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
-	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/messaging"
@@ -103,7 +103,10 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	opts := []libp2p.Option{
 		libp2p.Identity(n.cfg.Key),
 		libp2p.UserAgent(Agent),
-		libp2p.Transport(websocket.New),
+		// Our own WebSocket transport, wire-compatible with go-libp2p's:
+		// buffers that hold a whole TLS record, pooled so idle connections
+		// hold none (docs/datapath.md).
+		libp2p.Transport(wstransport.New, wstransport.WithConfig(n.cfg.WebSocket)),
 		libp2p.EnableRelay(),
 		// AutoNAT v2 checks each address on its own and serves the
 		// check to others; reachability comes to status through events.
