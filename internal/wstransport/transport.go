@@ -43,9 +43,12 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	// DefaultMaxPending caps connections accepted but not yet upgraded, and
 	// DefaultMaxPendingPerIP those of one remote IP: both bound what
-	// slow or silent clients can hold (a goroutine and a few KiB each).
+	// slow or silent clients can hold (a goroutine and a few KiB each, for
+	// the handshake timeout at most). Per IP stays well above what a NAT
+	// full of peers reconnecting at once needs: an upgrade takes about a
+	// millisecond, so only a burst of hundreds in one instant meets it.
 	DefaultMaxPending      = 1024
-	DefaultMaxPendingPerIP = 32
+	DefaultMaxPendingPerIP = 256
 	// maxRequestBytes caps the upgrade request (line and headers); libp2p
 	// sends ~200 bytes, browsers ~1 KiB.
 	maxRequestBytes = 8 << 10
@@ -60,6 +63,9 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	MaxPending       int
 	MaxPendingPerIP  int
+	// Proxy picks the HTTP proxy of a dial; nil means the environment's
+	// (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), so WebSocket passes proxies.
+	Proxy func(*http.Request) (*url.URL, error)
 	// Admit, when set, is asked about every accepted TCP connection before
 	// its upgrade is read; false closes it at once (connection-level
 	// admission lives with its caller).
@@ -136,9 +142,11 @@ func New(up transport.Upgrader, rcmgr network.ResourceManager, opts ...Option) (
 		// One pool per transport: gorilla wants one pool per buffer size.
 		t.pool = &sync.Pool{}
 	}
+	if c.Proxy == nil {
+		c.Proxy = http.ProxyFromEnvironment
+	}
 	t.dialer = websocket.Dialer{
-		// WebSocket passes HTTP proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
-		Proxy:            http.ProxyFromEnvironment,
+		Proxy:            c.Proxy,
 		HandshakeTimeout: c.HandshakeTimeout,
 		ReadBufferSize:   c.ReadBuffer,
 		WriteBufferSize:  c.WriteBuffer,
