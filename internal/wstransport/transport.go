@@ -69,6 +69,9 @@ type Config struct {
 	// Proxy picks the HTTP proxy of a dial; nil means the environment's
 	// (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), so WebSocket passes proxies.
 	Proxy func(*http.Request) (*url.URL, error)
+	// TLSClient is the TLS configuration of /wss and /tls/ws dials (nil:
+	// system roots); the server name is set per dial.
+	TLSClient *tls.Config
 	// Admit, when set, is asked about every accepted TCP connection before
 	// its upgrade is read; false closes it at once (connection-level
 	// admission lives with its caller).
@@ -204,7 +207,12 @@ func (t *Transport) dial(ctx context.Context, raddr ma.Multiaddr) (*Conn, error)
 	u := url.URL{Scheme: "ws", Host: pa.hostPort, Path: "/"}
 	if pa.secure {
 		u.Scheme = "wss"
-		d.TLSClientConfig = &tls.Config{ServerName: pa.serverName}
+		tc := &tls.Config{}
+		if t.cfg.TLSClient != nil {
+			tc = t.cfg.TLSClient.Clone()
+		}
+		tc.ServerName = pa.serverName
+		d.TLSClientConfig = tc
 		if pa.sni != "" && pa.sni != pa.host {
 			// The address names the IP to reach and the name to present.
 			u.Host = net.JoinHostPort(pa.sni, pa.port)
@@ -236,6 +244,29 @@ func (t *Transport) dial(ctx context.Context, raddr ma.Multiaddr) (*Conn, error)
 	}
 	return newConn(ws, laddr.Encapsulate(wsSuffix(false)), rnet.Encapsulate(wsSuffix(pa.secure))), nil
 }
+
+// Resolve keeps the DNS name of a /dns*/tcp/N/wss (or /tls/ws) address as
+// its TLS server name, /tls/sni/NAME/ws, before the swarm replaces the name
+// with IP addresses; other addresses come back unchanged.
+func (t *Transport) Resolve(_ context.Context, a ma.Multiaddr) ([]ma.Multiaddr, error) {
+	pa, err := parseAddr(a)
+	if err != nil {
+		return nil, err
+	}
+	if !pa.secure || pa.sni != "" || pa.serverName == "" {
+		return []ma.Multiaddr{a}, nil
+	}
+	sni, err := ma.NewComponent("sni", pa.serverName)
+	if err != nil {
+		return nil, fmt.Errorf("sni %q: %w", pa.serverName, err)
+	}
+	out := append(ma.Multiaddr{}, a[:2]...)
+	out = append(out, ma.StringCast("/tls")...)
+	out = append(out, *sni)
+	return []ma.Multiaddr{append(out, ma.StringCast("/ws")...)}, nil
+}
+
+var _ transport.Resolver = (*Transport)(nil)
 
 // Listen listens on a /ip4|ip6/tcp/N/ws address.
 func (t *Transport) Listen(a ma.Multiaddr) (transport.Listener, error) {
