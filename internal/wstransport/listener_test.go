@@ -252,22 +252,38 @@ func TestManyConnections(t *testing.T) {
 }
 
 func FuzzUpgrade(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"))
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\x82\x00"))
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
 	f.Add([]byte("\x00\xff"))
 	up := &websocket.Upgrader{ReadBufferSize: 512, WriteBufferSize: 512, CheckOrigin: func(*http.Request) bool { return true }}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer ln.Close()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, b := net.Pipe()
-		defer a.Close()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		// The client sends its bytes and half-closes, as a peer that
+		// stops talking: the upgrade must end, never hang or panic.
 		go func() {
-			b.Write(data)
-			io.Copy(io.Discard, b)
+			c.Write(data)
+			c.(*net.TCPConn).CloseWrite()
+			io.Copy(io.Discard, c)
 		}()
-		ws, err := upgrade(a, up, time.Second)
+		ws, err := upgrade(s, up, 2*time.Second)
 		if err == nil {
 			ws.Close()
 		}
-		b.Close()
 	})
 }
 
