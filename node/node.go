@@ -99,6 +99,19 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// wsConfig is the WebSocket transport's configuration: the node's, with
+// refusals over its pending caps counted with the relay's other limits.
+func (n *Node) wsConfig() wstransport.Config {
+	c := n.cfg.WebSocket
+	c.Refused = func(limit string) {
+		// Set before the host listens (relayLimits), nil on a private node.
+		if r := n.refusals; r != nil {
+			r.Add(limit)
+		}
+	}
+	return c
+}
+
 func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	opts := []libp2p.Option{
 		libp2p.Identity(n.cfg.Key),
@@ -106,7 +119,7 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 		// Our own WebSocket transport, wire-compatible with go-libp2p's:
 		// buffers that hold a whole TLS record, pooled so idle connections
 		// hold none (docs/datapath.md).
-		libp2p.Transport(wstransport.New, wstransport.WithConfig(n.cfg.WebSocket)),
+		libp2p.Transport(wstransport.New, wstransport.WithConfig(n.wsConfig())),
 		libp2p.EnableRelay(),
 		// AutoNAT v2 checks each address on its own and serves the
 		// check to others; reachability comes to status through events.

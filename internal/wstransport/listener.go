@@ -101,8 +101,11 @@ func (l *wsListener) acceptLoop() {
 			continue
 		}
 		ip := remoteIP(c)
-		if !l.reserve(c, ip) {
+		if limit := l.reserve(c, ip); limit != "" {
 			drop(c, scope)
+			if r := l.t.cfg.Refused; r != nil {
+				r(limit)
+			}
 			continue
 		}
 		l.wg.Add(1)
@@ -111,6 +114,7 @@ func (l *wsListener) acceptLoop() {
 			ws, err := l.upgrade(c)
 			l.release(c, ip)
 			if err != nil {
+				slog.Debug("websocket upgrade failed", "remote", c.RemoteMultiaddr(), "err", err)
 				drop(c, scope)
 				return
 			}
@@ -138,16 +142,22 @@ func remoteIP(c manet.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// reserve counts an un-upgraded connection, false when over a cap.
-func (l *wsListener) reserve(c net.Conn, ip netip.Addr) bool {
+// reserve counts an un-upgraded connection; over a cap it returns the
+// limit's name instead.
+func (l *wsListener) reserve(c net.Conn, ip netip.Addr) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.pending == nil || len(l.pending) >= l.t.cfg.MaxPending || l.perIP[ip] >= l.t.cfg.MaxPendingPerIP {
-		return false
+	switch {
+	case l.pending == nil:
+		return "closed"
+	case len(l.pending) >= l.t.cfg.MaxPending:
+		return "ws-pending"
+	case l.perIP[ip] >= l.t.cfg.MaxPendingPerIP:
+		return "ws-pending-per-ip"
 	}
 	l.pending[c] = struct{}{}
 	l.perIP[ip]++
-	return true
+	return ""
 }
 
 func (l *wsListener) release(c net.Conn, ip netip.Addr) {

@@ -127,7 +127,9 @@ func TestHandshakeTimeout(t *testing.T) {
 }
 
 func TestPendingCapPerIPAndClose(t *testing.T) {
-	tr := rawTransport(t, Config{HandshakeTimeout: time.Minute, MaxPendingPerIP: 2})
+	refused := make(chan string, 1)
+	tr := rawTransport(t, Config{HandshakeTimeout: time.Minute, MaxPendingPerIP: 2,
+		Refused: func(limit string) { refused <- limit }})
 	l := rawListen(t, tr)
 	var silent []net.Conn
 	for i := 0; i < 2; i++ {
@@ -146,6 +148,9 @@ func TestPendingCapPerIPAndClose(t *testing.T) {
 	defer third.Close()
 	if !closedWithin(third, 5*time.Second) {
 		t.Fatal("third silent connection from one IP was not refused")
+	}
+	if got := <-refused; got != "ws-pending-per-ip" {
+		t.Fatalf("refused by %q, want ws-pending-per-ip", got)
 	}
 	// Close ends upgrades in flight at once, not at their minute deadline.
 	done := make(chan struct{})

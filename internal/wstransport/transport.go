@@ -72,6 +72,10 @@ type Config struct {
 	// TLSClient is the TLS configuration of /wss and /tls/ws dials (nil:
 	// system roots); the server name is set per dial.
 	TLSClient *tls.Config
+	// Refused, when set, is told of every connection closed over a pending
+	// cap, by limit ("ws-pending", "ws-pending-per-ip"): the caller counts
+	// and logs refusals (the node feeds its relay's refusal counts).
+	Refused func(limit string)
 	// Admit, when set, is asked about every accepted TCP connection before
 	// its upgrade is read; false closes it at once (connection-level
 	// admission lives with its caller).
