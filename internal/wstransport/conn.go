@@ -23,8 +23,9 @@ type Conn struct {
 	ws           *websocket.Conn
 	laddr, raddr ma.Multiaddr
 
-	rmu sync.Mutex // Read: gorilla allows one reader
-	r   io.Reader  // the current message, nil between messages
+	rmu  sync.Mutex // Read: gorilla allows one reader
+	r    io.Reader  // the current message, nil between messages
+	rerr error      // the first read error, returned from then on
 
 	wmu sync.Mutex // Write and SetWriteDeadline: gorilla allows one writer
 
@@ -41,11 +42,17 @@ func newConn(ws *websocket.Conn, laddr, raddr ma.Multiaddr) *Conn {
 func (c *Conn) Read(b []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	// gorilla panics after 1000 reads on a failed connection; a read error
+	// is final here, whoever keeps reading.
+	if c.rerr != nil {
+		return 0, c.rerr
+	}
 	for {
 		if c.r == nil {
 			typ, r, err := c.ws.NextReader()
 			if err != nil {
-				return 0, readErr(err)
+				c.rerr = readErr(err)
+				return 0, c.rerr
 			}
 			if typ != websocket.BinaryMessage && typ != websocket.TextMessage {
 				continue
@@ -61,7 +68,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 			return n, nil
 		}
 		if err != nil {
-			return n, readErr(err)
+			c.rerr = readErr(err)
+			return n, c.rerr
 		}
 		return n, nil
 	}

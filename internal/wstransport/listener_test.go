@@ -105,6 +105,13 @@ func TestRawDialAcceptCloseEOF(t *testing.T) {
 	if _, err := c.Write([]byte("late")); err == nil {
 		t.Fatal("write after close succeeded")
 	}
+	// Reading on after the end must keep failing, never panic (gorilla
+	// panics after 1000 reads on a failed connection).
+	for i := 0; i < 2000; i++ {
+		if _, err := s.Read(make([]byte, 1)); err == nil {
+			t.Fatal("read after EOF succeeded")
+		}
+	}
 }
 
 func TestHandshakeTimeout(t *testing.T) {
