@@ -42,7 +42,8 @@ const (
 	// halves the relay's reads (~-10% CPU) for 12 KiB more per connection:
 	// --ws-read-buffer (docs/datapath.md).
 	DefaultReadBuffer = 4 << 10
-	// DefaultHandshakeTimeout bounds TCP accept to WebSocket upgrade. A
+	// DefaultHandshakeTimeout bounds, on the accepting side, TCP accept to
+	// WebSocket upgrade. A
 	// libp2p dialer sends its upgrade request at once; a connection silent
 	// for this long is a broken or hostile client.
 	DefaultHandshakeTimeout = 5 * time.Second
@@ -158,11 +159,12 @@ func New(up transport.Upgrader, rcmgr network.ResourceManager, opts ...Option) (
 		c.Proxy = http.ProxyFromEnvironment
 	}
 	t.dialer = websocket.Dialer{
-		Proxy:            c.Proxy,
-		HandshakeTimeout: c.HandshakeTimeout,
-		ReadBufferSize:   c.ReadBuffer,
-		WriteBufferSize:  c.WriteBuffer,
-		WriteBufferPool:  t.pool,
+		Proxy: c.Proxy,
+		// No handshake timeout of its own: the swarm's dial context bounds a
+		// dial (15 s), and a slow proxy on a slow link may need most of it.
+		ReadBufferSize:  c.ReadBuffer,
+		WriteBufferSize: c.WriteBuffer,
+		WriteBufferPool: t.pool,
 	}
 	return t, nil
 }
