@@ -11,6 +11,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
@@ -67,6 +68,9 @@ type Config struct {
 	// keep only WebSocket addresses) with it: DefaultConfig's TCP and QUIC
 	// ports are an error then, not silently dropped.
 	WebSocketOnly bool
+	// WebSocket tunes the WebSocket transport (buffers, upgrade deadline,
+	// caps on un-upgraded connections); zero fields take its defaults.
+	WebSocket wstransport.Config
 	// RelayedGrace is how long a relayed connection to a peer also reached
 	// directly may sit idle before it is closed; 0 keeps it.
 	RelayedGrace time.Duration
@@ -183,6 +187,9 @@ func (c Config) Validate() error {
 		if err := kc.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if w := c.WebSocket; w.ReadBuffer < 0 || w.WriteBuffer < 0 {
+		bad("WebSocket buffers must not be negative (read %d, write %d)", w.ReadBuffer, w.WriteBuffer)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)

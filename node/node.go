@@ -19,11 +19,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/transport"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
-	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/messaging"
@@ -102,6 +103,19 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// wsConfig is the WebSocket transport's configuration: the node's, with
+// refusals over its pending caps counted with the relay's other limits.
+func (n *Node) wsConfig() wstransport.Config {
+	c := n.cfg.WebSocket
+	c.Refused = func(limit string) {
+		// Set before the host listens (relayLimits), nil on a private node.
+		if r := n.refusals; r != nil {
+			r.Add(limit)
+		}
+	}
+	return c
+}
+
 func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	if n.cfg.Role == protocol.RolePublic {
 		n.refusals = relay.NewRefusals(n.log)
@@ -148,9 +162,20 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 // WebSocket listeners pass through its Gate, so connections that never
 // finish their security handshake cannot crowd out newcomers.
 func (n *Node) transports() []libp2p.Option {
-	ws, tcpT := any(websocket.New), any(tcp.NewTCPTransport)
+	// Our own WebSocket transport, wire-compatible with go-libp2p's:
+	// buffers that hold a whole TLS record, pooled so idle connections hold
+	// none (docs/datapath.md). It bounds connections until their upgrade
+	// itself; the gate sees them from the upgrade on, until their security
+	// handshake ends, so an upgrade followed by silence counts as silent.
+	ws := func(u transport.Upgrader, rm network.ResourceManager) (*wstransport.Transport, error) {
+		if n.gate != nil {
+			u = n.gate.Upgrader(u)
+		}
+		return wstransport.New(u, rm, wstransport.WithConfig(n.wsConfig()))
+	}
+	tcpT := any(tcp.NewTCPTransport)
 	if n.gate != nil {
-		ws, tcpT = n.gate.WebSocket, n.gate.TCP
+		tcpT = n.gate.TCP
 	}
 	opts := []libp2p.Option{libp2p.Transport(ws)}
 	if !n.cfg.WebSocketOnly {

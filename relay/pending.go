@@ -13,7 +13,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/transport"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcpreuse"
-	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
 
@@ -193,13 +192,6 @@ func (g *Gate) Upgrader(u transport.Upgrader) transport.Upgrader { return gatedU
 // TCP is a libp2p.Transport constructor: libp2p's TCP transport behind g.
 func (g *Gate) TCP(u transport.Upgrader, rm network.ResourceManager, shared *tcpreuse.ConnMgr) (*tcp.TcpTransport, error) {
 	return tcp.NewTCPTransport(g.Upgrader(u), rm, shared)
-}
-
-// WebSocket is a libp2p.Transport constructor: libp2p's WebSocket
-// transport behind g. A pending connection's time runs from the TCP accept,
-// so a slow or silent HTTP upgrade counts against it too.
-func (g *Gate) WebSocket(u transport.Upgrader, rm network.ResourceManager, shared *tcpreuse.ConnMgr) (*websocket.WebsocketTransport, error) {
-	return websocket.New(g.Upgrader(u), rm, shared)
 }
 
 type gatedUpgrader struct {

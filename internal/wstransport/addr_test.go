@@ -1,0 +1,105 @@
+package wstransport_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/internal/wstransport"
+)
+
+func TestCanDial(t *testing.T) {
+	tr, err := wstransport.New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]bool{
+		"/ip4/1.2.3.4/tcp/80/ws":                        true,
+		"/ip6/::1/tcp/80/ws":                            true,
+		"/dns4/relay.example/tcp/443/wss":               true,
+		"/dns/relay.example/tcp/443/tls/ws":             true,
+		"/ip4/1.2.3.4/tcp/443/tls/sni/relay.example/ws": true,
+		"/ip4/1.2.3.4/tcp/80":                           false,
+		"/ip4/1.2.3.4/udp/80/quic-v1":                   false,
+		"/ip4/1.2.3.4/tcp/80/ws/p2p-circuit":            false,
+		"/ip4/1.2.3.4/tcp/80/tls/ws/ws":                 false,
+	} {
+		if got := tr.CanDial(ma.StringCast(addr)); got != want {
+			t.Errorf("CanDial(%s) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+func TestResolveKeepsServerName(t *testing.T) {
+	tr, err := wstransport.New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		"/dns4/relay.example/tcp/443/wss":               "/dns4/relay.example/tcp/443/tls/sni/relay.example/ws",
+		"/dns/relay.example/tcp/443/tls/ws":             "/dns/relay.example/tcp/443/tls/sni/relay.example/ws",
+		"/ip4/1.2.3.4/tcp/443/tls/sni/other.example/ws": "/ip4/1.2.3.4/tcp/443/tls/sni/other.example/ws",
+		"/dns4/relay.example/tcp/80/ws":                 "/dns4/relay.example/tcp/80/ws",
+	} {
+		got, err := tr.Resolve(context.Background(), ma.StringCast(in))
+		if err != nil || len(got) != 1 || got[0].String() != want {
+			t.Errorf("Resolve(%s) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+}
+
+// selfSigned returns a certificate for 127.0.0.1 and a pool trusting it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "wstest"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// Ours dials a stock node that listens on /tls/ws, verifying its certificate.
+func TestDialStockSecureWebSocket(t *testing.T) {
+	cert, pool := selfSigned(t)
+	h, err := libp2p.New(
+		libp2p.Transport(websocket.New, websocket.WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}})),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0/tls/ws"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	serveEcho(h)
+	push(t, ourHost(t, wstransport.WithConfig(wstransport.Config{TLSClient: &tls.Config{RootCAs: pool}})), h, 1<<20)
+}
