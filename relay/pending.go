@@ -30,9 +30,10 @@ const DefaultPendingTimeout = 5 * time.Second
 // finishes within milliseconds, gets in. libp2p's resource manager instead
 // refuses the newcomer once its transient limit is full.
 //
-// It works on the transports' listeners (TCP and WebSocket alike, before
-// any HTTP or multistream byte) by wrapping the upgrader they are built
-// with: see TCP and WebSocket.
+// It works on the transports' listeners by wrapping the upgrader they are
+// built with (Upgrader, TCP): a TCP connection counts from its accept, a
+// WebSocket one from its upgrade (internal/wstransport bounds the upgrade
+// itself), both until their security handshake ends.
 type Gate struct {
 	max, perIP int
 	timeout    time.Duration
