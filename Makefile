@@ -38,6 +38,10 @@ FUZZTIME ?= 30s
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		out=$$($(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) 2>&1) && { echo "$$out" | tail -2; continue; }; \
+		echo "$$out"; \
+		if echo "$$out" | grep -q 'Failing input' || ! echo "$$out" | grep -q 'context deadline exceeded'; then exit 1; fi; \
+		echo "fuzz $${t#*:}: the fuzzer's own 'context deadline exceeded' at the end of its time, no failing input: running it once more"; \
 		$(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME); \
 	done
 
