@@ -42,15 +42,19 @@ func (n *Node) dropStranger(p peer.ID) {
 		if n.verdicts.get(p) == book.StateMember {
 			return
 		}
-		cut := 0
+		var inbound []network.Conn
 		for _, c := range n.host.Network().ConnsToPeer(p) {
 			if c.Stat().Direction == network.DirInbound {
-				c.Close()
-				cut++
+				inbound = append(inbound, c)
 			}
 		}
-		if cut > 0 {
+		// Counted before the close, so whoever sees the connection end
+		// (status, a test) also sees the refusal.
+		if len(inbound) > 0 {
 			n.refusals.Add("stranger-grace")
+		}
+		for _, c := range inbound {
+			c.Close()
 		}
 	})
 }
