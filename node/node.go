@@ -164,9 +164,9 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 func (n *Node) transports() []libp2p.Option {
 	// Our own WebSocket transport, wire-compatible with go-libp2p's:
 	// buffers that hold a whole TLS record, pooled so idle connections hold
-	// none (docs/datapath.md). It bounds connections until their upgrade
-	// itself; the gate sees them from the upgrade on, until their security
-	// handshake ends, so an upgrade followed by silence counts as silent.
+	// none (docs/datapath.md). The gate sees its connections from the TCP
+	// accept until their security handshake ends, and takes one whose
+	// upgrade is followed by silence for silent (watchedConn.Upgraded).
 	ws := func(u transport.Upgrader, rm network.ResourceManager) (*wstransport.Transport, error) {
 		if n.gate != nil {
 			u = n.gate.Upgrader(u)

@@ -31,9 +31,9 @@ const DefaultPendingTimeout = 5 * time.Second
 // refuses the newcomer once its transient limit is full.
 //
 // It works on the transports' listeners by wrapping the upgrader they are
-// built with (Upgrader, TCP): a TCP connection counts from its accept, a
-// WebSocket one from its upgrade (internal/wstransport bounds the upgrade
-// itself), both until their security handshake ends.
+// built with (Upgrader, TCP): a connection counts from its TCP accept
+// until its security handshake ends. A WebSocket connection counts as
+// silent again once its HTTP upgrade is done (watchedConn.Upgraded).
 type Gate struct {
 	max, perIP int
 	timeout    time.Duration
@@ -252,6 +252,12 @@ func (c *watchedConn) SetLinger(sec int) error {
 	}
 	return errors.ErrUnsupported
 }
+
+// Upgraded is called by our WebSocket transport once a connection's HTTP
+// upgrade is done (wstransport.Upgradable): from then on the peer counts
+// as silent again until it starts its security handshake, so upgrades
+// followed by silence are the first to go, not the honest newcomers.
+func (c *watchedConn) Upgraded() { c.p.talked.Store(false) }
 
 func (c *watchedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)

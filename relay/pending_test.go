@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/relay"
 )
 
@@ -196,5 +198,76 @@ func TestGateProtectsYoungTalkers(t *testing.T) {
 		}
 		dialFrom(t, "127.0.0.1", addr)
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// gatedUpgrading is gated with an accept loop that plays our WebSocket
+// transport: it reads one line (the upgrade request), tells the connection
+// it is upgraded, and then reads on, as the security handshake would. Each
+// upgrade done is sent on the channel returned.
+func gatedUpgrading(t *testing.T, g *relay.Gate) (string, <-chan struct{}) {
+	t.Helper()
+	ml, err := manet.Listen(ma.StringCast("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := relay.GateListenerForTest(g, ml)
+	t.Cleanup(func() { l.Close() })
+	upgraded := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, scope, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer scope.Done()
+				defer c.Close()
+				if _, err := bufio.NewReaderSize(c, 16).ReadString('\n'); err != nil {
+					return
+				}
+				c.(wstransport.Upgradable).Upgraded()
+				upgraded <- struct{}{}
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ml.Addr().String(), upgraded
+}
+
+// A WebSocket connection whose upgrade is followed by silence counts as
+// silent: it goes before a younger talker, and the newcomer gets in. (It
+// counted as talking before, so 1,000 such upgrades kept newcomers out.)
+func TestGateUpgradeThenSilenceIsSilent(t *testing.T) {
+	g := relay.NewGate(10, 2, time.Minute, relay.NewRefusals(nil))
+	addr, upgrades := gatedUpgrading(t, g)
+	talker := dialFrom(t, "127.0.0.1", addr)
+	if _, err := talker.Write([]byte("GET / HTTP/1.1\n/multistream")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !relay.TalkedForTest(g) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gate never saw the talker's handshake")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	upgraded := dialFrom(t, "127.0.0.1", addr)
+	if _, err := upgraded.Write([]byte("GET / HTTP/1.1\n")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case <-upgrades:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the connections were never upgraded")
+		}
+	}
+	newcomer := dialFrom(t, "127.0.0.1", addr)
+	if !closed(upgraded, 2*time.Second) {
+		t.Fatal("the upgraded, silent connection was kept")
+	}
+	if closed(talker, 100*time.Millisecond) || closed(newcomer, 100*time.Millisecond) {
+		t.Fatal("the talker or the newcomer was closed instead")
 	}
 }

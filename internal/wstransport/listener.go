@@ -118,6 +118,9 @@ func (l *wsListener) acceptLoop() {
 				drop(c, scope)
 				return
 			}
+			if u, ok := c.(Upgradable); ok {
+				u.Upgraded()
+			}
 			select {
 			case l.incoming <- accepted{ws, scope}:
 			case <-l.closed:
@@ -126,6 +129,15 @@ func (l *wsListener) acceptLoop() {
 			}
 		}()
 	}
+}
+
+// Upgradable is a connection, as the upgrader's listener gate hands it
+// over, that wants to know when its HTTP upgrade is done: a gate that
+// tells talking peers from silent ones (relay.Gate) must not take the
+// upgrade request for the start of a security handshake, or 1,000
+// upgrades followed by silence would all pass for honest peers.
+type Upgradable interface {
+	Upgraded()
 }
 
 func drop(c net.Conn, scope network.ConnManagementScope) {
