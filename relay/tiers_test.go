@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"testing"
 	"time"
 
@@ -69,6 +68,14 @@ func pushThrough(t *testing.T, src, dst host.Host, r peer.AddrInfo, n int) int {
 	t.Helper()
 	got := make(chan int, 1)
 	dst.SetStreamHandler(sinkProto, func(s network.Stream) {
+		// The sink says it is there before any data flows: a cut that
+		// comes while the stream is still being negotiated would
+		// otherwise close the circuit before this handler ever runs, and
+		// nobody would report (seen one CI run in four).
+		if _, err := s.Write([]byte{1}); err != nil {
+			got <- 0
+			return
+		}
 		k, _ := io.Copy(io.Discard, s)
 		got <- int(k)
 		s.Close()
@@ -86,6 +93,10 @@ func pushThrough(t *testing.T, src, dst host.Host, r peer.AddrInfo, n int) int {
 	s, err := src.NewStream(network.WithAllowLimitedConn(ctx, "test"), dst.ID(), sinkProto)
 	if err != nil {
 		t.Fatalf("stream through the relay: %v", err)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+		t.Fatalf("sink's hello through the relay: %v", err)
 	}
 	buf := make([]byte, 16<<10)
 	for sent := 0; sent < n; sent += len(buf) {
@@ -108,13 +119,6 @@ func pushThrough(t *testing.T, src, dst host.Host, r peer.AddrInfo, n int) int {
 // is cut after 128 KiB, while members' circuits through the same relay
 // carry megabytes. A stranger cannot reach a member through it.
 func TestOpenRelayLimitsStrangers(t *testing.T) {
-	if os.Getenv("OVERLAY_FLAKY_TESTS") == "" {
-		// Two clean-clone CI runs out of four: the stranger's circuit ended
-		// after 16 KiB once, and once never ended (the cut did not reach
-		// the sink within 30 s). Until the cause is found it runs only on
-		// demand: OVERLAY_FLAKY_TESTS=1 go test -run OpenRelay ./relay/
-		t.Skip("flaky in CI (issue 11 note): set OVERLAY_FLAKY_TESTS=1 to run")
-	}
 	r := nt.Relay(t, nt.WithoutDHT(), nt.WithRelayConfig(func(c *relay.Config) { c.ACL = relay.ACLOpen }))
 	ri := relayInfo(t, r)
 	dst, src := stockHost(t), stockHost(t)
@@ -124,9 +128,9 @@ func TestOpenRelayLimitsStrangers(t *testing.T) {
 	if err := src.Connect(context.Background(), ri); err != nil {
 		t.Fatal(err)
 	}
-	// Only the cut is asserted: once in a CI run the circuit ended after
-	// 16 KiB, a cause not yet found (noted in the issue); the test must not
-	// fail on it, and an uncut stranger circuit still fails it.
+	// Only the cut is asserted, not where the sink saw it: the relay
+	// resets the circuit at the limit, and what the sink had not read by
+	// then is lost (from 16 KiB to 112 KiB seen).
 	if got := pushThrough(t, src, dst, ri, 1<<20); got >= 1<<20 {
 		t.Fatalf("stranger's circuit carried %d of 1 MiB, want it cut near 128 KiB", got)
 	} else {
