@@ -59,7 +59,7 @@ func main() {
 	flag.StringVar(&f.jsonOut, "json", "", "write the results as JSON to this file")
 	flag.StringVar(&f.only, "only", "", "run only these attacks (comma separated): "+names())
 	flag.Float64Var(&f.scale, "scale", 1, "multiply every attack's count by this (e.g. 0.1 for a quick run)")
-	flag.BoolVar(&f.strict, "strict", false, "exit non-zero when any goal fails, not only when the relay crashes or a message is lost")
+	flag.BoolVar(&f.strict, "strict", false, "exit non-zero when any goal fails (RSS, RTT, join within 2 s), not only when the relay crashes, a message is lost or a new member cannot join at all")
 	flag.BoolVar(&f.keep, "keep", false, "keep the temporary directory (relay logs)")
 	flag.DurationVar(&f.before, "before", 10*time.Second, "member traffic measured before each attack")
 	flag.DurationVar(&f.hold, "hold", 10*time.Second, "how long each attack stays in force (longer while the new member is still joining)")
@@ -111,6 +111,11 @@ func main() {
 	for _, r := range res.Rows {
 		if !r.RelayUp || r.Lost > 0 {
 			fatal(fmt.Errorf("%s: relay up %v, %d messages lost", r.Attack, r.RelayUp, r.Lost))
+		}
+		// A member locked out for the whole join timeout is a broken
+		// defence, not a slow machine: it fails without -strict too.
+		if r.JoinS < 0 {
+			fatal(fmt.Errorf("%s: a new member could not join within %s: %s", r.Attack, f.joinTimeout, r.JoinError))
 		}
 		if f.strict && len(r.Failed) > 0 {
 			fatal(fmt.Errorf("%s: goals failed: %s", r.Attack, strings.Join(r.Failed, ", ")))
