@@ -37,6 +37,21 @@ func attackAPI(ctx context.Context, t target, n int) (*running, error) {
 	base := "http://" + t.API
 	send := fmt.Sprintf(`{"peer":%q,"data":"hello from a web page"}`, t.Member)
 
+	// do sends r and reads its answer; 0 when none came (counted as
+	// failed unless the attack is over).
+	do := func(r *http.Request) int {
+		resp, err := client.Do(r)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.failed.Add(1)
+			}
+			return 0
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
 	// Each kind's requests; a worker runs them in turn.
 	foreign := func() {
 		reqs := []*http.Request{}
@@ -52,16 +67,7 @@ func attackAPI(ctx context.Context, t target, n int) (*running, error) {
 		reqs = append(reqs, r)
 		for _, r := range reqs {
 			c.foreignSent.Add(1)
-			resp, err := client.Do(r)
-			if err != nil {
-				if ctx.Err() == nil {
-					c.failed.Add(1)
-				}
-				continue
-			}
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			if resp.StatusCode/100 == 2 {
+			if do(r)/100 == 2 {
 				c.foreignAccepted.Add(1)
 			}
 		}
@@ -93,16 +99,7 @@ func attackAPI(ctx context.Context, t target, n int) (*running, error) {
 			r, _ := http.NewRequestWithContext(ctx, "POST", base+path, bytes.NewReader(b))
 			r.Header.Set("Content-Type", "application/json")
 			c.garbageSent.Add(1)
-			resp, err := client.Do(r)
-			if err != nil {
-				if ctx.Err() == nil {
-					c.failed.Add(1)
-				}
-				continue
-			}
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			if resp.StatusCode/100 == 5 {
+			if do(r)/100 == 5 {
 				c.garbage5xx.Add(1)
 			}
 		}
