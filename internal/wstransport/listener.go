@@ -96,10 +96,6 @@ func (l *wsListener) acceptLoop() {
 			}
 			return
 		}
-		if a := l.t.cfg.Admit; a != nil && !a(c.RemoteAddr()) {
-			drop(c, scope)
-			continue
-		}
 		ip := remoteIP(c)
 		if limit := l.reserve(c, ip); limit != "" {
 			drop(c, scope)

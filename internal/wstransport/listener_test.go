@@ -174,16 +174,6 @@ func TestPendingCapPerIPAndClose(t *testing.T) {
 	}
 }
 
-func TestAdmitHook(t *testing.T) {
-	tr := rawTransport(t, Config{Admit: func(net.Addr) bool { return false }})
-	l := rawListen(t, tr)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := tr.dial(ctx, l.Multiaddr()); err == nil {
-		t.Fatal("dial succeeded past an Admit that refuses all")
-	}
-}
-
 func TestNotAnUpgradeGets400(t *testing.T) {
 	tr := rawTransport(t, Config{})
 	l := rawListen(t, tr)

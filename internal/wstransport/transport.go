@@ -79,10 +79,6 @@ type Config struct {
 	// cap, by limit ("ws-pending", "ws-pending-per-ip"): the caller counts
 	// and logs refusals (the node feeds its relay's refusal counts).
 	Refused func(limit string)
-	// Admit, when set, is asked about every accepted TCP connection before
-	// its upgrade is read; false closes it at once (connection-level
-	// admission lives with its caller).
-	Admit func(remote net.Addr) bool
 }
 
 // Option changes the Config of New.
