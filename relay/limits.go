@@ -107,6 +107,10 @@ func (l Limits) ResourceManager(ref *Refusals, extra ...rcmgr.Option) (network.R
 	base := scaling.AutoScale()
 	v := func(n int) rcmgr.LimitVal { return rcmgr.LimitVal(n) }
 	circuitStreams := rcmgr.ResourceLimits{Streams: v(l.Streams / 2), StreamsInbound: v(l.Streams / 2), StreamsOutbound: v(l.Streams / 2)}
+	// Every joining peer identifies: a burst of joins needs room, in the
+	// protocol's scope and in the identify service's (whose libp2p default
+	// refused 164 streams in a 10,000-peer ramp).
+	identifyStreams := rcmgr.ResourceLimits{Streams: v(2 * l.Transient), StreamsInbound: v(l.Transient), StreamsOutbound: v(l.Transient)}
 	partial := rcmgr.PartialLimitConfig{
 		System: rcmgr.ResourceLimits{
 			Conns: v(l.ConnsInbound + l.ConnsOutbound), ConnsInbound: v(l.ConnsInbound), ConnsOutbound: v(l.ConnsOutbound),
@@ -118,11 +122,10 @@ func (l Limits) ResourceManager(ref *Refusals, extra ...rcmgr.Option) (network.R
 			Streams: v(4 * l.Transient), StreamsInbound: v(2 * l.Transient), StreamsOutbound: v(2 * l.Transient),
 			FD: v(l.Transient),
 		},
-		Service: map[string]rcmgr.ResourceLimits{circuit.ServiceName: circuitStreams},
+		Service: map[string]rcmgr.ResourceLimits{circuit.ServiceName: circuitStreams, identify.ServiceName: identifyStreams},
 		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
 			circuitproto.ProtoIDv2Hop: circuitStreams, circuitproto.ProtoIDv2Stop: circuitStreams,
-			// Every joining peer identifies: a burst of joins needs room.
-			identify.ID: {Streams: v(2 * l.Transient), StreamsInbound: v(l.Transient), StreamsOutbound: v(l.Transient)},
+			identify.ID: identifyStreams,
 		},
 	}
 	perIP := []rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: l.ConnsPerIP}}

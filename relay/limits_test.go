@@ -1,11 +1,14 @@
 package relay_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node/events"
@@ -102,5 +105,30 @@ func TestPerIPConnectionLimitFollowsReservations(t *testing.T) {
 	}
 	if got := ref.Counts()["rcmgr-conns-per-ip"] + ref.Counts()["rcmgr-conn-rate-per-ip"]; got != 5 {
 		t.Errorf("counted %d per-IP refusals, want 5: %v", got, ref.Counts())
+	}
+}
+
+// A big relay's identify service takes a join burst's streams: libp2p's
+// default service limit refused 164 of them in a 10,000-peer ramp.
+func TestIdentifyServiceScalesWithReservations(t *testing.T) {
+	cfg := relay.DefaultConfig()
+	cfg.MaxReservations = 10000
+	rm, err := relay.LimitsFor(cfg).ResourceManager(relay.NewRefusals(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rm.Close()
+	for i := range 1000 {
+		s, err := rm.OpenStream(peer.ID(fmt.Sprintf("joining-peer-%d", i)), network.DirInbound)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		defer s.Done()
+		if err := s.SetProtocol(identify.ID); err != nil {
+			t.Fatalf("identify stream %d of a join burst refused by the protocol: %v", i, err)
+		}
+		if err := s.SetService(identify.ServiceName); err != nil {
+			t.Fatalf("identify stream %d of a join burst refused: %v", i, err)
+		}
 	}
 }
