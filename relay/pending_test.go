@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -17,6 +18,14 @@ import (
 // gated listens on 127.0.0.1 behind g and accepts every connection in the
 // background, as the upgrader would; it returns the listener's address.
 func gated(t *testing.T, g *relay.Gate) string {
+	// An upgrader that never hears from the peer: it ends the scope once
+	// the connection is closed under it.
+	return gatedServing(t, g, func(c manet.Conn) { _, _ = io.Copy(io.Discard, c) })
+}
+
+// gatedServing is gated with serve run on each accepted connection, which
+// is closed and its scope ended when serve returns.
+func gatedServing(t *testing.T, g *relay.Gate, serve func(manet.Conn)) string {
 	t.Helper()
 	ml, err := manet.Listen(ma.StringCast("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
@@ -30,10 +39,8 @@ func gated(t *testing.T, g *relay.Gate) string {
 			if err != nil {
 				return
 			}
-			// An upgrader that never hears from the peer: it ends the
-			// scope once the connection is closed under it.
 			go func() {
-				_, _ = io.Copy(io.Discard, c)
+				serve(c)
 				c.Close()
 				scope.Done()
 			}()
@@ -63,15 +70,21 @@ func closed(c net.Conn, d time.Duration) bool {
 	return err != nil
 }
 
-func waitPending(t *testing.T, g *relay.Gate, n int) {
+// waitFor polls cond until it holds, failing t with what after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for g.Pending() != n {
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("pending = %d, want %d", g.Pending(), n)
+			t.Fatal(what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func waitPending(t *testing.T, g *relay.Gate, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("pending never reached %d", n), func() bool { return g.Pending() == n })
 }
 
 // One IP over its bound loses its oldest pending connection, not the
@@ -108,13 +121,7 @@ func TestGateSparesTalkingConnection(t *testing.T) {
 	if _, err := talker.Write([]byte("/")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !relay.TalkedForTest(g) {
-		if time.Now().After(deadline) {
-			t.Fatal("the gate never saw the talker's byte")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the gate never saw the talker's byte", func() bool { return relay.TalkedForTest(g) })
 	var silent []net.Conn
 	for range 5 {
 		silent = append(silent, dialFrom(t, "127.0.0.1", addr))
@@ -176,13 +183,7 @@ func TestGateProtectsYoungTalkers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !relay.AllTalkedForTest(g) {
-		if time.Now().After(deadline) {
-			t.Fatal("the gate never saw the talkers' bytes")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the gate never saw the talkers' bytes", func() bool { return relay.AllTalkedForTest(g) })
 	start := time.Now()
 	if newcomer := dialFrom(t, "127.0.0.1", addr); !closed(newcomer, 2*time.Second) {
 		t.Fatal("the newcomer was kept over a full bound of young talkers")
@@ -191,7 +192,7 @@ func TestGateProtectsYoungTalkers(t *testing.T) {
 		t.Fatal("a talker younger than a second was cut for a newcomer")
 	}
 	// Past the grace, newcomers push the oldest talker out.
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for !closed(talkers[0], 50*time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the oldest talker was never cut for newcomers")
@@ -201,38 +202,21 @@ func TestGateProtectsYoungTalkers(t *testing.T) {
 	}
 }
 
-// gatedUpgrading is gated with an accept loop that plays our WebSocket
-// transport: it reads one line (the upgrade request), tells the connection
-// it is upgraded, and then reads on, as the security handshake would. Each
-// upgrade done is sent on the channel returned.
+// gatedUpgrading is gated with connections served as our WebSocket
+// transport does: it reads one line (the upgrade request), tells the
+// connection it is upgraded, and then reads on, as the security handshake
+// would. Each upgrade done is sent on the channel returned.
 func gatedUpgrading(t *testing.T, g *relay.Gate) (string, <-chan struct{}) {
-	t.Helper()
-	ml, err := manet.Listen(ma.StringCast("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := relay.GateListenerForTest(g, ml)
-	t.Cleanup(func() { l.Close() })
 	upgraded := make(chan struct{}, 16)
-	go func() {
-		for {
-			c, scope, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer scope.Done()
-				defer c.Close()
-				if _, err := bufio.NewReaderSize(c, 16).ReadString('\n'); err != nil {
-					return
-				}
-				c.(wstransport.Upgradable).Upgraded()
-				upgraded <- struct{}{}
-				_, _ = io.Copy(io.Discard, c)
-			}()
+	addr := gatedServing(t, g, func(c manet.Conn) {
+		if _, err := bufio.NewReaderSize(c, 16).ReadString('\n'); err != nil {
+			return
 		}
-	}()
-	return ml.Addr().String(), upgraded
+		c.(wstransport.Upgradable).Upgraded()
+		upgraded <- struct{}{}
+		_, _ = io.Copy(io.Discard, c)
+	})
+	return addr, upgraded
 }
 
 // A WebSocket connection whose upgrade is followed by silence counts as
@@ -245,13 +229,7 @@ func TestGateUpgradeThenSilenceIsSilent(t *testing.T) {
 	if _, err := talker.Write([]byte("GET / HTTP/1.1\n/multistream")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !relay.TalkedForTest(g) {
-		if time.Now().After(deadline) {
-			t.Fatal("the gate never saw the talker's handshake")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the gate never saw the talker's handshake", func() bool { return relay.TalkedForTest(g) })
 	upgraded := dialFrom(t, "127.0.0.1", addr)
 	if _, err := upgraded.Write([]byte("GET / HTTP/1.1\n")); err != nil {
 		t.Fatal(err)

@@ -26,24 +26,19 @@ func ourHost(t *testing.T, opts ...wstransport.Option) host.Host {
 	for _, x := range opts {
 		o = append(o, x)
 	}
-	h, err := libp2p.New(
-		libp2p.Transport(wstransport.New, o...),
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0/ws"),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	serveEcho(h)
-	return h
+	return echoHost(t, libp2p.Transport(wstransport.New, o...))
 }
 
 func stockHost(t *testing.T) host.Host {
 	t.Helper()
-	h, err := libp2p.New(
-		libp2p.Transport(websocket.New),
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0/ws"),
-	)
+	return echoHost(t, libp2p.Transport(websocket.New))
+}
+
+// echoHost is a host with transport alone, listening on loopback
+// WebSocket and serving the echo protocol.
+func echoHost(t *testing.T, transport libp2p.Option) host.Host {
+	t.Helper()
+	h, err := libp2p.New(transport, libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0/ws"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/p2p/net/upgrader"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // rawPair is a transport whose upgrader only gates (no security): tests
@@ -47,6 +48,25 @@ func rawListen(t *testing.T, tr *Transport) *wsListener {
 
 func tcpAddr(l *wsListener) string { return l.Addr().String() }
 
+// dialAccept dials l through tr and accepts the connection on l, both
+// closed when the test ends.
+func dialAccept(t *testing.T, tr *Transport, l *wsListener) (*Conn, manet.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dc, err := tr.dial(ctx, l.Multiaddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dc.Close() })
+	ac, _, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ac.Close() })
+	return dc, ac
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -70,17 +90,7 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 func TestRawDialAcceptCloseEOF(t *testing.T) {
 	tr := rawTransport(t, Config{})
 	l := rawListen(t, tr)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := tr.dial(ctx, l.Multiaddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	c, s := dialAccept(t, tr, l)
 	if got, want := s.LocalMultiaddr(), l.Multiaddr(); !got.Equal(want) {
 		t.Fatalf("accepted local addr %s, want %s", got, want)
 	}
@@ -326,16 +336,7 @@ func TestDialThroughProxy(t *testing.T) {
 	proxyURL, _ := url.Parse("http://" + pl.Addr().String())
 	tr := rawTransport(t, Config{Proxy: http.ProxyURL(proxyURL)})
 	l := rawListen(t, rawTransport(t, Config{}))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := tr.dial(ctx, l.Multiaddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s := dialAccept(t, tr, l)
 	if got := <-connects; got != tcpAddr(l) {
 		t.Fatalf("proxy asked for %q, want %q", got, tcpAddr(l))
 	}

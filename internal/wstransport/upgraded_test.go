@@ -1,10 +1,8 @@
 package wstransport
 
 import (
-	"context"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/transport"
@@ -55,19 +53,7 @@ func TestUpgradedCalledOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := rawListen(t, tr)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := tr.dial(ctx, l.Multiaddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, _, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	dialAccept(t, tr, rawListen(t, tr))
 	if n := spy.calls.Load(); n != 1 {
 		t.Fatalf("Upgraded called %d times, want 1", n)
 	}
