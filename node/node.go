@@ -188,7 +188,7 @@ func (n *Node) transports() []libp2p.Option {
 	if n.gate != nil {
 		tcpT = n.gate.TCP
 	}
-	opts := []libp2p.Option{libp2p.Transport(ws)}
+	opts := []libp2p.Option{libp2p.Transport(ws), muxerOption()}
 	if !n.cfg.WebSocketOnly {
 		opts = append(opts, libp2p.Transport(tcpT))
 	}
