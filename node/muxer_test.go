@@ -69,13 +69,13 @@ func (r *recordingMuxer) size(network string) (uint32, bool) {
 // Through real libp2p hosts and a real circuit, the muxer sees the circuit
 // under the secured connection and cuts frames there only.
 func TestMuxerSeesRealCircuits(t *testing.T) {
-	relay, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+	stock, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
 		libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer relay.Close()
-	rinfo := peer.AddrInfo{ID: relay.ID(), Addrs: relay.Addrs()}
+	defer stock.Close()
+	rinfo := peer.AddrInfo{ID: stock.ID(), Addrs: stock.Addrs()}
 	newPeer := func() (host.Host, *recordingMuxer) {
 		rec := &recordingMuxer{muxer: newMuxer(), sizes: map[string]uint32{}}
 		h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.EnableRelay(), libp2p.Muxer(yamux.ID, rec))
@@ -95,7 +95,7 @@ func TestMuxerSeesRealCircuits(t *testing.T) {
 	if _, err := client.Reserve(ctx, b, rinfo); err != nil {
 		t.Fatal(err)
 	}
-	circuit, err := ma.NewMultiaddr(relay.Addrs()[0].String() + "/p2p/" + relay.ID().String() + "/p2p-circuit")
+	circuit, err := ma.NewMultiaddr(stock.Addrs()[0].String() + "/p2p/" + stock.ID().String() + "/p2p-circuit")
 	if err != nil {
 		t.Fatal(err)
 	}
