@@ -188,8 +188,8 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if w := c.WebSocket; w.ReadBuffer < 0 || w.WriteBuffer < 0 {
-		bad("WebSocket buffers must not be negative (read %d, write %d)", w.ReadBuffer, w.WriteBuffer)
+	if w := c.WebSocket; w.ReadBuffer < 0 || w.AcceptReadBuffer < 0 || w.WriteBuffer < 0 {
+		bad("WebSocket buffers must not be negative (read %d, accept read %d, write %d)", w.ReadBuffer, w.AcceptReadBuffer, w.WriteBuffer)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)

@@ -110,10 +110,29 @@ func TestLargeTransferBothWays(t *testing.T) {
 	push(t, b, a, 64<<20)
 }
 
-// Odd sizes: buffers smaller than a TLS record, no pool; bytes must still
-// arrive whole.
+// Odd sizes: buffers smaller than a TLS record, no pool, the accepting side
+// at gorilla's floor (a control frame, 125 bytes); bytes must still arrive
+// whole.
 func TestSmallBuffersNoPool(t *testing.T) {
-	small := wstransport.WithConfig(wstransport.Config{ReadBuffer: 256, WriteBuffer: 1000, NoWritePool: true})
+	small := wstransport.WithConfig(wstransport.Config{ReadBuffer: 256, AcceptReadBuffer: 125, WriteBuffer: 1000, NoWritePool: true})
 	push(t, ourHost(t, small), stockHost(t), 8<<20)
 	push(t, stockHost(t), ourHost(t, small), 8<<20)
+}
+
+// Accepted connections, a relay's peers, get their own small read buffer;
+// dialed ones keep the larger one that suits stock senders.
+func TestAcceptReadBufferDefault(t *testing.T) {
+	tr, err := wstransport.New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tr.Config()
+	if c.AcceptReadBuffer != wstransport.DefaultAcceptReadBuffer || c.ReadBuffer != wstransport.DefaultReadBuffer {
+		t.Errorf("read buffers: accepted %d, dialed %d; want %d, %d", c.AcceptReadBuffer, c.ReadBuffer,
+			wstransport.DefaultAcceptReadBuffer, wstransport.DefaultReadBuffer)
+	}
+	if wstransport.DefaultAcceptReadBuffer >= wstransport.DefaultReadBuffer {
+		t.Errorf("accepted connections' buffer (%d) is no smaller than dialed ones' (%d)",
+			wstransport.DefaultAcceptReadBuffer, wstransport.DefaultReadBuffer)
+	}
 }

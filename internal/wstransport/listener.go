@@ -67,7 +67,7 @@ func (t *Transport) listen(a ma.Multiaddr) (*wsListener, error) {
 		laddr: g.Multiaddr().Encapsulate(wsSuffix(false)),
 		up: websocket.Upgrader{
 			HandshakeTimeout: t.cfg.HandshakeTimeout,
-			ReadBufferSize:   t.cfg.ReadBuffer,
+			ReadBufferSize:   t.cfg.AcceptReadBuffer,
 			WriteBufferSize:  t.cfg.WriteBuffer,
 			WriteBufferPool:  t.pool,
 			// libp2p peers are authenticated by the security handshake,
@@ -200,7 +200,7 @@ func upgrade(c net.Conn, up *websocket.Upgrader, timeout time.Duration) (*websoc
 		return nil, err
 	}
 	// The request reader is small and dropped after the upgrade; gorilla
-	// reads the connection through its own buffer of ReadBuffer bytes.
+	// reads the connection through its own buffer of AcceptReadBuffer bytes.
 	br := bufio.NewReaderSize(io.LimitReader(c, maxRequestBytes), 1024)
 	req, err := http.ReadRequest(br)
 	if err != nil {

@@ -42,6 +42,14 @@ const (
 	// halves the relay's reads (~-10% CPU) for 12 KiB more per connection:
 	// --ws-read-buffer (docs/datapath.md).
 	DefaultReadBuffer = 4 << 10
+	// DefaultAcceptReadBuffer is the read buffer of accepted connections: a
+	// relay holds one per reserved peer for the peer's whole stay. Its
+	// senders are overlay peers writing a whole record per frame, so a
+	// message costs two reads (the buffer's fill, then the rest straight
+	// into the TLS layer) with 512 bytes as with 4 KiB, and a relay saves
+	// 3.5 KiB per peer (docs/BENCHMARKS.md, capacity). Gorilla's floor is
+	// 125 bytes, a control frame.
+	DefaultAcceptReadBuffer = 512
 	// DefaultHandshakeTimeout bounds, on the accepting side, TCP accept to
 	// WebSocket upgrade. A
 	// libp2p dialer sends its upgrade request at once; a connection silent
@@ -62,7 +70,9 @@ const (
 
 // Config holds the transport's tunables; zero fields take the defaults.
 type Config struct {
-	ReadBuffer, WriteBuffer int
+	// ReadBuffer is the read buffer of dialed connections, AcceptReadBuffer
+	// that of accepted ones.
+	ReadBuffer, AcceptReadBuffer, WriteBuffer int
 	// NoWritePool gives every connection its own write buffer for its
 	// whole life instead of taking one from a pool for each message.
 	NoWritePool      bool
@@ -134,6 +144,9 @@ func New(up transport.Upgrader, rcmgr network.ResourceManager, opts ...Option) (
 	c := &t.cfg
 	if c.ReadBuffer <= 0 {
 		c.ReadBuffer = DefaultReadBuffer
+	}
+	if c.AcceptReadBuffer <= 0 {
+		c.AcceptReadBuffer = DefaultAcceptReadBuffer
 	}
 	if c.WriteBuffer <= 0 {
 		c.WriteBuffer = DefaultWriteBuffer
