@@ -119,20 +119,23 @@ func TestSmallBuffersNoPool(t *testing.T) {
 	push(t, stockHost(t), ourHost(t, small), 8<<20)
 }
 
-// Accepted connections, a relay's peers, get their own small read buffer;
-// dialed ones keep the larger one that suits stock senders.
-func TestAcceptReadBufferDefault(t *testing.T) {
+// Accepted and dialed connections have their own read buffers: the
+// accepting side's is a relay's memory per peer.
+func TestReadBuffersApart(t *testing.T) {
 	tr, err := wstransport.New(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := tr.Config()
 	if c.AcceptReadBuffer != wstransport.DefaultAcceptReadBuffer || c.ReadBuffer != wstransport.DefaultReadBuffer {
-		t.Errorf("read buffers: accepted %d, dialed %d; want %d, %d", c.AcceptReadBuffer, c.ReadBuffer,
+		t.Errorf("defaults: accepted %d, dialed %d; want %d, %d", c.AcceptReadBuffer, c.ReadBuffer,
 			wstransport.DefaultAcceptReadBuffer, wstransport.DefaultReadBuffer)
 	}
-	if wstransport.DefaultAcceptReadBuffer >= wstransport.DefaultReadBuffer {
-		t.Errorf("accepted connections' buffer (%d) is no smaller than dialed ones' (%d)",
-			wstransport.DefaultAcceptReadBuffer, wstransport.DefaultReadBuffer)
+	tr, err = wstransport.New(nil, nil, wstransport.WithConfig(wstransport.Config{AcceptReadBuffer: 512}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := tr.Config(); c.AcceptReadBuffer != 512 || c.ReadBuffer != wstransport.DefaultReadBuffer {
+		t.Errorf("accept buffer set to 512: accepted %d, dialed %d", c.AcceptReadBuffer, c.ReadBuffer)
 	}
 }
