@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -257,6 +258,16 @@ func (c *watchedConn) SetLinger(sec int) error {
 // upgrade is done (wstransport.Upgradable): from then on the peer counts
 // as silent again until it starts its security handshake, so upgrades
 // followed by silence are the first to go, not the honest newcomers.
+// SyscallConn passes the socket on, so that the WebSocket transport can
+// wait for data before it takes a read buffer; reads still come here.
+func (c *watchedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
+}
+
 func (c *watchedConn) Upgraded() { c.p.talked.Store(false) }
 
 func (c *watchedConn) Read(b []byte) (int, error) {

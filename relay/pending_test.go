@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -247,5 +248,29 @@ func TestGateUpgradeThenSilenceIsSilent(t *testing.T) {
 	}
 	if closed(talker, 100*time.Millisecond) || closed(newcomer, 100*time.Millisecond) {
 		t.Fatal("the talker or the newcomer was closed instead")
+	}
+}
+
+// The gate's connections pass their socket on, so that the WebSocket
+// transport can wait for data without holding a read buffer.
+func TestGatePassesTheSocketOn(t *testing.T) {
+	got := make(chan error, 1)
+	addr := gatedServing(t, relay.Limits{Pending: 10, PendingPerIP: 10}.Gate(nil), func(c manet.Conn) {
+		sc, ok := c.(syscall.Conn)
+		if !ok {
+			got <- fmt.Errorf("%T is no syscall.Conn", c)
+			return
+		}
+		_, err := sc.SyscallConn()
+		got <- err
+	})
+	dialFrom(t, "127.0.0.1", addr)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gate accepted nothing")
 	}
 }

@@ -67,7 +67,7 @@ func (x *daemon) register(fs *flag.FlagSet) {
 	fs.IntVar(&cfg.Book.MaxPeers, "max-book", cfg.Book.MaxPeers, "most peers in the peer book; strangers seen longest ago go first, members are always kept")
 	fs.Var((*exposures)(&cfg.Expose), "expose", "serve the local TCP service HOST:PORT to members as NAME (NAME=HOST:PORT), repeatable; see 'overlay expose'")
 	fs.IntVar(&cfg.WebSocket.ReadBuffer, "ws-read-buffer", wstransport.DefaultReadBuffer, "WebSocket read buffer of each dialed connection, bytes, held for the connection's life; larger means fewer read system calls")
-	fs.IntVar(&cfg.WebSocket.AcceptReadBuffer, "ws-accept-read-buffer", wstransport.DefaultAcceptReadBuffer, "WebSocket read buffer of each accepted connection, bytes, held for the connection's life: a relay's memory per peer (512 saves 3.5 KiB per peer for about 4% more relay CPU per GB relayed)")
+	fs.IntVar(&cfg.WebSocket.AcceptReadBuffer, "ws-accept-read-buffer", wstransport.DefaultAcceptReadBuffer, "WebSocket read buffer of each accepted connection, bytes, held for the connection's life: a relay's memory per peer (data is read ahead into pooled buffers while it flows)")
 	fs.IntVar(&cfg.WebSocket.WriteBuffer, "ws-write-buffer", wstransport.DefaultWriteBuffer, "WebSocket write buffer, bytes, taken from a pool while writing: holding a whole TLS record (16406 bytes) makes each record one frame and one write")
 	fs.Var(&d.forwards, "forward", "listen on LOCAL-ADDR and carry each connection to a member's service (LOCAL-ADDR=PEER-ID/NAME), repeatable; see 'overlay forward'")
 }

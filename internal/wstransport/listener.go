@@ -277,7 +277,7 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("hijacked twice")
 	}
 	w.hijacked = true
-	return w.c, w.rw, nil
+	return withReadAhead(w.c), w.rw, nil
 }
 
 // finish sends the refusal gorilla composed (status, headers, body).

@@ -42,16 +42,16 @@ const (
 	// halves the relay's reads (~-10% CPU) for 12 KiB more per connection:
 	// --ws-read-buffer (docs/datapath.md).
 	DefaultReadBuffer = 4 << 10
-	// DefaultAcceptReadBuffer is the read buffer of accepted connections:
-	// a relay holds one per reserved peer for the peer's whole stay, so it
-	// is the relay operator's trade. Overlay senders write a whole record
-	// per frame, and a message costs two reads with 512 bytes as with 4
-	// KiB; 512 saves 3.5 KiB per peer, but measured (5 interleaved pairs of
-	// bench/datapath) the relay then spent 3.84 s/GB instead of 3.69 and
-	// moved 2.10x the stock relay instead of 2.22x, so the default stays 4
-	// KiB (docs/BENCHMARKS.md). Gorilla's floor is 125 bytes, a control
-	// frame.
-	DefaultAcceptReadBuffer = 4 << 10
+	// DefaultAcceptReadBuffer is gorilla's read buffer on accepted
+	// connections: a relay holds one per reserved peer for the peer's whole
+	// stay. Under it a read-ahead takes 64 KiB from a pool only while the
+	// socket has data (readahead.go), so gorilla's small reads are copies,
+	// not system calls. Measured with bench/datapath (interleaved pairs,
+	// docs/BENCHMARKS.md): 512 bytes alone cost the relay 4% CPU per GB
+	// against 4 KiB; with the read-ahead it spent 3.50-3.87 s/GB against
+	// 3.76-3.99 for 4 KiB without, and each peer holds 3.5 KiB less.
+	// Gorilla's floor is 125 bytes, a control frame.
+	DefaultAcceptReadBuffer = 512
 	// DefaultHandshakeTimeout bounds, on the accepting side, TCP accept to
 	// WebSocket upgrade. A
 	// libp2p dialer sends its upgrade request at once; a connection silent
