@@ -1,6 +1,7 @@
 package wstransport
 
 import (
+	"context"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,19 @@ type readAhead struct {
 	off, end int
 	err      error // a read error that came with data, returned next
 	closed   bool
+}
+
+// dialReadAhead dials TCP (to the peer, or to a proxy) and reads the
+// connection ahead: a peer receiving from a stock relay, which writes a
+// record as 4 KiB and then the rest, would otherwise make a read system
+// call for each piece.
+func dialReadAhead(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return withReadAhead(c), nil
 }
 
 // withReadAhead wraps c when its socket can be waited on (Linux TCP, through

@@ -177,3 +177,21 @@ func TestReadAheadDeadlineAndClose(t *testing.T) {
 		t.Fatal("Close did not end a waiting read")
 	}
 }
+
+// Dialed connections, those of peers to their relays and to each other,
+// are read ahead too.
+func TestDialReadsAhead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := dialReadAhead(t.Context(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*readAhead); !ok && canWaitReadable {
+		t.Fatalf("dialed connection is a %T, not read ahead", c)
+	}
+}

@@ -170,7 +170,8 @@ func New(up transport.Upgrader, rcmgr network.ResourceManager, opts ...Option) (
 		c.Proxy = http.ProxyFromEnvironment
 	}
 	t.dialer = websocket.Dialer{
-		Proxy: c.Proxy,
+		Proxy:          c.Proxy,
+		NetDialContext: dialReadAhead,
 		// No handshake timeout of its own: the swarm's dial context bounds a
 		// dial (15 s), and a slow proxy on a slow link may need most of it.
 		ReadBufferSize:  c.ReadBuffer,
@@ -235,12 +236,11 @@ func (t *Transport) dial(ctx context.Context, raddr ma.Multiaddr) (*Conn, error)
 		if pa.sni != "" && pa.sni != pa.host {
 			// The address names the IP to reach and the name to present.
 			u.Host = net.JoinHostPort(pa.sni, pa.port)
-			nd := net.Dialer{}
 			d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				if addr == u.Host {
 					addr = pa.hostPort
 				}
-				return nd.DialContext(ctx, network, addr)
+				return dialReadAhead(ctx, network, addr)
 			}
 		}
 	}
