@@ -47,9 +47,9 @@ const (
 	// stay. Under it a read-ahead takes 64 KiB from a pool only while the
 	// socket has data (readahead.go), so gorilla's small reads are copies,
 	// not system calls. Measured with bench/datapath (interleaved pairs,
-	// docs/BENCHMARKS.md): 512 bytes alone cost the relay 4% CPU per GB
-	// against 4 KiB; with the read-ahead it spent 3.50-3.87 s/GB against
-	// 3.76-3.99 for 4 KiB without, and each peer holds 3.5 KiB less.
+	// docs/datapath.md): 512 bytes alone looked a little slower than 4 KiB;
+	// with the read-ahead the relay spent 3.50-3.87 s/GB against 3.76-3.99
+	// for 4 KiB without, and each peer holds 3.5 KiB less.
 	// Gorilla's floor is 125 bytes, a control frame.
 	DefaultAcceptReadBuffer = 512
 	// DefaultHandshakeTimeout bounds, on the accepting side, TCP accept to
