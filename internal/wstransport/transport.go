@@ -34,13 +34,12 @@ const (
 	// gorilla adds room for the frame header itself. Buffers are pooled:
 	// an idle connection holds none.
 	DefaultWriteBuffer = 16<<10 + 64
-	// DefaultReadBuffer is what every connection holds for its whole life.
-	// Payload beyond it is read straight into the TLS layer's buffer. 1 KiB
-	// would read whole-record frames (ours) with no more calls than 4 KiB,
-	// but a peer receiving from a stock go-libp2p sender (which writes a
-	// record as 4 KiB + 12 KiB) then spent 9-10 s/GB instead of 5.1; 16 KiB
-	// halves the relay's reads (~-10% CPU) for 12 KiB more per connection:
-	// --ws-read-buffer (docs/datapath.md).
+	// DefaultReadBuffer is gorilla's read buffer on dialed connections,
+	// held for the connection's whole life. Measured before the read-ahead
+	// (docs/datapath.md): 1 KiB read our whole-record frames with no more
+	// calls than 4 KiB, but a peer receiving from a stock go-libp2p sender
+	// (which writes a record as 4 KiB + 12 KiB) spent 9-10 s/GB instead of
+	// 5.1. A peer dials a few connections, so it was not measured again.
 	DefaultReadBuffer = 4 << 10
 	// DefaultAcceptReadBuffer is gorilla's read buffer on accepted
 	// connections: a relay holds one per reserved peer for the peer's whole
