@@ -150,10 +150,34 @@ type RelayFigures struct {
 	CPUHoldPct  float64           `json:"cpu_hold_pct"` // of one core
 	Goroutines  [2]int            `json:"goroutines_idle_end"`
 	HeapInuseMi [2]float64        `json:"heap_inuse_mib_idle_end"`
+	// Memory splits the RSS per reservation (measured after the hold's end,
+	// idle subtracted) into what no GC setting can remove and the rest.
+	Memory *MemorySplit `json:"memory_per_reservation,omitempty"`
 	LogWarn     int               `json:"log_warn"`
 	LogError    int               `json:"log_error"`
 	LogTop      []relayproc.Count `json:"log_top"`
 	Status      json.RawMessage   `json:"status_end,omitempty"`
+}
+
+// MemorySplit is the relay's memory per reservation, KiB: goroutine
+// stacks, the heap still live after a forced collection, and the rest of
+// the RSS (the collector's headroom, free spans not yet returned, the
+// runtime's own). Stacks plus live heap is the floor below which no GC
+// setting takes the RSS.
+type MemorySplit struct {
+	StacksKiB   float64 `json:"stacks_kib"`
+	LiveHeapKiB float64 `json:"live_heap_kib"`
+	RestKiB     float64 `json:"rest_kib"`
+}
+
+func splitMemory(perRes float64, idle, end relayproc.Runtime, held int) *MemorySplit {
+	if held <= 0 || end.HeapAlloc == 0 {
+		return nil
+	}
+	per := func(a, b uint64) float64 { return round((float64(b)-float64(a))/1024/float64(held), 1) }
+	m := &MemorySplit{StacksKiB: per(idle.StackInuse, end.StackInuse), LiveHeapKiB: per(idle.HeapAlloc, end.HeapAlloc)}
+	m.RestKiB = round(perRes-m.StacksKiB-m.LiveHeapKiB, 1)
+	return m
 }
 
 // LoadFigures are the load processes' resources.
@@ -292,6 +316,7 @@ func run(f flags, dir string) (*Result, error) {
 		return nil, err
 	}
 	rt0 := relay.Runtime()
+	live0 := relay.LiveRuntime()
 	cpu0, _ := relayproc.CPUSeconds(relay.PID)
 	res.Relay.RSSIdleKiB = idle.RSS
 	logf("relay idle: RSS %.1f MiB, %d goroutines", mib(idle.RSS), rt0.Goroutines)
@@ -463,6 +488,7 @@ func run(f flags, dir string) (*Result, error) {
 	end, _ := relayproc.ReadMem(relay.PID)
 	res.Relay.RSSEndKiB, res.Relay.RSSPeakKiB = end.RSS, end.HWM
 	rt1 := relay.Runtime()
+	live1 := relay.LiveRuntime() // after RSS and heap in use: it moves both
 	res.Relay.Goroutines = [2]int{rt0.Goroutines, rt1.Goroutines}
 	res.Relay.HeapInuseMi = [2]float64{round(float64(rt0.HeapInuse)/(1<<20), 1), round(float64(rt1.HeapInuse)/(1<<20), 1)}
 	if st, err := relay.Status(); err == nil {
@@ -535,6 +561,7 @@ func run(f flags, dir string) (*Result, error) {
 	if held > 0 {
 		res.Relay.PerResKiB = round(float64(res.Relay.RSSEndKiB-res.Relay.RSSIdleKiB)/float64(held), 1)
 	}
+	res.Relay.Memory = splitMemory(res.Relay.PerResKiB, live0, live1, held)
 	res.Load.RSSPeakKiB, res.Load.CPUS = loadPeak, round(loadCPU, 1)
 	res.Load.PerPeerKiB = round(float64(loadPeak)/float64(f.n), 1)
 	res.Relay.LogWarn, res.Relay.LogError, res.Relay.LogTop = relay.LogSummary()
@@ -559,6 +586,9 @@ func printResult(w io.Writer, r *Result) {
 	p("hold "+r.Hold+", ttl "+r.TTL, "lost %d, renewed %d (whole run: lost %d, renewed %d)", r.LostHold, r.RenewedHold, r.LostTotal, r.RenewedTotal)
 	p("relay RSS", "idle %.1f MiB, ramp end %.1f MiB, end of hold %.1f MiB, peak %.1f MiB", mib(r.Relay.RSSIdleKiB), mib(r.Relay.RSSRampKiB), mib(r.Relay.RSSEndKiB), mib(r.Relay.RSSPeakKiB))
 	p("relay RSS per reservation", "%.1f KiB", r.Relay.PerResKiB)
+	if m := r.Relay.Memory; m != nil {
+		p("  of which", "stacks %.1f KiB, live heap %.1f KiB (floor %.1f), GC headroom and the rest %.1f KiB", m.StacksKiB, m.LiveHeapKiB, m.StacksKiB+m.LiveHeapKiB, m.RestKiB)
+	}
 	p("relay CPU", "ramp %.2f s, hold %.2f s (%.1f%% of a core)", r.Relay.CPURampS, r.Relay.CPUHoldS, r.Relay.CPUHoldPct)
 	var st struct {
 		Svc *struct {

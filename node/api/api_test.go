@@ -84,6 +84,12 @@ func TestAPI(t *testing.T) {
 		t.Errorf("malformed JSON: %v, want 400", err)
 	}
 
+	// Benchmarks split a node's memory into stacks and live heap from this.
+	rt, err := ca.RuntimeAfterGC(ctx)
+	if err != nil || rt.Goroutines == 0 || rt.HeapAlloc == 0 || rt.StackInuse == 0 {
+		t.Errorf("runtime = %+v, %v: want goroutines, live heap and stacks", rt, err)
+	}
+
 	// A private node without a reservation is unhealthy.
 	lonely := nt.Peer(t, []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1/ws/p2p/" + r.ID().String())})
 	h, err := serve(t, lonely).Health(ctx)

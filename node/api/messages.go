@@ -57,6 +57,9 @@ type Runtime struct {
 	Goroutines int    `json:"goroutines"`
 	HeapAlloc  uint64 `json:"heap_alloc_bytes"`
 	HeapInuse  uint64 `json:"heap_inuse_bytes"`
+	// StackInuse is goroutine stacks: outside the heap, so not in the two
+	// above, and not subject to the garbage collector's headroom.
+	StackInuse uint64 `json:"stack_inuse_bytes"`
 }
 
 func (s *Server) messageRoutes() {
@@ -78,7 +81,7 @@ func (s *Server) messageRoutes() {
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		WriteJSON(w, http.StatusOK, Runtime{Goroutines: runtime.NumGoroutine(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse})
+		WriteJSON(w, http.StatusOK, Runtime{Goroutines: runtime.NumGoroutine(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse})
 	})
 }
 

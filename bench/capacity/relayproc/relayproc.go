@@ -275,13 +275,20 @@ type Runtime struct {
 	Goroutines int    `json:"goroutines"`
 	HeapAlloc  uint64 `json:"heap_alloc_bytes"`
 	HeapInuse  uint64 `json:"heap_inuse_bytes"`
+	StackInuse uint64 `json:"stack_inuse_bytes"`
 }
 
 // Runtime asks the control API; errors leave it zero.
-func (r *Relay) Runtime() Runtime {
+func (r *Relay) Runtime() Runtime { return r.runtime("") }
+
+// LiveRuntime collects garbage first, so the heap figures are live data.
+// It moves the relay's RSS, so read RSS before it.
+func (r *Relay) LiveRuntime() Runtime { return r.runtime("?gc=1") }
+
+func (r *Relay) runtime(query string) Runtime {
 	var rt Runtime
-	c := http.Client{Timeout: 10 * time.Second}
-	if resp, err := c.Get("http://" + r.API + "/v1/runtime"); err == nil {
+	c := http.Client{Timeout: 30 * time.Second}
+	if resp, err := c.Get("http://" + r.API + "/v1/runtime" + query); err == nil {
 		_ = json.NewDecoder(resp.Body).Decode(&rt)
 		resp.Body.Close()
 	}
