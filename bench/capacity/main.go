@@ -140,23 +140,23 @@ type Result struct {
 
 // RelayFigures are the relay process's resources.
 type RelayFigures struct {
-	RSSIdleKiB  int64             `json:"rss_idle_kib"`
-	RSSRampKiB  int64             `json:"rss_ramp_end_kib"`
-	RSSPeakKiB  int64             `json:"rss_peak_kib"` // VmHWM
-	RSSEndKiB   int64             `json:"rss_end_kib"`  // at the end of the hold
-	PerResKiB   float64           `json:"rss_per_reservation_kib"`
-	CPURampS    float64           `json:"cpu_ramp_s"`
-	CPUHoldS    float64           `json:"cpu_hold_s"`
-	CPUHoldPct  float64           `json:"cpu_hold_pct"` // of one core
-	Goroutines  [2]int            `json:"goroutines_idle_end"`
-	HeapInuseMi [2]float64        `json:"heap_inuse_mib_idle_end"`
+	RSSIdleKiB  int64      `json:"rss_idle_kib"`
+	RSSRampKiB  int64      `json:"rss_ramp_end_kib"`
+	RSSPeakKiB  int64      `json:"rss_peak_kib"` // VmHWM
+	RSSEndKiB   int64      `json:"rss_end_kib"`  // at the end of the hold
+	PerResKiB   float64    `json:"rss_per_reservation_kib"`
+	CPURampS    float64    `json:"cpu_ramp_s"`
+	CPUHoldS    float64    `json:"cpu_hold_s"`
+	CPUHoldPct  float64    `json:"cpu_hold_pct"` // of one core
+	Goroutines  [2]int     `json:"goroutines_idle_end"`
+	HeapInuseMi [2]float64 `json:"heap_inuse_mib_idle_end"`
 	// Memory splits the RSS per reservation (measured after the hold's end,
 	// idle subtracted) into what no GC setting can remove and the rest.
-	Memory *MemorySplit `json:"memory_per_reservation,omitempty"`
-	LogWarn     int               `json:"log_warn"`
-	LogError    int               `json:"log_error"`
-	LogTop      []relayproc.Count `json:"log_top"`
-	Status      json.RawMessage   `json:"status_end,omitempty"`
+	Memory   *MemorySplit      `json:"memory_per_reservation,omitempty"`
+	LogWarn  int               `json:"log_warn"`
+	LogError int               `json:"log_error"`
+	LogTop   []relayproc.Count `json:"log_top"`
+	Status   json.RawMessage   `json:"status_end,omitempty"`
 }
 
 // MemorySplit is the relay's memory per reservation, KiB: goroutine
