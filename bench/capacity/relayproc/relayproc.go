@@ -25,6 +25,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/overlay-net/overlay/node/api"
 )
 
 var (
@@ -270,13 +272,9 @@ func (r *Relay) Book() (int, map[string]int, error) {
 	return len(ps), by, nil
 }
 
-// Runtime is the relay process's goroutines and Go heap (GET /v1/runtime).
-type Runtime struct {
-	Goroutines int    `json:"goroutines"`
-	HeapAlloc  uint64 `json:"heap_alloc_bytes"`
-	HeapInuse  uint64 `json:"heap_inuse_bytes"`
-	StackInuse uint64 `json:"stack_inuse_bytes"`
-}
+// Runtime is the relay process's goroutines, Go heap and stacks (GET
+// /v1/runtime).
+type Runtime = api.Runtime
 
 // Runtime asks the control API; errors leave it zero.
 func (r *Relay) Runtime() Runtime { return r.runtime("") }
