@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-down
+.PHONY: tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -16,8 +16,20 @@ build:
 vet:
 	$(GO) vet ./...
 
+# go.mod and go.sum are what `go mod tidy` makes of the imports, in the
+# daemon's module and in the plotter's (bench/plot, a module of its own so its
+# dependencies stay out of the daemon's graph).
+tidy-check:
+	$(GO) mod tidy -diff
+	cd bench/plot && $(GO) mod tidy -diff
+
+# Every Go file is gofmt-formatted.
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
 # The test command README shows and CI runs.
-test: vet
+test: vet tidy-check fmt-check
 	$(GO) test -race -count=1 -timeout 25m ./...
 
 # Every fuzz target, as PACKAGE:TARGET: each decoder of peer input (protocol/)
