@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-down
+.PHONY: plot-bin tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -60,6 +60,10 @@ fuzz:
 # As CI runs it (.ci/run): 13 targets, 10 s each, about 3 min with builds on 2 cores.
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+# The benchmark plotter (bench/plot, its own module) as bin/plot.
+plot-bin:
+	cd bench/plot && $(GO) build -o ../../bin/plot .
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,8 +1,11 @@
 // Command plot draws the benchmark figures: the relay's RSS against the
 // reservations it holds, from bench/capacity JSON files, and throughput per
 // path from a datapath benchmark's JSON ({path, median_mb_per_s} entries).
+// It is a module of its own (its plotting dependencies stay out of the
+// daemon's); from the repository's top:
 //
-//	go run ./bench/plot -datapath datapath.json cap-1000.json cap-5000.json cap-10000.json
+//	make plot-bin
+//	bin/plot -datapath datapath.json cap-1000.json cap-5000.json cap-10000.json
 package main
 
 import (
