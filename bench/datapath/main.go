@@ -3,8 +3,14 @@
 //
 //   - direct:  two overlay peers over WebSocket, no relay;
 //   - overlay: relayed through an overlay relay (`overlay relay`), both hops WebSocket;
-//   - stock:   relayed through a stock go-libp2p relay (bench/stockrelay: default
-//     resources, 2 KiB copy buffer, circuit limit lifted), both hops WebSocket;
+//   - stock:   relayed through a stock go-libp2p relay configured as a stock
+//     user who wants bulk data through it would (bench/stockrelay -no-limit:
+//     default resources, 2 KiB copy buffer, unlimited circuits, Limit nil,
+//     which takes go-libp2p's plain copy path), both hops WebSocket: the
+//     headline baseline;
+//   - stock-limited (not in the default -paths): the same relay with a finite
+//     but huge circuit limit (24 h, 2^62 bytes), which takes the counting
+//     copy path;
 //
 // and, for each relayed path, the relay process's CPU time per GB relayed
 // (utime+stime from /proc/PID/stat before and after each transfer).
@@ -78,7 +84,7 @@ func main() {
 	flag.IntVar(&o.relayBuffer, "relay-buffer", 0, "overlay relay --relay-buffer in bytes (0: the relay's default)")
 	flag.IntVar(&o.stockBuffer, "stock-buffer", 0, "stock relay copy buffer in bytes (0: stock default, 2048)")
 	flag.StringVar(&o.gogc, "gogc", "", "GOGC for the overlay processes (relay and peers); empty: inherit")
-	flag.StringVar(&o.paths, "paths", "direct,overlay,stock", "paths to measure, comma-separated")
+	flag.StringVar(&o.paths, "paths", "direct,overlay,stock", "paths to measure, comma-separated: direct, overlay, stock (unlimited circuits), stock-limited (24 h / 2^62-byte circuits)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (data dirs and logs)")
 	flag.StringVar(&o.label, "label", "", "free text stored in the JSON (e.g. the experiment)")
 	flag.Var(&o.env, "env", "KEY=VALUE added to the environment of every overlay process (relay and peers), repeatable")
@@ -463,10 +469,10 @@ func run(ctx context.Context, o options) error {
 	want := map[string]bool{}
 	for _, p := range strings.Split(o.paths, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "direct", "overlay", "stock":
+		case "direct", "overlay", "stock", "stock-limited":
 			want[p] = true
 		default:
-			return fmt.Errorf("unknown path %q (direct, overlay, stock)", p)
+			return fmt.Errorf("unknown path %q (direct, overlay, stock, stock-limited)", p)
 		}
 	}
 
@@ -489,7 +495,7 @@ func run(ctx context.Context, o options) error {
 
 	// The stock relay binary.
 	stockBin := o.stockBin
-	if stockBin == "" && want["stock"] {
+	if stockBin == "" && (want["stock"] || want["stock-limited"]) {
 		stockBin = filepath.Join(dir, "stockrelay")
 		fmt.Fprintln(os.Stderr, "building ./bench/stockrelay ...")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", stockBin, "./bench/stockrelay")
@@ -514,24 +520,33 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	relays := []string{ovlAddr}
-	var stock *proc
-	var stockAddr string
-	if want["stock"] {
-		args := []string{"--listen", "/ip4/127.0.0.1/tcp/0/ws", "--addr-file", filepath.Join(dir, "stock.addrs")}
+	// One stock relay process per stock path, each a separate process so
+	// their CPU is measured apart.
+	stocks := map[string]*proc{}
+	stockAddrs := map[string]string{}
+	fmt.Fprintln(os.Stderr, "overlay relay:", ovlAddr)
+	for _, name := range []string{"stock", "stock-limited"} {
+		if !want[name] {
+			continue
+		}
+		args := []string{"--listen", "/ip4/127.0.0.1/tcp/0/ws", "--addr-file", filepath.Join(dir, name+".addrs")}
+		if name == "stock" {
+			args = append(args, "--no-limit")
+		}
 		if o.stockBuffer > 0 {
 			args = append(args, "--buffer", strconv.Itoa(o.stockBuffer))
 		}
-		if stock, err = ps.start(ctx, dir, "stockrelay", nil, stockBin, args...); err != nil {
+		p, err := ps.start(ctx, dir, name+"relay", nil, stockBin, args...)
+		if err != nil {
 			return err
 		}
-		if stockAddr, err = b.waitFile(stock, filepath.Join(dir, "stock.addrs"), "/ws/p2p/", 30*time.Second); err != nil {
+		addr, err := b.waitFile(p, filepath.Join(dir, name+".addrs"), "/ws/p2p/", 30*time.Second)
+		if err != nil {
 			return err
 		}
-		relays = append(relays, stockAddr)
-	}
-	fmt.Fprintln(os.Stderr, "overlay relay:", ovlAddr)
-	if stock != nil {
-		fmt.Fprintln(os.Stderr, "stock relay:  ", stockAddr)
+		stocks[name], stockAddrs[name] = p, addr
+		relays = append(relays, addr)
+		fmt.Fprintf(os.Stderr, "%s relay: %s\n", name, addr)
 	}
 
 	// Target: listens on WebSocket for the direct path, reserves on both relays.
@@ -564,9 +579,11 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	if want["stock"] {
-		if err := add("stock", "stock", stockAddr, stock.Process().Pid, "relayed"); err != nil {
-			return err
+	for _, name := range []string{"stock", "stock-limited"} {
+		if p := stocks[name]; p != nil {
+			if err := add(name, name, stockAddrs[name], p.Process().Pid, "relayed"); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -596,8 +613,8 @@ func run(ctx context.Context, o options) error {
 			r.Target = targetWS
 		case "overlay":
 			r.Target = ovlAddr + "/p2p-circuit/p2p/" + target.id
-		case "stock":
-			r.Target = stockAddr + "/p2p-circuit/p2p/" + target.id
+		case "stock", "stock-limited":
+			r.Target = stockAddrs[r.Relay] + "/p2p-circuit/p2p/" + target.id
 		}
 	}
 
@@ -732,7 +749,9 @@ func describe(r *pathResult) string {
 	case "overlay":
 		return "relayed, overlay relay (WS+WS)"
 	case "stock":
-		return "relayed, stock relay (WS+WS)"
+		return "relayed, stock relay, unlimited circuits (WS+WS)"
+	case "stock-limited":
+		return "relayed, stock relay, 24 h / 2^62 B circuits (WS+WS)"
 	}
 	return "direct (WS)"
 }
