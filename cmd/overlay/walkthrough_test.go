@@ -1,0 +1,188 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// walkthroughMarker precedes each fenced shell block of README's
+// walkthrough; the blocks run in order, in one shell.
+const walkthroughMarker = "<!-- walkthrough -->"
+
+// readmeWalkthrough returns the walkthrough's shell blocks from README.md,
+// joined in order.
+func readmeWalkthrough(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatalf("read README: %v", err)
+	}
+	lines := strings.Split(string(b), "\n")
+	var script []string
+	blocks := 0
+	for i := 0; i < len(lines); i++ {
+		if strings.TrimSpace(lines[i]) != walkthroughMarker {
+			continue
+		}
+		if i+1 >= len(lines) || !strings.HasPrefix(lines[i+1], "```sh") {
+			t.Fatalf("README.md:%d: %s must be followed by a ```sh block", i+1, walkthroughMarker)
+		}
+		i += 2
+		for ; i < len(lines) && !strings.HasPrefix(lines[i], "```"); i++ {
+			script = append(script, lines[i])
+		}
+		if i == len(lines) {
+			t.Fatalf("README.md: walkthrough block %d is not closed", blocks+1)
+		}
+		blocks++
+	}
+	if blocks == 0 {
+		t.Fatalf("README.md has no block marked %s", walkthroughMarker)
+	}
+	return strings.Join(script, "\n") + "\n"
+}
+
+// portRE finds the TCP ports the walkthrough names: in HOST:PORT and in
+// multiaddrs.
+var portRE = regexp.MustCompile(`(127\.0\.0\.1:|/tcp/)(\d{2,5})\b`)
+
+// freePorts moves every port the script names to a port free on this
+// machine now, so the test runs beside other tests and other nodes; the
+// same README port always becomes the same free port.
+func freePorts(t *testing.T, script string) (string, map[string]string) {
+	t.Helper()
+	moved := map[string]string{}
+	var hold []net.Listener
+	for _, m := range portRE.FindAllStringSubmatch(script, -1) {
+		if _, ok := moved[m[2]]; ok {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		hold = append(hold, l)
+		moved[m[2]] = fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range hold {
+		l.Close()
+	}
+	return portRE.ReplaceAllStringFunc(script, func(s string) string {
+		m := portRE.FindStringSubmatch(s)
+		return m[1] + moved[m[2]]
+	}), moved
+}
+
+// TestWalkthrough runs README's walkthrough as written, in bash, against
+// the built binary: only its ports are moved to free ones. It fails when
+// a command of it stops working or stops doing what README says: the
+// message reaches bob's inbox, and the forwarded port reaches bob's
+// service. Each node logs to a file in the walkthrough's directory,
+// shown when the test fails.
+func TestWalkthrough(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash to run README's walkthrough in")
+	}
+	readme := readmeWalkthrough(t)
+	for _, want := range []string{"overlay relay ", "overlay peer ", "overlay send ", "overlay inbox ", "overlay expose ", "overlay forward ", "kill "} {
+		if !strings.Contains(readme, want) {
+			t.Fatalf("README's walkthrough no longer runs %q; this test checks that step", want)
+		}
+	}
+	script, moved := freePorts(t, readme)
+	fwd, ok := moved["7500"]
+	if !ok || !strings.Contains(script, "overlay status --api 127.0.0.1:"+fwd) {
+		t.Fatalf("README's walkthrough no longer reads bob's status through the forwarded port 7500:\n%s", readme)
+	}
+
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = walkthroughEnv(filepath.Dir(bin))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// The nodes the script starts in the background share its process
+	// group: a failed or timed-out run takes them down with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start bash: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	err := cmd.Wait()
+
+	demo := filepath.Join(dir, "overlay-demo")
+	report := func() string {
+		var logs strings.Builder
+		for _, n := range []string{"relay", "alice", "bob"} {
+			b, _ := os.ReadFile(filepath.Join(demo, n+".log"))
+			fmt.Fprintf(&logs, "--- %s.log:\n%s\n", n, b)
+		}
+		return fmt.Sprintf("script (ports moved):\n%s\nstdout:\n%s\nstderr:\n%s\n%s", script, stdout.String(), stderr.String(), logs.String())
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatalf("README's walkthrough did not finish within 2 minutes\n%s", report())
+	}
+	if err != nil {
+		t.Fatalf("README's walkthrough failed: %v\n%s", err, report())
+	}
+
+	id := func(name string) string {
+		out, err := overlay(t, "id", "--key", filepath.Join(demo, name, "identity.key"))
+		if err != nil {
+			t.Fatalf("peer ID of %s: %v", name, err)
+		}
+		return strings.TrimSpace(out)
+	}
+	alice, bob := id("alice"), id("bob")
+	out := stdout.String()
+	if !regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(alice) + `.*"hello bob"`).MatchString(out) {
+		t.Errorf("bob's inbox does not show alice's message:\n%s", report())
+	}
+	// Only the status read through the forward prints bob's identity;
+	// alice's own status names her.
+	if !strings.Contains(out, "peer ID:  "+bob) {
+		t.Errorf("the forwarded port did not reach bob's service (no status naming bob):\n%s", report())
+	}
+	if !strings.Contains(out, "peer ID:  "+alice) {
+		t.Errorf("alice's status is missing:\n%s", report())
+	}
+	// Step 6 stopped every node with SIGTERM: each shut down cleanly.
+	for _, n := range []string{"relay", "alice", "bob"} {
+		b, _ := os.ReadFile(filepath.Join(demo, n+".log"))
+		if !strings.Contains(string(b), "shutting down") {
+			t.Errorf("%s did not shut down cleanly:\n%s", n, report())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(demo, "bob", "tunnels.json")); err != nil {
+		t.Errorf("bob did not keep his exposed service: %v", err)
+	}
+}
+
+// walkthroughEnv is the test's environment with the built binary first on
+// PATH and no OVERLAY_ variables, which would change what README's
+// commands do.
+func walkthroughEnv(binDir string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "OVERLAY_") || strings.HasPrefix(kv, "PATH=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
