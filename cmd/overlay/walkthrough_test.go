@@ -10,10 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // walkthroughMarker precedes each fenced shell block of README's
@@ -185,4 +187,89 @@ func walkthroughEnv(binDir string) []string {
 		env = append(env, kv)
 	}
 	return append(env, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
+// maxReadmeLines keeps README an entry point: detail goes to docs/.
+const maxReadmeLines = 300
+
+// TestWalkthroughDocs checks what a newcomer meets around the walkthrough:
+// README stays within maxReadmeLines, and every relative link in README.md
+// and docs/*.md names a file that exists and, with a #fragment, a heading
+// of that Markdown file.
+func TestWalkthroughDocs(t *testing.T) {
+	root := filepath.Join("..", "..")
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(readme), "\n"); n > maxReadmeLines {
+		t.Errorf("README.md has %d lines, more than %d: move detail into a guide in docs/", n, maxReadmeLines)
+	}
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append([]string{filepath.Join(root, "README.md")}, docs...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mdLinkRE.FindAllStringSubmatch(string(b), -1) {
+			link := m[1]
+			if strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:") {
+				continue
+			}
+			path, frag, _ := strings.Cut(link, "#")
+			target := f
+			if path != "" {
+				target = filepath.Join(filepath.Dir(f), path)
+			}
+			if _, err := os.Stat(target); err != nil {
+				t.Errorf("%s: link %q: %v", filepath.Base(f), link, err)
+				continue
+			}
+			if frag == "" || !strings.HasSuffix(target, ".md") {
+				continue
+			}
+			tb, err := os.ReadFile(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(headingSlugs(string(tb)), frag) {
+				t.Errorf("%s: link %q: %s has no heading with that anchor", filepath.Base(f), link, filepath.Base(target))
+			}
+		}
+	}
+}
+
+// mdLinkRE finds the targets of inline Markdown links and images.
+var mdLinkRE = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// headingSlugs returns the anchors GitHub gives a Markdown file's headings:
+// lower case, punctuation other than '-' and '_' dropped, spaces as '-'.
+// Headings inside fenced blocks are not headings.
+func headingSlugs(md string) []string {
+	var out []string
+	fenced := false
+	for _, l := range strings.Split(md, "\n") {
+		if strings.HasPrefix(l, "```") {
+			fenced = !fenced
+			continue
+		}
+		if fenced || !strings.HasPrefix(l, "#") {
+			continue
+		}
+		h := strings.ToLower(strings.TrimSpace(strings.TrimLeft(l, "#")))
+		var b strings.Builder
+		for _, r := range h {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
 }
