@@ -55,18 +55,18 @@ func readmeWalkthrough(t *testing.T) string {
 	return strings.Join(script, "\n") + "\n"
 }
 
-// portRE finds the TCP ports the walkthrough names: in HOST:PORT and in
+// walkthroughPortRE finds the TCP ports the walkthrough names: in HOST:PORT and in
 // multiaddrs.
-var portRE = regexp.MustCompile(`(127\.0\.0\.1:|/tcp/)(\d{2,5})\b`)
+var walkthroughPortRE = regexp.MustCompile(`(127\.0\.0\.1:|/tcp/)(\d{2,5})\b`)
 
-// freePorts moves every port the script names to a port free on this
+// walkthroughPorts moves every port the script names to a port free on this
 // machine now, so the test runs beside other tests and other nodes; the
 // same README port always becomes the same free port.
-func freePorts(t *testing.T, script string) (string, map[string]string) {
+func walkthroughPorts(t *testing.T, script string) (string, map[string]string) {
 	t.Helper()
 	moved := map[string]string{}
 	var hold []net.Listener
-	for _, m := range portRE.FindAllStringSubmatch(script, -1) {
+	for _, m := range walkthroughPortRE.FindAllStringSubmatch(script, -1) {
 		if _, ok := moved[m[2]]; ok {
 			continue
 		}
@@ -80,8 +80,8 @@ func freePorts(t *testing.T, script string) (string, map[string]string) {
 	for _, l := range hold {
 		l.Close()
 	}
-	return portRE.ReplaceAllStringFunc(script, func(s string) string {
-		m := portRE.FindStringSubmatch(s)
+	return walkthroughPortRE.ReplaceAllStringFunc(script, func(s string) string {
+		m := walkthroughPortRE.FindStringSubmatch(s)
 		return m[1] + moved[m[2]]
 	}), moved
 }
@@ -102,7 +102,7 @@ func TestWalkthrough(t *testing.T) {
 			t.Fatalf("README's walkthrough no longer runs %q; this test checks that step", want)
 		}
 	}
-	script, moved := freePorts(t, readme)
+	script, moved := walkthroughPorts(t, readme)
 	fwd, ok := moved["7500"]
 	if !ok || !strings.Contains(script, "overlay status --api 127.0.0.1:"+fwd) {
 		t.Fatalf("README's walkthrough no longer reads bob's status through the forwarded port 7500:\n%s", readme)
@@ -214,7 +214,7 @@ func TestWalkthroughDocs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range mdLinkRE.FindAllStringSubmatch(string(b), -1) {
+		for _, m := range docLinkRE.FindAllStringSubmatch(string(b), -1) {
 			link := m[1]
 			if strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:") {
 				continue
@@ -235,20 +235,20 @@ func TestWalkthroughDocs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Contains(headingSlugs(string(tb)), frag) {
+			if !slices.Contains(docHeadingSlugs(string(tb)), frag) {
 				t.Errorf("%s: link %q: %s has no heading with that anchor", filepath.Base(f), link, filepath.Base(target))
 			}
 		}
 	}
 }
 
-// mdLinkRE finds the targets of inline Markdown links and images.
-var mdLinkRE = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+// docLinkRE finds the targets of inline Markdown links and images.
+var docLinkRE = regexp.MustCompile(`\]\(([^)\s]+)\)`)
 
-// headingSlugs returns the anchors GitHub gives a Markdown file's headings:
+// docHeadingSlugs returns the anchors GitHub gives a Markdown file's headings:
 // lower case, punctuation other than '-' and '_' dropped, spaces as '-'.
 // Headings inside fenced blocks are not headings.
-func headingSlugs(md string) []string {
+func docHeadingSlugs(md string) []string {
 	var out []string
 	fenced := false
 	for _, l := range strings.Split(md, "\n") {
