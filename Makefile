@@ -145,7 +145,7 @@ natlab-measure: natlab-bin
 natlab-clean: natlab-bin
 	$(NATLAB) -layout none
 
-# The container testnet (docker-compose.yml, README "Testnet"): 2 relays,
+# The container testnet (docker-compose.yml, docs/testnet.md): 2 relays,
 # 3 private peers, 1 public peer. COMPOSE is `docker compose` if it answers,
 # else `docker-compose`.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -175,7 +175,7 @@ systemd-verify:
 screenshot:
 	OVERLAY_SCREENSHOT=$(CURDIR)/docs/status-page.png $(GO) test -count=1 -run TestStatusPageInChromium ./node/api
 
-# The testnet on Docker Swarm (deploy/swarm/stack.yml, README "Docker Swarm"):
+# The testnet on Docker Swarm (deploy/swarm/stack.yml, docs/testnet.md "Docker Swarm"):
 # 20 private peer replicas, then 30; every one reserves on both relays and
 # messages pass between LANs. Removes the stack, and leaves the swarm if it
 # joined it, also on failure.
