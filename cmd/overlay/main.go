@@ -34,27 +34,27 @@ var commands []group
 
 func init() {
 	commands = []group{
-	{"Run a node:", []command{
-		{name: "relay", synopsis: "relay [flags]", summary: "public node: relays for others (TCP and WebSocket)", run: runRelay},
-		{name: "peer", synopsis: "peer --relay MADDR [flags]", summary: "private node: reachable through its relays", run: runPeer},
-		{name: "id", synopsis: "id --key FILE", summary: "print the peer ID of a key (created if missing)", run: runID},
-		{name: "version", synopsis: "version [--json]", summary: "module version, commit and Go version of this binary", run: runVersion},
-		{name: "config", synopsis: "config check FILE", summary: "the settings FILE gives a node, and where each comes from", run: runConfig, subs: []string{"check"}},
-		{name: "psk", synopsis: "psk new FILE", summary: "a new pre-shared key for a private network (--psk FILE)", run: runPSK, subs: []string{"new"}},
-		{name: "completion", synopsis: "completion bash|zsh", summary: "a shell completion script (source <(overlay completion bash))", run: runCompletion, subs: []string{"bash", "zsh"}},
-	}},
-	{"Talk to a running node (through its control API, --api):", []command{
-		{name: "status", synopsis: "status [--json]", summary: "identity, addresses, reservations", run: runStatus},
-		{name: "peers", synopsis: "peers [--json]", summary: "the peer book", run: runPeers},
-		{name: "connect", synopsis: "connect TARGET", summary: "reach a peer by multiaddr or peer ID", run: runConnect},
-		{name: "health", synopsis: "health", summary: "exit 0 if the node is up (and a peer holds a reservation)", run: runHealth},
-		{name: "send", synopsis: "send PEER-ID TEXT", summary: "send a message; exit 0 once acknowledged (--stdin, --soak)", run: runSend},
-		{name: "inbox", synopsis: "inbox [--json]", summary: "recently received messages", run: runInbox},
-		{name: "ping", synopsis: "ping TARGET", summary: "/ipfs/ping/1.0.0 round-trip times to any libp2p peer", run: runPing},
-		{name: "perf", synopsis: "perf TARGET", summary: "throughput with /perf/1.0.0 (--upload, --download bytes)", run: runPerf},
-		{name: "expose", synopsis: "expose NAME HOST:PORT", summary: "serve a local TCP service to members (--allow, --list, --remove)", run: runExpose},
-		{name: "forward", synopsis: "forward LOCAL-ADDR PEER NAME", summary: "carry local TCP connections to a member's service (--list, --remove)", run: runForward},
-	}},
+		{"Run a node:", []command{
+			{name: "relay", synopsis: "relay [flags]", summary: "public node: relays for others (TCP and WebSocket)", run: runRelay},
+			{name: "peer", synopsis: "peer --relay MADDR [flags]", summary: "private node: reachable through its relays", run: runPeer},
+			{name: "id", synopsis: "id --key FILE", summary: "print the peer ID of a key (created if missing)", run: runID},
+			{name: "version", synopsis: "version [--json]", summary: "module version, commit and Go version of this binary", run: runVersion},
+			{name: "config", synopsis: "config check FILE", summary: "the settings FILE gives a node, and where each comes from", run: runConfig, subs: []string{"check"}},
+			{name: "psk", synopsis: "psk new FILE", summary: "a new pre-shared key for a private network (--psk FILE)", run: runPSK, subs: []string{"new"}},
+			{name: "completion", synopsis: "completion bash|zsh", summary: "a shell completion script (source <(overlay completion bash))", run: runCompletion, subs: []string{"bash", "zsh"}},
+		}},
+		{"Talk to a running node (through its control API, --api):", []command{
+			{name: "status", synopsis: "status [--json]", summary: "identity, addresses, reservations", run: runStatus},
+			{name: "peers", synopsis: "peers [--json]", summary: "the peer book", run: runPeers},
+			{name: "connect", synopsis: "connect TARGET", summary: "reach a peer by multiaddr or peer ID", run: runConnect},
+			{name: "health", synopsis: "health", summary: "exit 0 if the node is up (and a peer holds a reservation)", run: runHealth},
+			{name: "send", synopsis: "send PEER-ID TEXT", summary: "send a message; exit 0 once acknowledged (--stdin, --soak)", run: runSend},
+			{name: "inbox", synopsis: "inbox [--json]", summary: "recently received messages", run: runInbox},
+			{name: "ping", synopsis: "ping TARGET", summary: "/ipfs/ping/1.0.0 round-trip times to any libp2p peer", run: runPing},
+			{name: "perf", synopsis: "perf TARGET", summary: "throughput with /perf/1.0.0 (--upload, --download bytes)", run: runPerf},
+			{name: "expose", synopsis: "expose NAME HOST:PORT", summary: "serve a local TCP service to members (--allow, --list, --remove)", run: runExpose},
+			{name: "forward", synopsis: "forward LOCAL-ADDR PEER NAME", summary: "carry local TCP connections to a member's service (--list, --remove)", run: runForward},
+		}},
 	}
 }
 
