@@ -208,6 +208,11 @@ func runDaemon(role string, args []string) error {
 // Shutdown is bounded: after shutdownBound it returns even if something
 // still hangs, and the process exits.
 func runNode(d daemonFlags, cfg node.Config) error {
+	// Caught from the start: a signal while the node starts stops it once
+	// started, rather than killing it halfway (api.addr written, book not).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, stopSignals()...)
+	defer signal.Stop(sigs)
 	log, err := newLogger(d.logLevel, d.logFormat)
 	if err != nil {
 		return err
@@ -273,9 +278,6 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		_ = closeWithin(shutdownBound, closers...)
 		return err
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, stopSignals()...)
-	defer signal.Stop(sigs)
 	sig := <-sigs
 	log.Info("shutting down", "signal", sig.String())
 	return closeWithin(shutdownBound, closers...)
