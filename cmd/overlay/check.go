@@ -184,9 +184,9 @@ func checkEnv(environ []string) error {
 	}
 	var errs []error
 	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, envPrefix+"_") || slices.Contains(known, name) {
-			continue
+		name, v, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix+"_") || v == "" || slices.Contains(known, name) {
+			continue // set but empty counts as unset, as flagconf reads it
 		}
 		msg := fmt.Sprintf("%s is no setting of any overlay command", name)
 		if near := nearest(name, known); near != "" {

@@ -99,7 +99,7 @@ func writeZsh(w io.Writer) error {
 	}
 	b.WriteString("\t)\n\tif (( CURRENT == 2 )); then\n\t\t_describe 'command' commands\n\t\treturn\n\tfi\n\tcase $words[2] in\n")
 	for _, c := range allCommands() {
-		fmt.Fprintf(&b, "\t%s)\n\t\t_arguments -s \\\n", c.name)
+		fmt.Fprintf(&b, "\t%s)\n\t\t_arguments \\\n", c.name)
 		for _, f := range flagList(c) {
 			spec := "--" + f.name + "[" + zshDesc(f.usage) + "]"
 			if f.value {

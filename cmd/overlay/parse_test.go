@@ -91,7 +91,7 @@ func TestSuggest(t *testing.T) {
 // the nearest real one; the variables the project sets are not.
 func TestCheckEnv(t *testing.T) {
 	ok := []string{"HOME=/root", "OVERLAY_MAX_RESERVATIONS=5", "OVERLAY_API_TOKEN=/x", "OVERLAY_CONFIG=/c.yaml",
-		"OVERLAY_TEST_LOG=1", "OVERLAY_SCREENSHOT=/s.png", "OVERLAY_RELAY=/a,/b", "OVERLAY_COUNT=3", "OVERLAY_WS_ONLY=true"}
+		"OVERLAY_TEST_LOG=1", "OVERLAY_SCREENSHOT=/s.png", "OVERLAY_RELAY=/a,/b", "OVERLAY_COUNT=3", "OVERLAY_WS_ONLY=true", "OVERLAY_EMPTY="}
 	if err := checkEnv(ok); err != nil {
 		t.Errorf("checkEnv of known variables: %v", err)
 	}

@@ -1,7 +1,9 @@
 // Package flagconf lets every flag of a flag.FlagSet also be set from the
 // environment and from a YAML file, so the flag set stays the one
 // definition of every setting. Precedence: flags, then the environment,
-// then the file, then the flag's default.
+// then the file, then the flag's default. The file is a flat mapping of
+// flag names to values (lists for repeatable flags); YAML tags, anchors and
+// aliases are refused by name rather than read as text.
 package flagconf
 
 import (
