@@ -95,12 +95,12 @@ func loadChecked(role string, args []string, file string) (*daemon, *flag.FlagSe
 	if err != nil {
 		return x, fs, src, err
 	}
-	err = x.check()
-	if err == nil {
+	err0 := x.check()
+	if err0 == nil {
 		return x, fs, src, nil
 	}
-	fails := failures(err)
-	if len(fails) == 1 && errors.Is(err, errNoRelay) {
+	fails := failures(err0)
+	if len(fails) == 1 && errors.Is(err0, errNoRelay) {
 		return x, fs, src, errNoRelay // the command prints its usage
 	}
 	blame := map[string][]string{}
@@ -116,7 +116,11 @@ func loadChecked(role string, args []string, file string) (*daemon, *flag.FlagSe
 		if err != nil {
 			continue
 		}
-		still := failures(y.check())
+		err = y.check()
+		if errors.Is(err, errNoRelay) && !errors.Is(err0, errNoRelay) {
+			continue // a peer's relays are required: leaving them out proves nothing
+		}
+		still := failures(err)
 		for _, f := range fails {
 			if !slices.Contains(still, f) {
 				blame[f] = append(blame[f], name)

@@ -183,6 +183,16 @@ func TestConfigCheckRunsTheNodesChecks(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "--max-circuits: relay: max circuits per peer must be positive, not -3") {
 		t.Errorf("relay --max-circuits -3: exit %d:\n%s", code, out)
 	}
+
+	// A failure that two settings make names both, and only them.
+	peer := filepath.Join(dir, "peer.yaml")
+	os.WriteFile(peer, []byte("relay: [/ip4/127.0.0.1/tcp/1/ws/p2p/12D3KooWGZ8GccZ9RTv9kUK6Vomd1qshVswsH2AoHqgfNx97zUPh]\n"+
+		"ws-only: true\nlisten: [/ip4/127.0.0.1/tcp/0]\nretry-max: -1s\n"), 0o644)
+	code, out = runEnv(t, nil, "config", "check", peer)
+	if code != 1 || !strings.Contains(out, peer+`:3: key "listen", `+peer+`:2: key "ws-only": WebSocket only`) ||
+		!strings.Contains(out, peer+`:4: key "retry-max": keeper: longest retry wait -1s`) || strings.Contains(out, `key "relay"`) {
+		t.Errorf("config check of a peer file with ws-only, listen and retry-max: exit %d:\n%s", code, out)
+	}
 }
 
 // SIGHUP stops a node the way SIGTERM does: the "shutting down" line, the

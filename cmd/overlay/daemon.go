@@ -133,12 +133,12 @@ func newPeer() (*daemon, *flag.FlagSet) {
 // finish checks what the flags alone cannot and fills in what depends on
 // several of them.
 func (x *daemon) finish() error {
+	var errs []error
 	if x.role == "peer" {
 		if len(x.cfg.Relays) == 0 {
-			return errNoRelay
-		}
-		if _, err := relay.ParseRelays(x.cfg.Relays); err != nil {
-			return err
+			errs = append(errs, errNoRelay)
+		} else if _, err := relay.ParseRelays(x.cfg.Relays); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch {
@@ -162,16 +162,17 @@ func (x *daemon) finish() error {
 	if x.role == "relay" {
 		acl, err := relay.ParseACL(x.d.acl)
 		if err != nil {
-			return fmt.Errorf("relay ACL: %w", err)
+			errs = append(errs, err)
+		} else {
+			x.cfg.Relay.ACL = acl
 		}
-		x.cfg.Relay.ACL = acl
 		if x.d.allow != "" {
 			if x.cfg.Relay.Allow, err = relay.ReadAllowlist(x.d.allow); err != nil {
-				return err
+				errs = append(errs, err)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // errNoRelay is a private node's start without a relay.
