@@ -47,6 +47,12 @@ func TestUnknownCommandSuggests(t *testing.T) {
 	if code != 2 || !strings.Contains(out, `unknown command "peeers"`) || !strings.Contains(out, "did you mean 'peers'?") {
 		t.Errorf("overlay peeers: exit %d:\n%s\nwant exit 2 and a suggestion of peers", code, out)
 	}
+	if code, out := runEnv(t, nil, "help", "pign"); code != 2 || !strings.Contains(out, "did you mean 'ping'?") {
+		t.Errorf("overlay help pign: exit %d:\n%s\nwant exit 2 and a suggestion of ping", code, out)
+	}
+	if code, out := runEnv(t, nil, "help", "ping"); code != 0 || !strings.Contains(out, "usage: overlay ping") {
+		t.Errorf("overlay help ping: exit %d:\n%s\nwant ping's usage", code, out)
+	}
 }
 
 // Flags after the positional arguments are read as flags, not taken for

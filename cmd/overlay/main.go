@@ -90,7 +90,7 @@ func usage() string {
 	}
 	b.WriteString(`
 Flags may come before or after a command's other arguments ('--' ends them).
-Run 'overlay COMMAND --help' for a command's flags. Every flag can also be
+Run 'overlay help COMMAND' for a command's flags. Every flag can also be
 set as OVERLAY_<FLAG> (--max-circuits: OVERLAY_MAX_CIRCUITS) and, for relay
 and peer, in a YAML file (--config FILE); flags win over variables, variables
 over the file, the file over defaults.
@@ -103,7 +103,10 @@ func main() {
 		fmt.Fprint(os.Stderr, usage())
 		os.Exit(2)
 	}
-	name := os.Args[1]
+	name, args := os.Args[1], os.Args[2:]
+	if name == "help" && len(args) == 1 {
+		name, args = args[0], []string{"--help"} // overlay help ping
+	}
 	if name == "-h" || name == "--help" || name == "help" {
 		fmt.Print(usage())
 		return
@@ -117,7 +120,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "Run 'overlay help' for the commands.")
 		os.Exit(2)
 	}
-	err := cmd.run(os.Args[2:])
+	err := cmd.run(args)
 	switch {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp):
