@@ -50,6 +50,9 @@ func TestUnknownCommandSuggests(t *testing.T) {
 	if code, out := runEnv(t, nil, "help", "pign"); code != 2 || !strings.Contains(out, "did you mean 'ping'?") {
 		t.Errorf("overlay help pign: exit %d:\n%s\nwant exit 2 and a suggestion of ping", code, out)
 	}
+	if code, out := runEnv(t, nil, "ping", "PEER", "--cuont", "2"); code != 2 || !strings.HasSuffix(out, "did you mean --count?\n") {
+		t.Errorf("overlay ping PEER --cuont 2: exit %d:\n%s\nwant exit 2 and a suggestion of --count", code, out)
+	}
 	if code, out := runEnv(t, nil, "help", "ping"); code != 0 || !strings.Contains(out, "usage: overlay ping") {
 		t.Errorf("overlay help ping: exit %d:\n%s\nwant ping's usage", code, out)
 	}

@@ -83,9 +83,30 @@ func parseInterspersed(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
+		suggestFlag(fs, flags)
 		return errUsage
 	}
 	return nil
+}
+
+// suggestFlag names the flag nearest to the first one of flags that fs
+// does not know, after the flag package's error and usage.
+func suggestFlag(fs *flag.FlagSet, flags []string) {
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	for _, a := range flags {
+		if len(a) < 2 || a[0] != '-' {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if fs.Lookup(name) != nil {
+			continue
+		}
+		if near := nearest(name, names); near != "" {
+			fmt.Fprintf(fs.Output(), "did you mean --%s?\n", near)
+		}
+		return
+	}
 }
 
 // splitArgs separates args into flags (each with its value) and positional
