@@ -70,13 +70,13 @@ func (c KeeperConfig) Validate() error {
 	case len(c.Relays) == 0:
 		return errors.New("keeper: no relays")
 	case c.MinBackoff <= 0:
-		return fmt.Errorf("keeper: MinBackoff must be positive, not %s", c.MinBackoff)
+		return fmt.Errorf("keeper: shortest retry wait must be positive, not %s", c.MinBackoff)
 	case c.MaxBackoff < c.MinBackoff:
-		return fmt.Errorf("keeper: MaxBackoff %s is below MinBackoff %s", c.MaxBackoff, c.MinBackoff)
+		return fmt.Errorf("keeper: longest retry wait %s is below the shortest, %s", c.MaxBackoff, c.MinBackoff)
 	case c.FastRetry <= 0 || c.FastWindow < 0:
-		return fmt.Errorf("keeper: FastRetry must be positive and FastWindow not negative (%s, %s)", c.FastRetry, c.FastWindow)
+		return fmt.Errorf("keeper: fast retry wait must be positive and its window not negative (%s, %s)", c.FastRetry, c.FastWindow)
 	case c.DialTimeout <= 0:
-		return fmt.Errorf("keeper: DialTimeout must be positive, not %s", c.DialTimeout)
+		return fmt.Errorf("keeper: dial timeout must be positive, not %s", c.DialTimeout)
 	}
 	_, err := ParseRelays(c.Relays)
 	return err

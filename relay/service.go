@@ -75,19 +75,19 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	switch {
 	case c.MaxReservations <= 0:
-		return fmt.Errorf("relay: MaxReservations must be positive, not %d", c.MaxReservations)
+		return fmt.Errorf("relay: max reservations must be positive, not %d", c.MaxReservations)
 	case c.MaxCircuits <= 0:
-		return fmt.Errorf("relay: MaxCircuits must be positive, not %d", c.MaxCircuits)
+		return fmt.Errorf("relay: max circuits per peer must be positive, not %d", c.MaxCircuits)
 	case c.MaxReservationsPerIP <= 0:
-		return fmt.Errorf("relay: MaxReservationsPerIP must be positive, not %d", c.MaxReservationsPerIP)
+		return fmt.Errorf("relay: max reservations per IP must be positive, not %d", c.MaxReservationsPerIP)
 	case c.ReservationTTL < time.Second:
-		return fmt.Errorf("relay: ReservationTTL must be at least 1s, not %s", c.ReservationTTL)
+		return fmt.Errorf("relay: reservation TTL must be at least 1s, not %s", c.ReservationTTL)
 	case c.BufferSize < 512:
-		return fmt.Errorf("relay: BufferSize must be at least 512 bytes, not %d", c.BufferSize)
+		return fmt.Errorf("relay: copy buffer must be at least 512 bytes, not %d", c.BufferSize)
 	case c.LimitDuration < 0 || c.LimitData < 0:
-		return fmt.Errorf("relay: limits must not be negative (%s, %d)", c.LimitDuration, c.LimitData)
+		return fmt.Errorf("relay: circuit limits must not be negative (duration %s, data %d)", c.LimitDuration, c.LimitData)
 	case c.StrangerGrace < 0:
-		return fmt.Errorf("relay: StrangerGrace must not be negative, not %s", c.StrangerGrace)
+		return fmt.Errorf("relay: stranger grace must not be negative, not %s", c.StrangerGrace)
 	}
 	if _, err := ParseACL(string(c.ACL)); err != nil {
 		return fmt.Errorf("relay: %w", err)

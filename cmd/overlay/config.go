@@ -16,42 +16,31 @@ func runConfig(args []string) error {
 	fs := newFlags("config", "config check [--role relay|peer] FILE\n\n"+
 		"Prints the settings a node would run with, from FILE, the OVERLAY_* variables\n"+
 		"and the defaults, and where each value comes from. Precedence: flags, then\n"+
-		"OVERLAY_* variables, then the file, then defaults. Exits 1 naming the key and\n"+
-		"line of an unknown key or a bad value. The role is peer when the file sets\n"+
-		"relay, else relay, unless --role says.")
+		"OVERLAY_* variables, then the file, then defaults. It runs the checks the node\n"+
+		"runs at start, and exits 1 naming the file, line and key (or the variable) of\n"+
+		"each value they refuse, of an unknown key, and of an OVERLAY_* variable no\n"+
+		"command reads. The role is peer when the file sets relay, else relay, unless\n"+
+		"--role says.")
 	role := fs.String("role", "", "check the file for this node command: relay or peer (default: guessed)")
-	if len(args) > 0 && args[0] == "check" {
-		args = args[1:]
-	} else if len(args) == 0 || (args[0] != "-h" && args[0] != "--help") {
+	if err := parseArgs(fs, args, 2); err != nil {
+		return err
+	}
+	if fs.Arg(0) != "check" {
+		fmt.Fprintf(fs.Output(), "overlay config: unknown subcommand %q\n", fs.Arg(0))
 		fs.Usage()
 		return errUsage
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	file := fs.Arg(0)
+	file := fs.Arg(1)
 	if *role == "" {
 		*role = guessRole(file)
 	}
 	if *role != "relay" && *role != "peer" {
 		return fmt.Errorf("bad --role %q (relay or peer)", *role)
 	}
-	_, dfs := newDaemon(*role)
-	if err := dfs.Parse(nil); err != nil {
-		return err
-	}
-	l := layers(dfs)
-	l.File = file
-	src, err := l.Apply(dfs)
-	if err != nil {
-		return fmt.Errorf("%s is not a valid %s configuration:\n%w", file, *role, err)
+	envErr := checkEnv(os.Environ())
+	_, dfs, src, err := loadChecked(*role, nil, file)
+	if err != nil || envErr != nil {
+		return fmt.Errorf("%s is not a valid %s configuration:\n%w", file, *role, joinErrs(envErr, err))
 	}
 	fmt.Printf("overlay %s with %s:\n", *role, file)
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
@@ -67,6 +56,17 @@ func runConfig(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, v, src[f.Name])
 	})
 	return tw.Flush()
+}
+
+// joinErrs joins the errors that are not nil, one a line.
+func joinErrs(errs ...error) error {
+	var lines []string
+	for _, e := range errs {
+		if e != nil {
+			lines = append(lines, e.Error())
+		}
+	}
+	return fmt.Errorf("%s", strings.Join(lines, "\n"))
 }
 
 // guessRole says peer for a file that names relays, else relay.

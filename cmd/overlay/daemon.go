@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -100,7 +99,7 @@ func newDaemon(role string) (*daemon, *flag.FlagSet) {
 func newRelay() (*daemon, *flag.FlagSet) {
 	x := &daemon{role: "relay", cfg: node.DefaultConfig(protocol.RolePublic)}
 	rc := &x.cfg.Relay
-	fs := newFlags("relay", "relay [flags]")
+	fs := newFlags("relay", "relay [flags]\n\n"+stopText)
 	x.register(fs)
 	fs.Var(&x.d.listen, "listen", "listen multiaddr, repeatable (default "+strings.Join(node.DefaultRelayListen, " and ")+")")
 	fs.IntVar(&rc.MaxReservations, "max-reservations", rc.MaxReservations, "most peers reserved at once")
@@ -119,7 +118,7 @@ func newRelay() (*daemon, *flag.FlagSet) {
 func newPeer() (*daemon, *flag.FlagSet) {
 	x := &daemon{role: "peer", cfg: node.DefaultConfig(protocol.RolePrivate)}
 	cfg, kc := &x.cfg, &x.cfg.Keeper
-	fs := newFlags("peer", "peer --relay MADDR [--relay MADDR ...] [flags]")
+	fs := newFlags("peer", "peer --relay MADDR [--relay MADDR ...] [flags]\n\n"+stopText)
 	x.register(fs)
 	fs.Var(&x.d.listen, "listen", "listen multiaddr, repeatable (default "+strings.Join(node.DefaultPeerListen, " and ")+": ephemeral ports nobody outside can dial, which hole punching opens through NATs)")
 	fs.Var((*maddrs)(&cfg.Relays), "relay", "relay multiaddr ending in /p2p/<peer ID>, repeatable (required); /ws addresses are dialed over WebSocket")
@@ -133,15 +132,13 @@ func newPeer() (*daemon, *flag.FlagSet) {
 
 // finish checks what the flags alone cannot and fills in what depends on
 // several of them.
-func (x *daemon) finish(fs *flag.FlagSet) error {
+func (x *daemon) finish() error {
+	var errs []error
 	if x.role == "peer" {
 		if len(x.cfg.Relays) == 0 {
-			fmt.Fprintln(fs.Output(), "overlay peer: at least one --relay is required")
-			fs.Usage()
-			return errUsage
-		}
-		if _, err := relay.ParseRelays(x.cfg.Relays); err != nil {
-			return err
+			errs = append(errs, errNoRelay)
+		} else if _, err := relay.ParseRelays(x.cfg.Relays); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch {
@@ -165,28 +162,44 @@ func (x *daemon) finish(fs *flag.FlagSet) error {
 	if x.role == "relay" {
 		acl, err := relay.ParseACL(x.d.acl)
 		if err != nil {
-			return fmt.Errorf("--relay-acl: %w", err)
+			errs = append(errs, err)
+		} else {
+			x.cfg.Relay.ACL = acl
 		}
-		x.cfg.Relay.ACL = acl
 		if x.d.allow != "" {
 			if x.cfg.Relay.Allow, err = relay.ReadAllowlist(x.d.allow); err != nil {
-				return err
+				errs = append(errs, err)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
+
+// errNoRelay is a private node's start without a relay.
+var errNoRelay = errors.New("at least one relay is required (--relay MADDR)")
 
 func runRelay(args []string) error { return runDaemon("relay", args) }
 
 func runPeer(args []string) error { return runDaemon("peer", args) }
 
+// runDaemon runs a node command: its settings from args, the environment
+// and the file, checked as 'overlay config check' checks them, then the
+// node until a signal stops it.
 func runDaemon(role string, args []string) error {
-	x, fs := newDaemon(role)
-	if err := parse(fs, args); err != nil {
+	if capture != nil {
+		_, fs := newDaemon(role)
+		return parse(fs, args)
+	}
+	if err := checkEnv(os.Environ()); err != nil {
 		return err
 	}
-	if err := x.finish(fs); err != nil {
+	x, fs, _, err := loadChecked(role, args, "")
+	switch {
+	case errors.Is(err, errNoRelay):
+		fmt.Fprintf(fs.Output(), "overlay peer: %v\n", errNoRelay)
+		fs.Usage()
+		return errUsage
+	case err != nil:
 		return err
 	}
 	return runNode(x.d, x.cfg)
@@ -196,6 +209,11 @@ func runDaemon(role string, args []string) error {
 // Shutdown is bounded: after shutdownBound it returns even if something
 // still hangs, and the process exits.
 func runNode(d daemonFlags, cfg node.Config) error {
+	// Caught from the start: a signal while the node starts stops it once
+	// started, rather than killing it halfway (api.addr written, book not).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, stopSignals()...)
+	defer signal.Stop(sigs)
 	log, err := newLogger(d.logLevel, d.logFormat)
 	if err != nil {
 		return err
@@ -261,11 +279,27 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		_ = closeWithin(shutdownBound, closers...)
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
-	log.Info("shutting down")
+	sig := <-sigs
+	log.Info("shutting down", "signal", sig.String())
 	return closeWithin(shutdownBound, closers...)
+}
+
+// stopText is what the node commands' usage says about signals.
+const stopText = `SIGINT, SIGTERM and SIGHUP stop the node cleanly: it releases its
+reservations or closes its relay service, saves the peer book and exits 0
+(within 10 s, else exit 1). There is no reload: restart the node to apply
+new settings. A SIGHUP ignored at start (nohup) stays ignored.`
+
+// stopSignals are the signals that stop a node cleanly: SIGINT, SIGTERM,
+// and SIGHUP (a closed terminal, or an operator expecting a reload: there
+// is none, and dying without the shutdown lost the peer book and left
+// reservations held). A SIGHUP ignored at start (nohup) stays ignored.
+func stopSignals() []os.Signal {
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	return sigs
 }
 
 // shutdownBound is how long a node may take to stop before the process
@@ -339,7 +373,7 @@ func closeWithin(d time.Duration, closers ...io.Closer) error {
 func newLogger(level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("bad --log-level %q", level)
+		return nil, fmt.Errorf("log level %q is none of debug, info, warn, error", level)
 	}
 	opts := &slog.HandlerOptions{Level: l}
 	switch format {
@@ -348,7 +382,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
-	return nil, fmt.Errorf("bad --log-format %q (text or json)", format)
+	return nil, fmt.Errorf("log format %q is neither text nor json", format)
 }
 
 // readNetworkKey reads a network key file; surrounding white space is not

@@ -55,7 +55,7 @@ func apiToken(addr, file string) (string, error) {
 		return readToken(file)
 	}
 	if !loopbackAddr(addr) {
-		return "", fmt.Errorf("--api %s: %w; make one with head -c 32 /dev/urandom | base64 > FILE, or keep the API on 127.0.0.1", addr, api.ErrNeedToken)
+		return "", fmt.Errorf("API address %s is not loopback: %w; make one with head -c 32 /dev/urandom | base64 > FILE, or keep the API on 127.0.0.1", addr, api.ErrNeedToken)
 	}
 	return "", nil
 }

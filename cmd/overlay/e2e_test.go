@@ -284,6 +284,10 @@ func checkMessaging(t *testing.T, aAPI, bAPI, bID string) {
 	if out, err = overlay(t, "ping", "--api", aAPI, "--count", "2", "--interval", "10ms", bID); err != nil || !strings.Contains(out, "2 answered") {
 		t.Errorf("ping: %q, %v", out, err)
 	}
+	// The same with the flags after the peer, as people write it.
+	if out, err = overlay(t, "ping", bID, "--count", "2", "--interval", "10ms", "--api", aAPI); err != nil || !strings.Contains(out, "2 sent, 2 answered") {
+		t.Errorf("ping PEER --count 2: %q, %v", out, err)
+	}
 	if out, err = overlay(t, "perf", "--api", aAPI, "--upload", "1048576", "--download", "1048576", bID); err != nil || !strings.Contains(out, "download: 1048576 bytes") {
 		t.Errorf("perf: %q, %v", out, err)
 	}

@@ -103,7 +103,7 @@ func TestDaemonRefusesBadStart(t *testing.T) {
 	}
 
 	check("API on every interface, no token", relay(filepath.Join(dir, "open"), "--api", "0.0.0.0:0"),
-		"--api 0.0.0.0:0", "--api-token FILE")
+		"--api: API address 0.0.0.0:0 is not loopback", "--api-token FILE")
 
 	short := filepath.Join(dir, "short.token")
 	os.WriteFile(short, []byte("tooshort\n"), 0o600)

@@ -1,7 +1,9 @@
 // Package flagconf lets every flag of a flag.FlagSet also be set from the
 // environment and from a YAML file, so the flag set stays the one
 // definition of every setting. Precedence: flags, then the environment,
-// then the file, then the flag's default.
+// then the file, then the flag's default. The file is a flat mapping of
+// flag names to values (lists for repeatable flags); YAML tags, anchors and
+// aliases are refused by name rather than read as text.
 package flagconf
 
 import (
@@ -57,6 +59,10 @@ type Layers struct {
 	File string
 	// Skip are flags no file may set (the flag naming the file itself).
 	Skip []string
+	// Omit are flags left as the command line left them, whatever the
+	// environment and the file say: a caller finds which setting a failed
+	// check depends on by omitting one at a time.
+	Omit []string
 }
 
 // EnvName returns the variable that sets the flag name.
@@ -78,7 +84,7 @@ func (l Layers) Apply(fs *flag.FlagSet) (map[string]Source, error) {
 	fs.Visit(func(f *flag.Flag) { src[f.Name] = Source{Kind: FromFlag} })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if src[f.Name].Kind != FromDefault {
+		if src[f.Name].Kind != FromDefault || contains(l.Omit, f.Name) {
 			return
 		}
 		name := l.EnvName(f.Name)
@@ -119,7 +125,7 @@ func (l Layers) Apply(fs *flag.FlagSet) (map[string]Source, error) {
 			errs = append(errs, fmt.Errorf("%s: key %q takes one value, not a list", where, e.key))
 			continue
 		}
-		if src[e.key].Kind != FromDefault {
+		if src[e.key].Kind != FromDefault || contains(l.Omit, e.key) {
 			continue // the command line or the environment set it
 		}
 		for _, v := range e.values {
@@ -205,7 +211,10 @@ func parseFile(path string, data []byte) (out []entry, err error) {
 			}
 		}
 		for _, mv := range m.Values {
-			e := entry{key: mv.Key.GetToken().Value, line: line(mv.Key)}
+			e := entry{key: keyName(mv.Key), line: line(mv.Key)}
+			if err := plain(mv.Key); err != nil {
+				return nil, fmt.Errorf("%s:%d: key %q: %w", path, e.line, e.key, err)
+			}
 			if first, dup := seen[e.key]; dup {
 				return nil, fmt.Errorf("%s:%d: key %q again (first on line %d)", path, e.line, e.key, first)
 			}
@@ -231,6 +240,9 @@ func parseYAML(data []byte) (f *ast.File, err error) {
 }
 
 func values(n ast.Node) ([]string, error) {
+	if err := plain(n); err != nil {
+		return nil, err
+	}
 	if seq, ok := n.(*ast.SequenceNode); ok {
 		var out []string
 		for _, v := range seq.Values {
@@ -249,9 +261,43 @@ func values(n ast.Node) ([]string, error) {
 	return []string{s}, nil
 }
 
+// keyName is a key's text, under a tag or an anchor if it has one (which
+// plain then refuses).
+func keyName(n ast.Node) string {
+	switch v := n.(type) {
+	case *ast.TagNode:
+		if v.Value != nil {
+			return keyName(v.Value)
+		}
+	case *ast.AnchorNode:
+		if v.Value != nil {
+			return keyName(v.Value)
+		}
+	}
+	return n.GetToken().Value
+}
+
+// plain refuses the YAML features the reader does not implement, naming
+// them: a tag (!!binary), an anchor (&a) or an alias (*a) would otherwise
+// be read as the literal text of the value.
+func plain(n ast.Node) error {
+	switch v := n.(type) {
+	case *ast.TagNode:
+		return fmt.Errorf("YAML tags (%s) are not supported: write the value as plain text", v.Start.Value)
+	case *ast.AnchorNode:
+		return fmt.Errorf("YAML anchors (&%s) are not supported: write each value out", v.Name)
+	case *ast.AliasNode:
+		return fmt.Errorf("YAML aliases (*%s) are not supported: write each value out", v.Value)
+	}
+	return nil
+}
+
 // scalar returns a value as the text a flag parses: a quoted string's
 // content, else the text as written (so "off" stays "off", not false).
 func scalar(n ast.Node) (string, error) {
+	if err := plain(n); err != nil {
+		return "", err
+	}
 	switch v := n.(type) {
 	case nil, *ast.NullNode:
 		return "", errors.New("no value")

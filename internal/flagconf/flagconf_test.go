@@ -116,6 +116,14 @@ func TestErrorsNameTheKeyAndLine(t *testing.T) {
 		{"duplicate", "network: a\nnetwork: b\n", "", `[2:1] mapping key "network" already defined at [1:1]`},
 		{"config names config", "config: other.yaml\n", "", `:1: unknown key "config"`},
 		{"bad env", "", "many", `OVERLAY_MAX_RESERVATIONS: invalid value "many"`},
+		{"binary tag", "api: off\nnetwork: !!binary aGVsbG8=\n", "", `:2: key "network": YAML tags (!!binary) are not supported`},
+		{"str tag", "network: !!str foo\n", "", `:1: key "network": YAML tags (!!str) are not supported`},
+		{"anchor", "network: &a foo\n", "", `:1: key "network": YAML anchors (&a) are not supported`},
+		{"alias", "api: x\nnetwork: *a\n", "", `:2: key "network": YAML aliases (*a) are not supported`},
+		{"anchor then alias", "network: &a foo\napi: *a\n", "", `:1: key "network": YAML anchors (&a) are not supported`},
+		{"tagged list", "relay: !!seq [/a]\n", "", `:1: key "relay": YAML tags (!!seq) are not supported`},
+		{"anchor in a list", "relay:\n  - &r /a\n", "", `:1: key "relay": YAML anchors (&r) are not supported`},
+		{"tagged key", "!!str network: foo\n", "", `:1: key "network": YAML tags (!!str) are not supported`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -135,5 +143,26 @@ func TestErrorsNameTheKeyAndLine(t *testing.T) {
 				t.Fatalf("error = %v, want it to name the file", err)
 			}
 		})
+	}
+}
+
+// An omitted flag keeps its default whatever the environment and the file
+// say, and the rest still apply.
+func TestOmit(t *testing.T) {
+	var s settings
+	fs := flags(&s)
+	_ = fs.Parse(nil)
+	l := flagconf.Layers{Prefix: "OVERLAY", File: writeFile(t, "network: fromfile\nmax-reservations: 7\n"),
+		Getenv: env(map[string]string{"OVERLAY_API": "fromenv", "OVERLAY_RETRY_MAX": "3s"}),
+		Omit:   []string{"network", "api"}}
+	src, err := l.Apply(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.network != "overlay" || s.api != "127.0.0.1:7400" || s.max != 7 || s.retry != 3*time.Second {
+		t.Fatalf("settings = %+v; want network and api at their defaults, the rest applied", s)
+	}
+	if src["network"].Kind != flagconf.FromDefault || src["api"].Kind != flagconf.FromDefault {
+		t.Errorf("sources = %v", src)
 	}
 }

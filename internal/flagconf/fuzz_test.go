@@ -22,6 +22,11 @@ func FuzzParseFile(f *testing.F) {
 		"? complex\n: key\n",
 		"--- \na: 1\n---\nb: 2\n",
 		"a: !!binary aGVsbG8=\n",
+		"network: !!str foo\n",
+		"network: &a foo\nlog-level: *a\n",
+		"base: &b {a: 1}\nother:\n  <<: *b\n",
+		"!!str key: value\n",
+		"relay:\n  - &r /a\n  - *r\n",
 		"\t\x00\xff: {",
 		"",
 	} {

@@ -34,10 +34,10 @@ func DefaultPolicy() Policy {
 func (p Policy) Validate() error {
 	var errs []error
 	if p.StrangerTTL <= 0 {
-		errs = append(errs, fmt.Errorf("peer book StrangerTTL must be positive, got %v", p.StrangerTTL))
+		errs = append(errs, fmt.Errorf("peer book: stranger TTL must be positive, not %v", p.StrangerTTL))
 	}
 	if p.MaxPeers <= 0 {
-		errs = append(errs, fmt.Errorf("peer book MaxPeers must be positive, got %d", p.MaxPeers))
+		errs = append(errs, fmt.Errorf("peer book: max peers must be positive, not %d", p.MaxPeers))
 	}
 	return errors.Join(errs...)
 }
