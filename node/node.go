@@ -273,10 +273,8 @@ func (n *Node) start() error {
 		n.goRun(n.saveLoop)
 	}
 	n.goRun(n.pruneLoop)
-	if len(n.cfg.Listen) > 0 {
-		if err := n.host.Network().Listen(n.cfg.Listen...); err != nil {
-			return fmt.Errorf("listen: %w", err)
-		}
+	if err := n.listen(); err != nil {
+		return err
 	}
 	n.log.Info("node started", "peer_id", n.host.ID(), "role", n.cfg.Role, "network", n.cfg.Network)
 	return nil
