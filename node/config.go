@@ -90,6 +90,9 @@ type Config struct {
 	// Expose are local TCP services offered to members from the start
 	// (node/tunnel); more are exposed at run time through Tunnels().
 	Expose []tunnel.Exposure
+	// ExposeTargets restricts the hosts exposed services may connect to
+	// (zero: any host).
+	ExposeTargets tunnel.Targets
 	// Book bounds the peer book: how long strangers stay, and how many
 	// peers it holds.
 	Book   book.Policy
