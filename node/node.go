@@ -404,7 +404,7 @@ func (n *Node) loadBook() error {
 	b, err := book.Load(filepath.Join(n.cfg.DataDir, bookFileName), n.cfg.Book)
 	switch {
 	case errors.Is(err, book.ErrCorrupt):
-		n.log.Warn("peer book was corrupt, starting empty", "err", err)
+		n.log.Error("peer book was corrupt, starting empty", "err", err)
 	case errors.Is(err, book.ErrSkipped):
 		n.log.Warn("peer book had invalid entries, skipped them", "err", err)
 	case err != nil:
