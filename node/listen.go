@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"slices"
 
-	ma "github.com/multiformats/go-multiaddr"
-
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // listen binds every configured listen address, each on its own, and fails
@@ -17,10 +16,17 @@ import (
 // WebSocket port is taken would run without WebSocket, locking out every
 // peer that can use nothing else, and say nothing.
 //
+// With ListenBestEffort an address that does not bind is a WARN line
+// naming it and the error, and is listed by ListenFailures (status,
+// health); the start still fails if none binds.
+//
 // /tcp/P and /tcp/P/ws are two listeners on one port here (the node's
 // transports do not share a TCP listener), so configuring both is a bind
 // failure too. A /tcp/0 or /udp/0 address binds whatever port is free.
 func (n *Node) listen() error {
+	if len(n.cfg.Listen) == 0 {
+		return nil
+	}
 	sw, ok := n.host.Network().(*swarm.Swarm)
 	if !ok {
 		// Not libp2p's swarm: no way to listen on one address and learn
@@ -46,5 +52,19 @@ func (n *Node) listen() error {
 			errs = append(errs, fmt.Errorf("listen on %s: %w", a, err))
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	if !n.cfg.ListenBestEffort || len(errs) == len(addrs) {
+		return errors.Join(errs...)
+	}
+	for _, err := range errs {
+		n.log.Warn("listen address not bound; going on without it (best effort)", "err", err)
+		n.unbound = append(n.unbound, err.Error())
+	}
+	return nil
 }
+
+// ListenFailures lists the configured listen addresses that did not bind,
+// each with its error; only ListenBestEffort starts a node with any.
+func (n *Node) ListenFailures() []string { return slices.Clone(n.unbound) }

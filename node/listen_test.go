@@ -15,7 +15,13 @@ import (
 
 func relayWithListen(t *testing.T, addrs ...string) (*node.Node, error) {
 	t.Helper()
+	return relayListening(t, false, addrs...)
+}
+
+func relayListening(t *testing.T, bestEffort bool, addrs ...string) (*node.Node, error) {
+	t.Helper()
 	cfg := node.DefaultConfig(protocol.RolePublic)
+	cfg.ListenBestEffort = bestEffort
 	cfg.Key, cfg.Logger, cfg.DisableDHT = nodetest.Key(t), nodetest.Logger(t), true
 	cfg.Listen = nil
 	for _, a := range addrs {
@@ -95,5 +101,26 @@ func TestListenAll(t *testing.T) {
 	}
 	if len(got) != 3 {
 		t.Errorf("listening on %v, want 3 addresses", got)
+	}
+}
+
+// With ListenBestEffort a taken address is listed, not fatal, as long as
+// another binds; if none binds the start still fails.
+func TestListenBestEffort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	busy := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", taken.Addr().(*net.TCPAddr).Port)
+	n, err := relayListening(t, true, busy, "/ip4/127.0.0.1/tcp/0")
+	if err != nil {
+		t.Fatalf("best effort: %v", err)
+	}
+	if f := n.ListenFailures(); len(f) != 1 || !strings.Contains(f[0], busy) || !strings.Contains(f[0], "address already in use") {
+		t.Errorf("ListenFailures = %q, want %s and its error", f, busy)
+	}
+	if _, err := relayListening(t, true, busy, busy+"/ws"); err == nil {
+		t.Error("best effort started with no address bound")
 	}
 }

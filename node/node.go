@@ -43,6 +43,8 @@ type Node struct {
 	log  *slog.Logger
 	host host.Host
 	book *book.Book
+	// unbound are the listen addresses that did not bind (listen.go).
+	unbound []string
 
 	relaySvc *relay.Service
 	refusals *relay.Refusals // public: what limits refused, for status and logs
