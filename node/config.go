@@ -58,8 +58,11 @@ type Config struct {
 	PSK pnet.PSK
 	// DataDir holds the peer book; "" keeps it in memory only.
 	DataDir string
-	// Listen addresses. A private node needs none.
-	Listen []ma.Multiaddr
+	// Listen addresses. A private node needs none. Each must bind, or the
+	// node does not start; with ListenBestEffort one that does not is a
+	// warning (log, status, health) as long as another binds.
+	Listen           []ma.Multiaddr
+	ListenBestEffort bool
 	// Relays a private node reserves on (full /p2p/ addresses).
 	Relays []ma.Multiaddr
 	// WebSocketOnly leaves TCP and QUIC out of the transports, as for a
@@ -90,6 +93,9 @@ type Config struct {
 	// Expose are local TCP services offered to members from the start
 	// (node/tunnel); more are exposed at run time through Tunnels().
 	Expose []tunnel.Exposure
+	// ExposeTargets restricts the hosts exposed services may connect to
+	// (zero: any host).
+	ExposeTargets tunnel.Targets
 	// Book bounds the peer book: how long strangers stay, and how many
 	// peers it holds.
 	Book   book.Policy

@@ -43,6 +43,8 @@ type Node struct {
 	log  *slog.Logger
 	host host.Host
 	book *book.Book
+	// unbound are the listen addresses that did not bind (listen.go).
+	unbound []string
 
 	relaySvc *relay.Service
 	refusals *relay.Refusals // public: what limits refused, for status and logs
@@ -273,10 +275,8 @@ func (n *Node) start() error {
 		n.goRun(n.saveLoop)
 	}
 	n.goRun(n.pruneLoop)
-	if len(n.cfg.Listen) > 0 {
-		if err := n.host.Network().Listen(n.cfg.Listen...); err != nil {
-			return fmt.Errorf("listen: %w", err)
-		}
+	if err := n.listen(); err != nil {
+		return err
 	}
 	n.log.Info("node started", "peer_id", n.host.ID(), "role", n.cfg.Role, "network", n.cfg.Network)
 	return nil
@@ -406,7 +406,7 @@ func (n *Node) loadBook() error {
 	b, err := book.Load(filepath.Join(n.cfg.DataDir, bookFileName), n.cfg.Book)
 	switch {
 	case errors.Is(err, book.ErrCorrupt):
-		n.log.Warn("peer book was corrupt, starting empty", "err", err)
+		n.log.Error("peer book was corrupt, starting empty", "err", err)
 	case errors.Is(err, book.ErrSkipped):
 		n.log.Warn("peer book had invalid entries, skipped them", "err", err)
 	case err != nil:

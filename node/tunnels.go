@@ -64,7 +64,7 @@ func (n *Node) privateResourceManager() (libp2p.Option, error) {
 }
 
 func (n *Node) startTunnels() error {
-	tc := tunnel.Config{Expose: n.cfg.Expose, Logger: n.log}
+	tc := tunnel.Config{Expose: n.cfg.Expose, Targets: n.cfg.ExposeTargets, Logger: n.log}
 	if n.cfg.DataDir != "" {
 		tc.StorePath = filepath.Join(n.cfg.DataDir, tunnelsFileName)
 	}

@@ -98,7 +98,8 @@ func ValidServiceName(name string) error {
 	if i := strings.IndexFunc(name, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
 	}); i >= 0 {
-		return fmt.Errorf("service name %q: character %q not allowed (letters, digits, '.', '_', '-')", name, name[i])
+		r, _ := utf8.DecodeRuneInString(name[i:])
+		return fmt.Errorf("service name %q: character %q not allowed (letters, digits, '.', '_', '-')", name, r)
 	}
 	return nil
 }

@@ -255,5 +255,8 @@ func runHealth(args []string) error {
 		return fmt.Errorf("unhealthy: %s", h.Reason)
 	}
 	fmt.Println("ok")
+	for _, w := range h.Warnings {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,8 +300,21 @@ func checkTunnels(t *testing.T, aAPI, bAPI, bID string) {
 	if out, err := overlay(t, "expose", "--api", bAPI, "api", bAPI, "--allow", bID); err != nil || !strings.Contains(out, `as "api"`) {
 		t.Fatalf("expose: %q, %v", out, err)
 	}
-	if _, err := overlay(t, "expose", "--api", bAPI, "api", bAPI); err != nil {
-		t.Fatalf("expose again, to every member: %v", err)
+	if _, err := overlay(t, "expose", "--api", bAPI, "api", bAPI); err == nil || !strings.Contains(err.Error(), "--replace") {
+		t.Fatalf("expose of an exposed name without --replace: %v", err)
+	}
+	if out, err := overlay(t, "expose", "--api", bAPI, "--replace", "api", bAPI); err != nil || !strings.Contains(out, "replaced") {
+		t.Fatalf("expose again with --replace, to every member: %q, %v", out, err)
+	}
+	// Names a URL path rewrites, ports no connection can use, a name the
+	// error must echo as typed.
+	for _, bad := range [][]string{{".", bAPI}, {"..", bAPI}, {"x", "127.0.0.1:0"}, {"x", "127.0.0.1:-1"}, {"x", "127.0.0.1:99999"}, {"café", bAPI}} {
+		_, err := overlay(t, "expose", "--api", bAPI, bad[0], bad[1])
+		if err == nil {
+			t.Errorf("expose %s %s accepted", bad[0], bad[1])
+		} else if bad[0] == "café" && !strings.Contains(err.Error(), `'é'`) {
+			t.Errorf("expose café: %v, want the character echoed as 'é'", err)
+		}
 	}
 	out, err := overlay(t, "forward", "--api", aAPI, "127.0.0.1:0", bID, "api")
 	if err != nil {
@@ -321,6 +335,18 @@ func checkTunnels(t *testing.T, aAPI, bAPI, bID string) {
 	}
 	if _, err := overlay(t, "forward", "--remove", listen, "--api", aAPI); err != nil {
 		t.Fatal(err)
+	}
+	// A forward on every interface is found by the address it was given.
+	out, err = overlay(t, "forward", "--api", aAPI, "0.0.0.0:0", bID, "api")
+	if err != nil {
+		t.Fatalf("forward 0.0.0.0: %v", err)
+	}
+	if _, err := fmt.Sscanf(out, "forwarding %s to", &listen); err != nil {
+		t.Fatalf("forward printed %q", out)
+	}
+	_, port, _ := net.SplitHostPort(listen)
+	if _, err := overlay(t, "forward", "--remove", "0.0.0.0:"+port, "--api", aAPI); err != nil {
+		t.Fatalf("remove the forward bound as %s by 0.0.0.0:%s: %v", listen, port, err)
 	}
 	if _, err := overlay(t, "expose", "--remove", "api", "--api", bAPI); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -91,7 +92,7 @@ func parseMixed(fs *flag.FlagSet, args []string) ([]string, error) {
 func runExpose(args []string) error {
 	var cf clientFlags
 	var allow strs
-	var list bool
+	var list, replace bool
 	var remove string
 	fs := newFlags("expose", `expose NAME HOST:PORT [--allow PEER-ID ...]
        overlay expose --list [--json]
@@ -100,9 +101,17 @@ func runExpose(args []string) error {
 Serves the local TCP service at HOST:PORT to members of the network under
 NAME (letters, digits, '.', '_', '-'); they reach it with 'overlay forward'.
 Only members may open it, and with --allow only the members named. The
-node keeps it in DATA/tunnels.json, so it survives a restart.`)
+node keeps it in DATA/tunnels.json, so it survives a restart. A name
+already exposed is refused unless --replace; replacing with a narrower
+--allow cuts the open tunnels of members no longer admitted.
+
+HOST may be any host the node reaches, not only itself: an exposed service
+makes the node a TCP proxy, for the members it admits, to that host. Start
+the node with --expose-targets loopback (or a list of CIDR prefixes) to
+keep exposures to hosts you choose.`)
 	cf.register(fs, true, 30*time.Second)
 	fs.Var(&allow, "allow", "admit only this member (peer ID), repeatable; default: every member")
+	fs.BoolVar(&replace, "replace", false, "replace the service NAME if it is exposed already")
 	fs.BoolVar(&list, "list", false, "list the exposed services")
 	fs.StringVar(&remove, "remove", "", "stop exposing the service NAME (one set by --expose comes back at the next start)")
 	pos, err := parseMixed(fs, args)
@@ -140,14 +149,22 @@ node keeps it in DATA/tunnels.json, so it survives a restart.`)
 		fmt.Printf("no longer exposing %s\n", remove)
 		return nil
 	case len(pos) == 2 && !list && remove == "":
-		e, err := c.Expose(ctx, api.ExposeRequest{Name: pos[0], Target: pos[1], Allow: allow})
+		e, err := c.Expose(ctx, api.ExposeRequest{Name: pos[0], Target: pos[1], Allow: allow, Replace: replace})
+		var ae *api.APIError
+		if errors.As(err, &ae) && ae.Code == http.StatusConflict {
+			return fmt.Errorf("%w (overlay expose --replace %s %s to replace it)", err, pos[0], pos[1])
+		}
 		if err != nil {
 			return err
 		}
 		if cf.json {
 			return printJSON(e)
 		}
-		fmt.Printf("exposing %s as %q to %s\n", e.Target, e.Name, orEvery(len(e.Allow)))
+		verb := "exposing"
+		if e.Replaced {
+			verb = "replaced: now exposing"
+		}
+		fmt.Printf("%s %s as %q to %s\n", verb, e.Target, e.Name, orEvery(len(e.Allow)))
 		return nil
 	}
 	fs.Usage()
@@ -207,7 +224,7 @@ Forwards last until the node stops (or use --forward on 'overlay peer').`)
 		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "LISTEN\tPEER\tSERVICE\tOPEN\tTOTAL\tFAILED\tLAST ERROR")
 		for _, f := range fw {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", f.Listen, f.Peer, f.Service, f.Open, f.Total, f.Failed, orDash(f.LastError))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", f.Listen, f.Peer, f.Service, f.Open, f.Total, f.Failed, orDash(oneLine(f.LastError)))
 		}
 		return tw.Flush()
 	case remove != "" && len(pos) == 0 && !list:
@@ -230,6 +247,10 @@ Forwards last until the node stops (or use --forward on 'overlay peer').`)
 	fs.Usage()
 	return errUsage
 }
+
+// oneLine folds an error of several lines (libp2p lists each failed
+// address on its own) into one, so that it keeps to its table row.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // startForwards sets up the --forward flags of a node command.
 func startForwards(t *tunnel.Service, specs forwardSpecs) error {

@@ -109,14 +109,14 @@ func (s *Server) Close() error {
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /{$}", serveStatusPage)
 	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, http.StatusOK, s.n.Status())
+		WriteJSON(w, http.StatusOK, StatusReply{Status: s.n.Status(), ListenFailed: s.n.ListenFailures()})
 	})
 	s.mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, s.n.Book().List())
 	})
 	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		ok, why := s.n.Healthy()
-		WriteJSON(w, http.StatusOK, Health{OK: ok, Reason: why})
+		WriteJSON(w, http.StatusOK, Health{OK: ok, Reason: why, Warnings: s.n.ListenFailures()})
 	})
 	s.mux.HandleFunc("POST /v1/connect", s.connect)
 	if h := MetricsHandler(s.n); h != nil {
@@ -126,10 +126,20 @@ func (s *Server) routes() {
 	s.tunnelRoutes()
 }
 
-// Health is the answer of /v1/health.
+// Health is the answer of /v1/health. Warnings are what runs degraded
+// without making the node unhealthy: listen addresses that did not bind
+// under --listen-best-effort.
 type Health struct {
-	OK     bool   `json:"ok"`
-	Reason string `json:"reason"`
+	OK       bool     `json:"ok"`
+	Reason   string   `json:"reason"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// StatusReply is the answer of /v1/status: the node's status, and the
+// listen addresses that did not bind (only under --listen-best-effort).
+type StatusReply struct {
+	node.Status
+	ListenFailed []string `json:"listen_failed,omitempty"`
 }
 
 // ConnectRequest asks the node to reach a peer.

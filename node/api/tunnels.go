@@ -17,6 +17,15 @@ type ExposeRequest struct {
 	Name   string   `json:"name"`
 	Target string   `json:"target"`          // HOST:PORT
 	Allow  []string `json:"allow,omitempty"` // peer IDs; none: every member
+	// Replace replaces a service of the same name; without it, exposing
+	// a name already exposed is refused (409).
+	Replace bool `json:"replace,omitempty"`
+}
+
+// ExposeResult is the service as exposed, and whether it replaced one.
+type ExposeResult struct {
+	tunnel.Exposure
+	Replaced bool `json:"replaced,omitempty"`
 }
 
 // ForwardRequest forwards a local address to a member's service.
@@ -65,13 +74,14 @@ func (s *Server) expose(w http.ResponseWriter, r *http.Request) {
 		}
 		e.Allow = append(e.Allow, id)
 	}
-	if err := s.n.Tunnels().Expose(e); err != nil {
-		WriteError(w, http.StatusBadRequest, err)
+	replaced, err := s.n.Tunnels().Expose(e, req.Replace)
+	if err != nil {
+		WriteError(w, tunnelStatus(err), err)
 		return
 	}
-	s.log.Info("service exposed", "name", e.Name, "target", e.Target, "allow", len(e.Allow))
+	s.log.Info("service exposed", "name", e.Name, "target", e.Target, "allow", len(e.Allow), "replaced", replaced)
 	e.Source = tunnel.SourceRuntime
-	WriteJSON(w, http.StatusOK, e)
+	WriteJSON(w, http.StatusOK, ExposeResult{Exposure: e, Replaced: replaced})
 }
 
 func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
@@ -93,15 +103,18 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 }
 
 func tunnelStatus(err error) int {
-	if errors.Is(err, tunnel.ErrUnknownService) {
+	switch {
+	case errors.Is(err, tunnel.ErrUnknownService):
 		return http.StatusNotFound
+	case errors.Is(err, tunnel.ErrExists):
+		return http.StatusConflict
 	}
 	return http.StatusBadRequest
 }
 
 // Expose exposes a local TCP service to members.
-func (c *Client) Expose(ctx context.Context, req ExposeRequest) (tunnel.Exposure, error) {
-	var e tunnel.Exposure
+func (c *Client) Expose(ctx context.Context, req ExposeRequest) (ExposeResult, error) {
+	var e ExposeResult
 	return e, c.Do(ctx, http.MethodPost, "/v1/expose", req, &e)
 }
 

@@ -31,6 +31,20 @@ func TestTunnelEndpoints(t *testing.T) {
 	if _, err := cb.Expose(ctx, api.ExposeRequest{Name: "bad name", Target: bAPI}); apiCode(err) != http.StatusBadRequest {
 		t.Fatalf("bad name: %v", err)
 	}
+	for _, name := range []string{".", ".."} {
+		if _, err := cb.Expose(ctx, api.ExposeRequest{Name: name, Target: bAPI}); apiCode(err) != http.StatusBadRequest {
+			t.Fatalf("name %q: %v", name, err)
+		}
+	}
+	if _, err := cb.Expose(ctx, api.ExposeRequest{Name: "x", Target: "127.0.0.1:0"}); apiCode(err) != http.StatusBadRequest {
+		t.Fatalf("port 0: %v", err)
+	}
+	if _, err := cb.Expose(ctx, api.ExposeRequest{Name: "api", Target: bAPI}); apiCode(err) != http.StatusConflict {
+		t.Fatalf("expose of an exposed name: %v, want 409", err)
+	}
+	if res, err := cb.Expose(ctx, api.ExposeRequest{Name: "api", Target: bAPI, Allow: []string{a.ID().String()}, Replace: true}); err != nil || !res.Replaced {
+		t.Fatalf("replace: %+v, %v", res, err)
+	}
 	if _, err := cb.Expose(ctx, api.ExposeRequest{Name: "x", Target: bAPI, Allow: []string{"nope"}}); apiCode(err) != http.StatusBadRequest {
 		t.Fatalf("bad allow: %v", err)
 	}

@@ -1,10 +1,12 @@
 package book
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"time"
@@ -35,16 +37,20 @@ type file struct {
 }
 
 // fileIn decodes peers one by one, so that one bad entry costs only itself.
+// Its keys are read strictly (an unknown one sets the file aside), as
+// tunnels.json is read; entries are not, so that a peer written by another
+// build costs at most itself.
 type fileIn struct {
 	Version int               `json:"version"`
+	Saved   json.RawMessage   `json:"saved"`
 	Peers   []json.RawMessage `json:"peers"`
 }
 
 // Load reads the book saved at path and applies p to it (see Evict). It
 // always returns a usable book. A missing file gives an empty book. A file
-// that cannot be read as a whole (too large, not JSON, unknown version) is
-// renamed to path.corrupt-<time> and an empty book is returned with an error
-// wrapping ErrCorrupt. Invalid entries are dropped and reported with an error
+// that cannot be read as a whole (too large, not JSON, an unknown key or
+// version) is renamed to path.corrupt-<time> and an empty book is returned
+// with an error wrapping ErrCorrupt. Invalid entries are dropped and reported with an error
 // wrapping ErrSkipped alongside the rest of the book. Anything else, such as
 // a path that is not a regular file, is an error the caller should not
 // ignore: the file is left alone.
@@ -60,8 +66,13 @@ func Load(path string, p Policy) (*Book, error) {
 		return b, fmt.Errorf("read peer book %s: %w", path, err)
 	}
 	var f fileIn
-	if err := json.Unmarshal(data, &f); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
 		return b, setAside(path, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return b, setAside(path, errors.New("more data after the JSON object"))
 	}
 	if f.Version != fileVersion {
 		return b, setAside(path, fmt.Errorf("unknown version %d", f.Version))

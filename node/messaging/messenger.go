@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/overlay-net/overlay/protocol"
 )
@@ -161,8 +162,18 @@ func (m *Messenger) send(ctx context.Context, to peer.ID, data []byte) (time.Dur
 	err := ob.flush(ctx, m)
 	ob.give()
 	if err != nil {
-		ob.forget(p.seq)
-		return 0, err
+		// The connection reach found may be gone already (its relay
+		// killed a moment ago): that is a path failure like any later
+		// one, retried by await for as long as ctx has a deadline.
+		if _, ok := ctx.Deadline(); !ok || final(err) || ctx.Err() != nil {
+			ob.forget(p.seq)
+			if ctx.Err() != nil {
+				return 0, fmt.Errorf("%w: message %d to %s: %v (last: %v)", ErrTimeout, p.seq, to, ctx.Err(), err)
+			}
+			return 0, err
+		}
+		m.log.Debug("message not sent yet", "peer", to, "seq", p.seq, "err", err)
+		p.signal()
 	}
 	if err := m.await(ctx, ob, p); err != nil {
 		ob.forget(p.seq)
@@ -240,15 +251,32 @@ func (m *Messenger) await(ctx context.Context, ob *outbox, p *pending) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: message %d to %s: %v (last: %v)", ErrTimeout, p.seq, ob.to, ctx.Err(), err)
 		}
+		if final(err) {
+			return err
+		}
 		// No path right now (a relay restarting, say): try again soon,
-		// for as long as the caller waits.
+		// for as long as the caller waits, through reach, which clears
+		// the dial backoff and skips relays known to be down.
 		m.log.Debug("message not resent yet", "peer", ob.to, "seq", p.seq, "err", err)
 		if !pause(ctx, wait) {
 			return fmt.Errorf("%w: message %d to %s: %v (last: %v)", ErrTimeout, p.seq, ob.to, ctx.Err(), err)
 		}
 		wait = min(2*wait, maxResendBackoff)
+		if rerr := m.reach(ctx, ob.to); rerr != nil && !errors.Is(rerr, ErrUnreachable) {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: message %d to %s: %v (last: %v)", ErrTimeout, p.seq, ob.to, ctx.Err(), err)
+			}
+			return rerr
+		}
 		p.signal()
 	}
+}
+
+// final reports a failure to write to a receiver that waiting will not
+// cure: it does not speak the message protocol.
+func final(err error) bool {
+	var ns msmux.ErrNotSupported[libp2pproto.ID]
+	return errors.As(err, &ns)
 }
 
 // Repath tells the messenger that a direct connection to p now exists: the

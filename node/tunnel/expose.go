@@ -1,12 +1,15 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -37,9 +40,30 @@ func (e Exposure) check() error {
 	if err := protocol.ValidServiceName(e.Name); err != nil {
 		return err
 	}
+	if strings.Trim(e.Name, ".") == "" {
+		// The control API names a service in its URL path, where "." and
+		// ".." are path steps, not names: it could never be removed.
+		return fmt.Errorf("service name %q: not a name (a URL path reads it as a directory step); pick another", e.Name)
+	}
 	host, port, err := net.SplitHostPort(e.Target)
 	if err != nil || host == "" || port == "" {
 		return fmt.Errorf("service %s: target %q must be HOST:PORT", e.Name, e.Target)
+	}
+	if err := checkPort(port); err != nil {
+		return fmt.Errorf("service %s: target %q: %w", e.Name, e.Target, err)
+	}
+	return nil
+}
+
+// checkPort accepts a TCP port a connection can go to: 1 to 65535, or a
+// service name the system knows ("ssh").
+func checkPort(s string) error {
+	p, err := net.LookupPort("tcp", s)
+	if err != nil {
+		return fmt.Errorf("port %q: not a port number 1-65535 nor a known service name", s)
+	}
+	if p < 1 || p > 65535 {
+		return fmt.Errorf("port %q: must be 1-65535", s)
 	}
 	return nil
 }
@@ -56,16 +80,24 @@ func ParseExposure(s string) (Exposure, error) {
 	return e, e.check()
 }
 
-// Expose offers e to members, replacing a service of the same name, and
-// keeps it in the store file.
-func (s *Service) Expose(e Exposure) error {
+// Expose offers e to members and keeps it in the store file. A service of
+// the same name is an error wrapping ErrExists unless replace is set; then
+// it is replaced, and its open tunnels from members e no longer admits are
+// cut. It reports whether it replaced one.
+func (s *Service) Expose(e Exposure, replace bool) (replaced bool, err error) {
 	e.Source = SourceRuntime
 	if err := e.check(); err != nil {
-		return err
+		return false, err
+	}
+	if err := s.cfg.Targets.Check(e.Target); err != nil {
+		return false, fmt.Errorf("service %s: %w", e.Name, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, had := s.exposed[e.Name]
+	if had && !replace {
+		return false, fmt.Errorf("%w: %q (to %s, set by %s); remove it first, or replace it", ErrExists, e.Name, old.Target, old.Source)
+	}
 	s.exposed[e.Name] = e
 	if err := s.saveLocked(); err != nil {
 		if had {
@@ -73,9 +105,24 @@ func (s *Service) Expose(e Exposure) error {
 		} else {
 			delete(s.exposed, e.Name)
 		}
-		return err
+		return false, err
 	}
-	return nil
+	if had {
+		s.cutDisallowedLocked(e)
+	}
+	return had, nil
+}
+
+// cutDisallowedLocked cuts the tunnels served under e's name to members e
+// does not admit (its allow list narrowed); s.mu is held.
+func (s *Service) cutDisallowedLocked(e Exposure) {
+	for p := range s.live {
+		if p.served != e.Name || e.allows(p.st.Conn().RemotePeer()) {
+			continue
+		}
+		s.logs.info(s.log, "tunnel cut: member no longer allowed", "service", e.Name, "peer", p.st.Conn().RemotePeer())
+		p.abort(ErrNotAllowed)
+	}
 }
 
 // Unexpose stops offering the service name; tunnels already open to it
@@ -114,36 +161,88 @@ type storeFile struct {
 	Expose  []Exposure `json:"expose"`
 }
 
+// storeVersion is the version of storeFile this build writes and reads.
+const storeVersion = 1
+
 // maxStore caps the store file: thousands of services fit.
 const maxStore = 4 << 20
 
+// parseStore reads a store file, strictly: an unknown key (a typo such as
+// "Allowed" for "allow" would otherwise admit every member), an unknown or
+// missing version, a name listed twice or an invalid entry refuses the
+// whole file.
+func parseStore(b []byte) ([]Exposure, error) {
+	if len(b) > maxStore {
+		return nil, fmt.Errorf("%d bytes, more than %d", len(b), maxStore)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var f storeFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("more data after the JSON object")
+	}
+	if f.Version != storeVersion {
+		return nil, fmt.Errorf("version %d, this build reads version %d", f.Version, storeVersion)
+	}
+	seen := make(map[string]bool, len(f.Expose))
+	for i, e := range f.Expose {
+		if err := e.check(); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i+1, err)
+		}
+		if seen[e.Name] {
+			return nil, fmt.Errorf("entry %d: service %q listed twice", i+1, e.Name)
+		}
+		seen[e.Name] = true
+		f.Expose[i].Source = SourceRuntime
+	}
+	return f.Expose, nil
+}
+
 // load adds the services kept at StorePath; they win over the
-// configuration's of the same name, as the later word. A damaged file
-// stops the start: exposing less, or more, than the user asked for
-// silently would be worse.
+// configuration's of the same name, as the later word. A file that cannot
+// be read as a whole is moved aside, as the peer book is, and reported
+// with an error wrapping ErrCorrupt: the node then exposes only its
+// configuration's services, never more than asked for. Any other failure
+// to read it (a directory in its place, no permission) stops the start.
 func (s *Service) load() error {
 	if s.cfg.StorePath == "" {
 		return nil
 	}
 	b, err := atomicfile.ReadCapped(s.cfg.StorePath, maxStore)
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil
+	case errors.Is(err, atomicfile.ErrTooLarge):
+		return setAside(s.cfg.StorePath, err)
+	case err != nil:
+		return fmt.Errorf("read exposed services from %s: %w", s.cfg.StorePath, err)
 	}
+	es, err := parseStore(b)
 	if err != nil {
-		return fmt.Errorf("read exposed services: %w", err)
+		return setAside(s.cfg.StorePath, err)
 	}
-	var f storeFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("read exposed services from %s: %w (fix or remove the file)", s.cfg.StorePath, err)
-	}
-	for _, e := range f.Expose {
-		if err := e.check(); err != nil {
-			return fmt.Errorf("read exposed services from %s: %w", s.cfg.StorePath, err)
+	for _, e := range es {
+		if err := s.cfg.Targets.Check(e.Target); err != nil {
+			return setAside(s.cfg.StorePath, fmt.Errorf("service %s: %w", e.Name, err))
 		}
-		e.Source = SourceRuntime
+	}
+	for _, e := range es {
 		s.exposed[e.Name] = e
 	}
 	return nil
+}
+
+// setAside moves a damaged store file out of the way, to
+// path.corrupt-<time>, and returns the error that reports it.
+func setAside(path string, why error) error {
+	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405.000000000"))
+	if err := os.Rename(path, aside); err != nil {
+		return fmt.Errorf("%w: %s: %v (and could not move it aside: %v)", ErrCorrupt, path, why, err)
+	}
+	return fmt.Errorf("%w: %s: %v; moved to %s", ErrCorrupt, path, why, aside)
 }
 
 // saveLocked writes the services exposed at run time; s.mu is held.
@@ -151,7 +250,7 @@ func (s *Service) saveLocked() error {
 	if s.cfg.StorePath == "" {
 		return nil
 	}
-	f := storeFile{Version: 1, Expose: []Exposure{}}
+	f := storeFile{Version: storeVersion, Expose: []Exposure{}}
 	for _, e := range s.exposed {
 		if e.Source == SourceRuntime {
 			e.Source = ""
@@ -218,10 +317,10 @@ func (s *Service) serve(st network.Stream) {
 		return
 	}
 	dctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
-	c, err := (&net.Dialer{}).DialContext(dctx, "tcp", e.Target)
+	c, err := (&net.Dialer{Control: s.cfg.Targets.control}).DialContext(dctx, "tcp", e.Target)
 	cancel()
 	if err != nil {
-		s.log.Info("exposed service down", "service", name, "target", e.Target, "peer", from, "err", err)
+		s.logs.info(s.log, "exposed service down", "service", name, "target", e.Target, "peer", from, "err", err)
 		s.refuse(st, name, protocol.TunnelServiceDown, fmt.Sprintf("service %q: %v", name, err))
 		return
 	}
@@ -231,7 +330,7 @@ func (s *Service) serve(st network.Stream) {
 		return
 	}
 	s.log.Debug("tunnel in", "service", name, "peer", from)
-	s.carry(c.(tcpConn), st)
+	s.carry(c.(tcpConn), st, name)
 }
 
 // refuse answers with a refusal and closes the stream, so that the answer

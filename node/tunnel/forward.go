@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -84,14 +85,21 @@ func (s *Service) Forward(listen string, to peer.ID, name string) (Forward, erro
 	return f.info(), nil
 }
 
-// Unforward closes the listener at addr (as given to Forward or as bound);
-// tunnels it opened stay until they end.
+// Unforward closes the listener at addr (as given to Forward or as bound:
+// 0.0.0.0:P finds the forward bound as [::]:P); tunnels it opened stay
+// until they end.
 func (s *Service) Unforward(addr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.forwards[addr]
 	if !ok {
-		f, ok = s.forwards[LocalAddr(addr)]
+		want := LocalAddr(addr)
+		for _, g := range s.forwards {
+			if sameListen(g.listen, want) {
+				f, ok = g, true
+				break
+			}
+		}
 	}
 	if !ok {
 		return fmt.Errorf("no forward listens on %s", addr)
@@ -99,6 +107,27 @@ func (s *Service) Unforward(addr string) error {
 	delete(s.forwards, f.listen)
 	f.ln.Close()
 	return nil
+}
+
+// sameListen reports whether two HOST:PORT listen addresses are one: the
+// same port, and the same IP, or both the unspecified address (Go binds
+// 0.0.0.0 as the dual-stack [::]).
+func sameListen(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	if ha == hb {
+		return true
+	}
+	ia, err1 := netip.ParseAddr(ha)
+	ib, err2 := netip.ParseAddr(hb)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	ia, ib = ia.Unmap(), ib.Unmap()
+	return ia == ib || ia.IsUnspecified() && ib.IsUnspecified()
 }
 
 // Forwards lists the forwards, by listen address.
@@ -154,7 +183,7 @@ func (s *Service) forwardConn(f *forward, c tcpConn) {
 		f.lastErr = err.Error()
 		f.mu.Unlock()
 		if s.ctx.Err() == nil {
-			s.log.Warn("tunnel not opened", "listen", f.listen, "peer", f.peer, "service", f.service,
+			s.logs.warn(s.log, "tunnel not opened", "listen", f.listen, "peer", f.peer, "service", f.service,
 				"reason", Reason(err), "err", err)
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
@@ -165,11 +194,11 @@ func (s *Service) forwardConn(f *forward, c tcpConn) {
 	}
 	s.log.Debug("tunnel open", "listen", f.listen, "peer", f.peer, "service", f.service, "setup", time.Since(start))
 	f.open.Add(1)
-	up, down, err := s.carry(c, st)
+	up, down, err := s.carry(c, st, "")
 	f.open.Add(-1)
 	switch {
 	case err != nil && s.ctx.Err() == nil:
-		s.log.Info("tunnel cut", "listen", f.listen, "peer", f.peer, "service", f.service,
+		s.logs.info(s.log, "tunnel cut", "listen", f.listen, "peer", f.peer, "service", f.service,
 			"sent", up, "received", down, "err", err)
 	default:
 		s.log.Debug("tunnel closed", "listen", f.listen, "peer", f.peer, "service", f.service,

@@ -114,7 +114,7 @@ func expose(t testing.TB, n *node.Node, name, addr string, allow ...*node.Node) 
 	for _, a := range allow {
 		e.Allow = append(e.Allow, a.ID())
 	}
-	if err := n.Tunnels().Expose(e); err != nil {
+	if _, err := n.Tunnels().Expose(e, false); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,11 +10,12 @@ import (
 
 // pipe is one tunnel carrying bytes: a TCP connection and its stream.
 type pipe struct {
-	c    tcpConn
-	st   network.Stream
-	once sync.Once
-	mu   sync.Mutex
-	err  error // the first failure, which cut the tunnel
+	c      tcpConn
+	st     network.Stream
+	served string // the service name when this node serves it; "": a forward
+	once   sync.Once
+	mu     sync.Mutex
+	err    error // the first failure, which cut the tunnel
 }
 
 // abort cuts the tunnel: the stream is reset, so the other side cuts its
@@ -44,9 +45,10 @@ func (p *pipe) cause() error {
 // carry copies bytes both ways until both directions end, in this
 // goroutine and one more that Close waits for. Each direction's end of
 // data is passed on as a half-close; a failure either way cuts both. It
-// returns the bytes carried each way and the failure, if any.
-func (s *Service) carry(c tcpConn, st network.Stream) (up, down int64, err error) {
-	p := &pipe{c: c, st: st}
+// returns the bytes carried each way and the failure, if any. served names
+// the service when this node serves the tunnel ("" for a forward).
+func (s *Service) carry(c tcpConn, st network.Stream, served string) (up, down int64, err error) {
+	p := &pipe{c: c, st: st, served: served}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

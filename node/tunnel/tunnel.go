@@ -29,6 +29,11 @@ var (
 	ErrServiceDown    = errors.New("service down")
 	ErrNotMember      = errors.New("not a member")
 	ErrClosed         = errors.New("tunnel service closed")
+	// ErrExists refuses to expose a name already exposed, unless replacing.
+	ErrExists = errors.New("service already exposed")
+	// ErrCorrupt reports a store file that could not be read as a whole:
+	// New moved it aside and logged it.
+	ErrCorrupt = errors.New("damaged exposed services file")
 )
 
 // DefaultDialTimeout bounds the serving side's connect to its local
@@ -64,7 +69,10 @@ type Config struct {
 	StorePath    string
 	DialTimeout  time.Duration // 0: DefaultDialTimeout
 	SetupTimeout time.Duration // 0: DefaultSetupTimeout
-	Logger       *slog.Logger
+	// Targets restricts the hosts exposed services may connect to; the
+	// zero value admits any.
+	Targets Targets
+	Logger  *slog.Logger
 }
 
 // Service serves exposed services to members and forwards local ports to
@@ -77,6 +85,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	exposed  map[string]Exposure
+	logs     logQuota            // per-connection log lines
 	forwards map[string]*forward // by bound address
 	live     map[*pipe]struct{}  // tunnels carrying bytes, either side
 	closed   bool
@@ -105,9 +114,16 @@ func New(t Transport, members Members, cfg Config) (*Service, error) {
 		if err := e.check(); err != nil {
 			return nil, fmt.Errorf("exposed service in the configuration: %w", err)
 		}
+		if err := cfg.Targets.Check(e.Target); err != nil {
+			return nil, fmt.Errorf("exposed service %s in the configuration: %w", e.Name, err)
+		}
 		s.exposed[e.Name] = e
 	}
-	if err := s.load(); err != nil {
+	switch err := s.load(); {
+	case errors.Is(err, ErrCorrupt):
+		// Loud, and the node goes on: it exposes less than asked, never more.
+		s.log.Error("exposed services file damaged, moved aside: exposing only the configuration's services", "err", err)
+	case err != nil:
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -369,7 +369,7 @@ func TestExposedServicesSurviveRestart(t *testing.T) {
 	b := nt.Peer(t, relays, nt.WithKey(key), nt.WithDataDir(dir), fromConfig)
 	svc := serve(t, echo)
 	expose(t, b, "echo", svc.addr())
-	if err := b.Tunnels().Expose(tunnel.Exposure{Name: "gone", Target: "127.0.0.1:2"}); err != nil {
+	if _, err := b.Tunnels().Expose(tunnel.Exposure{Name: "gone", Target: "127.0.0.1:2"}, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Tunnels().Unexpose("gone"); err != nil {
