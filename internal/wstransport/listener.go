@@ -143,8 +143,8 @@ func (l *wsListener) acceptLoop() {
 // Upgradable is a connection, as the upgrader's listener gate hands it
 // over, that wants to know when its HTTP upgrade is done: a gate that
 // tells talking peers from silent ones (relay.Gate) must not take the
-// upgrade request for the start of a security handshake, or 1,000
-// upgrades followed by silence would all pass for honest peers.
+// upgrade request for the start of a security handshake, or any number
+// of upgrades followed by silence would pass for honest peers.
 type Upgradable interface {
 	Upgraded()
 }

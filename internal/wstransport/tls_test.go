@@ -137,3 +137,38 @@ func TestTLSErrors(t *testing.T) {
 		t.Fatalf("New with a key as CA file: %v", err)
 	}
 }
+
+// The TLS handshake runs under the upgrade's deadline: a client that
+// opens the TCP connection and stalls, before or during the handshake,
+// is closed after HandshakeTimeout, not held.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, dir)
+	cf, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.Issue(t, cf, kf)
+	tr := rawTransport(t, Config{CertFile: cf, KeyFile: kf, HandshakeTimeout: 200 * time.Millisecond})
+	l, err := tr.listen(ma.StringCast("/ip4/127.0.0.1/tcp/0/tls/ws"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	for _, opening := range [][]byte{nil, {0x16, 0x03, 0x01, 0x02, 0x00}} { // silence; a ClientHello's first bytes
+		c, err := net.Dial("tcp", tcpAddr(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(opening); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a pending upgrade", func() bool { return l.Pending() == 1 })
+		start := time.Now()
+		if !closedWithin(c, 5*time.Second) {
+			t.Fatalf("stalled TLS client (sent %x) still open after 5 s", opening)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("closed after %v, want about 200 ms", d)
+		}
+		waitFor(t, "no pending upgrade", func() bool { return l.Pending() == 0 })
+	}
+}
