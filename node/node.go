@@ -104,8 +104,9 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// wsConfig is the WebSocket transport's configuration: the node's, with
-// refusals over its pending caps counted with the relay's other limits.
+// wsConfig is the WebSocket transport's configuration: the node's, logging
+// to the node's logger, with refusals over its pending caps counted with
+// the relay's other limits.
 func (n *Node) wsConfig() wstransport.Config {
 	c := n.cfg.WebSocket
 	if n.gate != nil {
@@ -117,6 +118,7 @@ func (n *Node) wsConfig() wstransport.Config {
 		c.MaxPending = max(cmp.Or(c.MaxPending, wstransport.DefaultMaxPending), 2*l.Pending)
 		c.MaxPendingPerIP = max(cmp.Or(c.MaxPendingPerIP, wstransport.DefaultMaxPendingPerIP), 2*l.PendingPerIP)
 	}
+	c.Logger = n.log
 	c.Refused = func(limit string) {
 		// Set before the host listens (relayLimits), nil on a private node.
 		if r := n.refusals; r != nil {

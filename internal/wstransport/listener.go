@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -105,7 +104,7 @@ func (l *wsListener) acceptLoop() {
 			select {
 			case <-l.closed:
 			default:
-				slog.Warn("websocket listener stopped", "addr", l.laddr, "err", err)
+				l.t.cfg.Logger.Warn("websocket listener stopped", "addr", l.laddr, "err", err)
 			}
 			return
 		}
@@ -123,7 +122,7 @@ func (l *wsListener) acceptLoop() {
 			ws, err := l.upgrade(c)
 			l.release(c, ip)
 			if err != nil {
-				slog.Debug("websocket upgrade failed", "remote", c.RemoteMultiaddr(), "err", err)
+				l.t.cfg.Logger.Debug("websocket upgrade failed", "remote", c.RemoteMultiaddr(), "err", err)
 				drop(c, scope)
 				return
 			}

@@ -31,7 +31,7 @@ const maxPEMFile = 1 << 20
 type certFiles struct {
 	certFile, keyFile string
 	every             time.Duration
-	log               func(msg string, args ...any)
+	log               *slog.Logger
 
 	mu         sync.Mutex
 	cert       *tls.Certificate
@@ -44,8 +44,8 @@ type certFiles struct {
 
 // loadCertFiles loads the pair at once: a listener must not start without
 // a certificate it can serve.
-func loadCertFiles(certFile, keyFile string, every time.Duration) (*certFiles, error) {
-	f := &certFiles{certFile: certFile, keyFile: keyFile, every: every, log: slog.Warn}
+func loadCertFiles(certFile, keyFile string, every time.Duration, log *slog.Logger) (*certFiles, error) {
+	f := &certFiles{certFile: certFile, keyFile: keyFile, every: every, log: log}
 	st, err := f.stat()
 	if err != nil {
 		return nil, err
@@ -74,7 +74,7 @@ func (f *certFiles) reloadIfChanged() {
 	st, err := f.stat()
 	if err != nil {
 		if !f.statFailed {
-			f.log("TLS certificate files unreadable; serving the loaded certificate", "err", err)
+			f.log.Warn("TLS certificate files unreadable; serving the loaded certificate", "err", err)
 		}
 		f.statFailed = true
 		return
@@ -85,11 +85,11 @@ func (f *certFiles) reloadIfChanged() {
 	}
 	if err := f.load(st); err != nil {
 		f.failed = st
-		f.log("TLS certificate renewal failed; serving the loaded certificate", "err", err)
+		f.log.Warn("TLS certificate renewal failed; serving the loaded certificate", "err", err)
 		return
 	}
 	f.reloaded++
-	slog.Info("TLS certificate reloaded", "cert", f.certFile, "not_after", f.cert.Leaf.NotAfter)
+	f.log.Info("TLS certificate reloaded", "cert", f.certFile, "not_after", f.cert.Leaf.NotAfter)
 }
 
 func (f *certFiles) stat() ([2]os.FileInfo, error) {

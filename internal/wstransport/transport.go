@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -104,6 +105,9 @@ type Config struct {
 	// previous one in service.
 	CertFile, KeyFile string
 	CertCheckInterval time.Duration
+	// Logger receives the transport's few log lines (a listener that
+	// stops, upgrades that fail, certificate reloads); nil: slog.Default().
+	Logger *slog.Logger
 	// Refused, when set, is told of every connection closed over a pending
 	// cap, by limit ("ws-pending", "ws-pending-per-ip"): the caller counts
 	// and logs refusals (the node feeds its relay's refusal counts).
@@ -187,6 +191,9 @@ func New(up transport.Upgrader, rcmgr network.ResourceManager, opts ...Option) (
 	if c.Proxy == nil {
 		c.Proxy = http.ProxyFromEnvironment
 	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 	certs, err := c.loadTLS()
 	if err != nil {
 		return nil, err
@@ -215,7 +222,7 @@ func (c *Config) loadTLS() (*certFiles, error) {
 	}
 	var certs *certFiles
 	if c.TLS == nil && c.CertFile != "" {
-		f, err := loadCertFiles(c.CertFile, c.KeyFile, c.CertCheckInterval)
+		f, err := loadCertFiles(c.CertFile, c.KeyFile, c.CertCheckInterval, c.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("websocket TLS certificate: %w", err)
 		}
