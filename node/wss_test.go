@@ -25,7 +25,7 @@ import (
 // wssRelay starts a relay listening on /tls/ws only, serving the
 // certificate in certFile and keyFile (checked for renewal every 20 ms),
 // and returns it with its full /tls/ws address.
-func wssRelay(t *testing.T, certFile, keyFile string) (*node.Node, ma.Multiaddr) {
+func wssRelay(t testing.TB, certFile, keyFile string) (*node.Node, ma.Multiaddr) {
 	t.Helper()
 	r := nt.Relay(t, nt.WithListen("/ip4/127.0.0.1/tcp/0/tls/ws"), func(c *node.Config) {
 		c.WebSocket.CertFile, c.WebSocket.KeyFile = certFile, keyFile
@@ -164,5 +164,43 @@ func TestWSSListenNeedsCertificate(t *testing.T) {
 	cfg.Key, cfg.WebSocket.KeyFile = nt.Key(t), "key.pem"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--tls-key") {
 		t.Errorf("a key without a certificate: %v", err)
+	}
+}
+
+// BenchmarkPerfRelayedTLS measures bulk throughput through a relay whose
+// hops are plain WebSocket or WebSocket over TLS (one more TLS layer on
+// each hop, under libp2p's own).
+func BenchmarkPerfRelayedTLS(b *testing.B) {
+	for _, hop := range []string{"ws", "tls-ws"} {
+		b.Run(hop, func(b *testing.B) {
+			var addr ma.Multiaddr
+			var opts []nt.Option
+			if hop == "ws" {
+				addr = nt.WSAddr(b, nt.Relay(b, nt.WithListen("/ip4/127.0.0.1/tcp/0/ws")))
+			} else {
+				dir := b.TempDir()
+				ca := tlstest.NewCA(b, dir)
+				cf, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+				ca.Issue(b, cf, kf)
+				_, addr = wssRelay(b, cf, kf)
+				opts = append(opts, withCA(ca.File))
+			}
+			from := nt.Peer(b, []ma.Multiaddr{addr}, opts...)
+			to := nt.Peer(b, []ma.Multiaddr{addr}, opts...)
+			nt.Eventually(b, 20*time.Second, "both reserved", func() bool { return nt.Reserved(from, 1) && nt.Reserved(to, 1) })
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if _, err := from.Connect(ctx, to.ID().String()); err != nil {
+				b.Fatal(err)
+			}
+			const size = 32 << 20
+			b.SetBytes(size)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := protocol.RunPerf(context.Background(), from.Host(), to.ID(), 0, size); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
