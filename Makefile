@@ -41,7 +41,8 @@ FUZZ_TARGETS = \
 	./protocol:FuzzReadTunnelRequest ./protocol:FuzzReadTunnelAnswer \
 	./node/api:FuzzReadJSON ./internal/flagconf:FuzzParseFile \
 	./node/book:FuzzLoad ./node/identity:FuzzParse \
-	./relay:FuzzParseAllowlist ./node/identity:FuzzReadPSK
+	./relay:FuzzParseAllowlist ./node/identity:FuzzReadPSK \
+	./internal/wstransport:FuzzUpgrade
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:
@@ -57,7 +58,7 @@ fuzz:
 		$(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME); \
 	done
 
-# As CI runs it (.ci/run): 13 targets, 10 s each, about 3 min with builds on 2 cores.
+# As CI runs it (.ci/run): 14 targets, 10 s each, about 3 min with builds on 2 cores.
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 

@@ -72,7 +72,9 @@ type Config struct {
 	// ports are an error then, not silently dropped.
 	WebSocketOnly bool
 	// WebSocket tunes the WebSocket transport (buffers, upgrade deadline,
-	// caps on un-upgraded connections); zero fields take its defaults.
+	// caps on un-upgraded connections; the certificate files of /tls/ws
+	// listen addresses, CertFile and KeyFile, and the CA file /tls/ws
+	// dials trust, CAFile); zero fields take its defaults.
 	WebSocket wstransport.Config
 	// RelayedGrace is how long a relayed connection to a peer also reached
 	// directly may sit idle before it is closed; 0 keeps it.
@@ -196,6 +198,15 @@ func (c Config) Validate() error {
 	}
 	if w := c.WebSocket; w.ReadBuffer < 0 || w.AcceptReadBuffer < 0 || w.WriteBuffer < 0 {
 		bad("WebSocket buffers must not be negative (read %d, accept read %d, write %d)", w.ReadBuffer, w.AcceptReadBuffer, w.WriteBuffer)
+	}
+	if w := c.WebSocket; (w.CertFile == "") != (w.KeyFile == "") {
+		bad("a TLS certificate needs its key and a key its certificate (--tls-cert %q, --tls-key %q)", w.CertFile, w.KeyFile)
+	} else if w.CertFile == "" && w.TLS == nil {
+		for _, a := range c.Listen {
+			if wstransport.IsSecure(a) {
+				bad("listen address %s is WebSocket over TLS: it needs a certificate and key (--tls-cert FILE --tls-key FILE)", a)
+			}
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)

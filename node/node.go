@@ -106,20 +106,21 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// wsConfig is the WebSocket transport's configuration: the node's, with
-// refusals over its pending caps counted with the relay's other limits.
+// wsConfig is the WebSocket transport's configuration: the node's, logging
+// to the node's logger, with refusals over its pending caps counted with
+// the relay's other limits.
 func (n *Node) wsConfig() wstransport.Config {
 	c := n.cfg.WebSocket
 	if n.gate != nil {
 		// The gate sees these connections first and closes the oldest
 		// silent one for a newcomer; the transport's caps refuse the
 		// newcomer instead, so they must lie above the gate's, or they
-		// would refuse honest peers the gate lets in (5,889 times in a
-		// 10,000-peer ramp from 2 IPs with the gate at 315 per IP).
+		// would refuse honest peers the gate lets in (docs/BENCHMARKS.md).
 		l := relay.LimitsFor(n.cfg.Relay)
 		c.MaxPending = max(cmp.Or(c.MaxPending, wstransport.DefaultMaxPending), 2*l.Pending)
 		c.MaxPendingPerIP = max(cmp.Or(c.MaxPendingPerIP, wstransport.DefaultMaxPendingPerIP), 2*l.PendingPerIP)
 	}
+	c.Logger = n.log
 	c.Refused = func(limit string) {
 		// Set before the host listens (relayLimits), nil on a private node.
 		if r := n.refusals; r != nil {

@@ -70,6 +70,9 @@ func (x *daemon) register(fs *flag.FlagSet) {
 	fs.IntVar(&cfg.WebSocket.ReadBuffer, "ws-read-buffer", wstransport.DefaultReadBuffer, "WebSocket read buffer of each dialed connection, bytes, held for the connection's life; larger means fewer read system calls")
 	fs.IntVar(&cfg.WebSocket.AcceptReadBuffer, "ws-accept-read-buffer", wstransport.DefaultAcceptReadBuffer, "WebSocket read buffer of each accepted connection, bytes, held for the connection's life: a relay's memory per peer (data is read ahead into pooled buffers while it flows)")
 	fs.IntVar(&cfg.WebSocket.WriteBuffer, "ws-write-buffer", wstransport.DefaultWriteBuffer, "WebSocket write buffer, bytes, taken from a pool while writing: holding a whole TLS record (16406 bytes) makes each record one frame and one write")
+	fs.StringVar(&cfg.WebSocket.CertFile, "tls-cert", "", "PEM certificate chain served on /tls/ws (wss) listen addresses; a renewed file put in its place is served to new connections within "+wstransport.DefaultCertCheckInterval.String()+", no restart needed")
+	fs.StringVar(&cfg.WebSocket.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&cfg.WebSocket.CAFile, "tls-ca", "", "PEM file of the CA certificates that /tls/ws (wss) addresses dialed are checked against, in place of the system roots (default: the system roots)")
 	fs.Var(&d.forwards, "forward", "listen on LOCAL-ADDR and carry each connection to a member's service (LOCAL-ADDR=PEER-ID/NAME), repeatable; see 'overlay forward'")
 }
 

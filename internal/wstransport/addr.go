@@ -61,15 +61,43 @@ func parseAddr(a ma.Multiaddr) (dialAddr, error) {
 	return d, nil
 }
 
-// listenAddr returns the TCP part of a /ip4|ip6/tcp/N/ws address.
-func listenAddr(a ma.Multiaddr) (ma.Multiaddr, error) {
-	if len(a) != 3 || a[1].Protocol().Code != ma.P_TCP || a[2].Protocol().Code != ma.P_WS {
-		return nil, fmt.Errorf("want /ip4|ip6/tcp/N/ws (no /wss or /tls: terminate TLS in front): %w", errNotWebSocket)
+// listenAddr returns the TCP part of a /ip4|ip6/tcp/N/ws address, and
+// whether it is one with TLS (/tcp/N/wss or /tcp/N/tls/ws).
+func listenAddr(a ma.Multiaddr) (tcp ma.Multiaddr, secure bool, err error) {
+	errWant := fmt.Errorf("want /ip4|ip6/tcp/N/ws, /tls/ws or /wss: %w", errNotWebSocket)
+	if len(a) < 3 || a[1].Protocol().Code != ma.P_TCP {
+		return nil, false, errWant
 	}
 	if c := a[0].Protocol().Code; c != ma.P_IP4 && c != ma.P_IP6 {
-		return nil, errNotWebSocket
+		return nil, false, errWant
 	}
-	return a[:2], nil
+	switch rest := a[2:]; {
+	case len(rest) == 1 && rest[0].Protocol().Code == ma.P_WS:
+	case len(rest) == 1 && rest[0].Protocol().Code == ma.P_WSS:
+		secure = true
+	case len(rest) == 2 && rest[0].Protocol().Code == ma.P_TLS && rest[1].Protocol().Code == ma.P_WS:
+		secure = true
+	default:
+		return nil, false, errWant
+	}
+	return a[:2], secure, nil
+}
+
+// IsSecure reports whether a is a WebSocket address with TLS: /wss,
+// /tls/ws or /tls/sni/NAME/ws.
+func IsSecure(a ma.Multiaddr) bool {
+	var ws, tls bool
+	for _, c := range a {
+		switch c.Protocol().Code {
+		case ma.P_WSS:
+			return true
+		case ma.P_WS:
+			ws = true
+		case ma.P_TLS:
+			tls = true
+		}
+	}
+	return ws && tls
 }
 
 func wsSuffix(secure bool) ma.Multiaddr {

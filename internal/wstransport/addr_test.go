@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/internal/wstransport"
+	"github.com/overlay-net/overlay/internal/wstransport/tlstest"
 )
 
 func TestCanDial(t *testing.T) {
@@ -102,4 +104,31 @@ func TestDialStockSecureWebSocket(t *testing.T) {
 	t.Cleanup(func() { h.Close() })
 	serveEcho(h)
 	push(t, ourHost(t, wstransport.WithConfig(wstransport.Config{TLSClient: &tls.Config{RootCAs: pool}})), h, 1<<20)
+}
+
+// A stock node dials ours listening on /tls/ws with a certificate from
+// files, verifying it against the CA.
+func TestStockDialsOurSecureWebSocket(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, dir)
+	cf, kf := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca.Issue(t, cf, kf)
+	h, err := libp2p.New(
+		libp2p.Transport(wstransport.New, wstransport.WithConfig(wstransport.Config{CertFile: cf, KeyFile: kf})),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0/wss"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	serveEcho(h)
+	stock, err := libp2p.New(
+		libp2p.Transport(websocket.New, websocket.WithTLSClientConfig(&tls.Config{RootCAs: ca.Pool()})),
+		libp2p.NoListenAddrs,
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stock.Close() })
+	push(t, stock, h, 1<<20)
 }

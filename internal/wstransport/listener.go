@@ -3,10 +3,10 @@ package wstransport
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -20,15 +20,17 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 )
 
-// wsListener accepts TCP connections, upgrades each to WebSocket in its own
-// goroutine under a deadline, and hands the upgraded ones to libp2p's
-// upgrader (which runs the security handshake). Unlike net/http's server it
+// wsListener accepts TCP connections, upgrades each to WebSocket (after a
+// TLS handshake on /tls/ws) in its own goroutine under one deadline, and
+// hands the upgraded ones to libp2p's upgrader (which runs the security
+// handshake). Unlike net/http's server it
 // keeps nothing of the HTTP exchange once the upgrade is done.
 type wsListener struct {
 	t     *Transport
 	gated transport.GatedMaListener
 	laddr ma.Multiaddr
 	up    websocket.Upgrader
+	tls   *tls.Config // nil on /ws
 
 	incoming chan accepted
 	closed   chan struct{}
@@ -50,9 +52,18 @@ type accepted struct {
 var _ transport.GatedMaListener = (*wsListener)(nil)
 
 func (t *Transport) listen(a ma.Multiaddr) (*wsListener, error) {
-	tcpAddr, err := listenAddr(a)
+	tcpAddr, secure, err := listenAddr(a)
 	if err != nil {
 		return nil, err
+	}
+	var tlsConf *tls.Config
+	if secure {
+		if t.cfg.TLS == nil {
+			return nil, errors.New("/tls/ws (wss) needs a certificate and key (Config.CertFile and KeyFile, or TLS)")
+		}
+		tlsConf = t.cfg.TLS.Clone()
+		// The upgrade is HTTP/1.1; a client offering h2 must not get it.
+		tlsConf.NextProtos = []string{"http/1.1"}
 	}
 	ml, err := manet.Listen(tcpAddr)
 	if err != nil {
@@ -64,7 +75,8 @@ func (t *Transport) listen(a ma.Multiaddr) (*wsListener, error) {
 	l := &wsListener{
 		t:     t,
 		gated: g,
-		laddr: g.Multiaddr().Encapsulate(wsSuffix(false)),
+		laddr: g.Multiaddr().Encapsulate(wsSuffix(secure)),
+		tls:   tlsConf,
 		up: websocket.Upgrader{
 			HandshakeTimeout: t.cfg.HandshakeTimeout,
 			ReadBufferSize:   t.cfg.AcceptReadBuffer,
@@ -92,7 +104,7 @@ func (l *wsListener) acceptLoop() {
 			select {
 			case <-l.closed:
 			default:
-				slog.Warn("websocket listener stopped", "addr", l.laddr, "err", err)
+				l.t.cfg.Logger.Warn("websocket listener stopped", "addr", l.laddr, "err", err)
 			}
 			return
 		}
@@ -110,7 +122,7 @@ func (l *wsListener) acceptLoop() {
 			ws, err := l.upgrade(c)
 			l.release(c, ip)
 			if err != nil {
-				slog.Debug("websocket upgrade failed", "remote", c.RemoteMultiaddr(), "err", err)
+				l.t.cfg.Logger.Debug("websocket upgrade failed", "remote", c.RemoteMultiaddr(), "err", err)
 				drop(c, scope)
 				return
 			}
@@ -130,8 +142,8 @@ func (l *wsListener) acceptLoop() {
 // Upgradable is a connection, as the upgrader's listener gate hands it
 // over, that wants to know when its HTTP upgrade is done: a gate that
 // tells talking peers from silent ones (relay.Gate) must not take the
-// upgrade request for the start of a security handshake, or 1,000
-// upgrades followed by silence would all pass for honest peers.
+// upgrade request for the start of a security handshake, or any number
+// of upgrades followed by silence would pass for honest peers.
 type Upgradable interface {
 	Upgraded()
 }
@@ -184,19 +196,41 @@ func (l *wsListener) Pending() int {
 	return len(l.pending)
 }
 
-// upgrade reads one HTTP request (size-capped, under the handshake
-// deadline) and answers it with the WebSocket upgrade.
+// upgrade runs the TLS handshake on /tls/ws, then reads one HTTP request
+// (size-capped) and answers it with the WebSocket upgrade, all before one
+// deadline.
 func (l *wsListener) upgrade(c manet.Conn) (*Conn, error) {
-	ws, err := upgrade(c, &l.up, l.t.cfg.HandshakeTimeout)
+	deadline := time.Now().Add(l.t.cfg.HandshakeTimeout)
+	var nc net.Conn = c
+	if l.tls != nil {
+		if err := c.SetDeadline(deadline); err != nil {
+			return nil, err
+		}
+		// TLS reads the socket through the read-ahead, as gorilla does
+		// on /ws: records come in a pooled buffer while data flows.
+		tc := tls.Server(withReadAhead(c), l.tls)
+		if err := tc.Handshake(); err != nil {
+			tc.Close()
+			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		nc = tc
+	}
+	ws, err := upgrade(nc, &l.up, deadline)
 	if err != nil {
+		if nc != net.Conn(c) {
+			nc.Close() // gives the read-ahead's buffer back; the caller closes c
+		}
 		return nil, err
 	}
-	return newConn(ws, c.LocalMultiaddr().Encapsulate(wsSuffix(false)),
-		c.RemoteMultiaddr().Encapsulate(wsSuffix(false))), nil
+	secure := l.tls != nil
+	return newConn(ws, c.LocalMultiaddr().Encapsulate(wsSuffix(secure)),
+		c.RemoteMultiaddr().Encapsulate(wsSuffix(secure))), nil
 }
 
-func upgrade(c net.Conn, up *websocket.Upgrader, timeout time.Duration) (*websocket.Conn, error) {
-	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+// upgrade reads one HTTP request from c and answers it with the WebSocket
+// upgrade, before deadline; it clears the deadline on success.
+func upgrade(c net.Conn, up *websocket.Upgrader, deadline time.Time) (*websocket.Conn, error) {
+	if err := c.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
 	// The request reader is small and dropped after the upgrade; gorilla

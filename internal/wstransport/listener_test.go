@@ -292,7 +292,7 @@ func FuzzUpgrade(f *testing.F) {
 			c.(*net.TCPConn).CloseWrite()
 			io.Copy(io.Discard, c)
 		}()
-		ws, err := upgrade(s, up, 2*time.Second)
+		ws, err := upgrade(s, up, time.Now().Add(2*time.Second))
 		if err == nil {
 			ws.Close()
 		}

@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// readAheadSize is what one read of an accepted connection asks the kernel
-// for while data flows: several TLS records at once. A relay's gorilla
-// reader (4 KiB) and the payload reads past it then copy from this buffer
-// instead of each making a read system call (two per record without it:
-// docs/datapath.md).
+// readAheadSize is what one read of a connection asks the kernel for while
+// data flows: several TLS records at once. Gorilla's reader and the
+// payload reads past it (on /tls/ws, the TLS layer's record reads) then
+// copy from this buffer instead of each making a read system call (two
+// per record without it: docs/datapath.md).
 const readAheadSize = 64 << 10
 
 var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}

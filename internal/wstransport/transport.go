@@ -1,18 +1,26 @@
-// Package wstransport is a libp2p transport over WebSocket (/ws), on the
-// wire the same as go-libp2p's own: an HTTP/1.1 upgrade, then binary
-// messages carrying the connection's byte stream (one Write, one message).
+// Package wstransport is a libp2p transport over WebSocket (/ws, and
+// /tls/ws or /wss with TLS), on the wire the same as go-libp2p's own: an
+// HTTP/1.1 upgrade, then binary messages carrying the connection's byte
+// stream (one Write, one message).
 //
 // It exists for what go-libp2p v0.51's transport does not let a relay set:
 // buffer sizes (its 4 KiB write buffer splits every 16 KiB TLS record into
-// several frames and writes, docs/datapath.md), pooled write buffers so an
-// idle connection holds none, a short upgrade deadline, and a cap on
-// connections that have not finished their upgrade.
+// several frames and writes, docs/datapath.md), pooled write buffers and a
+// read-ahead that takes a buffer only while data flows, so an idle
+// connection holds none, and caps on connections that have not finished
+// their upgrade, in total and per IP. Both bound the upgrade in time:
+// go-libp2p with WithHandshakeTimeout (15 s by default, dialing and
+// accepting), this one with Config.HandshakeTimeout on the accepting side
+// (5 s by default) and the swarm's dial timeout on the dialing side.
+// A /tls/ws listener serves a certificate from files and picks up a
+// renewed one without a restart (Config.CertFile).
 package wstransport
 
 import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -27,7 +35,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 )
 
-// Defaults, measured with bench/datapath and bench/capacity (docs/datapath.md).
+// Defaults; bench/datapath and bench/capacity measured them (docs/datapath.md).
 const (
 	// DefaultWriteBuffer holds a whole TLS record (16384 bytes of plaintext
 	// + 22) in one frame, so each record leaves in one write system call;
@@ -35,21 +43,17 @@ const (
 	// an idle connection holds none.
 	DefaultWriteBuffer = 16<<10 + 64
 	// DefaultReadBuffer is gorilla's read buffer on dialed connections,
-	// held for the connection's whole life. Measured before the read-ahead
-	// (docs/datapath.md): 1 KiB read our whole-record frames with no more
-	// calls than 4 KiB, but a peer receiving from a stock go-libp2p sender
-	// (which writes a record as 4 KiB + 12 KiB) spent 9-10 s/GB instead of
-	// 5.1. A peer dials a few connections, so it was not measured again.
+	// held for the connection's whole life. A smaller one costs a peer
+	// receiving from a stock go-libp2p sender (which writes a record as
+	// 4 KiB + 12 KiB) more CPU per byte (docs/datapath.md); a peer dials
+	// only a few connections, so memory does not argue for less.
 	DefaultReadBuffer = 4 << 10
 	// DefaultAcceptReadBuffer is gorilla's read buffer on accepted
 	// connections: a relay holds one per reserved peer for the peer's whole
 	// stay. Under it a read-ahead takes 64 KiB from a pool only while the
 	// socket has data (readahead.go), so gorilla's small reads are copies,
-	// not system calls. Measured with bench/datapath (interleaved pairs,
-	// docs/datapath.md): 512 bytes alone looked a little slower than 4 KiB;
-	// with the read-ahead the relay spent 3.50-3.87 s/GB against 3.76-3.99
-	// for 4 KiB without, and each peer holds 3.5 KiB less.
-	// Gorilla's floor is 125 bytes, a control frame.
+	// not system calls, and a small buffer costs no relay CPU
+	// (docs/datapath.md). Gorilla's floor is 125 bytes, a control frame.
 	DefaultAcceptReadBuffer = 512
 	// DefaultHandshakeTimeout bounds, on the accepting side, TCP accept to
 	// WebSocket upgrade. A
@@ -86,6 +90,24 @@ type Config struct {
 	// TLSClient is the TLS configuration of /wss and /tls/ws dials (nil:
 	// system roots); the server name is set per dial.
 	TLSClient *tls.Config
+	// CAFile, when set, is a PEM file of the CA certificates that /wss
+	// and /tls/ws dials trust in place of the system roots (TLSClient's).
+	CAFile string
+	// TLS is the server configuration of /tls/ws (/wss) listeners, as
+	// go-libp2p's WithTLSConfig. Nil: built from CertFile and KeyFile;
+	// with neither, a /tls/ws listen address is an error.
+	TLS *tls.Config
+	// CertFile and KeyFile are PEM files of the certificate chain and key
+	// that /tls/ws listeners serve. They are checked at most every
+	// CertCheckInterval (DefaultCertCheckInterval) on a handshake: a
+	// renewed pair put in their place is served to new handshakes from
+	// then on, with no restart; a pair that does not load leaves the
+	// previous one in service.
+	CertFile, KeyFile string
+	CertCheckInterval time.Duration
+	// Logger receives the transport's few log lines (a listener that
+	// stops, upgrades that fail, certificate reloads); nil: slog.Default().
+	Logger *slog.Logger
 	// Refused, when set, is told of every connection closed over a pending
 	// cap, by limit ("ws-pending", "ws-pending-per-ip"): the caller counts
 	// and logs refusals (the node feeds its relay's refusal counts).
@@ -119,13 +141,14 @@ func WithConfig(cfg Config) Option {
 	}
 }
 
-// Transport dials and listens on /ws addresses (and dials /wss, /tls/ws).
+// Transport dials and listens on /ws and /tls/ws (/wss) addresses.
 type Transport struct {
 	up     transport.Upgrader
 	rcmgr  network.ResourceManager
 	cfg    Config
 	pool   websocket.BufferPool
 	dialer websocket.Dialer
+	certs  *certFiles // nil unless the listeners' certificate comes from files
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -168,6 +191,14 @@ func New(up transport.Upgrader, rcmgr network.ResourceManager, opts ...Option) (
 	if c.Proxy == nil {
 		c.Proxy = http.ProxyFromEnvironment
 	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	certs, err := c.loadTLS()
+	if err != nil {
+		return nil, err
+	}
+	t.certs = certs
 	t.dialer = websocket.Dialer{
 		Proxy:          c.Proxy,
 		NetDialContext: dialReadAhead,
@@ -178,6 +209,39 @@ func New(up transport.Upgrader, rcmgr network.ResourceManager, opts ...Option) (
 		WriteBufferPool: t.pool,
 	}
 	return t, nil
+}
+
+// loadTLS builds the listeners' TLS configuration from CertFile and
+// KeyFile, and the dials' root CAs from CAFile.
+func (c *Config) loadTLS() (*certFiles, error) {
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return nil, fmt.Errorf("websocket TLS: a certificate needs its key and a key its certificate (certificate %q, key %q)", c.CertFile, c.KeyFile)
+	}
+	if c.CertCheckInterval <= 0 {
+		c.CertCheckInterval = DefaultCertCheckInterval
+	}
+	var certs *certFiles
+	if c.TLS == nil && c.CertFile != "" {
+		f, err := loadCertFiles(c.CertFile, c.KeyFile, c.CertCheckInterval, c.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("websocket TLS certificate: %w", err)
+		}
+		c.TLS = &tls.Config{GetCertificate: f.getCertificate, MinVersion: tls.VersionTLS12}
+		certs = f
+	}
+	if c.CAFile != "" {
+		pool, err := loadCAFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("websocket TLS CA file: %w", err)
+		}
+		tc := &tls.Config{}
+		if c.TLSClient != nil {
+			tc = c.TLSClient.Clone()
+		}
+		tc.RootCAs = pool
+		c.TLSClient = tc
+	}
+	return certs, nil
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -260,7 +324,7 @@ func (t *Transport) dial(ctx context.Context, raddr ma.Multiaddr) (*Conn, error)
 		ws.Close()
 		return nil, fmt.Errorf("remote address: %w", err)
 	}
-	return newConn(ws, laddr.Encapsulate(wsSuffix(false)), rnet.Encapsulate(wsSuffix(pa.secure))), nil
+	return newConn(ws, laddr.Encapsulate(wsSuffix(pa.secure)), rnet.Encapsulate(wsSuffix(pa.secure))), nil
 }
 
 // Resolve keeps the DNS name of a /dns*/tcp/N/wss (or /tls/ws) address as
@@ -286,7 +350,8 @@ func (t *Transport) Resolve(_ context.Context, a ma.Multiaddr) ([]ma.Multiaddr, 
 
 var _ transport.Resolver = (*Transport)(nil)
 
-// Listen listens on a /ip4|ip6/tcp/N/ws address.
+// Listen listens on a /ip4|ip6/tcp/N/ws address, or with TLS on
+// /tcp/N/tls/ws or /tcp/N/wss (announced as /tls/ws).
 func (t *Transport) Listen(a ma.Multiaddr) (transport.Listener, error) {
 	l, err := t.listen(a)
 	if err != nil {
