@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/overlay-net/overlay/internal/flagconf"
+	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/identity"
 )
 
@@ -72,6 +73,11 @@ func (x *daemon) check() error {
 	}
 	if x.d.psk != "" {
 		if cfg.PSK, err = identity.ReadPSK(x.d.psk); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if w := cfg.WebSocket; w.CertFile != "" && w.KeyFile != "" || w.CAFile != "" {
+		if err := wstransport.CheckFiles(w.CertFile, w.KeyFile, w.CAFile); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -158,6 +158,7 @@ func TestConfigCheckRunsTheNodesChecks(t *testing.T) {
 		{"network: !!str foo", "network", "YAML tags (!!str) are not supported"},
 		{"network: &a foo", "network", "YAML anchors (&a) are not supported"},
 		{"log-level: *a", "log-level", "YAML aliases (*a) are not supported"},
+		{"tls-ca: /nonexistent/ca.pem", "tls-ca", "tls ca: open /nonexistent/ca.pem"},
 	}
 	for i, c := range cases {
 		file := filepath.Join(dir, c.key+".yaml")

@@ -164,3 +164,22 @@ func loadCAFile(name string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// CheckFiles loads the files a Config names (the certificate and key pair,
+// the CA file) as the transport would, and returns the first that does not
+// load. It keeps nothing: `overlay config check` uses it to fail on what
+// the node would refuse at start.
+func CheckFiles(certFile, keyFile, caFile string) error {
+	if certFile != "" || keyFile != "" {
+		f := &certFiles{certFile: certFile, keyFile: keyFile}
+		if err := f.load([2]os.FileInfo{}); err != nil {
+			return fmt.Errorf("tls certificate: %w", err)
+		}
+	}
+	if caFile != "" {
+		if _, err := loadCAFile(caFile); err != nil {
+			return fmt.Errorf("tls ca: %w", err)
+		}
+	}
+	return nil
+}
