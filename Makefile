@@ -42,7 +42,8 @@ FUZZ_TARGETS = \
 	./node/api:FuzzReadJSON ./internal/flagconf:FuzzParseFile \
 	./node/book:FuzzLoad ./node/identity:FuzzParse \
 	./relay:FuzzParseAllowlist ./node/identity:FuzzReadPSK \
-	./internal/wstransport:FuzzUpgrade
+	./internal/wstransport:FuzzUpgrade \
+	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:

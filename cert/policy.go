@@ -1,0 +1,402 @@
+package cert
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// A policy's body (kind 0x03, format version 1) is a JSON object:
+//
+//	version  integer >= 1; each policy the CA signs has a higher one
+//	issued   integer, Unix seconds the CA signed it
+//	default  "allow" or "deny": the verdict when no rule matches
+//	rules    array of at most MaxRules rules, tried in order; optional
+//	ca       string, base64 of the issuing CA's 32-byte ed25519 public key
+//
+// A rule is an object:
+//
+//	name      string, 1 to 64 letters, digits, '.', '_', '-'; named in refusals
+//	action    "allow" or "deny"
+//	from      array of selectors: who acts (sends, forwards, opens a connection)
+//	to        array of selectors: whom it reaches
+//	messages  bool; optional: the rule covers messages (send)
+//	services  array of tunnel service names, or "*"; optional
+//	ports     array of "*", PROTO, PROTO/PORT or PROTO/LOW-HIGH with PROTO one
+//	          of tcp, udp, icmp (no ports); optional: packets on the network
+//	          interface
+//
+// A selector is "*" (every member), "group:G", "name:N" or "peer:ID". The
+// first rule whose from, to and action kind match decides; without a
+// match, the default does. No policy at all allows everything within the
+// network. A list with a lower version than the one held is a rollback.
+const (
+	MaxRules          = 1024
+	MaxRuleItems      = 64 // selectors, services or ports in one rule field
+	maxRuleNameLen    = 64
+	DecisionNoPolicy  = "no policy"
+	DecisionByDefault = "default"
+)
+
+// Verdicts of a rule or a policy's default.
+const (
+	Allow = "allow"
+	Deny  = "deny"
+)
+
+// Member is who a policy rule selects: a certificate's peer, name and
+// groups.
+type Member struct {
+	Peer   peer.ID
+	Name   string
+	Groups []string
+}
+
+// ActionKind is what a member does to another.
+type ActionKind uint8
+
+const (
+	ActionMessage ActionKind = iota + 1 // send a message
+	ActionTunnel                        // forward to an exposed service
+	ActionIP                            // a packet on the network interface
+)
+
+// Action is one thing a member asks to do to another.
+type Action struct {
+	Kind    ActionKind
+	Service string // ActionTunnel: the service name
+	Proto   string // ActionIP: "tcp", "udp" or "icmp"
+	Port    uint16 // ActionIP: destination port (tcp, udp)
+}
+
+// Decision is a policy's answer: allowed or not, and by which rule
+// (DecisionByDefault or DecisionNoPolicy when no rule decided).
+type Decision struct {
+	Allowed bool
+	Rule    string
+}
+
+// Rule is one entry of a policy, as in the body.
+type Rule struct {
+	Name     string   `json:"name"`
+	Action   string   `json:"action"`
+	From     []string `json:"from"`
+	To       []string `json:"to"`
+	Messages bool     `json:"messages,omitempty"`
+	Services []string `json:"services,omitempty"`
+	Ports    []string `json:"ports,omitempty"`
+
+	ports []portRange // compiled from Ports
+}
+
+type portRange struct {
+	proto  string // "" for any
+	lo, hi uint16
+}
+
+// Policy is the CA's signed access policy.
+type Policy struct {
+	Version uint64
+	Issued  time.Time
+	Default string // Allow or Deny
+	Rules   []Rule
+	Issuer  ed25519.PublicKey
+
+	env envelope
+	raw []byte
+}
+
+type policyWire struct {
+	Version uint64 `json:"version"`
+	Issued  int64  `json:"issued"`
+	Default string `json:"default"`
+	Rules   []Rule `json:"rules,omitempty"`
+	CA      []byte `json:"ca"`
+}
+
+func validVerdict(v string) error {
+	if v != Allow && v != Deny {
+		return fmt.Errorf("verdict %q: want %q or %q", v, Allow, Deny)
+	}
+	return nil
+}
+
+func validSelector(s string) error {
+	if s == "*" {
+		return nil
+	}
+	k, v, ok := strings.Cut(s, ":")
+	if !ok {
+		return fmt.Errorf("selector %q: want *, group:G, name:N or peer:ID", s)
+	}
+	switch k {
+	case "group", "name":
+		return ValidName(v)
+	case "peer":
+		id, err := peer.Decode(v)
+		if err != nil {
+			return fmt.Errorf("selector %q: %v", s, err)
+		}
+		if id.String() != v {
+			return fmt.Errorf("selector %q: write the peer ID as %s", s, id)
+		}
+		return nil
+	}
+	return fmt.Errorf("selector %q: want *, group:G, name:N or peer:ID", s)
+}
+
+func validRuleName(n string) error {
+	if n == "" || len(n) > maxRuleNameLen {
+		return fmt.Errorf("rule name must be 1 to %d characters, not %d", maxRuleNameLen, len(n))
+	}
+	if i := strings.IndexFunc(n, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	}); i >= 0 {
+		return fmt.Errorf("rule name %q: character %q not allowed", n, n[i])
+	}
+	return nil
+}
+
+func parsePort(s string) (portRange, error) {
+	if s == "*" {
+		return portRange{lo: 0, hi: 65535}, nil
+	}
+	proto, ports, hasPorts := strings.Cut(s, "/")
+	switch proto {
+	case "tcp", "udp":
+	case "icmp":
+		if hasPorts {
+			return portRange{}, fmt.Errorf("port %q: icmp has no ports", s)
+		}
+	default:
+		return portRange{}, fmt.Errorf("port %q: protocol %q, want tcp, udp or icmp", s, proto)
+	}
+	if !hasPorts || ports == "*" {
+		return portRange{proto: proto, lo: 0, hi: 65535}, nil
+	}
+	los, his, isRange := strings.Cut(ports, "-")
+	lo, err := strconv.ParseUint(los, 10, 16)
+	if err != nil {
+		return portRange{}, fmt.Errorf("port %q: %v", s, err)
+	}
+	hi := lo
+	if isRange {
+		if hi, err = strconv.ParseUint(his, 10, 16); err != nil {
+			return portRange{}, fmt.Errorf("port %q: %v", s, err)
+		}
+	}
+	if lo > hi {
+		return portRange{}, fmt.Errorf("port %q: low above high", s)
+	}
+	return portRange{proto: proto, lo: uint16(lo), hi: uint16(hi)}, nil
+}
+
+// compile checks a rule and fills its compiled ports.
+func (r *Rule) compile() error {
+	if err := validRuleName(r.Name); err != nil {
+		return err
+	}
+	if err := validVerdict(r.Action); err != nil {
+		return fmt.Errorf("rule %s: %v", r.Name, err)
+	}
+	if len(r.From) == 0 || len(r.To) == 0 {
+		return fmt.Errorf("rule %s: needs from and to", r.Name)
+	}
+	for _, l := range [][]string{r.From, r.To, r.Services, r.Ports} {
+		if len(l) > MaxRuleItems {
+			return fmt.Errorf("rule %s: %d items in one field, at most %d", r.Name, len(l), MaxRuleItems)
+		}
+	}
+	for _, s := range append(append([]string(nil), r.From...), r.To...) {
+		if err := validSelector(s); err != nil {
+			return fmt.Errorf("rule %s: %v", r.Name, err)
+		}
+	}
+	for _, s := range r.Services {
+		if s == "*" {
+			continue
+		}
+		if err := validRuleName(s); err != nil {
+			return fmt.Errorf("rule %s: service: %v", r.Name, err)
+		}
+	}
+	r.ports = r.ports[:0]
+	for _, p := range r.Ports {
+		pr, err := parsePort(p)
+		if err != nil {
+			return fmt.Errorf("rule %s: %v", r.Name, err)
+		}
+		r.ports = append(r.ports, pr)
+	}
+	if !r.Messages && len(r.Services) == 0 && len(r.Ports) == 0 {
+		return fmt.Errorf("rule %s: covers nothing (set messages, services or ports)", r.Name)
+	}
+	return nil
+}
+
+func (p *Policy) validate() error {
+	if p.Version == 0 {
+		return fmt.Errorf("version 0; the first policy is version 1")
+	}
+	if p.Issued.Unix() <= 0 {
+		return fmt.Errorf("issued time %d", p.Issued.Unix())
+	}
+	if err := validVerdict(p.Default); err != nil {
+		return fmt.Errorf("default: %v", err)
+	}
+	if len(p.Rules) > MaxRules {
+		return fmt.Errorf("%d rules, at most %d", len(p.Rules), MaxRules)
+	}
+	for i := range p.Rules {
+		if err := p.Rules[i].compile(); err != nil {
+			return err
+		}
+	}
+	if len(p.Issuer) != ed25519.PublicKeySize {
+		return fmt.Errorf("CA public key of %d bytes, want %d", len(p.Issuer), ed25519.PublicKeySize)
+	}
+	return nil
+}
+
+// Sign sets Issuer from key and Issued (if zero) to now, checks p and
+// signs it.
+func (p *Policy) Sign(key ed25519.PrivateKey, now time.Time) ([]byte, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("sign policy: CA private key of %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	}
+	if p.Issued.IsZero() {
+		p.Issued = now
+	}
+	p.Issued = p.Issued.Truncate(time.Second)
+	p.Issuer = key.Public().(ed25519.PublicKey)
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("sign policy: %w", err)
+	}
+	env, b, err := seal(KindPolicy, policyWire{Version: p.Version, Issued: p.Issued.Unix(), Default: p.Default, Rules: p.Rules, CA: p.Issuer}, key)
+	if err != nil {
+		return nil, err
+	}
+	p.env, p.raw = env, b
+	return b, nil
+}
+
+// Marshal returns the signed document, nil for a policy neither signed nor
+// parsed.
+func (p *Policy) Marshal() []byte { return p.raw }
+
+// ParsePolicy decodes a raw policy document. It checks the form but not
+// the signature: Verify does.
+func ParsePolicy(b []byte) (*Policy, error) {
+	if _, err := open(b, KindPolicy); err != nil {
+		return nil, err
+	}
+	b = bytes.Clone(b)
+	env, err := open(b, KindPolicy)
+	if err != nil {
+		return nil, err
+	}
+	var w policyWire
+	if err := decodeBody(env.body, &w); err != nil {
+		return nil, err
+	}
+	if w.Rules != nil && len(w.Rules) == 0 {
+		return nil, fmt.Errorf("%w: policy: empty rules array (omit it)", ErrMalformed)
+	}
+	p := &Policy{Version: w.Version, Issued: time.Unix(w.Issued, 0), Default: w.Default, Rules: w.Rules, Issuer: w.CA}
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("%w: policy: %v", ErrMalformed, err)
+	}
+	p.env, p.raw = env, b
+	return p, nil
+}
+
+// Verify checks that p was signed by the CA whose public key is ca. The
+// error wraps ErrMalformed, ErrUnknownCA or ErrBadSignature.
+func (p *Policy) Verify(ca ed25519.PublicKey) error {
+	if p == nil || p.env.signed == nil {
+		return fmt.Errorf("%w: policy neither signed nor parsed", ErrMalformed)
+	}
+	if len(ca) != ed25519.PublicKeySize || !p.Issuer.Equal(ca) {
+		return fmt.Errorf("%w: policy issued by CA %s, not %s", ErrUnknownCA, Fingerprint(p.Issuer), Fingerprint(ca))
+	}
+	if !p.env.check(ca) {
+		return fmt.Errorf("%w: policy version %d", ErrBadSignature, p.Version)
+	}
+	return nil
+}
+
+// Newer reports whether p supersedes than: a higher version. A nil than is
+// superseded by any policy; a policy not Newer than the held one is stale
+// or a rollback and is ignored.
+func (p *Policy) Newer(than *Policy) bool {
+	return than == nil || p.Version > than.Version
+}
+
+// Allows says whether from may do a to to: the first matching rule's
+// verdict, else the default. A nil policy allows everything.
+func (p *Policy) Allows(from, to Member, a Action) Decision {
+	if p == nil {
+		return Decision{Allowed: true, Rule: DecisionNoPolicy}
+	}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if r.covers(a) && selects(r.From, from) && selects(r.To, to) {
+			return Decision{Allowed: r.Action == Allow, Rule: r.Name}
+		}
+	}
+	return Decision{Allowed: p.Default == Allow, Rule: DecisionByDefault}
+}
+
+func (r *Rule) covers(a Action) bool {
+	switch a.Kind {
+	case ActionMessage:
+		return r.Messages
+	case ActionTunnel:
+		for _, s := range r.Services {
+			if s == "*" || s == a.Service {
+				return true
+			}
+		}
+	case ActionIP:
+		for _, pr := range r.ports {
+			if pr.proto != "" && pr.proto != a.Proto {
+				continue
+			}
+			if a.Proto == "icmp" || (a.Port >= pr.lo && a.Port <= pr.hi) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func selects(sel []string, m Member) bool {
+	for _, s := range sel {
+		if s == "*" {
+			return true
+		}
+		k, v, _ := strings.Cut(s, ":")
+		switch k {
+		case "group":
+			for _, g := range m.Groups {
+				if g == v {
+					return true
+				}
+			}
+		case "name":
+			if m.Name == v {
+				return true
+			}
+		case "peer":
+			if m.Peer.String() == v {
+				return true
+			}
+		}
+	}
+	return false
+}
