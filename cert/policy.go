@@ -136,7 +136,10 @@ func validSelector(s string) error {
 	}
 	switch k {
 	case "group", "name":
-		return ValidName(v)
+		if err := ValidName(v); err != nil {
+			return fmt.Errorf("selector %q: %v", s, err)
+		}
+		return nil
 	case "peer":
 		id, err := peer.Decode(v)
 		if err != nil {
