@@ -43,7 +43,8 @@ FUZZ_TARGETS = \
 	./node/book:FuzzLoad ./node/identity:FuzzParse \
 	./relay:FuzzParseAllowlist ./node/identity:FuzzReadPSK \
 	./internal/wstransport:FuzzUpgrade \
-	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy
+	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
+	./cert:FuzzDecodeFile
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:

@@ -300,29 +300,48 @@ func TestKeys(t *testing.T) {
 	}
 }
 
-// BenchmarkVerify is what a handshake adds on the receiving side: parse
-// the presented certificate, verify it and look it up in the revocation
-// list.
+// BenchmarkVerify measures what certificate checks add to a handshake on
+// the receiving side: "handshake" parses the presented certificate,
+// verifies it and looks it up in a revocation list of 1,000 serials;
+// "parse" and "verify" are its two main parts.
 func BenchmarkVerify(b *testing.B) {
 	pub, priv := newCA(b)
 	id := newPeer(b)
-	_, doc := issue(b, priv, id, "bench", "a", "b", "c")
+	c, doc := issue(b, priv, id, "bench", "a", "b", "c")
 	var rl *cert.RevocationList
 	for i := 0; i < 1000; i++ {
 		s, _ := cert.NewSerial()
 		rl = rl.Revoke(s, "")
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		c, err := cert.ParseCertificate(doc)
-		if err != nil {
-			b.Fatal(err)
+	b.Run("handshake", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c, err := cert.ParseCertificate(doc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Verify(pub, id, t0); err != nil {
+				b.Fatal(err)
+			}
+			if rl.IsRevoked(c) {
+				b.Fatal("revoked")
+			}
 		}
-		if err := c.Verify(pub, id, t0); err != nil {
-			b.Fatal(err)
+	})
+	b.Run("parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := cert.ParseCertificate(doc); err != nil {
+				b.Fatal(err)
+			}
 		}
-		if rl.IsRevoked(c) {
-			b.Fatal("revoked")
+	})
+	b.Run("verify", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := c.Verify(pub, id, t0); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
 }

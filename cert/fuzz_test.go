@@ -111,3 +111,34 @@ func FuzzParsePolicy(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeFile feeds the readers of local files: a document file (PEM or
+// raw) and the CA's key files.
+func FuzzDecodeFile(f *testing.F) {
+	id := fuzzPeer(f)
+	_, b := issue(f, fuzzCA, id, "seed")
+	p, err := cert.EncodePEM(b)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(p)
+	f.Add(b)
+	f.Add(cert.MarshalPublicKey(fuzzCA.Public().(ed25519.PublicKey)))
+	f.Add(cert.MarshalPrivateKey(fuzzCA))
+	f.Add([]byte(cert.EncodePublicKey(fuzzCA.Public().(ed25519.PublicKey))))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if kind, doc, err := cert.Decode(b); err == nil {
+			if p, err := cert.EncodePEM(doc); err == nil {
+				if k2, d2, err := cert.Decode(p); err != nil || k2 != kind || string(d2) != string(doc) {
+					t.Fatalf("PEM round trip: %v", err)
+				}
+			}
+		}
+		if pub, err := cert.ParsePublicKey(b); err == nil && len(pub) != ed25519.PublicKeySize {
+			t.Fatalf("public key of %d bytes", len(pub))
+		}
+		if priv, err := cert.ParsePrivateKey(b); err == nil && len(priv) != ed25519.PrivateKeySize {
+			t.Fatalf("private key of %d bytes", len(priv))
+		}
+	})
+}

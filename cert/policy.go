@@ -91,7 +91,33 @@ type Rule struct {
 	Services []string `json:"services,omitempty"`
 	Ports    []string `json:"ports,omitempty"`
 
-	ports []portRange // compiled from Ports
+	from, to []selector  // compiled from From and To
+	ports    []portRange // compiled from Ports
+}
+
+// selector is a compiled From or To entry.
+type selector struct {
+	any  bool
+	kind string // "group", "name" or "peer"
+	v    string
+	id   peer.ID // kind "peer"
+}
+
+func (s selector) selects(m Member) bool {
+	switch {
+	case s.any:
+		return true
+	case s.kind == "peer":
+		return m.Peer == s.id
+	case s.kind == "name":
+		return m.Name == s.v
+	}
+	for _, g := range m.Groups {
+		if g == s.v {
+			return true
+		}
+	}
+	return false
 }
 
 type portRange struct {
@@ -99,7 +125,9 @@ type portRange struct {
 	lo, hi uint16
 }
 
-// Policy is the CA's signed access policy.
+// Policy is the CA's signed access policy. Allows works on a policy that
+// Sign or ParsePolicy returned, whose Rules are not changed afterwards; it
+// is then safe for concurrent use.
 type Policy struct {
 	Version uint64
 	Issued  time.Time
@@ -126,31 +154,31 @@ func validVerdict(v string) error {
 	return nil
 }
 
-func validSelector(s string) error {
+func parseSelector(s string) (selector, error) {
 	if s == "*" {
-		return nil
+		return selector{any: true}, nil
 	}
 	k, v, ok := strings.Cut(s, ":")
 	if !ok {
-		return fmt.Errorf("selector %q: want *, group:G, name:N or peer:ID", s)
+		return selector{}, fmt.Errorf("selector %q: want *, group:G, name:N or peer:ID", s)
 	}
 	switch k {
 	case "group", "name":
 		if err := ValidName(v); err != nil {
-			return fmt.Errorf("selector %q: %v", s, err)
+			return selector{}, fmt.Errorf("selector %q: %v", s, err)
 		}
-		return nil
+		return selector{kind: k, v: v}, nil
 	case "peer":
 		id, err := peer.Decode(v)
 		if err != nil {
-			return fmt.Errorf("selector %q: %v", s, err)
+			return selector{}, fmt.Errorf("selector %q: %v", s, err)
 		}
 		if id.String() != v {
-			return fmt.Errorf("selector %q: write the peer ID as %s", s, id)
+			return selector{}, fmt.Errorf("selector %q: write the peer ID as %s", s, id)
 		}
-		return nil
+		return selector{kind: k, v: v, id: id}, nil
 	}
-	return fmt.Errorf("selector %q: want *, group:G, name:N or peer:ID", s)
+	return selector{}, fmt.Errorf("selector %q: want *, group:G, name:N or peer:ID", s)
 }
 
 func validRuleName(n string) error {
@@ -215,10 +243,20 @@ func (r *Rule) compile() error {
 			return fmt.Errorf("rule %s: %d items in one field, at most %d", r.Name, len(l), MaxRuleItems)
 		}
 	}
-	for _, s := range append(append([]string(nil), r.From...), r.To...) {
-		if err := validSelector(s); err != nil {
-			return fmt.Errorf("rule %s: %v", r.Name, err)
+	r.from, r.to = r.from[:0], r.to[:0]
+	for _, s := range r.From {
+		sel, err := parseSelector(s)
+		if err != nil {
+			return fmt.Errorf("rule %s: from: %v", r.Name, err)
 		}
+		r.from = append(r.from, sel)
+	}
+	for _, s := range r.To {
+		sel, err := parseSelector(s)
+		if err != nil {
+			return fmt.Errorf("rule %s: to: %v", r.Name, err)
+		}
+		r.to = append(r.to, sel)
 	}
 	for _, s := range r.Services {
 		if s == "*" {
@@ -348,7 +386,7 @@ func (p *Policy) Allows(from, to Member, a Action) Decision {
 	}
 	for i := range p.Rules {
 		r := &p.Rules[i]
-		if r.covers(a) && selects(r.From, from) && selects(r.To, to) {
+		if r.covers(a) && selects(r.from, from) && selects(r.to, to) {
 			return Decision{Allowed: r.Action == Allow, Rule: r.Name}
 		}
 	}
@@ -378,27 +416,10 @@ func (r *Rule) covers(a Action) bool {
 	return false
 }
 
-func selects(sel []string, m Member) bool {
+func selects(sel []selector, m Member) bool {
 	for _, s := range sel {
-		if s == "*" {
+		if s.selects(m) {
 			return true
-		}
-		k, v, _ := strings.Cut(s, ":")
-		switch k {
-		case "group":
-			for _, g := range m.Groups {
-				if g == v {
-					return true
-				}
-			}
-		case "name":
-			if m.Name == v {
-				return true
-			}
-		case "peer":
-			if m.Peer.String() == v {
-				return true
-			}
 		}
 	}
 	return false

@@ -24,6 +24,9 @@ import (
 const MaxRevocations = 8192 // serials and peers together
 
 // RevocationList is the CA's signed list of revoked certificates and peers.
+// The lookups work on a list that Revoke, Sign or ParseRevocations returned,
+// whose entries are not changed afterwards; it is then safe for concurrent
+// use.
 type RevocationList struct {
 	Version uint64
 	Issued  time.Time

@@ -22,9 +22,16 @@ import (
 //	2       1     kind: 0x01 certificate, 0x02 revocation list, 0x03 policy
 //	3       1     format version of that kind (FormatVersion)
 //	4       4     N, the body length, big-endian; at most the kind's cap
-//	8       N     body: one JSON object (UTF-8) whose fields each kind
-//	              documents at its type; an unknown field is malformed
+//	8       N     body: one JSON object (UTF-8) in canonical form, whose
+//	              fields each kind documents at its type
 //	8+N     64    ed25519 signature by the CA over SignContext || bytes [0, 8+N)
+//
+// Canonical form: the fields in the documented order, no whitespace, an
+// absent optional field omitted (not null, empty or false), strings escaped
+// as Go's encoding/json writes them. A reader re-encodes what it decoded and
+// refuses a body that differs, so every document has exactly one encoding:
+// no duplicate or differently-cased keys, no unknown fields, nothing for two
+// parsers to read differently.
 //
 // The document is exactly 72+N bytes: nothing may follow the signature. The
 // kind and version are signed with the body, so a signed revocation list
@@ -198,8 +205,8 @@ func (e envelope) check(ca ed25519.PublicKey) bool {
 	return len(ca) == ed25519.PublicKeySize && ed25519.Verify(ca, signedMessage(e.signed), e.sig)
 }
 
-// decodeBody decodes a body strictly: one JSON object, no unknown field,
-// nothing after it.
+// decodeBody decodes a body strictly into v, a pointer to a wire struct:
+// one JSON object, no unknown field, nothing after it, in canonical form.
 func decodeBody(body []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
@@ -208,6 +215,10 @@ func decodeBody(body []byte, v any) error {
 	}
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: body: data after the JSON object", ErrMalformed)
+	}
+	again, err := json.Marshal(v)
+	if err != nil || !bytes.Equal(again, body) {
+		return fmt.Errorf("%w: body not in canonical form", ErrMalformed)
 	}
 	return nil
 }
@@ -220,7 +231,13 @@ func Decode(b []byte) (kind byte, doc []byte, err error) {
 	}
 	if len(b) >= 2 && b[0] == magic0 && b[1] == magic1 {
 		k, err := Kind(b)
-		return k, b, err
+		if err == nil && PEMType(k) == "" {
+			err = fmt.Errorf("%w: %s", ErrMalformed, KindName(k))
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		return k, b, nil
 	}
 	blk, rest := pem.Decode(b)
 	if blk == nil {

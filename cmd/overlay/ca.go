@@ -21,15 +21,18 @@ import (
 
 const caUsage = `usage: overlay ca COMMAND [flags] ARGS
 
-Run a network certificate authority (CA). Keep the CA directory on an
-offline machine: nodes need only its public key (ca.pub), never ca.key.
+Run a network certificate authority (CA): it signs member certificates
+(a peer ID bound to a name, groups and a validity window), the revocation
+list and the access policy. Keep the CA directory on an offline machine:
+checking a document takes only the public key (ca.pub), never ca.key.
+Nodes do not load these documents yet (no --ca-pub/--cert node flags).
 
   overlay ca init DIR                            new CA key pair in DIR (ca.key 0600, ca.pub)
   overlay ca sign --ca DIR --peer PEER-ID --name NAME [--groups a,b] [--expires 720h] [--out FILE]
                                                  a member certificate
   overlay ca revoke --ca DIR PEER-ID|SERIAL      add to DIR/revocations.pem, version bumped
   overlay ca policy --ca DIR [--out FILE] SOURCE sign the access policy in SOURCE (JSON) as DIR/policy.pem
-  overlay ca show [--ca-pub FILE] FILE           print a certificate, revocation list or policy
+  overlay ca show [--ca-pub FILE] FILE           print a certificate, revocation list, policy or CA key
 
 Run 'overlay ca COMMAND --help' for a command's flags.
 `
@@ -103,7 +106,7 @@ func runCAInit(args []string) error {
 		return fmt.Errorf("write CA public key: %w", err)
 	}
 	fmt.Printf("CA public key: %s\nfingerprint:   %s\n", cert.EncodePublicKey(pub), cert.Fingerprint(pub))
-	fmt.Fprintf(os.Stderr, "wrote %s (keep it offline, never on a node) and %s (give it to every node)\n",
+	fmt.Fprintf(os.Stderr, "wrote %s (keep it offline, never on a node) and %s (the public key that checks what the CA signs)\n",
 		filepath.Join(dir, caKeyFile), filepath.Join(dir, caPubFile))
 	return nil
 }
@@ -174,10 +177,10 @@ func writeDoc(path string, doc []byte) error {
 func runCASign(args []string) error {
 	fs := newFlags("ca sign", "ca sign --ca DIR --peer PEER-ID --name NAME [flags]\n\n"+
 		"Issues a member certificate binding PEER-ID to NAME and groups, valid from\n"+
-		certBackdate.String()+" ago (for clocks a little behind) until --expires from now.")
+		"5 minutes ago (for clocks a little behind) until --expires from now.")
 	caDir := fs.String("ca", "", "CA directory (from 'overlay ca init'); required")
 	peerFlag := fs.String("peer", "", "the member's peer ID ('overlay id --key FILE' prints it); required")
-	name := fs.String("name", "", "the member's name: a DNS label (lowercase letters, digits, '-'; served as NAME.overlay); required")
+	name := fs.String("name", "", "the member's name: a DNS label (1-63 lowercase letters, digits, '-'); required")
 	groups := fs.String("groups", "", "comma-separated groups, each a DNS label (at most 32)")
 	expires := fs.Duration("expires", 720*time.Hour, "how long from now the certificate is valid")
 	out := fs.String("out", "-", "write the certificate (PEM) to this file; - for stdout")
@@ -283,7 +286,7 @@ func runCARevoke(args []string) error {
 	fs := newFlags("ca revoke", "ca revoke --ca DIR PEER-ID|SERIAL\n\n"+
 		"Adds a peer ID (every certificate of that peer) or one certificate's serial\n"+
 		"(32 hex digits, 'overlay ca show' prints it) to DIR/"+caRevocationsFile+", signed\n"+
-		"with the next version. Give that file to the network's nodes.")
+		"with the next version; 'overlay ca show' prints it.")
 	caDir := fs.String("ca", "", "CA directory (from 'overlay ca init'); required")
 	if err := parseArgs(fs, args, 1); err != nil {
 		return err
@@ -332,9 +335,14 @@ type policySource struct {
 
 func runCAPolicy(args []string) error {
 	fs := newFlags("ca policy", "ca policy --ca DIR [--out FILE] SOURCE\n\n"+
-		"Signs the access policy in SOURCE, a JSON object {\"default\": \"allow\"|\"deny\",\n"+
-		"\"rules\": [...]} (default allow when absent; rule fields in cert/policy.go),\n"+
-		"with the version after the one in DIR/"+caPolicyFile+", and writes it there.")
+		"Signs the access policy in SOURCE with the version after the one in\n"+
+		"DIR/"+caPolicyFile+" and writes it there. SOURCE is JSON:\n\n"+
+		"  {\"default\": \"allow\", \"rules\": [{\"name\": \"ops-ssh\", \"action\": \"allow\",\n"+
+		"    \"from\": [\"group:ops\"], \"to\": [\"*\"], \"messages\": true,\n"+
+		"    \"services\": [\"ssh\"], \"ports\": [\"tcp/22\", \"udp/6000-6100\", \"icmp\"]}]}\n\n"+
+		"default is allow or deny (allow when absent). Rules are tried in order; the\n"+
+		"first whose from, to and kind (messages, tunnel services, IP ports; \"*\"\n"+
+		"for any) match decides. Selectors: *, group:G, name:N, peer:ID.")
 	caDir := fs.String("ca", "", "CA directory (from 'overlay ca init'); required")
 	out := fs.String("out", "", "also write the signed policy to this file (- for stdout)")
 	if err := parseArgs(fs, args, 1); err != nil {
@@ -394,9 +402,9 @@ func runCAPolicy(args []string) error {
 
 func runCAShow(args []string) error {
 	fs := newFlags("ca show", "ca show [--ca-pub FILE] FILE\n\n"+
-		"Prints a certificate, revocation list or policy (PEM or raw). With --ca-pub,\n"+
-		"also checks its CA signature (and a certificate's validity now); exit 1 if\n"+
-		"the check fails.")
+		"Prints a certificate, revocation list, policy (PEM or raw) or CA public key.\n"+
+		"With --ca-pub, also checks its CA signature (and a certificate's validity\n"+
+		"now); exit 1 if the check fails.")
 	caPub := fs.String("ca-pub", "", "CA public key file (ca.pub) to check the signature against")
 	if err := parseArgs(fs, args, 1); err != nil {
 		return err
@@ -410,6 +418,14 @@ func runCAShow(args []string) error {
 		if pub, err = cert.ParsePublicKey(b); err != nil {
 			return fmt.Errorf("--ca-pub %s: %w", *caPub, err)
 		}
+	}
+	if b, err := atomicfile.ReadCapped(fs.Arg(0), cert.MaxFileSize); err == nil && bytes.Contains(b, []byte(cert.PEMCAPublic)) {
+		k, err := cert.ParsePublicKey(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", fs.Arg(0), err)
+		}
+		fmt.Printf("CA public key\nkey:         %s\nfingerprint: %s\n", cert.EncodePublicKey(k), cert.Fingerprint(k))
+		return nil
 	}
 	kind, doc, err := readDoc(fs.Arg(0))
 	if err != nil {

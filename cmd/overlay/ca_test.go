@@ -112,12 +112,26 @@ func TestCACommands(t *testing.T) {
 	must(t, []string{"revocation list", "version:     2", "  " + serial[1], "  " + id, "check:       valid"},
 		"ca", "show", "--ca-pub", pub, rl)
 
+	// A damaged held list is refused, not silently replaced.
+	held, _ := os.ReadFile(rl)
+	blk, _ = pem.Decode(held)
+	blk.Bytes[20] ^= 1
+	os.WriteFile(rl, pem.EncodeToMemory(blk), 0o644)
+	refused(t, 1, "revocations.pem", "ca", "revoke", "--ca", ca, serial[1][:31]+"0")
+	os.WriteFile(rl, held, 0o644)
+	must(t, []string{"CA public key", "fingerprint:"}, "ca", "show", pub)
+
 	// Policy: signed from a JSON source, versioned.
 	src := filepath.Join(dir, "policy.json")
-	os.WriteFile(src, []byte(`{"rules":[{"name":"ops-ssh","action":"allow","from":["group:ops"],"to":["*"],"services":["ssh"],"ports":["tcp/22"]}]}`), 0o644)
+	// The example of 'ca policy --help'.
+	example := regexp.MustCompile(`(?s)\n  (\{.*\})\n\n`).FindStringSubmatch(must(t, nil, "ca", "policy", "--help"))
+	if example == nil {
+		t.Fatal("no example in ca policy --help")
+	}
+	os.WriteFile(src, []byte(example[1]), 0o644)
 	must(t, []string{"signed policy version 1 (1 rules, default allow)"}, "ca", "policy", "--ca", ca, src)
 	must(t, []string{"signed policy version 2"}, "ca", "policy", "--ca", ca, src)
-	must(t, []string{"policy", "version:     2", "ops-ssh: allow from group:ops to *: services ssh; ports tcp/22", "check:       valid"},
+	must(t, []string{"policy", "version:     2", "ops-ssh: allow from group:ops to *: messages; services ssh; ports tcp/22,udp/6000-6100,icmp", "check:       valid"},
 		"ca", "show", "--ca-pub", pub, filepath.Join(ca, "policy.pem"))
 	os.WriteFile(src, []byte(`{"rules":[{"name":"r","action":"allow","from":["group:Ops"],"to":["*"],"messages":true}]}`), 0o644)
 	refused(t, 1, "group:Ops", "ca", "policy", "--ca", ca, src)
