@@ -251,7 +251,7 @@ func ParseCertificate(b []byte) (*Certificate, error) {
 // binds id, and that it is valid at now. The error wraps ErrMalformed,
 // ErrUnknownCA, ErrBadSignature, ErrPeerMismatch, ErrNotYetValid or
 // ErrExpired (ReasonOf maps it to a Reason). Revocation is the caller's
-// check (RevocationList.IsRevoked): the list changes, the certificate not.
+// check (RevocationList.Check): the list changes, the certificate not.
 func (c *Certificate) Verify(ca ed25519.PublicKey, id peer.ID, now time.Time) error {
 	if c == nil || c.env.signed == nil {
 		return fmt.Errorf("%w: certificate neither signed nor parsed", ErrMalformed)

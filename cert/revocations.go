@@ -212,6 +212,19 @@ func (l *RevocationList) IsRevoked(c *Certificate) bool {
 	return l.RevokesSerial(c.Serial) || l.RevokesPeer(c.Peer)
 }
 
+// Check returns an error wrapping ErrRevoked when l revokes c, saying
+// whether by serial or by peer ID, and nil otherwise. A nil list revokes
+// nothing. Run it after Certificate.Verify, with the newest list held.
+func (l *RevocationList) Check(c *Certificate) error {
+	switch {
+	case l.RevokesSerial(c.Serial):
+		return fmt.Errorf("%w: certificate %s (%q) by serial, in revocation list version %d", ErrRevoked, c.Serial, c.Name, l.Version)
+	case l.RevokesPeer(c.Peer):
+		return fmt.Errorf("%w: every certificate of peer %s (%q), in revocation list version %d", ErrRevoked, c.Peer, c.Name, l.Version)
+	}
+	return nil
+}
+
 // RevokesSerial reports whether l lists the serial s.
 func (l *RevocationList) RevokesSerial(s Serial) bool {
 	if l == nil {

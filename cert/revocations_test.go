@@ -57,6 +57,19 @@ func TestRevocations(t *testing.T) {
 			t.Errorf("version %d IsRevoked(%s) = %v", tc.l.Version, tc.c.Name, got)
 		}
 	}
+	for _, tc := range []struct {
+		l    *cert.RevocationList
+		c    *cert.Certificate
+		want error
+	}{{nil, ca, nil}, {l2, ca, cert.ErrRevoked}, {l2, cb, cert.ErrRevoked}, {l2, cc, nil}} {
+		err := tc.l.Check(tc.c)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("Check(%s): %v, want %v", tc.c.Name, err, tc.want)
+		}
+		if tc.want != nil && cert.ReasonOf(err) != cert.ReasonRevoked {
+			t.Errorf("ReasonOf(%v) = %q", err, cert.ReasonOf(err))
+		}
+	}
 	if !l2.RevokesPeer(bob) || l2.RevokesPeer(alice) || !l2.RevokesSerial(ca.Serial) {
 		t.Fatal("RevokesPeer/RevokesSerial")
 	}

@@ -135,13 +135,17 @@ func loadCA(dir string) (ed25519.PrivateKey, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("--ca DIR is required (a directory made by 'overlay ca init')")
 	}
-	b, err := atomicfile.ReadCapped(filepath.Join(dir, caKeyFile), 4<<10)
+	path := filepath.Join(dir, caKeyFile)
+	b, err := atomicfile.ReadCapped(path, 4<<10)
 	if err != nil {
 		return nil, fmt.Errorf("read CA private key: %w", err)
 	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(os.Stderr, "warning: %s is readable by others (mode %04o); chmod 600 it\n", path, fi.Mode().Perm())
+	}
 	priv, err := cert.ParsePrivateKey(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, caKeyFile), err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return priv, nil
 }
