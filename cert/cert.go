@@ -17,7 +17,7 @@ import (
 //
 //	serial      string, 32 lowercase hex digits (16 random bytes)
 //	peer        string, the member's libp2p peer ID (base58)
-//	name        string, a DNS label (see ValidName); served as NAME.overlay
+//	name        string, a DNS label (see ValidName), for NAME.overlay in DNS
 //	groups      array of at most MaxGroups distinct DNS labels, sorted; optional
 //	not_before  integer, Unix seconds; valid from this second on
 //	not_after   integer, Unix seconds; not valid at or after it
@@ -242,6 +242,11 @@ func ParseCertificate(b []byte) (*Certificate, error) {
 	}
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%w: certificate: %v", ErrMalformed, err)
+	}
+	// One spelling per value, as Sign writes it.
+	if w.Serial != c.Serial.String() || w.Peer != c.Peer.String() ||
+		(c.IPv4.IsValid() && w.IPv4 != c.IPv4.String()) || (c.IPv6.IsValid() && w.IPv6 != c.IPv6.String()) {
+		return nil, fmt.Errorf("%w: certificate: a serial, peer ID or address not in canonical form", ErrMalformed)
 	}
 	c.env, c.raw = env, b
 	return c, nil

@@ -174,12 +174,18 @@ func ParseRevocations(b []byte) (*RevocationList, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: revocation list: %v", ErrMalformed, err)
 		}
+		if v != s.String() {
+			return nil, fmt.Errorf("%w: revocation list: serial %q not in lowercase hex", ErrMalformed, v)
+		}
 		l.Serials = append(l.Serials, s)
 	}
 	for _, v := range w.Peers {
 		p, err := peer.Decode(v)
 		if err != nil {
 			return nil, fmt.Errorf("%w: revocation list: peer ID %q: %v", ErrMalformed, v, err)
+		}
+		if v != p.String() {
+			return nil, fmt.Errorf("%w: revocation list: peer ID %q not in canonical form %s", ErrMalformed, v, p)
 		}
 		l.Peers = append(l.Peers, p)
 	}

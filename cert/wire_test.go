@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // sealRaw signs body bytes as they are, canonical or not.
@@ -37,17 +39,21 @@ func TestSignedMalformedBodies(t *testing.T) {
 	env, _ := open(b, KindCertificate)
 	canon := string(env.body)
 	for name, mod := range map[string]func(*certWire){
-		"bad serial":      func(w *certWire) { w.Serial = "zz" },
-		"zero serial":     func(w *certWire) { w.Serial = strings.Repeat("0", 32) },
-		"bad peer":        func(w *certWire) { w.Peer = "nobody" },
-		"bad name":        func(w *certWire) { w.Name = "A" },
-		"bad ipv4":        func(w *certWire) { w.IPv4 = "fd00::1" },
-		"bad ipv6":        func(w *certWire) { w.IPv6 = "100.64.0.1" },
-		"not an address":  func(w *certWire) { w.IPv4 = "x" },
-		"groups unsorted": func(w *certWire) { w.Groups = []string{"b", "a"} },
-		"groups repeated": func(w *certWire) { w.Groups = []string{"a", "a"} },
-		"window reversed": func(w *certWire) { w.NotBefore, w.NotAfter = 2, 1 },
-		"short CA key":    func(w *certWire) { w.CA = ca[:31] },
+		"bad serial":       func(w *certWire) { w.Serial = "zz" },
+		"zero serial":      func(w *certWire) { w.Serial = strings.Repeat("0", 32) },
+		"bad peer":         func(w *certWire) { w.Peer = "nobody" },
+		"bad name":         func(w *certWire) { w.Name = "A" },
+		"bad ipv4":         func(w *certWire) { w.IPv4 = "fd00::1" },
+		"bad ipv6":         func(w *certWire) { w.IPv6 = "100.64.0.1" },
+		"not an address":   func(w *certWire) { w.IPv4 = "x" },
+		"groups unsorted":  func(w *certWire) { w.Groups = []string{"b", "a"} },
+		"groups repeated":  func(w *certWire) { w.Groups = []string{"a", "a"} },
+		"window reversed":  func(w *certWire) { w.NotBefore, w.NotAfter = 2, 1 },
+		"short CA key":     func(w *certWire) { w.CA = ca[:31] },
+		"serial in caps":   func(w *certWire) { w.Serial = strings.Repeat("AB", 16) },
+		"peer as a CID":    func(w *certWire) { w.Peer = cidOf(t, id) },
+		"ipv6 spelled out": func(w *certWire) { w.IPv6 = "fd00:0:0:0:0:0:0:1" },
+		"ipv4 with zeros":  func(w *certWire) { w.IPv4 = "100.064.0.1" },
 	} {
 		w := base()
 		mod(&w)
@@ -117,3 +123,12 @@ func TestCanonicalListAndPolicy(t *testing.T) {
 }
 
 func t0() time.Time { return time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC) }
+
+// cidOf spells a peer ID as a CIDv1, which peer.Decode accepts too.
+func cidOf(t *testing.T, id string) string {
+	p, err := peer.Decode(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return peer.ToCid(p).String()
+}
