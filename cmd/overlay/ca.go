@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -52,6 +53,9 @@ const certBackdate = 5 * time.Minute
 // maxPolicySource caps the policy source file 'ca policy' reads.
 const maxPolicySource = 1 << 20
 
+// caSubs are the ca commands, in usage order.
+var caSubs = []string{"init", "sign", "revoke", "policy", "show"}
+
 var caCommands = map[string]func(args []string) error{
 	"init":   runCAInit,
 	"sign":   runCASign,
@@ -60,8 +64,12 @@ var caCommands = map[string]func(args []string) error{
 	"show":   runCAShow,
 }
 
-// runCA dispatches 'overlay ca COMMAND'.
+// runCA dispatches 'overlay ca COMMAND'. Each ca command has a flag set of
+// its own; when capture asks for the flags of ca, it gets their union.
 func runCA(args []string) error {
+	if capture != nil {
+		return parse(caFlagUnion(), args)
+	}
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, caUsage)
 		return errUsage
@@ -77,6 +85,26 @@ func runCA(args []string) error {
 		return errUsage
 	}
 	return cmd(args[1:])
+}
+
+// caFlagUnion returns one flag set holding every flag of every ca command,
+// taken from the commands' own flag sets (through capture), for completion
+// and the check of OVERLAY_* names. Call it only while capture is set.
+func caFlagUnion() *flag.FlagSet {
+	union := newFlags("ca", "ca COMMAND [flags] ARGS")
+	outer := capture
+	defer func() { capture = outer }()
+	capture = func(fs *flag.FlagSet) {
+		fs.VisitAll(func(f *flag.Flag) {
+			if union.Lookup(f.Name) == nil {
+				union.Var(f.Value, f.Name, f.Usage)
+			}
+		})
+	}
+	for _, sub := range caSubs {
+		_ = caCommands[sub](nil)
+	}
+	return union
 }
 
 func runCAInit(args []string) error {

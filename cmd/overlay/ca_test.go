@@ -76,6 +76,7 @@ func TestCACommands(t *testing.T) {
 		t.Fatalf("no serial in\n%s", out)
 	}
 	must(t, []string{"not checked"}, "ca", "show", crt)
+	must(t, []string{"check:       valid"}, "ca", "show", crt, "--ca-pub", pub) // flags after arguments
 	// To stdout, PEM.
 	if out := must(t, nil, "ca", "sign", "--ca", ca, "--peer", id, "--name", "x"); !strings.Contains(out, "-----BEGIN OVERLAY CERTIFICATE-----") {
 		t.Fatalf("sign to stdout:\n%s", out)

@@ -41,7 +41,7 @@ func init() {
 			{name: "version", synopsis: "version [--json]", summary: "module version, commit and Go version of this binary", run: runVersion},
 			{name: "config", synopsis: "config check FILE", summary: "the settings FILE gives a node, and where each comes from", run: runConfig, subs: []string{"check"}},
 			{name: "psk", synopsis: "psk new FILE", summary: "a new pre-shared key for a private network (--psk FILE)", run: runPSK, subs: []string{"new"}},
-			{name: "ca", synopsis: "ca COMMAND", summary: "a network CA: member certificates, revocations, policy", run: runCA, subs: []string{"init", "sign", "revoke", "policy", "show"}},
+			{name: "ca", synopsis: "ca COMMAND", summary: "a network CA: member certificates, revocations, policy", run: runCA, subs: caSubs},
 			{name: "completion", synopsis: "completion bash|zsh", summary: "a shell completion script (source <(overlay completion bash))", run: runCompletion, subs: []string{"bash", "zsh"}},
 		}},
 		{"Talk to a running node (through its control API, --api):", []command{
