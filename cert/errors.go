@@ -16,18 +16,19 @@ var (
 
 // Reason is a stable code for why a certificate was refused, for refusal
 // frames, logs and metric labels: the set is closed, so a typo cannot mint
-// a new label.
+// a new label. The values start with "cert-" so that they can sit beside
+// the handshake's own refusal codes (protocol.RejectCode) without clashing.
 type Reason string
 
 const (
 	ReasonNone         Reason = ""
-	ReasonMalformed    Reason = "malformed"
-	ReasonUnknownCA    Reason = "unknown-ca"
-	ReasonBadSignature Reason = "bad-signature"
-	ReasonNotYetValid  Reason = "not-yet-valid"
-	ReasonExpired      Reason = "expired"
-	ReasonPeerMismatch Reason = "peer-mismatch"
-	ReasonRevoked      Reason = "revoked"
+	ReasonMalformed    Reason = "cert-malformed"
+	ReasonUnknownCA    Reason = "cert-unknown-ca"
+	ReasonBadSignature Reason = "cert-bad-signature"
+	ReasonNotYetValid  Reason = "cert-not-yet-valid"
+	ReasonExpired      Reason = "cert-expired"
+	ReasonPeerMismatch Reason = "cert-peer-mismatch"
+	ReasonRevoked      Reason = "cert-revoked"
 )
 
 // Reasons lists every refusal reason, for metrics that count each.

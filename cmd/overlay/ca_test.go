@@ -92,7 +92,7 @@ func TestCACommands(t *testing.T) {
 	refused(t, 2, "unknown command", "ca", "frobnicate")
 	other := filepath.Join(dir, "other")
 	must(t, nil, "ca", "init", other)
-	refused(t, 1, "FAILED (unknown-ca)", "ca", "show", "--ca-pub", filepath.Join(other, "ca.pub"), crt)
+	refused(t, 1, "FAILED (cert-unknown-ca)", "ca", "show", "--ca-pub", filepath.Join(other, "ca.pub"), crt)
 	p, _ := os.ReadFile(crt)
 	blk, _ := pem.Decode(p)
 	blk.Bytes[len(blk.Bytes)/2] ^= 1
