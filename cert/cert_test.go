@@ -345,3 +345,56 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 }
+
+// The largest certificate the format allows fits its cap: every field at
+// its longest.
+func TestLargestCertificateFits(t *testing.T) {
+	pub, priv := newCA(t)
+	id := newPeer(t)
+	s, _ := cert.NewSerial()
+	long := func(i int) string {
+		b := bytes.Repeat([]byte("x"), cert.MaxLabelLen)
+		b[0], b[1] = byte('a'+i%26), byte('a'+i/26)
+		return string(b)
+	}
+	c := &cert.Certificate{Serial: s, Peer: id, Name: long(99), NotBefore: t0, NotAfter: t0.Add(100 * 365 * 24 * time.Hour),
+		IPv4: netip.MustParseAddr("100.127.255.255"), IPv6: netip.MustParseAddr("fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}
+	for i := 0; i < cert.MaxGroups; i++ {
+		c.Groups = append(c.Groups, long(i))
+	}
+	b, err := c.Sign(priv)
+	if err != nil {
+		t.Fatalf("sign the largest certificate: %v", err)
+	}
+	if max := cert.MaxCertificateBody * 3 / 4; len(b) > max {
+		t.Errorf("largest certificate %d bytes; keep a quarter of the cap (%d) free for later fields", len(b), cert.MaxCertificateBody)
+	}
+	got, err := cert.ParseCertificate(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := got.Verify(pub, id, t0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDecodeFiles(t *testing.T) {
+	_, priv := newCA(t)
+	_, b := issue(t, priv, newPeer(t), "a")
+	p, _ := cert.EncodePEM(b)
+	unknown := bytes.Clone(b)
+	unknown[2] = 0x09
+	for name, in := range map[string][]byte{
+		"trailing data":     append(bytes.Clone(p), "more"...),
+		"wrong PEM type":    bytes.Replace(p, []byte("OVERLAY CERTIFICATE"), []byte("OVERLAY POLICY"), 2),
+		"not PEM":           []byte("hello"),
+		"raw of no kind":    unknown,
+		"over the file cap": make([]byte, cert.MaxFileSize+1),
+		"PEM of a CA key":   cert.MarshalPublicKey(priv.Public().(ed25519.PublicKey)),
+		"PEM holding junk":  []byte("-----BEGIN OVERLAY CERTIFICATE-----\naGVsbG8=\n-----END OVERLAY CERTIFICATE-----\n"),
+	} {
+		if _, _, err := cert.Decode(in); !errors.Is(err, cert.ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
