@@ -44,7 +44,7 @@ FUZZ_TARGETS = \
 	./relay:FuzzParseAllowlist ./node/identity:FuzzReadPSK \
 	./internal/wstransport:FuzzUpgrade \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
-	./cert:FuzzDecodeFile
+	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:
