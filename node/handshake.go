@@ -12,8 +12,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	msmux "github.com/multiformats/go-multistream"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/book"
-	"github.com/overlay-net/overlay/node/events"
 	"github.com/overlay-net/overlay/protocol"
 )
 

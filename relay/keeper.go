@@ -19,8 +19,8 @@ import (
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/backoff"
-	"github.com/overlay-net/overlay/node/events"
 )
 
 // ErrRefused marks an Admission error that means the relay refused this
