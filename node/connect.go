@@ -14,7 +14,7 @@ import (
 
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/messaging"
-	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // Errors of Connect and of everything that reaches a peer by ID.
@@ -146,7 +146,7 @@ func (n *Node) awaitMember(ctx context.Context, p peer.ID) (book.PeerInfo, error
 }
 
 // AwaitHandshake waits for a relay's verdict on this node, for the keeper:
-// nil for a member or a stock relay, an error wrapping relay.ErrRefused
+// nil for a member or a stock relay, an error wrapping client.ErrRefused
 // when the relay refused this node.
 func (n *Node) AwaitHandshake(ctx context.Context, p peer.ID) error {
 	state, ok := n.verdicts.wait(ctx, p)
@@ -160,7 +160,7 @@ func (n *Node) AwaitHandshake(ctx context.Context, p peer.ID) error {
 	if info.RefusedBy == book.RefusedBySelf {
 		return fmt.Errorf("handshake: this node refused the relay: %s", info.Reason)
 	}
-	return fmt.Errorf("%w: %s", relay.ErrRefused, info.Reason)
+	return fmt.Errorf("%w: %s", client.ErrRefused, info.Reason)
 }
 
 // EnsureMember makes sure a connection to the member p exists, for the

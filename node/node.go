@@ -32,6 +32,7 @@ import (
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // bookFileName is the peer book's file in the data directory.
@@ -49,10 +50,10 @@ type Node struct {
 	gate     *relay.Gate     // public: bounds connections before their security handshake
 	// heldStrangers counts strangers waiting out their grace (strangers.go).
 	heldStrangers atomic.Int64
-	keeper        atomic.Pointer[relay.Keeper]
+	keeper        atomic.Pointer[client.Keeper]
 	verdicts      *verdicts
 	paths         *paths
-	relays        *relay.Standing
+	relays        *client.Standing
 	notif         *network.NotifyBundle
 	msgr          *messaging.Messenger
 	tunnels       *tunnel.Service
@@ -81,7 +82,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), paths: newPaths(),
-		relays: relay.NewStanding(), punch: &puncher{log: cfg.Logger}, autonat: &reachability{}}
+		relays: client.NewStanding(), punch: &puncher{log: cfg.Logger}, autonat: &reachability{}}
 	n.observed = newObserved(n.trustsObservation)
 	n.punch.punched = n.repunch
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -297,7 +298,7 @@ func (n *Node) startRole() error {
 		}
 		kc := n.cfg.Keeper
 		kc.Relays, kc.Logger, kc.Admission = n.cfg.Relays, n.log, n
-		k, err := relay.NewKeeper(n.host, kc)
+		k, err := client.New(n.host, kc)
 		if err != nil {
 			return err
 		}
@@ -391,7 +392,7 @@ func (n *Node) FullAddrs() []ma.Multiaddr {
 }
 
 // Reservations returns the relay reservations a private node holds.
-func (n *Node) Reservations() []relay.Reservation {
+func (n *Node) Reservations() []client.Reservation {
 	if k := n.keeper.Load(); k != nil {
 		return k.Reservations()
 	}

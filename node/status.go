@@ -11,6 +11,7 @@ import (
 	"github.com/overlay-net/overlay/internal/buildinfo"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // Status is what a node says about itself.
@@ -25,9 +26,9 @@ type Status struct {
 	Addrs        StatusAddrs         `json:"addrs"`
 	Reservations []StatusReservation `json:"reservations"`
 	// Relays is a private node's standing with each configured relay.
-	Relays           []relay.RelayReport `json:"relays"`
-	RelaysConfigured int                 `json:"relays_configured"`
-	Peers            int                 `json:"peers_connected"`
+	Relays           []client.RelayReport `json:"relays"`
+	RelaysConfigured int                  `json:"relays_configured"`
+	Peers            int                  `json:"peers_connected"`
 	// Service is a public node's relay service: reservations held, circuits
 	// open, refusals by limit; Limits are the limits derived from its flags.
 	Service *relay.Stats  `json:"relay_service,omitempty"`
@@ -93,10 +94,10 @@ func (n *Node) Status() Status {
 
 // relayStatus lists the configured relays in order, each as the last relay
 // event left it.
-func (n *Node) relayStatus() []relay.RelayReport {
+func (n *Node) relayStatus() []client.RelayReport {
 	k := n.keeper.Load()
 	if k == nil {
-		return []relay.RelayReport{}
+		return []client.RelayReport{}
 	}
 	return n.relays.Report(k.Relays())
 }

@@ -1,5 +1,7 @@
-// Package relay runs the circuit-relay v2 service of public nodes and keeps
-// the relay reservations of private ones.
+// Package relay is a public node's circuit-relay v2 server: the service and
+// its tiers, whom it serves (ACL), the limits of its host, the gate on
+// unfinished handshakes and the counting of refusals. The reservations a
+// private node holds on relays are relay/client's.
 package relay
 
 import (

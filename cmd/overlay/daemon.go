@@ -26,6 +26,7 @@ import (
 	"github.com/overlay-net/overlay/node/identity"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // daemonFlags are the flags both node commands take that are not part of
@@ -140,7 +141,7 @@ func (x *daemon) finish(fs *flag.FlagSet) error {
 			fs.Usage()
 			return errUsage
 		}
-		if _, err := relay.ParseRelays(x.cfg.Relays); err != nil {
+		if _, err := client.ParseRelays(x.cfg.Relays); err != nil {
 			return err
 		}
 	}
