@@ -89,14 +89,9 @@ func (n *Node) onConnected(c network.Conn) {
 		}
 	}
 	n.verdicts.forget(p, func(s book.State) bool { return others > 0 && s == book.StateMember })
-	n.refreshPath(p)
+	n.paths.Connected(c)
 	if n.ctx.Err() != nil {
 		return
-	}
-	if c.Stat().Direction == network.DirInbound && book.IsRelayed(c.RemoteMultiaddr()) {
-		if direct, _ := n.connsByPath(p); direct {
-			n.goRun(func() { n.checkDirect(p) })
-		}
 	}
 	if c.Stat().Direction == network.DirOutbound {
 		n.goRun(func() { n.initiate(c) })
@@ -111,8 +106,7 @@ func (n *Node) onConnected(c network.Conn) {
 // a Connect waiting on them.
 func (n *Node) onDisconnected(c network.Conn) {
 	p := c.RemotePeer()
-	n.observed.drop(c)
-	n.refreshPath(p)
+	n.paths.Disconnected(c)
 	if len(n.host.Network().ConnsToPeer(p)) > 0 {
 		return
 	}
@@ -211,7 +205,7 @@ func (n *Node) admit(c network.Conn, remote protocol.Hello) {
 	ps := n.host.Peerstore()
 	ps.AddAddrs(p, remote.Direct, peerstore.AddressTTL)
 	ps.AddAddrs(p, remote.Relayed, peerstore.AddressTTL)
-	path, _ := n.pathTo(p)
+	path, _ := n.paths.PathTo(p)
 	prev := n.verdicts.get(p)
 	n.protect(p)
 	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateMember, Role: remote.Role}
@@ -269,7 +263,7 @@ func (n *Node) markForeign(c network.Conn, reason string) {
 	if !n.verdicts.setIfAbsent(p, book.StateForeign) {
 		return // a handshake's verdict outranks a guess
 	}
-	path, _ := n.pathTo(p)
+	path, _ := n.paths.PathTo(p)
 	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateForeign, Reason: reason}
 	n.recordVerdict(ev, func(pi *book.PeerInfo) {
 		pi.State, pi.Reason, pi.Path = book.StateForeign, reason, path

@@ -22,9 +22,7 @@ func (n *Node) watchIdentify() error {
 }
 
 func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
-	if n.observed.note(ev.Peer, ev.Conn, ev.ObservedAddr) && n.trustsObservation(ev.Peer) {
-		n.startPunching()
-	}
+	n.paths.Observed(ev.Peer, ev.Conn, ev.ObservedAddr)
 	// A peer that dialed us and whose identify lists no handshake protocol
 	// is most likely a stock libp2p node. Identify's list is a snapshot the
 	// remote may not have updated yet (a node just started), so this is a
@@ -45,7 +43,7 @@ func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
 }
 
 // trustsObservation says whether p's report of our address is believed:
-// p is one of our relays or a member (see observed).
+// p is one of our relays or a member (see node/path).
 func (n *Node) trustsObservation(p peer.ID) bool {
 	return n.isRelay(p) || n.verdicts.get(p) == book.StateMember
 }

@@ -52,15 +52,6 @@ func (n *Node) relayServiceOptions() []relay.Option {
 	return []relay.Option{relay.WithRegisterer(n.cfg.Metrics)}
 }
 
-// holePunchTracer traces hole punches to et, and to libp2p's holepunch
-// metrics when the node has a registry (one option: each replaces the other).
-func (n *Node) holePunchTracer(et holepunch.EventTracer) holepunch.Option {
-	if n.metrics == nil {
-		return holepunch.WithTracer(et)
-	}
-	return holepunch.WithMetricsAndEventTracer(n.metrics.holepunch, et)
-}
-
 // overlayMetrics are the overlay's own metrics, fed from the node's events
 // and its messenger.
 type overlayMetrics struct {

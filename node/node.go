@@ -29,6 +29,7 @@ import (
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/messaging"
+	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -52,7 +53,7 @@ type Node struct {
 	heldStrangers atomic.Int64
 	keeper        atomic.Pointer[client.Keeper]
 	verdicts      *verdicts
-	paths         *paths
+	paths         *path.Manager
 	relays        *client.Standing
 	notif         *network.NotifyBundle
 	msgr          *messaging.Messenger
@@ -61,11 +62,7 @@ type Node struct {
 
 	dht *dht.DHT
 
-	observed *observed // what trusted peers see our address as
-	punch    *puncher  // hole punching, started at the first observation
-	retiring *retiring // peers whose relayed connections may close
-	autonat  *reachability
-	metrics  *overlayMetrics // metrics.go; nil without a registry
+	metrics *overlayMetrics // metrics.go; nil without a registry
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -81,10 +78,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), paths: newPaths(),
-		relays: client.NewStanding(), punch: &puncher{log: cfg.Logger}, autonat: &reachability{}}
-	n.observed = newObserved(n.trustsObservation)
-	n.punch.punched = n.repunch
+	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
 		return nil, err
@@ -236,6 +230,9 @@ func (n *Node) start() error {
 	if err := n.em.open(n.host.EventBus()); err != nil {
 		return err
 	}
+	if err := n.startPaths(); err != nil {
+		return err
+	}
 	n.host.SetStreamHandler(protocol.HandshakeID, n.handleHandshake)
 	n.notif = &network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
@@ -252,11 +249,8 @@ func (n *Node) start() error {
 	if err := n.startTunnels(); err != nil {
 		return err
 	}
-	if err := n.watchPaths(); err != nil {
-		return fmt.Errorf("watch paths: %w", err)
-	}
-	if err := n.watchReachability(); err != nil {
-		return fmt.Errorf("watch reachability: %w", err)
+	if err := n.paths.Start(); err != nil {
+		return err
 	}
 	if err := n.startMetrics(); err != nil {
 		return fmt.Errorf("start metrics: %w", err)
@@ -308,6 +302,28 @@ func (n *Node) startRole() error {
 	return nil
 }
 
+// startPaths starts path management (node/path): path events, observed
+// addresses, hole punching, migration off relays, reachability.
+func (n *Node) startPaths() error {
+	pc := path.Config{Host: n.host, Book: n.book, Logger: n.log, WebSocketOnly: n.cfg.WebSocketOnly,
+		RelayedGrace: n.cfg.RelayedGrace, Trusted: n.trustsObservation, Probe: messaging.Probe,
+		// The messenger is made later in start, before any connection.
+		Repath: func(p peer.ID) { n.msgr.Repath(p) }}
+	if n.metrics != nil {
+		pc.HolePunchMetrics = n.metrics.holepunch
+	}
+	m, err := path.New(pc)
+	if err != nil {
+		return err
+	}
+	n.paths = m
+	return nil
+}
+
+// Reachability reports whether others can dial this node, and the public
+// addresses it is seen at.
+func (n *Node) Reachability() path.Reachability { return n.paths.Reachability() }
+
 // goRun runs fn in a goroutine that Close waits for.
 func (n *Node) goRun(fn func()) {
 	n.wg.Add(1)
@@ -324,7 +340,9 @@ func (n *Node) Close() error {
 	var err error
 	n.closed.Do(func() {
 		n.cancel()
-		n.punch.close()
+		if n.paths != nil {
+			n.paths.Stop()
+		}
 		if n.tunnels != nil {
 			n.tunnels.Close()
 		}
@@ -345,6 +363,9 @@ func (n *Node) Close() error {
 			err = n.host.Close()
 		}
 		n.wg.Wait()
+		if n.paths != nil {
+			n.paths.Close()
+		}
 		n.em.close()
 		if serr := n.saveBook(); serr != nil {
 			err = errors.Join(err, serr)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/buildinfo"
+	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 	"github.com/overlay-net/overlay/relay/client"
@@ -35,8 +36,8 @@ type Status struct {
 	Limits  *relay.Limits `json:"limits,omitempty"`
 	// Reachability is what AutoNAT found and the addresses trusted peers
 	// see this node at; HolePunch counts hole punches.
-	Reachability Reachability `json:"reachability"`
-	HolePunch    PunchStats   `json:"hole_punch"`
+	Reachability path.Reachability `json:"reachability"`
+	HolePunch    path.PunchStats   `json:"hole_punch"`
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.
@@ -73,7 +74,7 @@ func (n *Node) Status() Status {
 		Relays:       n.relayStatus(),
 		Peers:        len(n.host.Network().Peers()),
 		Reachability: n.Reachability(),
-		HolePunch:    n.punch.stats(),
+		HolePunch:    n.paths.PunchStats(),
 	}
 	s.RelaysConfigured = len(s.Relays)
 	if n.relaySvc != nil {
