@@ -130,7 +130,7 @@ func (n *Node) reach(ctx context.Context, ai peer.AddrInfo) error {
 // awaitMember waits for p's handshake and turns a refusal into an error
 // that says who refused whom.
 func (n *Node) awaitMember(ctx context.Context, p peer.ID) (book.PeerInfo, error) {
-	state, ok := n.verdicts.wait(ctx, p)
+	state, ok := n.verdicts.Wait(ctx, p)
 	info, _ := n.book.Get(p)
 	switch {
 	case !ok:
@@ -149,7 +149,7 @@ func (n *Node) awaitMember(ctx context.Context, p peer.ID) (book.PeerInfo, error
 // nil for a member or a stock relay, an error wrapping client.ErrRefused
 // when the relay refused this node.
 func (n *Node) AwaitHandshake(ctx context.Context, p peer.ID) error {
-	state, ok := n.verdicts.wait(ctx, p)
+	state, ok := n.verdicts.Wait(ctx, p)
 	if !ok {
 		return fmt.Errorf("handshake: %w", ctx.Err())
 	}
@@ -170,7 +170,7 @@ func (n *Node) EnsureMember(ctx context.Context, to peer.ID) error {
 		return fmt.Errorf("%w (%s)", messaging.ErrSelf, to)
 	}
 	// The common case, on every message: a member already connected.
-	if n.verdicts.get(to) == book.StateMember && n.host.Network().Connectedness(to) == network.Connected {
+	if n.verdicts.Get(to) == book.StateMember && n.host.Network().Connectedness(to) == network.Connected {
 		return nil
 	}
 	_, known := n.book.Get(to)

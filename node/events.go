@@ -49,7 +49,7 @@ func (e *emitters) close() {
 // emits it.
 func (n *Node) recordVerdict(ev events.EvtVerdict, entry func(*book.PeerInfo)) {
 	n.book.Update(ev.Peer, entry)
-	n.verdicts.set(ev.Peer, ev.State)
+	n.verdicts.Set(ev.Peer, ev.State)
 	_ = n.em.verdict.Emit(ev)
 }
 

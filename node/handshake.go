@@ -32,13 +32,13 @@ const rejectLinger = 2 * time.Second
 // IsMember reports whether p passed the handshake in this session, waiting
 // for a handshake in progress until ctx is done.
 func (n *Node) IsMember(ctx context.Context, p peer.ID) bool {
-	s, ok := n.verdicts.wait(ctx, p)
+	s, ok := n.verdicts.Wait(ctx, p)
 	return ok && s == book.StateMember
 }
 
 // WaitVerdict waits for the outcome of p's handshake in this session.
 func (n *Node) WaitVerdict(ctx context.Context, p peer.ID) (book.State, bool) {
-	return n.verdicts.wait(ctx, p)
+	return n.verdicts.Wait(ctx, p)
 }
 
 // helloFor is this node's hello to peer to: with a network key, it carries
@@ -88,7 +88,7 @@ func (n *Node) onConnected(c network.Conn) {
 			others++
 		}
 	}
-	n.verdicts.forget(p, func(s book.State) bool { return others > 0 && s == book.StateMember })
+	n.verdicts.Forget(p, func(s book.State) bool { return others > 0 && s == book.StateMember })
 	n.paths.Connected(c)
 	if n.ctx.Err() != nil {
 		return
@@ -111,7 +111,7 @@ func (n *Node) onDisconnected(c network.Conn) {
 		return
 	}
 	n.unprotect(p)
-	n.verdicts.forget(p, func(s book.State) bool { return s != book.StateMember })
+	n.verdicts.Forget(p, func(s book.State) bool { return s != book.StateMember })
 }
 
 // initiate runs the handshake on c itself (not on whichever connection
@@ -159,7 +159,7 @@ func (n *Node) watchInbound(c network.Conn) {
 func (n *Node) awaitHandshake(c network.Conn, d time.Duration, reason string) {
 	ctx, cancel := context.WithTimeout(n.ctx, d)
 	defer cancel()
-	if _, ok := n.verdicts.wait(ctx, c.RemotePeer()); ok || n.ctx.Err() != nil || c.IsClosed() {
+	if _, ok := n.verdicts.Wait(ctx, c.RemotePeer()); ok || n.ctx.Err() != nil || c.IsClosed() {
 		return
 	}
 	n.markForeign(c, reason)
@@ -206,7 +206,7 @@ func (n *Node) admit(c network.Conn, remote protocol.Hello) {
 	ps.AddAddrs(p, remote.Direct, peerstore.AddressTTL)
 	ps.AddAddrs(p, remote.Relayed, peerstore.AddressTTL)
 	path, _ := n.paths.PathTo(p)
-	prev := n.verdicts.get(p)
+	prev := n.verdicts.Get(p)
 	n.protect(p)
 	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateMember, Role: remote.Role}
 	n.recordVerdict(ev, func(pi *book.PeerInfo) {
@@ -260,7 +260,7 @@ func (n *Node) nounFor(p peer.ID) string {
 
 func (n *Node) markForeign(c network.Conn, reason string) {
 	p := c.RemotePeer()
-	if !n.verdicts.setIfAbsent(p, book.StateForeign) {
+	if !n.verdicts.SetIfAbsent(p, book.StateForeign) {
 		return // a handshake's verdict outranks a guess
 	}
 	path, _ := n.paths.PathTo(p)
@@ -272,7 +272,9 @@ func (n *Node) markForeign(c network.Conn, reason string) {
 		}
 	})
 	n.log.Debug("foreign peer (no overlay handshake)", "peer", p, "reason", reason)
-	n.dropStranger(p)
+	if n.strangers != nil {
+		n.strangers.Drop(p)
+	}
 }
 
 func onlyDirect(as []ma.Multiaddr) []ma.Multiaddr {

@@ -35,7 +35,7 @@ func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
 		n.goRun(func() { n.awaitHandshake(ev.Conn, stockGrace, "its identify lists no "+protocol.HandshakeID) })
 		return
 	}
-	if n.verdicts.get(ev.Peer) != book.StateMember || len(ev.ListenAddrs) == 0 {
+	if n.verdicts.Get(ev.Peer) != book.StateMember || len(ev.ListenAddrs) == 0 {
 		return
 	}
 	direct, relayed := book.SplitAddrs(capAddrs(ev.ListenAddrs))
@@ -45,5 +45,5 @@ func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
 // trustsObservation says whether p's report of our address is believed:
 // p is one of our relays or a member (see node/path).
 func (n *Node) trustsObservation(p peer.ID) bool {
-	return n.isRelay(p) || n.verdicts.get(p) == book.StateMember
+	return n.isRelay(p) || n.verdicts.Get(p) == book.StateMember
 }

@@ -24,13 +24,17 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/messaging"
+	"github.com/overlay-net/overlay/node/metrics"
+	"github.com/overlay-net/overlay/node/muxer"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/node/tunnel"
+	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 	"github.com/overlay-net/overlay/relay/client"
@@ -46,23 +50,22 @@ type Node struct {
 	host host.Host
 	book *book.Book
 
-	relaySvc *relay.Service
-	refusals *relay.Refusals // public: what limits refused, for status and logs
-	gate     *relay.Gate     // public: bounds connections before their security handshake
-	// heldStrangers counts strangers waiting out their grace (strangers.go).
-	heldStrangers atomic.Int64
-	keeper        atomic.Pointer[client.Keeper]
-	verdicts      *verdicts
-	paths         *path.Manager
-	relays        *client.Standing
-	notif         *network.NotifyBundle
-	msgr          *messaging.Messenger
-	tunnels       *tunnel.Service
-	em            emitters
+	relaySvc  *relay.Service
+	refusals  *relay.Refusals  // public: what limits refused, for status and logs
+	gate      *relay.Gate      // public: bounds connections before their security handshake
+	strangers *relay.Strangers // public: closes strangers' connections after a grace
+	keeper    atomic.Pointer[client.Keeper]
+	verdicts  *verdict.Table
+	paths     *path.Manager
+	relays    *client.Standing
+	notif     *network.NotifyBundle
+	msgr      *messaging.Messenger
+	tunnels   *tunnel.Service
+	em        emitters
 
 	dht *dht.DHT
 
-	metrics *overlayMetrics // metrics.go; nil without a registry
+	metrics *metrics.Metrics // nil without a registry
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,7 +81,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), relays: client.NewStanding()}
+	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: verdict.New(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
 		return nil, err
@@ -132,7 +135,12 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 		libp2p.UserAgent(Agent),
 		libp2p.EnableRelay(),
 	}
-	opts = append(opts, n.metricsHostOptions()...)
+	if reg := n.cfg.Metrics; reg != nil {
+		// go-libp2p's own collectors (swarm, identify, AutoNAT, event bus,
+		// resource manager) go to the node's registry too.
+		n.metrics = metrics.New(reg)
+		opts = append(opts, libp2p.PrometheusRegisterer(reg))
+	}
 	opts = append(opts, n.transports()...)
 	opts = append(opts, n.autonatOptions()...)
 	// The node listens once it is ready (start): a peer that connects
@@ -183,7 +191,7 @@ func (n *Node) transports() []libp2p.Option {
 	if n.gate != nil {
 		tcpT = n.gate.TCP
 	}
-	opts := []libp2p.Option{libp2p.Transport(ws), muxerOption()}
+	opts := []libp2p.Option{libp2p.Transport(ws), muxer.Option()}
 	if !n.cfg.WebSocketOnly {
 		opts = append(opts, libp2p.Transport(tcpT))
 	}
@@ -219,7 +227,7 @@ func (n *Node) relayLimits() ([]libp2p.Option, error) {
 		n.log.Warn("file descriptor limit too low for the relay's limits", "missing", short,
 			"hint", "raise ulimit -n, or lower --max-reservations")
 	}
-	extra, err := rcmgrMetrics(n.cfg.Metrics)
+	extra, err := metrics.ResourceManagerOptions(n.regOrNil())
 	if err != nil {
 		return nil, err
 	}
@@ -252,8 +260,10 @@ func (n *Node) start() error {
 	if err := n.paths.Start(); err != nil {
 		return err
 	}
-	if err := n.startMetrics(); err != nil {
-		return fmt.Errorf("start metrics: %w", err)
+	if n.metrics != nil {
+		if err := n.metrics.Start(n.host.EventBus(), n.msgr, n.metricsState()); err != nil {
+			return fmt.Errorf("start metrics: %w", err)
+		}
 	}
 	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
 	if err := n.startRole(); err != nil {
@@ -280,11 +290,18 @@ func (n *Node) start() error {
 func (n *Node) startRole() error {
 	switch n.cfg.Role {
 	case protocol.RolePublic:
-		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, n.relayServiceOptions()...)
+		var ropts []relay.Option
+		if reg := n.regOrNil(); reg != nil {
+			ropts = append(ropts, relay.WithRegisterer(reg))
+		}
+		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, ropts...)
 		if err != nil {
 			return err
 		}
 		n.relaySvc = svc
+		n.strangers = relay.NewStrangers(n.host, n.cfg.Relay, func(p peer.ID) bool {
+			return n.verdicts.Get(p) == book.StateMember
+		}, n.refusals, maxHeldStrangers)
 		n.goRun(func() { relay.WatchTrims(n.ctx, n.host.ConnManager(), n.refusals) })
 	case protocol.RolePrivate:
 		if len(n.cfg.Relays) == 0 {
@@ -310,7 +327,7 @@ func (n *Node) startPaths() error {
 		// The messenger is made later in start, before any connection.
 		Repath: func(p peer.ID) { n.msgr.Repath(p) }}
 	if n.metrics != nil {
-		pc.HolePunchMetrics = n.metrics.holepunch
+		pc.HolePunchMetrics = n.metrics.HolePunch
 	}
 	m, err := path.New(pc)
 	if err != nil {
@@ -323,6 +340,36 @@ func (n *Node) startPaths() error {
 // Reachability reports whether others can dial this node, and the public
 // addresses it is seen at.
 func (n *Node) Reachability() path.Reachability { return n.paths.Reachability() }
+
+// Metrics returns the node's Prometheus registry, nil when it has none.
+func (n *Node) Metrics() *prometheus.Registry { return n.cfg.Metrics }
+
+// regOrNil is the node's registry as a Registerer: a nil interface, not a
+// typed nil, when the node has none.
+func (n *Node) regOrNil() prometheus.Registerer {
+	if n.cfg.Metrics == nil {
+		return nil
+	}
+	return n.cfg.Metrics
+}
+
+// metricsState is what the metrics' gauges read at each scrape.
+func (n *Node) metricsState() metrics.State {
+	return metrics.State{
+		Peers:        n.book.List,
+		Reservations: func() int { return len(n.Reservations()) },
+		Relay: func() (relay.Stats, bool) {
+			if n.relaySvc == nil {
+				return relay.Stats{}, false
+			}
+			return n.relaySvc.Stats(), true
+		},
+	}
+}
+
+// maxHeldStrangers bounds the strangers a relay holds during their grace
+// (relay.DefaultMaxHeldStrangers; tests lower it).
+var maxHeldStrangers int64 = relay.DefaultMaxHeldStrangers
 
 // goRun runs fn in a goroutine that Close waits for.
 func (n *Node) goRun(fn func()) {
@@ -340,6 +387,9 @@ func (n *Node) Close() error {
 	var err error
 	n.closed.Do(func() {
 		n.cancel()
+		if n.metrics != nil {
+			n.metrics.Close()
+		}
 		if n.paths != nil {
 			n.paths.Stop()
 		}
@@ -354,6 +404,9 @@ func (n *Node) Close() error {
 		}
 		if n.relaySvc != nil {
 			n.relaySvc.Close()
+		}
+		if n.strangers != nil {
+			n.strangers.Close()
 		}
 		if n.dht != nil {
 			n.dht.Close()
@@ -495,7 +548,7 @@ func (n *Node) pruneLoop() {
 func (n *Node) prune(now time.Time) {
 	connected := func(p peer.ID) bool { return n.host.Network().Connectedness(p) == network.Connected }
 	// Strangers gone for good leave libp2p's peerstore too; the book keeps them.
-	for _, p := range n.verdicts.prune(now.Add(-verdictLinger), connected) {
+	for _, p := range n.verdicts.Prune(now.Add(-verdictLinger), connected) {
 		if !n.isRelay(p) {
 			n.host.Peerstore().RemovePeer(p)
 			n.host.Peerstore().ClearAddrs(p)

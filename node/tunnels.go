@@ -8,6 +8,7 @@ import (
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 
+	"github.com/overlay-net/overlay/node/metrics"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 )
@@ -49,7 +50,7 @@ func scaleForTunnels(s *rcmgr.ScalingLimitConfig) {
 // privateResourceManager is libp2p's default resource manager with room
 // for tunnels.
 func (n *Node) privateResourceManager() (libp2p.Option, error) {
-	extra, err := rcmgrMetrics(n.cfg.Metrics)
+	extra, err := metrics.ResourceManagerOptions(n.regOrNil())
 	if err != nil {
 		return nil, err
 	}

@@ -138,9 +138,13 @@ type tier struct {
 type Stats struct {
 	Reservations int64 `json:"reservations"`
 	// StrangerReservations are those of an open relay's non-members.
-	StrangerReservations int64            `json:"stranger_reservations"`
+	StrangerReservations int64 `json:"stranger_reservations"`
+	// Circuits and RelayedBytes count both tiers; the Stranger ones the
+	// strangers' tier alone.
 	Circuits             int64            `json:"circuits"`
 	RelayedBytes         int64            `json:"relayed_bytes"`
+	StrangerCircuits     int64            `json:"stranger_circuits"`
+	StrangerRelayedBytes int64            `json:"stranger_relayed_bytes"`
 	Refusals             map[string]int64 `json:"refusals"`
 }
 
