@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/handshake"
 	"github.com/overlay-net/overlay/protocol"
 )
 
@@ -27,12 +28,14 @@ func (n *Node) noteAddrs(ev event.EvtPeerIdentificationCompleted) {
 	// is most likely a stock libp2p node. Identify's list is a snapshot the
 	// remote may not have updated yet (a node just started), so this is a
 	// hint, not a verdict: give its handshake a short grace instead of the
-	// full foreignAfter, so relay requests waiting on it are refused soon.
+	// full handshake.ForeignAfter, so relay requests waiting on it are refused soon.
 	// An outbound connection needs no hint: our own handshake attempt finds
 	// out for certain.
 	if ev.Conn != nil && ev.Conn.Stat().Direction == network.DirInbound &&
 		len(ev.Protocols) > 0 && !slices.Contains(ev.Protocols, protocol.HandshakeID) {
-		n.goRun(func() { n.awaitHandshake(ev.Conn, stockGrace, "its identify lists no "+protocol.HandshakeID) })
+		n.goRun(func() {
+			n.hs.Await(n.ctx, ev.Conn, handshake.StockGrace, "its identify lists no "+protocol.HandshakeID)
+		})
 		return
 	}
 	if n.verdicts.Get(ev.Peer) != book.StateMember || len(ev.ListenAddrs) == 0 {

@@ -29,6 +29,7 @@ import (
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/dht"
+	"github.com/overlay-net/overlay/node/handshake"
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/node/metrics"
 	"github.com/overlay-net/overlay/node/muxer"
@@ -56,6 +57,7 @@ type Node struct {
 	strangers *relay.Strangers // public: closes strangers' connections after a grace
 	keeper    atomic.Pointer[client.Keeper]
 	verdicts  *verdict.Table
+	hs        *handshake.Runner
 	paths     *path.Manager
 	relays    *client.Standing
 	notif     *network.NotifyBundle
@@ -241,7 +243,8 @@ func (n *Node) start() error {
 	if err := n.startPaths(); err != nil {
 		return err
 	}
-	n.host.SetStreamHandler(protocol.HandshakeID, n.handleHandshake)
+	n.hs = n.handshakes()
+	n.host.SetStreamHandler(protocol.HandshakeID, n.hs.Respond)
 	n.notif = &network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
