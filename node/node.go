@@ -1,8 +1,8 @@
-// Package node builds an overlay node: a libp2p host that runs the handshake
-// on every connection, turns what happens to connections into events
-// (node/events), and either relays for others (public) or holds
-// reservations on relays (private). It owns the host's lifecycle and wires
-// the peer book (node/book) and messaging (node/messaging) to it.
+// Package node builds an overlay node: it owns the libp2p host's
+// construction and lifecycle, and wires to it the handshake
+// (node/handshake), the peer book (node/book), paths (node/path),
+// messaging, tunnels, the DHT, metrics, and either the relay server
+// (public, relay/) or the reservation keeper (private, relay/client).
 package node
 
 import (
@@ -30,6 +30,7 @@ import (
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/handshake"
+	"github.com/overlay-net/overlay/node/limits"
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/node/metrics"
 	"github.com/overlay-net/overlay/node/muxer"
@@ -154,8 +155,12 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 		// A private node keeps libp2p's own limits (autoscaled from memory,
 		// hundreds of connections): it holds a few relays and members. Hole
 		// punching is the node's own (startPunching), not libp2p's.
-		// Tunnels get room beyond those limits (scaleForTunnels).
-		rm, err := n.privateResourceManager()
+		// Tunnels get room beyond those limits (node/limits).
+		extra, err := metrics.ResourceManagerOptions(n.regOrNil())
+		if err != nil {
+			return nil, err
+		}
+		rm, err := limits.Private(extra...)
 		if err != nil {
 			return nil, err
 		}
@@ -165,13 +170,13 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 				return append(direct, n.RelayedAddrs()...)
 			})), nil
 	}
-	limits, err := n.relayLimits()
+	rl, err := n.relayLimits()
 	if err != nil {
 		return nil, err
 	}
 	// Private peers learn from their relays whether they are reachable.
 	opts = append(opts, libp2p.EnableNATService())
-	return append(opts, limits...), nil
+	return append(opts, rl...), nil
 }
 
 // transports are the node's libp2p transports. A public node's TCP and
@@ -224,7 +229,7 @@ func (n *Node) autonatOptions() []libp2p.Option {
 // its relay settings (relay.LimitsFor), counting what they refuse.
 func (n *Node) relayLimits() ([]libp2p.Option, error) {
 	l := relay.LimitsFor(n.cfg.Relay)
-	l.Scale = scaleForTunnels
+	l.Scale = limits.ScaleForTunnels
 	if short := l.FDShortfall(); short > 0 {
 		n.log.Warn("file descriptor limit too low for the relay's limits", "missing", short,
 			"hint", "raise ulimit -n, or lower --max-reservations")
