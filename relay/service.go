@@ -184,7 +184,7 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option
 		return svc, nil
 	}
 	// An open relay runs two instances, each with its own limits, behind
-	// one hop handler that picks by the requester (tiers.go).
+	// one hop handler that picks the tier by requester and request (tiers.go).
 	d := newDispatcher(h, members)
 	rs := circuit.DefaultResources()
 	svc.others.prefix, svc.others.max = "strangers ", strangerResources(cfg, &rs)
