@@ -286,3 +286,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(refusals, prometheus.CounterValue, float64(v), limit)
 	}
 }
+
+// StateCollector returns the collector of st's gauges, as Start registers
+// it, for a registry of the caller's own.
+func StateCollector(st State) prometheus.Collector { return stateCollector{st} }
