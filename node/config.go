@@ -96,7 +96,7 @@ type Config struct {
 	Book   book.Policy
 	Logger *slog.Logger
 	// Metrics, when set, receives go-libp2p's collectors and the overlay's
-	// own (node/metrics.go); a registry per node, so many nodes in one
+	// own (node/metrics); a registry per node, so many nodes in one
 	// process do not collide. Nil: no overlay metrics.
 	Metrics *prometheus.Registry
 	// HandshakeVersion is the version announced in the handshake. Tests

@@ -154,7 +154,7 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	if n.cfg.Role == protocol.RolePrivate {
 		// A private node keeps libp2p's own limits (autoscaled from memory,
 		// hundreds of connections): it holds a few relays and members. Hole
-		// punching is the node's own (startPunching), not libp2p's.
+		// punching is the node's own (node/path), not libp2p's.
 		// Tunnels get room beyond those limits (node/limits).
 		extra, err := metrics.ResourceManagerOptions(n.regOrNil())
 		if err != nil {
