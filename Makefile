@@ -41,7 +41,7 @@ FUZZ_TARGETS = \
 	./protocol:FuzzReadTunnelRequest ./protocol:FuzzReadTunnelAnswer \
 	./node/api:FuzzReadJSON ./internal/flagconf:FuzzParseFile \
 	./node/book:FuzzLoad ./node/identity:FuzzParse \
-	./relay:FuzzParseAllowlist ./node/identity:FuzzReadPSK \
+	./relay:FuzzParseAllowlist ./relay:FuzzReadHop ./node/identity:FuzzReadPSK \
 	./internal/wstransport:FuzzUpgrade \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
 	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore

@@ -16,6 +16,7 @@ import (
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // DefaultNetwork is the network name a node joins unless told otherwise.
@@ -91,7 +92,7 @@ type Config struct {
 	Relay relay.Config
 	// Keeper retry settings, for a private node; Relays, Admission and
 	// Logger are set by the node.
-	Keeper relay.KeeperConfig
+	Keeper client.Config
 	// Expose are local TCP services offered to members from the start
 	// (node/tunnel); more are exposed at run time through Tunnels().
 	Expose []tunnel.Exposure
@@ -103,7 +104,7 @@ type Config struct {
 	Book   book.Policy
 	Logger *slog.Logger
 	// Metrics, when set, receives go-libp2p's collectors and the overlay's
-	// own (node/metrics.go); a registry per node, so many nodes in one
+	// own (node/metrics); a registry per node, so many nodes in one
 	// process do not collide. Nil: no overlay metrics.
 	Metrics *prometheus.Registry
 	// HandshakeVersion is the version announced in the handshake. Tests
@@ -119,7 +120,7 @@ func DefaultConfig(role protocol.Role) Config {
 		Network:          DefaultNetwork,
 		Republish:        DefaultRepublish,
 		Relay:            relay.DefaultConfig(),
-		Keeper:           relay.DefaultKeeperConfig(),
+		Keeper:           client.DefaultConfig(),
 		Book:             book.DefaultPolicy(),
 		HandshakeVersion: protocol.Version,
 		RelayedGrace:     DefaultRelayedGrace,

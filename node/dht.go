@@ -11,14 +11,14 @@ import (
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/protocol"
-	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // ErrNotFound means a DHT lookup found no address for the peer.
 var ErrNotFound = dht.ErrNotFound
 
 func (n *Node) startDHT() error {
-	boot, err := relay.ParseRelays(append(append([]ma.Multiaddr{}, n.cfg.Relays...), n.cfg.Bootstrap...))
+	boot, err := client.ParseRelays(append(append([]ma.Multiaddr{}, n.cfg.Relays...), n.cfg.Bootstrap...))
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}

@@ -3,36 +3,31 @@ package node
 import (
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/libp2p/go-libp2p/core/event"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/book"
-	"github.com/overlay-net/overlay/node/events"
 )
 
 // eventBuf is each subscription's queue: the bus blocks an emitter while a
 // subscriber's queue is full, so it is ample.
 var eventBuf = eventbus.BufSize(256)
 
-// emitters put the node's events on the host's bus. The peer book is
-// written in the same step, before the event goes out, so that anyone woken
-// by an event (or by a verdict) reads a book that already agrees with it.
+// emitters put the node's events on the host's bus (paths are node/path's).
+// The peer book is written in the same step, before the event goes out, so
+// that anyone woken by an event (or by a verdict) reads a book that already
+// agrees with it.
 type emitters struct {
-	verdict, path, autorelay event.Emitter
+	verdict, autorelay event.Emitter
 }
 
 func (e *emitters) open(bus event.Bus) error {
 	var err error
 	if e.verdict, err = bus.Emitter(new(events.EvtVerdict)); err != nil {
 		return fmt.Errorf("verdict emitter: %w", err)
-	}
-	if e.path, err = bus.Emitter(new(events.EvtPath)); err != nil {
-		return fmt.Errorf("path emitter: %w", err)
 	}
 	// Identify pushes our addresses at once on this event, not at its next
 	// 5 s tick, so peers learn a new relayed address promptly.
@@ -43,7 +38,7 @@ func (e *emitters) open(bus event.Bus) error {
 }
 
 func (e *emitters) close() {
-	for _, em := range []event.Emitter{e.verdict, e.path, e.autorelay} {
+	for _, em := range []event.Emitter{e.verdict, e.autorelay} {
 		if em != nil {
 			em.Close()
 		}
@@ -54,54 +49,8 @@ func (e *emitters) close() {
 // emits it.
 func (n *Node) recordVerdict(ev events.EvtVerdict, entry func(*book.PeerInfo)) {
 	n.book.Update(ev.Peer, entry)
-	n.verdicts.set(ev.Peer, ev.State)
+	n.verdicts.Set(ev.Peer, ev.State)
 	_ = n.em.verdict.Emit(ev)
-}
-
-// paths remembers each peer's last emitted path, so that only changes go
-// out, in order.
-type paths struct {
-	mu sync.Mutex
-	m  map[peer.ID]book.Path
-}
-
-func newPaths() *paths { return &paths{m: map[peer.ID]book.Path{}} }
-
-// refreshPath emits an EvtPath when how p is reached has changed.
-func (n *Node) refreshPath(p peer.ID) {
-	n.paths.mu.Lock()
-	defer n.paths.mu.Unlock()
-	path, conn := n.pathTo(p)
-	prev, ok := n.paths.m[p]
-	if !ok {
-		prev = book.PathNone
-	}
-	if prev == path {
-		return
-	}
-	if path == book.PathNone {
-		delete(n.paths.m, p)
-	} else {
-		n.paths.m[p] = path
-	}
-	n.book.SetPath(p, path)
-	_ = n.em.path.Emit(events.EvtPath{Peer: p, Path: path, Prev: prev, Conn: conn})
-}
-
-// pathTo says how p is reached now, and over which connection: direct beats
-// relayed.
-func (n *Node) pathTo(p peer.ID) (book.Path, network.Conn) {
-	path, via := book.PathNone, network.Conn(nil)
-	for _, c := range n.host.Network().ConnsToPeer(p) {
-		if c.IsClosed() {
-			continue
-		}
-		if !book.IsRelayed(c.RemoteMultiaddr()) {
-			return book.PathDirect, c
-		}
-		path, via = book.PathRelayed, c
-	}
-	return path, via
 }
 
 // watchRelays follows the keeper's relay events: it keeps the table that

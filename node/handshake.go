@@ -2,71 +2,31 @@ package node
 
 import (
 	"context"
-	"errors"
-	"io"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
-	msmux "github.com/multiformats/go-multistream"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/book"
-	"github.com/overlay-net/overlay/node/events"
+	"github.com/overlay-net/overlay/node/handshake"
 	"github.com/overlay-net/overlay/protocol"
 )
-
-// foreignAfter is how long an inbound connection may go without a handshake
-// before its peer is taken for a stock libp2p node.
-const foreignAfter = protocol.HandshakeTimeout + 5*time.Second
-
-// stockGrace is how long an inbound peer whose identify lists no handshake
-// protocol still has to start one.
-const stockGrace = 2 * time.Second
-
-// rejectLinger bounds how long a refusing side waits for the peer to read
-// the reason before closing the connection.
-const rejectLinger = 2 * time.Second
 
 // IsMember reports whether p passed the handshake in this session, waiting
 // for a handshake in progress until ctx is done.
 func (n *Node) IsMember(ctx context.Context, p peer.ID) bool {
-	s, ok := n.verdicts.wait(ctx, p)
+	s, ok := n.verdicts.Wait(ctx, p)
 	return ok && s == book.StateMember
 }
 
 // WaitVerdict waits for the outcome of p's handshake in this session.
 func (n *Node) WaitVerdict(ctx context.Context, p peer.ID) (book.State, bool) {
-	return n.verdicts.wait(ctx, p)
+	return n.verdicts.Wait(ctx, p)
 }
 
-// helloFor is this node's hello to peer to: with a network key, it carries
-// the proof made for that peer.
-func (n *Node) helloFor(to peer.ID) protocol.Hello {
-	h := n.hello()
-	if len(n.cfg.NetworkKey) > 0 {
-		h.Proof = protocol.NetworkProof(n.cfg.NetworkKey, n.ID(), to)
-	}
-	return h
-}
-
-// checker admits a peer of this network and version that, when the network
-// has a key, proves it holds the same key.
-func (n *Node) checker(from peer.ID) protocol.Checker {
-	// Check compares network and version only; no need to gather addresses.
-	local := protocol.Hello{Network: n.cfg.Network, Version: n.cfg.HandshakeVersion}
-	return func(remote protocol.Hello) error {
-		if err := protocol.Check(local, remote); err != nil {
-			return err
-		}
-		if len(n.cfg.NetworkKey) > 0 {
-			return protocol.CheckProof(n.cfg.NetworkKey, remote, from, n.ID())
-		}
-		return nil
-	}
-}
-
+// hello is this node's hello, without a proof (node/handshake adds it).
 func (n *Node) hello() protocol.Hello {
 	return protocol.Hello{
 		Network: n.cfg.Network,
@@ -88,20 +48,15 @@ func (n *Node) onConnected(c network.Conn) {
 			others++
 		}
 	}
-	n.verdicts.forget(p, func(s book.State) bool { return others > 0 && s == book.StateMember })
-	n.refreshPath(p)
+	n.verdicts.Forget(p, func(s book.State) bool { return others > 0 && s == book.StateMember })
+	n.paths.Connected(c)
 	if n.ctx.Err() != nil {
 		return
 	}
-	if c.Stat().Direction == network.DirInbound && book.IsRelayed(c.RemoteMultiaddr()) {
-		if direct, _ := n.connsByPath(p); direct {
-			n.goRun(func() { n.checkDirect(p) })
-		}
-	}
 	if c.Stat().Direction == network.DirOutbound {
-		n.goRun(func() { n.initiate(c) })
+		n.goRun(func() { n.hs.Initiate(n.ctx, c) })
 	} else {
-		n.goRun(func() { n.watchInbound(c) })
+		n.goRun(func() { n.hs.Await(n.ctx, c, handshake.ForeignAfter, "sent no handshake") })
 	}
 }
 
@@ -111,99 +66,18 @@ func (n *Node) onConnected(c network.Conn) {
 // a Connect waiting on them.
 func (n *Node) onDisconnected(c network.Conn) {
 	p := c.RemotePeer()
-	n.observed.drop(c)
-	n.refreshPath(p)
+	n.paths.Disconnected(c)
 	if len(n.host.Network().ConnsToPeer(p)) > 0 {
 		return
 	}
 	n.unprotect(p)
-	n.verdicts.forget(p, func(s book.State) bool { return s != book.StateMember })
+	n.verdicts.Forget(p, func(s book.State) bool { return s != book.StateMember })
 }
 
-// initiate runs the handshake on c itself (not on whichever connection
-// NewStream would pick), so every connection is checked.
-func (n *Node) initiate(c network.Conn) {
-	ctx, cancel := context.WithTimeout(n.ctx, protocol.HandshakeTimeout)
-	defer cancel()
-	ctx = network.WithAllowLimitedConn(ctx, "overlay handshake")
-	s, err := c.NewStream(ctx)
-	if err != nil {
-		n.log.Debug("open handshake stream", "peer", c.RemotePeer(), "err", err)
-		return
-	}
-	_ = s.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
-	if err := msmux.SelectProtoOrFail(protocol.HandshakeID, s); err != nil {
-		s.Reset()
-		var ns msmux.ErrNotSupported[string]
-		if errors.As(err, &ns) {
-			n.markForeign(c, "does not speak "+protocol.HandshakeID)
-		} else {
-			n.log.Debug("negotiate handshake", "peer", c.RemotePeer(), "err", err)
-		}
-		return
-	}
-	_ = s.SetProtocol(protocol.HandshakeID)
-	p := c.RemotePeer()
-	remote, err := protocol.InitiateWith(s, n.helloFor(p), n.checker(p))
-	n.conclude(c, s, remote, err)
-}
-
-func (n *Node) handleHandshake(s network.Stream) {
-	p := s.Conn().RemotePeer()
-	remote, err := protocol.RespondWith(s, n.helloFor(p), n.checker(p))
-	n.conclude(s.Conn(), s, remote, err)
-}
-
-// watchInbound marks the peer of an inbound connection foreign when it never
-// starts a handshake.
-func (n *Node) watchInbound(c network.Conn) {
-	n.awaitHandshake(c, foreignAfter, "sent no handshake")
-}
-
-// awaitHandshake marks the peer of c foreign, for reason, unless a verdict
-// on it arrives within d.
-func (n *Node) awaitHandshake(c network.Conn, d time.Duration, reason string) {
-	ctx, cancel := context.WithTimeout(n.ctx, d)
-	defer cancel()
-	if _, ok := n.verdicts.wait(ctx, c.RemotePeer()); ok || n.ctx.Err() != nil || c.IsClosed() {
-		return
-	}
-	n.markForeign(c, reason)
-}
-
-func (n *Node) conclude(c network.Conn, s network.Stream, remote protocol.Hello, err error) {
-	p := c.RemotePeer()
-	var rej *protocol.RejectedError
-	switch {
-	case err == nil:
-		s.Close()
-		n.admit(c, remote)
-	case errors.As(err, &rej):
-		n.reject(c, rej, remote)
-		if !rej.ByPeer {
-			lingerForPeer(s)
-		}
-		s.Close()
-		c.Close()
-	case errors.Is(err, protocol.ErrMalformed) || errors.Is(err, protocol.ErrFrameTooLarge):
-		s.Reset()
-		n.reject(c, &protocol.RejectedError{Reason: err.Error()}, remote)
-		c.Close()
-	default:
-		// A stall or a dropped connection: say nothing about the peer, but
-		// an unverified connection is not kept.
-		s.Reset()
-		n.log.Debug("handshake failed", "peer", p, "err", err)
-		c.Close()
-	}
-}
-
-// lingerForPeer gives the peer time to read our reject frame: it closes the
-// connection after reading it, which ends our read.
-func lingerForPeer(s network.Stream) {
-	_ = s.CloseWrite()
-	_ = s.SetReadDeadline(time.Now().Add(rejectLinger))
-	_, _ = io.Copy(io.Discard, io.LimitReader(s, protocol.MaxHelloSize))
+// handshakes runs the handshake on the node's connections (node/handshake).
+func (n *Node) handshakes() *handshake.Runner {
+	return handshake.New(handshake.Config{Network: n.cfg.Network, Version: n.cfg.HandshakeVersion, Local: n.hello, NetworkKey: n.cfg.NetworkKey, Self: n.ID(),
+		Verdicts: n.verdicts, Noun: n.nounFor, Admit: n.admit, Reject: n.reject, Foreign: n.markForeign, Logger: n.log})
 }
 
 func (n *Node) admit(c network.Conn, remote protocol.Hello) {
@@ -211,8 +85,8 @@ func (n *Node) admit(c network.Conn, remote protocol.Hello) {
 	ps := n.host.Peerstore()
 	ps.AddAddrs(p, remote.Direct, peerstore.AddressTTL)
 	ps.AddAddrs(p, remote.Relayed, peerstore.AddressTTL)
-	path, _ := n.pathTo(p)
-	prev := n.verdicts.get(p)
+	path, _ := n.paths.PathTo(p)
+	prev := n.verdicts.Get(p)
 	n.protect(p)
 	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateMember, Role: remote.Role}
 	n.recordVerdict(ev, func(pi *book.PeerInfo) {
@@ -227,13 +101,12 @@ func (n *Node) admit(c network.Conn, remote protocol.Hello) {
 
 // reject books a refusal, worded for this node: when the peer refused us,
 // from our side ("the relay is on network ..."), else as we told the peer.
-func (n *Node) reject(c network.Conn, rej *protocol.RejectedError, remote protocol.Hello) {
+func (n *Node) reject(c network.Conn, reason string, byPeer bool, remote protocol.Hello) {
 	p := c.RemotePeer()
 	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateRejected, Role: remote.Role,
-		Reason: rej.Reason, RefusedBy: book.RefusedBySelf}
-	if rej.ByPeer {
+		Reason: reason, RefusedBy: book.RefusedBySelf}
+	if byPeer {
 		ev.RefusedBy = book.RefusedByPeer
-		ev.Reason = rej.Refusal.Explain(n.nounFor(p), n.helloFor(p))
 	}
 	n.recordVerdict(ev, func(pi *book.PeerInfo) {
 		if remote.Role != "" {
@@ -242,12 +115,12 @@ func (n *Node) reject(c network.Conn, rej *protocol.RejectedError, remote protoc
 		pi.State, pi.Reason, pi.RefusedBy = book.StateRejected, ev.Reason, ev.RefusedBy
 	})
 	switch {
-	case !rej.ByPeer && n.refusals != nil:
+	case !byPeer && n.refusals != nil:
 		// A relay meets any number of strangers: one line per peer would
 		// let a flood of them flood the log too.
 		n.log.Debug("refused peer", "peer", p, "reason", ev.Reason)
 		n.refusals.Add("handshake-rejected")
-	case !rej.ByPeer:
+	case !byPeer:
 		n.log.Warn("refused peer", "peer", p, "reason", ev.Reason)
 	case !n.isRelay(p): // the keeper words a relay's refusal itself
 		n.log.Warn("peer refused this node", "peer", p, "reason", ev.Reason)
@@ -264,12 +137,11 @@ func (n *Node) nounFor(p peer.ID) string {
 	return "the peer"
 }
 
+// markForeign books a peer the handshake runner found foreign (its verdict
+// is set already).
 func (n *Node) markForeign(c network.Conn, reason string) {
 	p := c.RemotePeer()
-	if !n.verdicts.setIfAbsent(p, book.StateForeign) {
-		return // a handshake's verdict outranks a guess
-	}
-	path, _ := n.pathTo(p)
+	path, _ := n.paths.PathTo(p)
 	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateForeign, Reason: reason}
 	n.recordVerdict(ev, func(pi *book.PeerInfo) {
 		pi.State, pi.Reason, pi.Path = book.StateForeign, reason, path
@@ -278,7 +150,9 @@ func (n *Node) markForeign(c network.Conn, reason string) {
 		}
 	})
 	n.log.Debug("foreign peer (no overlay handshake)", "peer", p, "reason", reason)
-	n.dropStranger(p)
+	if n.strangers != nil {
+		n.strangers.Drop(p)
+	}
 }
 
 func onlyDirect(as []ma.Multiaddr) []ma.Multiaddr {
@@ -292,3 +166,10 @@ func capAddrs[T any](as []T) []T {
 	}
 	return as
 }
+
+// protectTag keeps members' connections from the connection manager's
+// trims: above its high watermark it cuts strangers, never members.
+const protectTag = "overlay-member"
+
+func (n *Node) protect(p peer.ID)   { n.host.ConnManager().Protect(p, protectTag) }
+func (n *Node) unprotect(p peer.ID) { n.host.ConnManager().Unprotect(p, protectTag) }

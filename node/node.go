@@ -1,8 +1,8 @@
-// Package node builds an overlay node: a libp2p host that runs the handshake
-// on every connection, turns what happens to connections into events
-// (node/events), and either relays for others (public) or holds
-// reservations on relays (private). It owns the host's lifecycle and wires
-// the peer book (node/book) and messaging (node/messaging) to it.
+// Package node builds an overlay node: it owns the libp2p host's
+// construction and lifecycle, and wires to it the handshake
+// (node/handshake), the peer book (node/book), paths (node/path),
+// messaging, tunnels, the DHT, metrics, and either the relay server
+// (public, relay/) or the reservation keeper (private, relay/client).
 package node
 
 import (
@@ -24,14 +24,22 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/dht"
+	"github.com/overlay-net/overlay/node/handshake"
+	"github.com/overlay-net/overlay/node/limits"
 	"github.com/overlay-net/overlay/node/messaging"
+	"github.com/overlay-net/overlay/node/metrics"
+	"github.com/overlay-net/overlay/node/muxer"
+	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/node/tunnel"
+	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // bookFileName is the peer book's file in the data directory.
@@ -46,27 +54,23 @@ type Node struct {
 	// unbound are the listen addresses that did not bind (listen.go).
 	unbound []string
 
-	relaySvc *relay.Service
-	refusals *relay.Refusals // public: what limits refused, for status and logs
-	gate     *relay.Gate     // public: bounds connections before their security handshake
-	// heldStrangers counts strangers waiting out their grace (strangers.go).
-	heldStrangers atomic.Int64
-	keeper        atomic.Pointer[relay.Keeper]
-	verdicts      *verdicts
-	paths         *paths
-	relays        *relay.Standing
-	notif         *network.NotifyBundle
-	msgr          *messaging.Messenger
-	tunnels       *tunnel.Service
-	em            emitters
+	relaySvc  *relay.Service
+	refusals  *relay.Refusals  // public: what limits refused, for status and logs
+	gate      *relay.Gate      // public: bounds connections before their security handshake
+	strangers *relay.Strangers // public: closes strangers' connections after a grace
+	keeper    atomic.Pointer[client.Keeper]
+	verdicts  *verdict.Table
+	hs        *handshake.Runner
+	paths     *path.Manager
+	relays    *client.Standing
+	notif     *network.NotifyBundle
+	msgr      *messaging.Messenger
+	tunnels   *tunnel.Service
+	em        emitters
 
 	dht *dht.DHT
 
-	observed *observed // what trusted peers see our address as
-	punch    *puncher  // hole punching, started at the first observation
-	retiring *retiring // peers whose relayed connections may close
-	autonat  *reachability
-	metrics  *overlayMetrics // metrics.go; nil without a registry
+	metrics *metrics.Metrics // nil without a registry
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -82,10 +86,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: newVerdicts(), paths: newPaths(),
-		relays: relay.NewStanding(), punch: &puncher{log: cfg.Logger}, autonat: &reachability{}}
-	n.observed = newObserved(n.trustsObservation)
-	n.punch.punched = n.repunch
+	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: verdict.New(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
 		return nil, err
@@ -140,7 +141,12 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 		libp2p.UserAgent(Agent),
 		libp2p.EnableRelay(),
 	}
-	opts = append(opts, n.metricsHostOptions()...)
+	if reg := n.cfg.Metrics; reg != nil {
+		// go-libp2p's own collectors (swarm, identify, AutoNAT, event bus,
+		// resource manager) go to the node's registry too.
+		n.metrics = metrics.New(reg)
+		opts = append(opts, libp2p.PrometheusRegisterer(reg))
+	}
 	opts = append(opts, n.transports()...)
 	opts = append(opts, n.autonatOptions()...)
 	// The node listens once it is ready (start): a peer that connects
@@ -151,9 +157,13 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 	if n.cfg.Role == protocol.RolePrivate {
 		// A private node keeps libp2p's own limits (autoscaled from memory,
 		// hundreds of connections): it holds a few relays and members. Hole
-		// punching is the node's own (startPunching), not libp2p's.
-		// Tunnels get room beyond those limits (scaleForTunnels).
-		rm, err := n.privateResourceManager()
+		// punching is the node's own (node/path), not libp2p's.
+		// Tunnels get room beyond those limits (node/limits).
+		extra, err := metrics.ResourceManagerOptions(n.regOrNil())
+		if err != nil {
+			return nil, err
+		}
+		rm, err := limits.Private(extra...)
 		if err != nil {
 			return nil, err
 		}
@@ -163,13 +173,13 @@ func (n *Node) hostOptions() ([]libp2p.Option, error) {
 				return append(direct, n.RelayedAddrs()...)
 			})), nil
 	}
-	limits, err := n.relayLimits()
+	rl, err := n.relayLimits()
 	if err != nil {
 		return nil, err
 	}
 	// Private peers learn from their relays whether they are reachable.
 	opts = append(opts, libp2p.EnableNATService())
-	return append(opts, limits...), nil
+	return append(opts, rl...), nil
 }
 
 // transports are the node's libp2p transports. A public node's TCP and
@@ -191,7 +201,7 @@ func (n *Node) transports() []libp2p.Option {
 	if n.gate != nil {
 		tcpT = n.gate.TCP
 	}
-	opts := []libp2p.Option{libp2p.Transport(ws), muxerOption()}
+	opts := []libp2p.Option{libp2p.Transport(ws), muxer.Option()}
 	if !n.cfg.WebSocketOnly {
 		opts = append(opts, libp2p.Transport(tcpT))
 	}
@@ -222,12 +232,12 @@ func (n *Node) autonatOptions() []libp2p.Option {
 // its relay settings (relay.LimitsFor), counting what they refuse.
 func (n *Node) relayLimits() ([]libp2p.Option, error) {
 	l := relay.LimitsFor(n.cfg.Relay)
-	l.Scale = scaleForTunnels
+	l.Scale = limits.ScaleForTunnels
 	if short := l.FDShortfall(); short > 0 {
 		n.log.Warn("file descriptor limit too low for the relay's limits", "missing", short,
 			"hint", "raise ulimit -n, or lower --max-reservations")
 	}
-	extra, err := rcmgrMetrics(n.cfg.Metrics)
+	extra, err := metrics.ResourceManagerOptions(n.regOrNil())
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +248,11 @@ func (n *Node) start() error {
 	if err := n.em.open(n.host.EventBus()); err != nil {
 		return err
 	}
-	n.host.SetStreamHandler(protocol.HandshakeID, n.handleHandshake)
+	if err := n.startPaths(); err != nil {
+		return err
+	}
+	n.hs = n.handshakes()
+	n.host.SetStreamHandler(protocol.HandshakeID, n.hs.Respond)
 	n.notif = &network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
@@ -254,14 +268,13 @@ func (n *Node) start() error {
 	if err := n.startTunnels(); err != nil {
 		return err
 	}
-	if err := n.watchPaths(); err != nil {
-		return fmt.Errorf("watch paths: %w", err)
+	if err := n.paths.Start(); err != nil {
+		return err
 	}
-	if err := n.watchReachability(); err != nil {
-		return fmt.Errorf("watch reachability: %w", err)
-	}
-	if err := n.startMetrics(); err != nil {
-		return fmt.Errorf("start metrics: %w", err)
+	if n.metrics != nil {
+		if err := n.metrics.Start(n.host.EventBus(), n.msgr, n.metricsState()); err != nil {
+			return fmt.Errorf("start metrics: %w", err)
+		}
 	}
 	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
 	if err := n.startRole(); err != nil {
@@ -286,11 +299,18 @@ func (n *Node) start() error {
 func (n *Node) startRole() error {
 	switch n.cfg.Role {
 	case protocol.RolePublic:
-		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, n.relayServiceOptions()...)
+		var ropts []relay.Option
+		if reg := n.regOrNil(); reg != nil {
+			ropts = append(ropts, relay.WithRegisterer(reg))
+		}
+		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, ropts...)
 		if err != nil {
 			return err
 		}
 		n.relaySvc = svc
+		n.strangers = relay.NewStrangers(n.host, n.cfg.Relay, func(p peer.ID) bool {
+			return n.verdicts.Get(p) == book.StateMember
+		}, n.refusals, maxHeldStrangers)
 		n.goRun(func() { relay.WatchTrims(n.ctx, n.host.ConnManager(), n.refusals) })
 	case protocol.RolePrivate:
 		if len(n.cfg.Relays) == 0 {
@@ -298,7 +318,7 @@ func (n *Node) startRole() error {
 		}
 		kc := n.cfg.Keeper
 		kc.Relays, kc.Logger, kc.Admission = n.cfg.Relays, n.log, n
-		k, err := relay.NewKeeper(n.host, kc)
+		k, err := client.New(n.host, kc)
 		if err != nil {
 			return err
 		}
@@ -307,6 +327,58 @@ func (n *Node) startRole() error {
 	}
 	return nil
 }
+
+// startPaths starts path management (node/path): path events, observed
+// addresses, hole punching, migration off relays, reachability.
+func (n *Node) startPaths() error {
+	pc := path.Config{Host: n.host, Book: n.book, Logger: n.log, WebSocketOnly: n.cfg.WebSocketOnly,
+		RelayedGrace: n.cfg.RelayedGrace, Trusted: n.trustsObservation, Probe: messaging.Probe,
+		// The messenger is made later in start, before any connection.
+		Repath: func(p peer.ID) { n.msgr.Repath(p) }}
+	if n.metrics != nil {
+		pc.HolePunchMetrics = n.metrics.HolePunch
+	}
+	m, err := path.New(pc)
+	if err != nil {
+		return err
+	}
+	n.paths = m
+	return nil
+}
+
+// Reachability reports whether others can dial this node, and the public
+// addresses it is seen at.
+func (n *Node) Reachability() path.Reachability { return n.paths.Reachability() }
+
+// Metrics returns the node's Prometheus registry, nil when it has none.
+func (n *Node) Metrics() *prometheus.Registry { return n.cfg.Metrics }
+
+// regOrNil is the node's registry as a Registerer: a nil interface, not a
+// typed nil, when the node has none.
+func (n *Node) regOrNil() prometheus.Registerer {
+	if n.cfg.Metrics == nil {
+		return nil
+	}
+	return n.cfg.Metrics
+}
+
+// metricsState is what the metrics' gauges read at each scrape.
+func (n *Node) metricsState() metrics.State {
+	return metrics.State{
+		Peers:        n.book.List,
+		Reservations: func() int { return len(n.Reservations()) },
+		Relay: func() (relay.Stats, bool) {
+			if n.relaySvc == nil {
+				return relay.Stats{}, false
+			}
+			return n.relaySvc.Stats(), true
+		},
+	}
+}
+
+// maxHeldStrangers bounds the strangers a relay holds during their grace
+// (relay.DefaultMaxHeldStrangers; tests lower it).
+var maxHeldStrangers int64 = relay.DefaultMaxHeldStrangers
 
 // goRun runs fn in a goroutine that Close waits for.
 func (n *Node) goRun(fn func()) {
@@ -324,7 +396,12 @@ func (n *Node) Close() error {
 	var err error
 	n.closed.Do(func() {
 		n.cancel()
-		n.punch.close()
+		if n.metrics != nil {
+			n.metrics.Close()
+		}
+		if n.paths != nil {
+			n.paths.Stop()
+		}
 		if n.tunnels != nil {
 			n.tunnels.Close()
 		}
@@ -337,6 +414,9 @@ func (n *Node) Close() error {
 		if n.relaySvc != nil {
 			n.relaySvc.Close()
 		}
+		if n.strangers != nil {
+			n.strangers.Close()
+		}
 		if n.dht != nil {
 			n.dht.Close()
 		}
@@ -345,6 +425,9 @@ func (n *Node) Close() error {
 			err = n.host.Close()
 		}
 		n.wg.Wait()
+		if n.paths != nil {
+			n.paths.Close()
+		}
 		n.em.close()
 		if serr := n.saveBook(); serr != nil {
 			err = errors.Join(err, serr)
@@ -392,7 +475,7 @@ func (n *Node) FullAddrs() []ma.Multiaddr {
 }
 
 // Reservations returns the relay reservations a private node holds.
-func (n *Node) Reservations() []relay.Reservation {
+func (n *Node) Reservations() []client.Reservation {
 	if k := n.keeper.Load(); k != nil {
 		return k.Reservations()
 	}
@@ -474,7 +557,7 @@ func (n *Node) pruneLoop() {
 func (n *Node) prune(now time.Time) {
 	connected := func(p peer.ID) bool { return n.host.Network().Connectedness(p) == network.Connected }
 	// Strangers gone for good leave libp2p's peerstore too; the book keeps them.
-	for _, p := range n.verdicts.prune(now.Add(-verdictLinger), connected) {
+	for _, p := range n.verdicts.Prune(now.Add(-verdictLinger), connected) {
 		if !n.isRelay(p) {
 			n.host.Peerstore().RemovePeer(p)
 			n.host.Peerstore().ClearAddrs(p)

@@ -7,10 +7,12 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/buildinfo"
-	"github.com/overlay-net/overlay/node/events"
+	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // Status is what a node says about itself.
@@ -25,17 +27,17 @@ type Status struct {
 	Addrs        StatusAddrs         `json:"addrs"`
 	Reservations []StatusReservation `json:"reservations"`
 	// Relays is a private node's standing with each configured relay.
-	Relays           []relay.RelayReport `json:"relays"`
-	RelaysConfigured int                 `json:"relays_configured"`
-	Peers            int                 `json:"peers_connected"`
+	Relays           []client.RelayReport `json:"relays"`
+	RelaysConfigured int                  `json:"relays_configured"`
+	Peers            int                  `json:"peers_connected"`
 	// Service is a public node's relay service: reservations held, circuits
 	// open, refusals by limit; Limits are the limits derived from its flags.
 	Service *relay.Stats  `json:"relay_service,omitempty"`
 	Limits  *relay.Limits `json:"limits,omitempty"`
 	// Reachability is what AutoNAT found and the addresses trusted peers
 	// see this node at; HolePunch counts hole punches.
-	Reachability Reachability `json:"reachability"`
-	HolePunch    PunchStats   `json:"hole_punch"`
+	Reachability path.Reachability `json:"reachability"`
+	HolePunch    path.PunchStats   `json:"hole_punch"`
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.
@@ -72,7 +74,7 @@ func (n *Node) Status() Status {
 		Relays:       n.relayStatus(),
 		Peers:        len(n.host.Network().Peers()),
 		Reachability: n.Reachability(),
-		HolePunch:    n.punch.stats(),
+		HolePunch:    n.paths.PunchStats(),
 	}
 	s.RelaysConfigured = len(s.Relays)
 	if n.relaySvc != nil {
@@ -93,10 +95,10 @@ func (n *Node) Status() Status {
 
 // relayStatus lists the configured relays in order, each as the last relay
 // event left it.
-func (n *Node) relayStatus() []relay.RelayReport {
+func (n *Node) relayStatus() []client.RelayReport {
 	k := n.keeper.Load()
 	if k == nil {
-		return []relay.RelayReport{}
+		return []client.RelayReport{}
 	}
 	return n.relays.Report(k.Relays())
 }

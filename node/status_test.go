@@ -11,8 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node"
-	"github.com/overlay-net/overlay/node/events"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 )
 

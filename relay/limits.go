@@ -37,6 +37,10 @@ type Limits struct {
 	// from the source, stop to the destination), and each peer has a few of
 	// its own (identify, ping, handshake, renewals).
 	Streams int `json:"streams"`
+	// StrangerStreams bounds the streams of an open relay's strangers'
+	// tier (StrangerService): an eighth of Streams, as strangers get an
+	// eighth of the reservations, so they cannot take the members' share.
+	StrangerStreams int `json:"stranger_streams"`
 	// Transient bounds connections still in their security handshake in
 	// libp2p's resource manager, which refuses newcomers beyond it.
 	Transient int `json:"transient"`
@@ -79,6 +83,7 @@ func LimitsFor(cfg Config) Limits {
 		ConnsInbound:    in,
 		ConnsOutbound:   1024,
 		Streams:         8*peers + 4096,
+		StrangerStreams: (8*peers + 4096) / 8,
 		Transient:       transient,
 		Pending:         pend,
 		// A quarter of the reservations one IP may hold: peers behind one
@@ -122,7 +127,8 @@ func (l Limits) ResourceManager(ref *Refusals, extra ...rcmgr.Option) (network.R
 			Streams: v(4 * l.Transient), StreamsInbound: v(2 * l.Transient), StreamsOutbound: v(2 * l.Transient),
 			FD: v(l.Transient),
 		},
-		Service: map[string]rcmgr.ResourceLimits{circuit.ServiceName: circuitStreams, identify.ServiceName: identifyStreams},
+		Service: map[string]rcmgr.ResourceLimits{circuit.ServiceName: circuitStreams, identify.ServiceName: identifyStreams,
+			StrangerService: {Streams: v(l.StrangerStreams), StreamsInbound: v(l.StrangerStreams), StreamsOutbound: v(l.StrangerStreams)}},
 		Protocol: map[protocol.ID]rcmgr.ResourceLimits{
 			circuitproto.ProtoIDv2Hop: circuitStreams, circuitproto.ProtoIDv2Stop: circuitStreams,
 			identify.ID: identifyStreams,

@@ -11,7 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/overlay-net/overlay/node/events"
+	"github.com/overlay-net/overlay/events"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/relay"
 )

@@ -1,5 +1,7 @@
-// Package relay runs the circuit-relay v2 service of public nodes and keeps
-// the relay reservations of private ones.
+// Package relay is a public node's circuit-relay v2 server: the service and
+// its tiers, whom it serves (ACL), the limits of its host, the gate on
+// unfinished handshakes and the counting of refusals. The reservations a
+// private node holds on relays are relay/client's.
 package relay
 
 import (
@@ -124,21 +126,27 @@ type Service struct {
 	relayed         atomic.Int64 // bytes copied, both directions
 }
 
-// tier is one circuit.Relay instance's count of reservations and the name
-// its refusals go by.
+// tier is one circuit.Relay instance's counts and the name its refusals go
+// by.
 type tier struct {
 	prefix       string // "" for members, "strangers " for the others
 	max          int
 	reservations atomic.Int64
+	circuits     atomic.Int64 // strangers' tier only (see tracer)
+	relayed      atomic.Int64 // bytes copied, both directions; strangers' tier only
 }
 
 // Stats is what a relay service holds now and has refused so far.
 type Stats struct {
 	Reservations int64 `json:"reservations"`
 	// StrangerReservations are those of an open relay's non-members.
-	StrangerReservations int64            `json:"stranger_reservations"`
+	StrangerReservations int64 `json:"stranger_reservations"`
+	// Circuits and RelayedBytes count both tiers; the Stranger ones the
+	// strangers' tier alone.
 	Circuits             int64            `json:"circuits"`
 	RelayedBytes         int64            `json:"relayed_bytes"`
+	StrangerCircuits     int64            `json:"stranger_circuits"`
+	StrangerRelayedBytes int64            `json:"stranger_relayed_bytes"`
 	Refusals             map[string]int64 `json:"refusals"`
 }
 
@@ -176,7 +184,7 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option
 		return svc, nil
 	}
 	// An open relay runs two instances, each with its own limits, behind
-	// one hop handler that picks by the requester (tiers.go).
+	// one hop handler that picks the tier by requester and request (tiers.go).
 	d := newDispatcher(h, members)
 	rs := circuit.DefaultResources()
 	svc.others.prefix, svc.others.max = "strangers ", strangerResources(cfg, &rs)
@@ -184,8 +192,13 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option
 	if svc.r, err = newInstance(d.members, memberResources(cfg), nil, o.tracer(tracer{svc, &svc.members})); err != nil {
 		return nil, err
 	}
-	if svc.strangers, err = newInstance(d.strangers, &rs, nil, tracer{svc, &svc.others}); err != nil {
+	if svc.strangers, err = newInstance(d.strangers, &rs, nil, o.tracer(tracer{svc, &svc.others})); err != nil {
 		svc.r.Close()
+		return nil, err
+	}
+	if err := d.checkTiers(); err != nil {
+		svc.r.Close()
+		svc.strangers.Close()
 		return nil, err
 	}
 	svc.host = h
@@ -249,7 +262,9 @@ func (s *Service) Close() error {
 // Stats reports reservations held, circuits open and refusals by limit.
 func (s *Service) Stats() Stats {
 	return Stats{Reservations: s.members.reservations.Load(), StrangerReservations: s.others.reservations.Load(),
-		Circuits: s.circuits.Load(), RelayedBytes: s.relayed.Load(), Refusals: s.ref.Counts()}
+		Circuits: s.circuits.Load(), RelayedBytes: s.relayed.Load(),
+		StrangerCircuits: s.others.circuits.Load(), StrangerRelayedBytes: s.others.relayed.Load(),
+		Refusals: s.ref.Counts()}
 }
 
 // tracer is the relay's metrics hook, turned into counts and refusals.
@@ -258,11 +273,33 @@ type tracer struct {
 	t *tier
 }
 
-func (t tracer) RelayStatus(bool)               {}
-func (t tracer) ConnectionOpened()              { t.s.circuits.Add(1) }
-func (t tracer) ConnectionClosed(time.Duration) { t.s.circuits.Add(-1) }
-func (t tracer) BytesTransferred(n int)         { t.s.relayed.Add(int64(n)) }
-func (t tracer) ReservationClosed(n int)        { t.t.reservations.Add(-int64(n)) }
+func (t tracer) RelayStatus(bool) {}
+
+// The service counts both tiers' circuits and bytes, and the strangers'
+// tier its own too (the members' are the difference: one atomic add per
+// write on their data path, not two).
+
+func (t tracer) ConnectionOpened() {
+	t.s.circuits.Add(1)
+	if t.t != &t.s.members {
+		t.t.circuits.Add(1)
+	}
+}
+
+func (t tracer) ConnectionClosed(time.Duration) {
+	t.s.circuits.Add(-1)
+	if t.t != &t.s.members {
+		t.t.circuits.Add(-1)
+	}
+}
+
+func (t tracer) BytesTransferred(n int) {
+	t.s.relayed.Add(int64(n))
+	if t.t != &t.s.members {
+		t.t.relayed.Add(int64(n))
+	}
+}
+func (t tracer) ReservationClosed(n int) { t.t.reservations.Add(-int64(n)) }
 
 func (t tracer) ReservationAllowed(renewal bool) {
 	if !renewal {

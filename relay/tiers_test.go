@@ -199,3 +199,104 @@ func TestAllowlistRelay(t *testing.T) {
 	m := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r)}, nt.WithoutDHT())
 	nt.Eventually(t, 10*time.Second, "member reserved", func() bool { return nt.Reserved(m, 1) })
 }
+
+// members is a relay.Members that knows no members: every peer is a
+// stranger.
+type noMembers struct{}
+
+func (noMembers) IsMember(context.Context, peer.ID) bool { return false }
+
+// The open relay's tiers rest on go-libp2p details: its relay registers the
+// hop handler through the host, takes its resource scope through the
+// host's network, and tags peers through the host's connection manager.
+// relay.New checks the first two; this test fails on a go-libp2p upgrade
+// that breaks any of them.
+func TestOpenRelayHooks(t *testing.T) {
+	h := stockHost(t)
+	cfg := relay.DefaultConfig()
+	cfg.ACL = relay.ACLOpen
+	svc, err := relay.New(h, cfg, noMembers{}, nil)
+	if err != nil {
+		t.Fatalf("open relay on go-libp2p's host: %v", err)
+	}
+	defer svc.Close()
+	ri := peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}
+	s := stockHost(t)
+	if err := reserve(t, s, ri); err != nil {
+		t.Fatalf("stranger's reservation: %v", err)
+	}
+	tags := h.ConnManager().GetTagInfo(s.ID())
+	if tags == nil {
+		t.Fatal("the relay's host has no tag info for the reserved stranger")
+	}
+	if _, ok := tags.Tags["relay-reservation/strangers"]; !ok {
+		t.Errorf("stranger's reservation tags = %v, want relay-reservation/strangers", tags.Tags)
+	}
+	if _, ok := tags.Tags["relay-reservation"]; ok {
+		t.Errorf("stranger's reservation carries the members' tier's tag: %v", tags.Tags)
+	}
+	if st := svc.Stats(); st.StrangerReservations != 1 || st.Reservations != 0 {
+		t.Errorf("reservations: members %d, strangers %d; want 0 and 1", st.Reservations, st.StrangerReservations)
+	}
+}
+
+const helloProto = "/overlay-test/hello"
+
+// A member reaches a stock libp2p host reserved on an open relay: the
+// member's CONNECT is served by the strangers' tier, where the stranger's
+// reservation lives. The circuit carries both ways (a ping, and a stream
+// the stranger opens back), counts against the strangers' tier and its
+// resource service, and is cut at the strangers' limits.
+func TestMemberReachesStrangerOnOpenRelay(t *testing.T) {
+	r := nt.Relay(t, nt.WithoutDHT(), nt.WithRelayConfig(func(c *relay.Config) { c.ACL = relay.ACLOpen }))
+	ri := relayInfo(t, r)
+	stranger := stockHost(t)
+	if err := reserve(t, stranger, ri); err != nil {
+		t.Fatalf("stock host's reservation on an open relay: %v", err)
+	}
+	m := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r)}, nt.WithoutDHT())
+	nt.Eventually(t, 10*time.Second, "member reserved", func() bool { return nt.Reserved(m, 1) })
+
+	ctx := nt.Context(t, 30*time.Second)
+	target := ri.Addrs[0].String() + "/p2p/" + ri.ID.String() + "/p2p-circuit/p2p/" + stranger.ID().String()
+	rtts, err := m.Ping(ctx, target, 2, 0)
+	if err != nil {
+		t.Fatalf("member pings the stranger through the open relay: %v", err)
+	}
+	t.Logf("ping through the strangers' tier: %v", rtts)
+
+	// The other way over the same circuit: the stranger opens a stream.
+	m.Host().SetStreamHandler(helloProto, func(s network.Stream) {
+		_, _ = s.Write([]byte("hi"))
+		s.Close()
+	})
+	s, err := stranger.NewStream(network.WithAllowLimitedConn(ctx, "test"), m.ID(), helloProto)
+	if err != nil {
+		t.Fatalf("stranger's stream back to the member over the circuit: %v", err)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "hi" {
+		t.Fatalf("stranger read %q, %v; want \"hi\"", got, err)
+	}
+	st := r.Status().Service
+	if st.StrangerCircuits < 1 || st.StrangerRelayedBytes == 0 {
+		t.Errorf("strangers' tier: %d circuits, %d bytes; want the member's circuit counted there", st.StrangerCircuits, st.StrangerRelayedBytes)
+	}
+	var streams int
+	_ = r.Host().Network().ResourceManager().ViewService(relay.StrangerService, func(sc network.ServiceScope) error {
+		streams = sc.Stat().NumStreamsInbound + sc.Stat().NumStreamsOutbound
+		return nil
+	})
+	if streams < 2 {
+		t.Errorf("%s holds %d streams, want the circuit's hop and stop streams", relay.StrangerService, streams)
+	}
+
+	// Stock limits: the circuit is cut near 128 KiB.
+	if n := pushThrough(t, m.Host(), stranger, ri, 1<<20); n >= 1<<20 {
+		t.Fatalf("member-to-stranger circuit carried %d of 1 MiB, want it cut at the strangers' limit", n)
+	}
+	if n := r.Status().Service.Refusals["circuit NO_RESERVATION"]; n != 0 {
+		t.Errorf("members' tier refused %d circuits for want of a reservation", n)
+	}
+}

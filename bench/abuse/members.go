@@ -18,8 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node"
-	"github.com/overlay-net/overlay/node/events"
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/protocol"
 )

@@ -21,8 +21,8 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/bench/capacity/relayproc"
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node"
-	"github.com/overlay-net/overlay/node/events"
 	"github.com/overlay-net/overlay/protocol"
 )
 

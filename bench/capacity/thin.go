@@ -22,7 +22,7 @@ import (
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 
-	"github.com/overlay-net/overlay/node/events"
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/protocol"
 )
 

@@ -25,6 +25,7 @@ import (
 	"github.com/overlay-net/overlay/node/identity"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // daemonFlags are the flags both node commands take that are not part of
@@ -142,7 +143,7 @@ func (x *daemon) finish() error {
 	if x.role == "peer" {
 		if len(x.cfg.Relays) == 0 {
 			errs = append(errs, errNoRelay)
-		} else if _, err := relay.ParseRelays(x.cfg.Relays); err != nil {
+		} else if _, err := client.ParseRelays(x.cfg.Relays); err != nil {
 			errs = append(errs, err)
 		}
 	}

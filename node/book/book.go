@@ -11,48 +11,35 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/protocol"
 )
 
-// State is what the handshake made of a peer.
-type State string
+// State is what the handshake made of a peer (defined in events, which the
+// relay shares).
+type State = events.State
 
 const (
-	StateMember   State = "member"   // passed the handshake
-	StateForeign  State = "foreign"  // does not speak the handshake (a stock libp2p node)
-	StateRejected State = "rejected" // failed the handshake; Reason says why
-	// StateDiscovered: addresses found in the DHT, no handshake yet.
-	StateDiscovered State = "discovered"
+	StateMember     = events.StateMember
+	StateForeign    = events.StateForeign
+	StateRejected   = events.StateRejected
+	StateDiscovered = events.StateDiscovered
 )
 
-// Stranger reports whether a peer in state s is subject to eviction: anyone
-// but a member, including a peer not classified yet (the empty state).
-func (s State) Stranger() bool { return s != StateMember }
-
-// known reports whether s may appear in a saved book. The empty state is a
-// peer seen before any verdict, for instance through identify.
-func (s State) known() bool {
-	switch s {
-	case "", StateMember, StateForeign, StateRejected, StateDiscovered:
-		return true
-	}
-	return false
-}
-
 // Path is how this node currently reaches a peer.
-type Path string
+type Path = events.Path
 
 const (
-	PathDirect  Path = "direct"
-	PathRelayed Path = "relayed"
-	PathNone    Path = "none"
+	PathDirect  = events.PathDirect
+	PathRelayed = events.PathRelayed
+	PathNone    = events.PathNone
 )
 
 // Values of PeerInfo.RefusedBy, telling which side of a failed handshake
 // said no.
 const (
-	RefusedBySelf = "self" // this node refused the peer
-	RefusedByPeer = "peer" // the peer refused this node
+	RefusedBySelf = events.RefusedBySelf
+	RefusedByPeer = events.RefusedByPeer
 )
 
 // LastSeenResolution is how far LastSeen must move before an Update counts as

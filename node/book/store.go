@@ -85,7 +85,7 @@ func Load(path string, p Policy) (*Book, error) {
 			why = err.Error()
 		} else if info.ID == "" {
 			why = "no peer_id"
-		} else if !info.State.known() {
+		} else if !info.State.Known() {
 			why = fmt.Sprintf("unknown state %q", info.State)
 		}
 		if why != "" {

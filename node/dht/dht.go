@@ -25,8 +25,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/backoff"
-	"github.com/overlay-net/overlay/node/events"
 	"github.com/overlay-net/overlay/protocol"
 )
 

@@ -107,7 +107,7 @@ type Messenger struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	tracer atomic.Pointer[Tracer] // told each Send's outcome (metrics.go)
+	tracer atomic.Pointer[Tracer] // told each Send's outcome (node/metrics)
 }
 
 type senderState struct {

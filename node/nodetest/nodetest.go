@@ -20,6 +20,7 @@ import (
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // Option changes a node's config before it starts.
@@ -63,7 +64,7 @@ func WithRelayConfig(fn func(*relay.Config)) Option {
 }
 
 // WithKeeper changes the reservation keeper's settings of a private node.
-func WithKeeper(fn func(*relay.KeeperConfig)) Option {
+func WithKeeper(fn func(*client.Config)) Option {
 	return func(c *node.Config) { fn(&c.Keeper) }
 }
 

@@ -1,4 +1,4 @@
-package relay_test
+package client_test
 
 import (
 	"fmt"
@@ -14,12 +14,13 @@ import (
 	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/book"
-	"github.com/overlay-net/overlay/node/events"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
+	"github.com/overlay-net/overlay/relay/client"
 )
 
 // startRelayAt starts a public node with key listening on the given
@@ -214,8 +215,8 @@ func TestReserveAgainRightAfterRestart(t *testing.T) {
 	listen := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", nt.FreePort(t))
 	relays := []ma.Multiaddr{ma.StringCast(listen + "/p2p/" + idOf(t, key).String())}
 	r1 := startRelayAt(t, key, listen)
-	d := relay.DefaultKeeperConfig()
-	a := nt.Peer(t, relays, nt.WithKeeper(func(k *relay.KeeperConfig) {
+	d := client.DefaultConfig()
+	a := nt.Peer(t, relays, nt.WithKeeper(func(k *client.Config) {
 		k.MinBackoff, k.MaxBackoff, k.FastRetry, k.FastWindow = d.MinBackoff, d.MaxBackoff, d.FastRetry, d.FastWindow
 	}))
 	nt.Eventually(t, 10*time.Second, "reserved", func() bool { return nt.Reserved(a, 1) })
@@ -288,7 +289,7 @@ func TestKeeperReconnectsAfterPermissionDenied(t *testing.T) {
 	}
 	t.Cleanup(func() { svc.Close() })
 	relays := []ma.Multiaddr{h.Addrs()[0].Encapsulate(ma.StringCast("/p2p/" + h.ID().String()))}
-	a := nt.Peer(t, relays, nt.WithKeeper(func(c *relay.KeeperConfig) {
+	a := nt.Peer(t, relays, nt.WithKeeper(func(c *client.Config) {
 		c.MinBackoff, c.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
 	}))
 	nt.Eventually(t, 10*time.Second, "reserved over a second connection", func() bool { return nt.Reserved(a, 1) })

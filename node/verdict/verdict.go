@@ -1,4 +1,7 @@
-package node
+// Package verdict keeps this session's handshake outcome per peer, and lets
+// callers wait for one. Unlike the peer book it starts empty at every start,
+// so a verdict from an earlier run is never trusted.
+package verdict
 
 import (
 	"context"
@@ -7,43 +10,44 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/events"
 )
 
-// verdicts holds this session's handshake outcome per peer. Unlike the book,
-// it starts empty at every start, so a verdict from an earlier run is never
-// trusted. Waiters wake on every change.
-type verdicts struct {
+// Table holds this session's handshake outcome per peer. Waiters wake on
+// every change. It is safe for concurrent use; make it with New.
+type Table struct {
 	mu      sync.Mutex
 	m       map[peer.ID]verdict
 	changed chan struct{} // closed and replaced on every change
 }
 
 type verdict struct {
-	state book.State
+	state events.State
 	at    time.Time
 }
 
-func newVerdicts() *verdicts {
-	return &verdicts{m: make(map[peer.ID]verdict), changed: make(chan struct{})}
+// New returns an empty table.
+func New() *Table {
+	return &Table{m: make(map[peer.ID]verdict), changed: make(chan struct{})}
 }
 
-func (v *verdicts) get(p peer.ID) book.State {
+// Get returns p's verdict, "" when it has none.
+func (v *Table) Get(p peer.ID) events.State {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.m[p].state
 }
 
-// set records s.
-func (v *verdicts) set(p peer.ID, s book.State) {
+// Set records s.
+func (v *Table) Set(p peer.ID, s events.State) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.m[p] = verdict{state: s, at: time.Now()}
 	v.notifyLocked()
 }
 
-// setIfAbsent records s only where p has no verdict yet.
-func (v *verdicts) setIfAbsent(p peer.ID, s book.State) bool {
+// SetIfAbsent records s only where p has no verdict yet.
+func (v *Table) SetIfAbsent(p peer.ID, s events.State) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if _, ok := v.m[p]; ok {
@@ -54,8 +58,8 @@ func (v *verdicts) setIfAbsent(p peer.ID, s book.State) bool {
 	return true
 }
 
-// forget drops p's verdict unless keep says to keep it.
-func (v *verdicts) forget(p peer.ID, keep func(book.State) bool) {
+// Forget drops p's verdict unless keep says to keep it.
+func (v *Table) Forget(p peer.ID, keep func(events.State) bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if d, ok := v.m[p]; ok && !keep(d.state) {
@@ -63,10 +67,10 @@ func (v *verdicts) forget(p peer.ID, keep func(book.State) bool) {
 	}
 }
 
-// prune drops the verdicts reached before cutoff of peers no longer
+// Prune drops the verdicts reached before cutoff of peers no longer
 // connected, so strangers that came and went leave nothing behind, and
 // returns whose it dropped.
-func (v *verdicts) prune(cutoff time.Time, connected func(peer.ID) bool) (gone []peer.ID) {
+func (v *Table) Prune(cutoff time.Time, connected func(peer.ID) bool) (gone []peer.ID) {
 	v.mu.Lock()
 	var old []peer.ID
 	for p, d := range v.m {
@@ -89,13 +93,13 @@ func (v *verdicts) prune(cutoff time.Time, connected func(peer.ID) bool) (gone [
 	return gone
 }
 
-func (v *verdicts) notifyLocked() {
+func (v *Table) notifyLocked() {
 	close(v.changed)
 	v.changed = make(chan struct{})
 }
 
-// wait returns the peer's verdict, waiting for one until ctx is done.
-func (v *verdicts) wait(ctx context.Context, p peer.ID) (book.State, bool) {
+// Wait returns the peer's verdict, waiting for one until ctx is done.
+func (v *Table) Wait(ctx context.Context, p peer.ID) (events.State, bool) {
 	for {
 		v.mu.Lock()
 		d, ok := v.m[p]

@@ -1,4 +1,4 @@
-package node
+package path
 
 import (
 	"sync"
@@ -7,9 +7,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/book"
-	"github.com/overlay-net/overlay/node/events"
-	"github.com/overlay-net/overlay/node/messaging"
 )
 
 // retiring is the set of peers whose relayed connections are being watched
@@ -24,53 +23,54 @@ type retiring struct {
 // once it has carried nothing for RelayedGrace, freeing the relay's slot
 // and bandwidth. Should the direct connection die, the next message opens
 // a relayed one again.
-func (n *Node) watchPaths() error {
-	n.retiring = &retiring{m: map[peer.ID]struct{}{}}
-	return n.follow(new(events.EvtPath), func(e any) {
+func (m *Manager) watchPaths() error {
+	return m.follow(new(events.EvtPath), func(e any) {
 		ev := e.(events.EvtPath)
 		if ev.Path == book.PathRelayed && ev.Prev == book.PathDirect {
-			n.repunch(ev.Peer)
+			m.repunch(ev.Peer)
 		}
 		if ev.Path != book.PathDirect {
 			return
 		}
-		n.msgr.Repath(ev.Peer)
-		if n.cfg.RelayedGrace > 0 {
-			n.retireRelayed(ev.Peer)
+		if m.cfg.Repath != nil {
+			m.cfg.Repath(ev.Peer)
+		}
+		if m.cfg.RelayedGrace > 0 {
+			m.retireRelayed(ev.Peer)
 		}
 	})
 }
 
-func (n *Node) retireRelayed(p peer.ID) {
-	n.retiring.mu.Lock()
-	defer n.retiring.mu.Unlock()
-	if _, ok := n.retiring.m[p]; ok {
+func (m *Manager) retireRelayed(p peer.ID) {
+	m.retiring.mu.Lock()
+	defer m.retiring.mu.Unlock()
+	if _, ok := m.retiring.m[p]; ok {
 		return
 	}
-	n.retiring.m[p] = struct{}{}
-	n.goRun(func() {
+	m.retiring.m[p] = struct{}{}
+	m.goRun(func() {
 		defer func() {
-			n.retiring.mu.Lock()
-			delete(n.retiring.m, p)
-			n.retiring.mu.Unlock()
+			m.retiring.mu.Lock()
+			delete(m.retiring.m, p)
+			m.retiring.mu.Unlock()
 		}()
-		n.closeIdleRelayed(p)
+		m.closeIdleRelayed(p)
 	})
 }
 
 // closeIdleRelayed closes p's relayed connections once each has had no
 // stream for RelayedGrace, for as long as a direct connection lasts.
-func (n *Node) closeIdleRelayed(p peer.ID) {
-	tick := min(time.Second, n.cfg.RelayedGrace/2)
+func (m *Manager) closeIdleRelayed(p peer.ID) {
+	tick := min(time.Second, m.cfg.RelayedGrace/2)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	idleSince := map[network.Conn]time.Time{}
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-m.ctx.Done():
 			return
 		case now := <-t.C:
-			direct, relayed := n.connsByPath(p)
+			direct, relayed := m.connsByPath(p)
 			if !direct || len(relayed) == 0 {
 				return
 			}
@@ -84,8 +84,8 @@ func (n *Node) closeIdleRelayed(p peer.ID) {
 					idleSince[c] = now
 					continue
 				}
-				if now.Sub(since) >= n.cfg.RelayedGrace {
-					n.log.Debug("relayed connection closed: the peer is reached directly", "peer", p, "via", c.RemoteMultiaddr())
+				if now.Sub(since) >= m.cfg.RelayedGrace {
+					m.log.Debug("relayed connection closed: the peer is reached directly", "peer", p, "via", c.RemoteMultiaddr())
 					_ = c.Close()
 				}
 			}
@@ -95,8 +95,8 @@ func (n *Node) closeIdleRelayed(p peer.ID) {
 
 // connsByPath reports whether a live direct connection to p exists, and
 // p's live relayed connections.
-func (n *Node) connsByPath(p peer.ID) (direct bool, relayed []network.Conn) {
-	for _, c := range n.host.Network().ConnsToPeer(p) {
+func (m *Manager) connsByPath(p peer.ID) (direct bool, relayed []network.Conn) {
+	for _, c := range m.cfg.Host.Network().ConnsToPeer(p) {
 		switch {
 		case c.IsClosed():
 		case book.IsRelayed(c.RemoteMultiaddr()):
@@ -114,13 +114,16 @@ func (n *Node) connsByPath(p peer.ID) (direct bool, relayed []network.Conn) {
 // is noticed by the side sending on it, not by one that only receives, so
 // this side checks its own and closes those that no longer answer; its path
 // then falls back to the relay, which starts a new hole punch (repunch).
-func (n *Node) checkDirect(p peer.ID) {
-	for _, c := range n.host.Network().ConnsToPeer(p) {
+func (m *Manager) checkDirect(p peer.ID) {
+	if m.cfg.Probe == nil {
+		return
+	}
+	for _, c := range m.cfg.Host.Network().ConnsToPeer(p) {
 		if c.IsClosed() || book.IsRelayed(c.RemoteMultiaddr()) {
 			continue
 		}
-		if err := messaging.Probe(n.ctx, c); err != nil && n.ctx.Err() == nil {
-			n.log.Info("direct connection stopped answering, closing it", "peer", p, "via", c.RemoteMultiaddr(), "err", err)
+		if err := m.cfg.Probe(m.ctx, c); err != nil && m.ctx.Err() == nil {
+			m.log.Info("direct connection stopped answering, closing it", "peer", p, "via", c.RemoteMultiaddr(), "err", err)
 			_ = c.Close()
 		}
 	}

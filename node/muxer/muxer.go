@@ -1,4 +1,7 @@
-package node
+// Package muxer is the node's stream muxer: libp2p's yamux, with frames on
+// relayed connections cut so that each end-to-end TLS record fits the
+// relay's own TLS record whole.
+package muxer
 
 import (
 	"net"
@@ -47,6 +50,7 @@ func (m *muxer) forConn(nc net.Conn) *yamux.Transport {
 	return m.direct
 }
 
-func muxerOption() libp2p.Option {
+// Option installs the muxer in a libp2p host in place of yamux.
+func Option() libp2p.Option {
 	return libp2p.Muxer(yamux.ID, newMuxer())
 }

@@ -1,4 +1,4 @@
-package relay
+package client
 
 import (
 	"sync"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/overlay-net/overlay/node/events"
+	"github.com/overlay-net/overlay/events"
 )
 
 // Standing keeps the last events.EvtRelay of each relay: what status and

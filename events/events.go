@@ -1,9 +1,8 @@
-// Package events owns the overlay's connection events: handshake verdicts,
-// path changes and relay reservation changes. They travel on the libp2p
-// host's event bus, the one source every consumer reads (the peer book, the
-// DHT publisher, the control API's status, and later metrics, stream
-// migration and admission tiers): subscribe with
-// host.EventBus().Subscribe(new(events.EvtPath)).
+// Package events owns the vocabulary the node and the relay share: what the
+// handshake made of a peer (State), how a peer is reached (Path), and the
+// events that report their changes and a private node's relay standing. It
+// sits below node/ and relay/ and imports neither; the events travel on the
+// libp2p host's event bus (host.EventBus().Subscribe(new(events.EvtPath))).
 package events
 
 import (
@@ -13,8 +12,48 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/protocol"
+)
+
+// State is what the handshake made of a peer.
+type State string
+
+const (
+	StateMember   State = "member"   // passed the handshake
+	StateForeign  State = "foreign"  // does not speak the handshake (a stock libp2p node)
+	StateRejected State = "rejected" // failed the handshake; Reason says why
+	// StateDiscovered: addresses found in the DHT, no handshake yet.
+	StateDiscovered State = "discovered"
+)
+
+// Stranger reports whether a peer in state s is subject to eviction: anyone
+// but a member, including a peer not classified yet (the empty state).
+func (s State) Stranger() bool { return s != StateMember }
+
+// Known reports whether s is one of the states above or the empty state (a
+// peer seen before any verdict, for instance through identify).
+func (s State) Known() bool {
+	switch s {
+	case "", StateMember, StateForeign, StateRejected, StateDiscovered:
+		return true
+	}
+	return false
+}
+
+// Path is how this node currently reaches a peer.
+type Path string
+
+const (
+	PathDirect  Path = "direct"
+	PathRelayed Path = "relayed"
+	PathNone    Path = "none"
+)
+
+// Values of EvtVerdict.RefusedBy, telling which side of a failed handshake
+// said no.
+const (
+	RefusedBySelf = "self" // this node refused the peer
+	RefusedByPeer = "peer" // the peer refused this node
 )
 
 // EvtVerdict is the outcome of a peer's handshake in this session.
@@ -22,19 +61,19 @@ type EvtVerdict struct {
 	Peer peer.ID
 	// Conn is the connection the verdict was reached on.
 	Conn  network.Conn
-	State book.State // member, foreign or rejected
+	State State // member, foreign or rejected
 	Role  protocol.Role
 	// Reason is why the peer is foreign or rejected, worded for this node.
 	Reason string
-	// RefusedBy says who refused whom (book.RefusedBySelf or
-	// book.RefusedByPeer) when State is rejected.
+	// RefusedBy says who refused whom (RefusedBySelf or
+	// RefusedByPeer) when State is rejected.
 	RefusedBy string
 }
 
 // EvtPath reports a change in how this node reaches a peer.
 type EvtPath struct {
 	Peer       peer.ID
-	Path, Prev book.Path
+	Path, Prev Path
 	// Conn is the connection that carries Path now: the direct one when
 	// there is one; nil when Path is none.
 	Conn network.Conn

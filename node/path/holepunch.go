@@ -1,4 +1,4 @@
-package node
+package path
 
 import (
 	"fmt"
@@ -38,7 +38,7 @@ type puncher struct {
 	attempts, succeeded, failed atomic.Int64
 }
 
-// PunchStats counts hole punching since the node started.
+// PunchStats counts hole punching since the node started (status shows it).
 type PunchStats struct {
 	Attempts  int64 `json:"attempts"`
 	Succeeded int64 `json:"succeeded"`
@@ -47,33 +47,43 @@ type PunchStats struct {
 
 // startPunching starts the hole-punching service once; a node that cannot
 // punch (WebSocket only, or listening nowhere) never starts it.
-func (n *Node) startPunching() {
-	p := n.punch
+func (m *Manager) startPunching() {
+	p := m.punch
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.svc != nil || p.closed || n.cfg.WebSocketOnly || len(n.host.Network().ListenAddresses()) == 0 {
+	h := m.cfg.Host
+	if p.svc != nil || p.closed || m.cfg.WebSocketOnly || len(h.Network().ListenAddresses()) == 0 {
 		return
 	}
-	ids, ok := n.host.(interface{ IDService() identify.IDService })
+	ids, ok := h.(interface{ IDService() identify.IDService })
 	if !ok {
-		n.log.Warn("hole punching off: the libp2p host has no identify service")
+		m.log.Warn("hole punching off: the libp2p host has no identify service")
 		return
 	}
-	svc, err := holepunch.NewService(n.host, ids.IDService(), n.holePunchAddrs, n.holePunchTracer(p))
+	svc, err := holepunch.NewService(h, ids.IDService(), m.holePunchAddrs, m.holePunchTracer(p))
 	if err != nil {
-		n.log.Warn("hole punching off", "err", fmt.Errorf("start hole punching: %w", err))
+		m.log.Warn("hole punching off", "err", fmt.Errorf("start hole punching: %w", err))
 		return
 	}
 	p.svc = svc
-	n.log.Debug("hole punching on", "addrs", n.holePunchAddrs())
+	m.log.Debug("hole punching on", "addrs", m.holePunchAddrs())
+}
+
+// holePunchTracer traces hole punches to et, and to libp2p's holepunch
+// metrics when configured (one option: each replaces the other).
+func (m *Manager) holePunchTracer(et holepunch.EventTracer) holepunch.Option {
+	if m.cfg.HolePunchMetrics == nil {
+		return holepunch.WithTracer(et)
+	}
+	return holepunch.WithMetricsAndEventTracer(m.cfg.HolePunchMetrics, et)
 }
 
 // holePunchAddrs are the public addresses offered in a hole punch: those
 // trusted peers observe, and any public address the node listens on.
-func (n *Node) holePunchAddrs() []ma.Multiaddr {
-	listen := n.host.Network().ListenAddresses()
-	out := n.observed.addrs(listen)
-	direct, _ := book.SplitAddrs(n.host.Addrs())
+func (m *Manager) holePunchAddrs() []ma.Multiaddr {
+	listen := m.cfg.Host.Network().ListenAddresses()
+	out := m.observed.addrs(listen)
+	direct, _ := book.SplitAddrs(m.cfg.Host.Addrs())
 	for _, a := range direct {
 		if manet.IsPublicAddr(a) {
 			out = append(out, a)
@@ -90,6 +100,9 @@ func (p *puncher) close() {
 		_ = p.svc.Close()
 	}
 }
+
+// PunchStats counts hole punching since the manager started.
+func (m *Manager) PunchStats() PunchStats { return m.punch.stats() }
 
 func (p *puncher) stats() PunchStats {
 	return PunchStats{Attempts: p.attempts.Load(), Succeeded: p.succeeded.Load(), Failed: p.failed.Load()}
@@ -141,36 +154,36 @@ const (
 // libp2p punches only when a relayed connection is new. Only the side that
 // accepted the relayed connection can start a punch (DCUtR's rule), so the
 // other does nothing.
-func (n *Node) repunch(p peer.ID) {
-	if !n.punch.active.Load() {
+func (m *Manager) repunch(p peer.ID) {
+	if !m.punch.active.Load() {
 		return
 	}
-	n.goRun(func() {
+	m.goRun(func() {
 		wait := repunchAfter
 		for {
 			t := time.NewTimer(wait)
 			select {
-			case <-n.ctx.Done():
+			case <-m.ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
 			}
-			if direct, _ := n.connsByPath(p); direct || !n.hasInboundRelayed(p) || !n.punch.allow(p) {
+			if direct, _ := m.connsByPath(p); direct || !m.hasInboundRelayed(p) || !m.punch.allow(p) {
 				return
 			}
-			n.punch.mu.Lock()
-			svc := n.punch.svc
-			n.punch.mu.Unlock()
+			m.punch.mu.Lock()
+			svc := m.punch.svc
+			m.punch.mu.Unlock()
 			if svc == nil {
 				return
 			}
-			n.log.Debug("hole punching again", "peer", p)
+			m.log.Debug("hole punching again", "peer", p)
 			err := svc.DirectConnect(p)
 			if err == nil {
 				return
 			}
 			// A link still down fails the punch: try again later, within allow's bound.
-			n.log.Debug("hole punch again failed", "peer", p, "err", err)
+			m.log.Debug("hole punch again failed", "peer", p, "err", err)
 			wait *= 5
 		}
 	})
@@ -202,8 +215,8 @@ func (p *puncher) allow(id peer.ID) bool {
 	return true
 }
 
-func (n *Node) hasInboundRelayed(p peer.ID) bool {
-	_, relayed := n.connsByPath(p)
+func (m *Manager) hasInboundRelayed(p peer.ID) bool {
+	_, relayed := m.connsByPath(p)
 	for _, c := range relayed {
 		if c.Stat().Direction == network.DirInbound {
 			return true

@@ -1,4 +1,4 @@
-package relay
+package client
 
 import (
 	"github.com/libp2p/go-libp2p/core/peer"

@@ -1,40 +1,33 @@
-package node
+// Package metrics owns the overlay's own Prometheus metrics: counters fed
+// from the node's events (handshakes, paths, relay standings) and its
+// messenger, and gauges read from the node's state at each scrape.
+// go-libp2p's collectors register themselves; this package only hands them
+// the registry.
+package metrics
 
 import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/book"
-	"github.com/overlay-net/overlay/node/events"
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
 
-// Metrics returns the node's Prometheus registry, nil when it has none.
-func (n *Node) Metrics() *prometheus.Registry { return n.cfg.Metrics }
-
-// metricsHostOptions registers go-libp2p's own collectors (swarm, identify,
-// AutoNAT, event bus, resource manager) with the node's registry, and makes
-// the overlay's.
-func (n *Node) metricsHostOptions() []libp2p.Option {
-	if n.cfg.Metrics == nil {
-		return nil
-	}
-	n.metrics = newOverlayMetrics(n.cfg.Metrics)
-	return []libp2p.Option{libp2p.PrometheusRegisterer(n.cfg.Metrics)}
-}
-
-// rcmgrMetrics feeds libp2p's resource manager collectors; they count only
-// what a trace reporter tells them.
-func rcmgrMetrics(reg *prometheus.Registry) ([]rcmgr.Option, error) {
+// ResourceManagerOptions feed libp2p's resource manager collectors in reg;
+// they count only what a trace reporter tells them. Nil reg: none.
+func ResourceManagerOptions(reg prometheus.Registerer) ([]rcmgr.Option, error) {
 	if reg == nil {
 		return nil, nil
 	}
@@ -45,25 +38,19 @@ func rcmgrMetrics(reg *prometheus.Registry) ([]rcmgr.Option, error) {
 	return []rcmgr.Option{rcmgr.WithTraceReporter(str)}, nil
 }
 
-func (n *Node) relayServiceOptions() []relay.Option {
-	if n.cfg.Metrics == nil {
-		return nil
-	}
-	return []relay.Option{relay.WithRegisterer(n.cfg.Metrics)}
+// State is what the gauges read at each scrape.
+type State struct {
+	Peers        func() []book.PeerInfo
+	Reservations func() int
+	// Relay returns a public node's relay service stats; ok false on a
+	// private node.
+	Relay func() (st relay.Stats, ok bool)
 }
 
-// holePunchTracer traces hole punches to et, and to libp2p's holepunch
-// metrics when the node has a registry (one option: each replaces the other).
-func (n *Node) holePunchTracer(et holepunch.EventTracer) holepunch.Option {
-	if n.metrics == nil {
-		return holepunch.WithTracer(et)
-	}
-	return holepunch.WithMetricsAndEventTracer(n.metrics.holepunch, et)
-}
-
-// overlayMetrics are the overlay's own metrics, fed from the node's events
-// and its messenger.
-type overlayMetrics struct {
+// Metrics are the overlay's own metrics, fed from the node's events and its
+// messenger. Make them with New before the host (HolePunch goes to the
+// hole-punch service), then Start once the messenger exists.
+type Metrics struct {
 	handshakes *prometheus.CounterVec
 	paths      *prometheus.CounterVec
 	relayEvts  *prometheus.CounterVec
@@ -72,14 +59,20 @@ type overlayMetrics struct {
 	failed     *prometheus.CounterVec
 	received   prometheus.Counter
 	rtt        prometheus.Histogram
-	// holepunch is libp2p's, made at start so that its collectors are
-	// there before the first punch.
-	holepunch holepunch.MetricsTracer
+	// HolePunch is libp2p's, made at once so that its collectors are there
+	// before the first punch.
+	HolePunch holepunch.MetricsTracer
+
+	reg    prometheus.Registerer
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-func newOverlayMetrics(reg prometheus.Registerer) *overlayMetrics {
-	return &overlayMetrics{
-		holepunch: holepunch.NewMetricsTracer(holepunch.WithRegisterer(reg)),
+// New makes the metrics for reg; nothing is registered until Start.
+func New(reg prometheus.Registerer) *Metrics {
+	return &Metrics{
+		reg:       reg,
+		HolePunch: holepunch.NewMetricsTracer(holepunch.WithRegisterer(reg)),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "overlay_handshakes_total",
 			Help: "Handshake outcomes: result member, foreign (no overlay handshake) or rejected; reason of a rejection; who refused."},
 			[]string{"result", "reason", "refused_by"}),
@@ -104,31 +97,50 @@ func newOverlayMetrics(reg prometheus.Registerer) *overlayMetrics {
 	}
 }
 
-// startMetrics registers the overlay's metrics and feeds them until the
-// node closes.
-func (n *Node) startMetrics() error {
-	reg, m := n.cfg.Metrics, n.metrics
-	if m == nil {
-		return nil
-	}
+// Start registers the metrics and feeds them from bus and msgr until Close;
+// the gauges read st.
+func (m *Metrics) Start(bus event.Bus, msgr *messaging.Messenger, st State) error {
 	for _, c := range []prometheus.Collector{m.handshakes, m.paths, m.relayEvts, m.renewals, m.sent, m.failed,
-		m.received, m.rtt, stateCollector{n}} {
-		if err := reg.Register(c); err != nil {
+		m.received, m.rtt, stateCollector{st}} {
+		if err := m.reg.Register(c); err != nil {
 			return err
 		}
 	}
-	err := n.follow(new(events.EvtVerdict), func(e any) {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	follow := func(evtType any, fn func(any)) error {
+		sub, err := bus.Subscribe(evtType, eventbus.BufSize(256))
+		if err != nil {
+			return err
+		}
+		m.run(func() {
+			defer sub.Close()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case e, ok := <-sub.Out():
+					if !ok {
+						return
+					}
+					fn(e)
+				}
+			}
+		})
+		return nil
+	}
+	err := follow(new(events.EvtVerdict), func(e any) {
 		ev := e.(events.EvtVerdict)
 		m.handshakes.WithLabelValues(string(ev.State), reasonClass(ev), ev.RefusedBy).Inc()
 	})
 	if err == nil {
-		err = n.follow(new(events.EvtPath), func(e any) {
+		err = follow(new(events.EvtPath), func(e any) {
 			ev := e.(events.EvtPath)
 			m.paths.WithLabelValues(string(ev.Prev), string(ev.Path)).Inc()
 		})
 	}
 	if err == nil {
-		err = n.follow(new(events.EvtRelay), func(e any) {
+		err = follow(new(events.EvtRelay), func(e any) {
 			ev := e.(events.EvtRelay)
 			m.relayEvts.WithLabelValues(string(ev.State)).Inc()
 			switch {
@@ -142,13 +154,13 @@ func (n *Node) startMetrics() error {
 	if err != nil {
 		return err
 	}
-	n.msgr.SetTracer(m)
-	msgs, stop := n.msgr.Subscribe(64)
-	n.goRun(func() {
+	msgr.SetTracer(m)
+	msgs, stop := msgr.Subscribe(64)
+	m.run(func() {
 		defer stop()
 		for {
 			select {
-			case <-n.ctx.Done():
+			case <-ctx.Done():
 				return
 			case <-msgs:
 				m.received.Inc()
@@ -158,8 +170,24 @@ func (n *Node) startMetrics() error {
 	return nil
 }
 
+// Close stops feeding the metrics and waits for it; safe without Start.
+func (m *Metrics) Close() {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+}
+
+func (m *Metrics) run(fn func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		fn()
+	}()
+}
+
 // MessageSent counts a Send's outcome.
-func (m *overlayMetrics) MessageSent(rtt time.Duration, err error) {
+func (m *Metrics) MessageSent(rtt time.Duration, err error) {
 	if err == nil {
 		m.sent.Inc()
 		m.rtt.Observe(rtt.Seconds())
@@ -208,19 +236,22 @@ func reasonClass(ev events.EvtVerdict) string {
 }
 
 // stateCollector reports what the node holds now, read at each scrape.
-type stateCollector struct{ n *Node }
+type stateCollector struct{ st State }
 
 var (
 	peersDesc = prometheus.NewDesc("overlay_peers", "Peers in the peer book by state and path.", []string{"state", "path"}, nil)
 	resvDesc  = prometheus.NewDesc("overlay_reservations_held", "Relay reservations this private node holds.", nil, nil)
-	svcResv   = prometheus.NewDesc("overlay_relay_service_reservations", "Reservations this relay holds for peers.", nil, nil)
-	svcCirc   = prometheus.NewDesc("overlay_relay_service_circuits", "Relayed connections open through this relay.", nil, nil)
-	svcBytes  = prometheus.NewDesc("overlay_relay_service_relayed_bytes_total", "Bytes relayed, both directions.", nil, nil)
+	svcResv   = prometheus.NewDesc("overlay_relay_service_reservations", "Reservations this relay holds for peers (members' tier).", nil, nil)
+	svcCirc   = prometheus.NewDesc("overlay_relay_service_circuits", "Relayed connections open through this relay, both tiers.", nil, nil)
+	svcBytes  = prometheus.NewDesc("overlay_relay_service_relayed_bytes_total", "Bytes relayed, both directions, both tiers.", nil, nil)
+	strResv   = prometheus.NewDesc("overlay_relay_service_stranger_reservations", "Reservations an open relay holds for non-members (strangers' tier).", nil, nil)
+	strCirc   = prometheus.NewDesc("overlay_relay_service_stranger_circuits", "Relayed connections open in the strangers' tier.", nil, nil)
+	strBytes  = prometheus.NewDesc("overlay_relay_service_stranger_relayed_bytes_total", "Bytes relayed in the strangers' tier, both directions.", nil, nil)
 	refusals  = prometheus.NewDesc("overlay_relay_refusals_total", "What this relay's limits refused or trimmed, by limit.", []string{"limit"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peersDesc, resvDesc, svcResv, svcCirc, svcBytes, refusals} {
+	for _, d := range []*prometheus.Desc{peersDesc, resvDesc, svcResv, svcCirc, svcBytes, strResv, strCirc, strBytes, refusals} {
 		ch <- d
 	}
 }
@@ -228,21 +259,34 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	type key struct{ state, path string }
 	counts := map[key]int{}
-	for _, p := range c.n.book.List() {
+	for _, p := range c.st.Peers() {
 		counts[key{string(p.State), string(p.Path)}]++
 	}
 	for k, v := range counts {
 		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(v), k.state, k.path)
 	}
-	ch <- prometheus.MustNewConstMetric(resvDesc, prometheus.GaugeValue, float64(len(c.n.Reservations())))
-	if c.n.relaySvc == nil {
+	ch <- prometheus.MustNewConstMetric(resvDesc, prometheus.GaugeValue, float64(c.st.Reservations()))
+	st, ok := c.st.Relay()
+	if !ok {
 		return
 	}
-	st := c.n.relaySvc.Stats()
-	ch <- prometheus.MustNewConstMetric(svcResv, prometheus.GaugeValue, float64(st.Reservations))
-	ch <- prometheus.MustNewConstMetric(svcCirc, prometheus.GaugeValue, float64(st.Circuits))
-	ch <- prometheus.MustNewConstMetric(svcBytes, prometheus.CounterValue, float64(st.RelayedBytes))
+	gauge := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	counter := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge(svcResv, st.Reservations)
+	gauge(svcCirc, st.Circuits)
+	counter(svcBytes, st.RelayedBytes)
+	gauge(strResv, st.StrangerReservations)
+	gauge(strCirc, st.StrangerCircuits)
+	counter(strBytes, st.StrangerRelayedBytes)
 	for limit, v := range st.Refusals {
 		ch <- prometheus.MustNewConstMetric(refusals, prometheus.CounterValue, float64(v), limit)
 	}
 }
+
+// StateCollector returns the collector of st's gauges, as Start registers
+// it, for a registry of the caller's own.
+func StateCollector(st State) prometheus.Collector { return stateCollector{st} }

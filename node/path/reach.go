@@ -1,4 +1,4 @@
-package node
+package path
 
 import (
 	"slices"
@@ -36,18 +36,18 @@ type Reachability struct {
 	Unreachable []string `json:"unreachable,omitempty"`
 }
 
-func (n *Node) watchReachability() error {
-	if err := n.follow(new(event.EvtLocalReachabilityChanged), func(e any) {
-		r := n.autonat
+func (m *Manager) watchReachability() error {
+	if err := m.follow(new(event.EvtLocalReachabilityChanged), func(e any) {
+		r := m.autonat
 		r.mu.Lock()
 		r.overall = e.(event.EvtLocalReachabilityChanged).Reachability
 		r.mu.Unlock()
 	}); err != nil {
 		return err
 	}
-	return n.follow(new(event.EvtHostReachableAddrsChanged), func(e any) {
+	return m.follow(new(event.EvtHostReachableAddrsChanged), func(e any) {
 		ev := e.(event.EvtHostReachableAddrsChanged)
-		r := n.autonat
+		r := m.autonat
 		r.mu.Lock()
 		r.reachable, r.unreachable = ev.Reachable, ev.Unreachable
 		r.mu.Unlock()
@@ -56,10 +56,10 @@ func (n *Node) watchReachability() error {
 
 // Reachability reports whether others can dial this node, and the public
 // addresses it is seen at.
-func (n *Node) Reachability() Reachability {
-	r := n.autonat
+func (m *Manager) Reachability() Reachability {
+	r := m.autonat
 	r.mu.Lock()
-	out := Reachability{State: "unknown", Observed: strs(n.holePunchAddrs()),
+	out := Reachability{State: "unknown", Observed: strs(m.holePunchAddrs()),
 		Reachable: strs(r.reachable), Unreachable: strs(r.unreachable)}
 	overall := r.overall
 	r.mu.Unlock()
@@ -68,7 +68,7 @@ func (n *Node) Reachability() Reachability {
 		out.State, out.Why = "public", "autonat"
 	case overall == network.ReachabilityPrivate || len(out.Unreachable) > 0:
 		out.State, out.Why = "private", "autonat"
-	case behindNAT(n.observed.addrs(n.host.Network().ListenAddresses())):
+	case behindNAT(m.observed.addrs(m.cfg.Host.Network().ListenAddresses())):
 		out.State, out.Why = "private", "nat"
 	}
 	return out

@@ -1,4 +1,8 @@
-package relay
+// Package client holds a private node's relay reservations: the keeper that
+// reserves, renews and reconnects, the standing it reports per relay, and the
+// relayed addresses the reservations give. It is the client side of
+// relay/, and like relay/ depends on nothing under node/.
+package client
 
 import (
 	"context"
@@ -15,12 +19,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	circuitclient "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/backoff"
-	"github.com/overlay-net/overlay/node/events"
 )
 
 // ErrRefused marks an Admission error that means the relay refused this
@@ -34,10 +38,10 @@ type Admission interface {
 	AwaitHandshake(ctx context.Context, relay peer.ID) error
 }
 
-// KeeperConfig says which relays to hold reservations on and how hard to
-// retry. Start from DefaultKeeperConfig: NewKeeper refuses zero durations
+// Config says which relays to hold reservations on and how hard to
+// retry. Start from DefaultConfig: New refuses zero durations
 // rather than guess what was meant.
-type KeeperConfig struct {
+type Config struct {
 	// Relays are full relay addresses, ending in /p2p/<relay peer ID>.
 	Relays []ma.Multiaddr
 	// MinBackoff and MaxBackoff bound the wait between attempts after a
@@ -55,17 +59,17 @@ type KeeperConfig struct {
 	Logger    *slog.Logger
 }
 
-// DefaultKeeperConfig returns retry settings for a daemon: quick first
+// DefaultConfig returns retry settings for a daemon: quick first
 // retries, then at most one attempt every 30 s per relay; after losing a
 // relay, an attempt every 300 ms for 30 s, since most losses are restarts
 // that end within seconds.
-func DefaultKeeperConfig() KeeperConfig {
-	return KeeperConfig{MinBackoff: time.Second, MaxBackoff: 30 * time.Second,
+func DefaultConfig() Config {
+	return Config{MinBackoff: time.Second, MaxBackoff: 30 * time.Second,
 		FastRetry: 300 * time.Millisecond, FastWindow: 30 * time.Second, DialTimeout: 20 * time.Second}
 }
 
 // Validate reports the first setting that cannot work.
-func (c KeeperConfig) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case len(c.Relays) == 0:
 		return errors.New("keeper: no relays")
@@ -96,7 +100,7 @@ type Reservation struct {
 // event bus as an events.EvtRelay.
 type Keeper struct {
 	h      host.Host
-	cfg    KeeperConfig
+	cfg    Config
 	log    *slog.Logger
 	relays []peer.AddrInfo
 	em     event.Emitter
@@ -130,8 +134,8 @@ func ParseRelays(addrs []ma.Multiaddr) ([]peer.AddrInfo, error) {
 	return out, nil
 }
 
-// NewKeeper returns a keeper for h. It does nothing until Start.
-func NewKeeper(h host.Host, cfg KeeperConfig) (*Keeper, error) {
+// New returns a keeper for h. It does nothing until Start.
+func New(h host.Host, cfg Config) (*Keeper, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -311,9 +315,9 @@ func (k *Keeper) reserve(ctx context.Context, r peer.AddrInfo, timeout time.Dura
 			return Reservation{}, err
 		}
 	}
-	res, err := client.Reserve(ctx, k.h, peer.AddrInfo{ID: r.ID})
+	res, err := circuitclient.Reserve(ctx, k.h, peer.AddrInfo{ID: r.ID})
 	if err != nil {
-		var re client.ReservationError
+		var re circuitclient.ReservationError
 		if errors.As(err, &re) && re.Status == pbv2.Status_PERMISSION_DENIED {
 			// The relay judged this node on this connection: having taken
 			// it for a stranger (a handshake it never saw), it would refuse
