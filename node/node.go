@@ -510,8 +510,8 @@ func (n *Node) saveBook() error {
 
 // saveLoop writes the book shortly after it changes, batching bursts: a
 // second after a change, or 50 times as long as the last save took when
-// that is longer (a relay's book of 10,000 peers), so that saving a busy
-// book costs at most about 2% of a core. A crash loses only that interval.
+// that is longer (a big relay's book), so that saving a busy book costs at
+// most about 2% of a core. A crash loses only that interval.
 func (n *Node) saveLoop() {
 	var took time.Duration
 	for {

@@ -23,8 +23,8 @@ import (
 // Limits are the connection and stream limits of a relay's host, derived
 // from its own settings. Without them, libp2p's default resource manager
 // autoscales to about 256 inbound connections on an 24 GiB machine and its
-// default connection manager trims above 192: a relay configured for 1,024
-// reservations silently stopped at about 250 (shared/NOTES.md).
+// default connection manager trims above 192: a relay configured for more
+// reservations would silently stop short of them (docs/BENCHMARKS.md).
 type Limits struct {
 	// MaxReservations is the relay's own cap, the figure the rest derive from.
 	MaxReservations int `json:"max_reservations"`
@@ -113,8 +113,8 @@ func (l Limits) ResourceManager(ref *Refusals, extra ...rcmgr.Option) (network.R
 	v := func(n int) rcmgr.LimitVal { return rcmgr.LimitVal(n) }
 	circuitStreams := rcmgr.ResourceLimits{Streams: v(l.Streams / 2), StreamsInbound: v(l.Streams / 2), StreamsOutbound: v(l.Streams / 2)}
 	// Every joining peer identifies: a burst of joins needs room, in the
-	// protocol's scope and in the identify service's (whose libp2p default
-	// refused 164 streams in a 10,000-peer ramp).
+	// protocol's scope and in the identify service's, whose libp2p default
+	// is sized for an ordinary host, not for a relay's join bursts.
 	identifyStreams := rcmgr.ResourceLimits{Streams: v(2 * l.Transient), StreamsInbound: v(l.Transient), StreamsOutbound: v(l.Transient)}
 	partial := rcmgr.PartialLimitConfig{
 		System: rcmgr.ResourceLimits{

@@ -108,8 +108,8 @@ func TestPerIPConnectionLimitFollowsReservations(t *testing.T) {
 	}
 }
 
-// A big relay's identify service takes a join burst's streams: libp2p's
-// default service limit refused 164 of them in a 10,000-peer ramp.
+// A big relay's identify service takes a join burst's streams: its limit
+// grows with the relay's reservations, past libp2p's default.
 func TestIdentifyServiceScalesWithReservations(t *testing.T) {
 	cfg := relay.DefaultConfig()
 	cfg.MaxReservations = 10000

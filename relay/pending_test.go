@@ -221,8 +221,8 @@ func gatedUpgrading(t *testing.T, g *relay.Gate) (string, <-chan struct{}) {
 }
 
 // A WebSocket connection whose upgrade is followed by silence counts as
-// silent: it goes before a younger talker, and the newcomer gets in. (It
-// counted as talking before, so 1,000 such upgrades kept newcomers out.)
+// silent: it goes before a younger talker, and the newcomer gets in.
+// Counting it as talking would let upgrades alone keep newcomers out.
 func TestGateUpgradeThenSilenceIsSilent(t *testing.T) {
 	g := relay.NewGate(10, 2, time.Minute, relay.NewRefusals(nil))
 	addr, upgrades := gatedUpgrading(t, g)

@@ -149,7 +149,7 @@ const (
 // repunch tries another hole punch to p soon, if by then p is reached only
 // through a relay. Two cases need it. A punch can make both a TCP and a
 // QUIC connection at once, and each side may drop the one the other kept,
-// leaving none (seen in about 1 of 20 punches in the NAT lab). And a direct
+// leaving none (docs/BENCHMARKS.md "NAT lab"). And a direct
 // connection that died (a WAN link down) leaves the peers relayed, while
 // libp2p punches only when a relayed connection is new. Only the side that
 // accepted the relayed connection can start a punch (DCUtR's rule), so the

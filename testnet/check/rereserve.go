@@ -85,7 +85,7 @@ func (c *checker) checkReReserve(svc string, since time.Time) {
 		// was dialling the stopped relay's address when it came back waits
 		// for the kernel's next SYN retransmission (1, 2, 4 s apart), and
 		// the fast window's attempt cap had doubled while the relay was
-		// down (5.1 s seen once in CI).
+		// down.
 		if d > 10*reReserveGoal {
 			rw.ok, rw.result = false, "FAIL: "+rw.result+", far over the goal of "+reReserveGoal.String()
 		}
