@@ -449,6 +449,9 @@ type report struct {
 		RelayEnv    []string `json:"overlay_relay_env,omitempty"`
 		Env         []string `json:"overlay_env,omitempty"`
 		Bin         string   `json:"bin"`
+		// BinVersion is `overlay version --json` of Bin: the commit the
+		// figures belong to.
+		BinVersion json.RawMessage `json:"bin_version,omitempty"`
 	} `json:"config"`
 	Units   map[string]string `json:"units"`
 	Results []*pathResult     `json:"results"`
@@ -708,6 +711,9 @@ func run(ctx context.Context, o options) error {
 	rep.Config.Bytes, rep.Config.Rounds = o.bytes, o.rounds
 	rep.Config.RelayBuffer, rep.Config.StockBuffer, rep.Config.GOGC, rep.Config.Bin = o.relayBuffer, o.stockBuffer, o.gogc, o.bin
 	rep.Config.RelayEnv, rep.Config.Env = o.relayEnv, o.env
+	if v, err := exec.Command(o.bin, "version", "--json").Output(); err == nil && json.Valid(v) {
+		rep.Config.BinVersion = v
+	}
 	rep.Units = map[string]string{"mb_per_s": "1e6 bytes per second, download payload", "relay_cpu_s_per_gb": "relay process utime+stime seconds per 1e9 bytes moved end to end"}
 	for _, r := range results {
 		var mbps, cpu []float64
