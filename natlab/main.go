@@ -97,7 +97,7 @@ func main() {
 func run() int {
 	var o options
 	layout := flag.String("layout", "all", "rows to run, a comma list of: cone, cone-symmetric, symmetric, udp-drop, ws-only, "+
-		"fault:conntrack-flush, fault:wan-down, fault:relay-restart; or layouts, faults, all; none (with -clean: only clean up)")
+		"fault:conntrack-flush, fault:wan-down, fault:relay-restart, a matrix cell (drop/reject ...); or layouts, faults, all (layouts and faults), matrix; none (with -clean: only clean up)")
 	matrix := flag.String("matrix", "", "also run the matrix: every unordered pair (diagonal included) of these side behaviours, a comma list of: "+
 		"drop, reject, open, cgnat, symmetric, udp-block, same-lan; or all. Without -layout, only the matrix")
 	flag.StringVar(&o.bin, "bin", "bin/overlay", "overlay binary (build with: CGO_ENABLED=0 go build -o bin/overlay ./cmd/overlay)")
