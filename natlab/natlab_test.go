@@ -122,6 +122,14 @@ func TestMatrixCells(t *testing.T) {
 			t.Errorf("cell %s pairs same-lan with another behaviour", c.name)
 		}
 	}
+	for name := range directToday {
+		if !seen[name] {
+			t.Errorf("directToday names %s, which is no cell", name)
+		}
+	}
+	if c := cells[0]; c.name != "drop/drop" || c.expect != mustDirect {
+		t.Errorf("first cell %s expects %v, want drop/drop expecting direct", c.name, c.expect)
+	}
 	for _, want := range []string{"drop/drop", "drop/symmetric", "open/cgnat", "symmetric/symmetric", "udp-block/udp-block", "same-lan/same-lan"} {
 		if !seen[want] {
 			t.Errorf("no cell %s", want)
