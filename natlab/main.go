@@ -142,6 +142,12 @@ func run() int {
 				o.rows = append(o.rows, c)
 			}
 		}
+		fmt.Fprintf(os.Stderr, "natlab: matrix of %d cells (side A sends, side B receives); behaviours:\n", len(cells))
+		for _, b := range behaviours {
+			if slices.ContainsFunc(cells, func(c scenario) bool { return slices.Contains(c.sides[:], b.name) }) {
+				fmt.Fprintf(os.Stderr, "  %-10s %s\n", b.name, b.what)
+			}
+		}
 	}
 	if o.trials < 1 || o.coneTrials < 0 {
 		return usage("-trials must be at least 1 and -cone-trials at least 0")

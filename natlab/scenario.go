@@ -216,7 +216,7 @@ func matrixCells(spec string) ([]scenario, error) {
 	for _, name := range strings.Split(spec, ",") {
 		name = strings.TrimSpace(name)
 		if name == "all" {
-			bs = behaviours
+			bs = slices.Clone(behaviours)
 			break
 		}
 		i := slices.IndexFunc(behaviours, func(b behaviour) bool { return b.name == name })
