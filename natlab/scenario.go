@@ -190,9 +190,10 @@ var behaviours = []behaviour{
 	{name: "same-lan", what: "both peers behind one drop router", nat: cone, filter: filterDrop, sameLAN: true},
 }
 
-// directToday are the matrix cells that go direct in every trial with
-// today's node (the matrix in docs/nat.md); -check fails a cell in this set
-// that does not. The other cells are reported, not asserted.
+// directToday are the matrix cells that go direct at the first punch in
+// every trial with today's node (the matrix in docs/nat.md); -check fails a
+// cell in this set that does not. The other cells are reported, not
+// asserted: a cell that needs a second punch may miss the soak.
 var directToday = map[string]bool{
 	"drop/drop":           true,
 	"drop/reject":         true,
@@ -200,7 +201,6 @@ var directToday = map[string]bool{
 	"drop/udp-block":      true,
 	"reject/reject":       true,
 	"reject/cgnat":        true,
-	"open/udp-block":      true,
 	"cgnat/cgnat":         true,
 	"cgnat/udp-block":     true,
 	"udp-block/udp-block": true,
