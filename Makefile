@@ -137,12 +137,15 @@ natlab: natlab-bin
 # trial never goes direct, a ws-only one does, or any row loses, duplicates
 # or reorders a message. Writes the rows to $(NATLAB_JSON).
 natlab-check: natlab-bin
-	$(NATLAB) -check -layout all -cone-trials $(TRIALS) -json $(NATLAB_JSON) $(NATLAB_FLAGS)
+	$(NATLAB) -check -layout cone,ws-only,faults -matrix all -cone-trials $(TRIALS) -json $(NATLAB_JSON) $(NATLAB_FLAGS)
 
-# Ping and perf between the two NAT'd peers, relayed and direct
-# (docs/BENCHMARKS.md "NAT lab").
+# The NAT matrix (docs/nat.md "The NAT matrix"): every pair of router
+# behaviours, MATRIX_TRIALS trials per cell; the rows to $(NATLAB_MATRIX_JSON).
+# Ping and perf, relayed vs direct: make natlab NATLAB_FLAGS=-measure.
+MATRIX_TRIALS ?= 10
+NATLAB_MATRIX_JSON ?= bin/natlab-matrix.json
 natlab-measure: natlab-bin
-	$(NATLAB) -measure $(NATLAB_FLAGS)
+	$(NATLAB) -matrix all -trials $(MATRIX_TRIALS) -json $(NATLAB_MATRIX_JSON) $(NATLAB_FLAGS)
 
 # Remove the lab's namespaces (nl-*) and processes left by a killed run.
 natlab-clean: natlab-bin

@@ -161,10 +161,15 @@ func (l *lab) close() error {
 // routers, let in from wan only what conntrack knows, both to the LAN and to
 // themselves; the rest is dropped silently (no RST, no ICMP), so a hole-punch
 // packet that arrives before the other side's has opened the mapping is not
-// answered with one that kills the attempt. No namespace has a route out of
-// the lab: the only links are veths between lab namespaces.
+// answered with one that kills the attempt. The scenario may reject instead
+// or have no firewall at all (filter), put a carrier-grade NAT between a
+// router and the internet (cgnat: router wan 100.64.N.2/24 via nl-cgnX, whose
+// wan takes the router's public address), or put peer B on router A's LAN
+// (sameLAN: a bridge lan in nl-rtrA, peer B at 10.10.1.3, no nl-rtrB). No
+// namespace has a route out of the lab: the only links are veths between
+// lab namespaces.
 func (l *lab) build(ctx context.Context, sc scenario) error {
-	for _, ns := range allNamespaces() {
+	for _, ns := range sc.namespaces() {
 		if err := l.addNS(ctx, ns); err != nil {
 			return err
 		}
@@ -192,26 +197,87 @@ func (l *lab) build(ctx context.Context, sc scenario) error {
 		}
 		return nil
 	}
+	iptables := func(ns string, rules ...[]string) error {
+		for _, r := range rules {
+			if err := l.cmd(ctx, "ip", append([]string{"netns", "exec", ns, "iptables"}, r...)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if err := attach(nsRelay, "v-relay", "eth0", relayIP); err != nil {
 		return err
 	}
-	for i, s := range sites {
-		if err := attach(s.rtr, "v-rtr"+s.name, "wan", s.wanIP); err != nil {
-			return err
-		}
-		if err := l.veth(ctx, s.rtr, "lan", s.peer, "eth0"); err != nil {
-			return err
-		}
-		for _, a := range [][]string{
-			{"-n", s.rtr, "addr", "add", s.lanGW + s.lanLen, "dev", "lan"},
-			{"-n", s.rtr, "link", "set", "lan", "up"},
+	for i, s := range sc.sites() {
+		peerLink := [][]string{
 			{"-n", s.peer, "addr", "add", s.peerIP + s.lanLen, "dev", "eth0"},
 			{"-n", s.peer, "link", "set", "eth0", "up"},
 			{"-n", s.peer, "route", "add", "default", "via", s.lanGW},
-		} {
-			if err := l.ip(ctx, a...); err != nil {
+		}
+		if sc.sameLAN {
+			// Router A's LAN is a bridge with one port per peer.
+			lanIf := "lan" + s.name
+			if err := l.veth(ctx, s.rtr, lanIf, s.peer, "eth0"); err != nil {
 				return err
 			}
+			cmds := [][]string{}
+			if i == 0 {
+				cmds = append(cmds, []string{"-n", s.rtr, "link", "add", "lan", "type", "bridge"},
+					[]string{"-n", s.rtr, "addr", "add", s.lanGW + s.lanLen, "dev", "lan"},
+					[]string{"-n", s.rtr, "link", "set", "lan", "up"})
+			}
+			cmds = append(cmds, []string{"-n", s.rtr, "link", "set", lanIf, "master", "lan", "up"})
+			for _, a := range append(cmds, peerLink...) {
+				if err := l.ip(ctx, a...); err != nil {
+					return err
+				}
+			}
+			if i == 1 {
+				continue // router A is built already
+			}
+		} else {
+			if err := l.veth(ctx, s.rtr, "lan", s.peer, "eth0"); err != nil {
+				return err
+			}
+			for _, a := range append([][]string{
+				{"-n", s.rtr, "addr", "add", s.lanGW + s.lanLen, "dev", "lan"},
+				{"-n", s.rtr, "link", "set", "lan", "up"},
+			}, peerLink...) {
+				if err := l.ip(ctx, a...); err != nil {
+					return err
+				}
+			}
+		}
+		if sc.cgnat[i] {
+			// The carrier's NAT holds the public address; the router's
+			// wan is on the carrier's shared range 100.64.0.0/10.
+			cgnIP, rtrIP := fmt.Sprintf("100.64.%d.1", i+1), fmt.Sprintf("100.64.%d.2", i+1)
+			if err := attach(s.cgn, "v-cgn"+s.name, "wan", s.wanIP); err != nil {
+				return err
+			}
+			if err := l.veth(ctx, s.cgn, "cust", s.rtr, "wan"); err != nil {
+				return err
+			}
+			for _, a := range [][]string{
+				{"-n", s.cgn, "addr", "add", cgnIP + "/24", "dev", "cust"},
+				{"-n", s.cgn, "link", "set", "cust", "up"},
+				{"-n", s.rtr, "addr", "add", rtrIP + "/24", "dev", "wan"},
+				{"-n", s.rtr, "link", "set", "wan", "up"},
+				{"-n", s.rtr, "route", "add", "default", "via", cgnIP},
+			} {
+				if err := l.ip(ctx, a...); err != nil {
+					return err
+				}
+			}
+			if err := l.cmd(ctx, "ip", "netns", "exec", s.cgn, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+				return err
+			}
+			if err := iptables(s.cgn, append([][]string{{"-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"}},
+				filterRules(filterDrop)...)...); err != nil {
+				return err
+			}
+		} else if err := attach(s.rtr, "v-rtr"+s.name, "wan", s.wanIP); err != nil {
+			return err
 		}
 		if err := l.cmd(ctx, "ip", "netns", "exec", s.rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
 			return err
@@ -224,16 +290,30 @@ func (l *lab) build(ctx context.Context, sc scenario) error {
 		if sc.dropUDP[i] {
 			rules = append(rules, []string{"-A", "FORWARD", "-p", "udp", "-j", "DROP"})
 		}
-		for _, chain := range []string{"FORWARD", "INPUT"} {
-			rules = append(rules,
-				[]string{"-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
-				[]string{"-A", chain, "-i", "wan", "-j", "DROP"})
-		}
-		for _, r := range rules {
-			if err := l.cmd(ctx, "ip", append([]string{"netns", "exec", s.rtr, "iptables"}, r...)...); err != nil {
-				return err
-			}
+		if err := iptables(s.rtr, append(rules, filterRules(sc.filter[i])...)...); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// filterRules are a router's iptables rules for what comes in on wan: what
+// conntrack knows passes, the rest is dropped or rejected, in FORWARD and
+// INPUT alike; filterOpen has none.
+func filterRules(f filter) [][]string {
+	var rules [][]string
+	if f == filterOpen {
+		return nil
+	}
+	for _, chain := range []string{"FORWARD", "INPUT"} {
+		rules = append(rules, []string{"-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"})
+		if f == filterReject {
+			rules = append(rules,
+				[]string{"-A", chain, "-i", "wan", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"},
+				[]string{"-A", chain, "-i", "wan", "-j", "REJECT", "--reject-with", "icmp-port-unreachable"})
+		} else {
+			rules = append(rules, []string{"-A", chain, "-i", "wan", "-j", "DROP"})
+		}
+	}
+	return rules
 }

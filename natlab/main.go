@@ -43,6 +43,7 @@ type site struct {
 	name   string // "A" or "B"
 	rtr    string // router namespace
 	peer   string // peer namespace
+	cgn    string // carrier-grade NAT namespace, when the scenario has one
 	wanIP  string // router's address on the internet
 	lanGW  string // router's LAN address
 	peerIP string // peer's LAN address
@@ -50,8 +51,8 @@ type site struct {
 }
 
 var sites = []site{
-	{name: "A", rtr: "nl-rtrA", peer: "nl-peerA", wanIP: "7.7.1.1", lanGW: "10.10.1.1", peerIP: "10.10.1.2", lanLen: "/24"},
-	{name: "B", rtr: "nl-rtrB", peer: "nl-peerB", wanIP: "7.7.2.1", lanGW: "10.10.2.1", peerIP: "10.10.2.2", lanLen: "/24"},
+	{name: "A", rtr: "nl-rtrA", peer: "nl-peerA", cgn: "nl-cgnA", wanIP: "7.7.1.1", lanGW: "10.10.1.1", peerIP: "10.10.1.2", lanLen: "/24"},
+	{name: "B", rtr: "nl-rtrB", peer: "nl-peerB", cgn: "nl-cgnB", wanIP: "7.7.2.1", lanGW: "10.10.2.1", peerIP: "10.10.2.2", lanLen: "/24"},
 }
 
 const (
@@ -62,7 +63,7 @@ const (
 func allNamespaces() []string {
 	ns := []string{nsInet, nsRelay}
 	for _, s := range sites {
-		ns = append(ns, s.rtr, s.peer)
+		ns = append(ns, s.cgn, s.rtr, s.peer)
 	}
 	return ns
 }
@@ -96,7 +97,9 @@ func main() {
 func run() int {
 	var o options
 	layout := flag.String("layout", "all", "rows to run, a comma list of: cone, cone-symmetric, symmetric, udp-drop, ws-only, "+
-		"fault:conntrack-flush, fault:wan-down, fault:relay-restart; or layouts, faults, all; none (with -clean: only clean up)")
+		"fault:conntrack-flush, fault:wan-down, fault:relay-restart, a matrix cell (drop/reject ...); or layouts, faults, all (layouts and faults), matrix; none (with -clean: only clean up)")
+	matrix := flag.String("matrix", "", "also run the matrix: every unordered pair (diagonal included) of these side behaviours, a comma list of: "+
+		"drop, reject, open, cgnat, symmetric, udp-block, same-lan; or all. Without -layout, only the matrix")
 	flag.StringVar(&o.bin, "bin", "bin/overlay", "overlay binary (build with: CGO_ENABLED=0 go build -o bin/overlay ./cmd/overlay)")
 	flag.IntVar(&o.trials, "trials", 1, "trials per row (each builds the lab afresh)")
 	flag.IntVar(&o.coneTrials, "cone-trials", 0, "trials of the cone row (0: -trials)")
@@ -121,8 +124,30 @@ func run() int {
 		return 2
 	}
 	var err error
+	layoutSet := false
+	flag.Visit(func(f *flag.Flag) { layoutSet = layoutSet || f.Name == "layout" })
+	if *matrix != "" && !layoutSet {
+		*layout = "none"
+	}
 	if o.rows, err = parseScenarios(*layout); err != nil {
 		return usage("-layout: %v", err)
+	}
+	if *matrix != "" {
+		cells, err := matrixCells(*matrix)
+		if err != nil {
+			return usage("-matrix: %v", err)
+		}
+		for _, c := range cells {
+			if !slices.ContainsFunc(o.rows, func(r scenario) bool { return r.name == c.name }) {
+				o.rows = append(o.rows, c)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "natlab: matrix of %d cells (side A sends, side B receives); behaviours:\n", len(cells))
+		for _, b := range behaviours {
+			if slices.ContainsFunc(cells, func(c scenario) bool { return slices.Contains(c.sides[:], b.name) }) {
+				fmt.Fprintf(os.Stderr, "  %-10s %s\n", b.name, b.what)
+			}
+		}
 	}
 	if o.trials < 1 || o.coneTrials < 0 {
 		return usage("-trials must be at least 1 and -cone-trials at least 0")
@@ -193,7 +218,7 @@ func run() int {
 			n = o.coneTrials
 		}
 		for i := 1; i <= n && ctx.Err() == nil; i++ {
-			tdir := filepath.Join(dir, fmt.Sprintf("%s-%d", strings.ReplaceAll(sc.name, ":", "-"), i))
+			tdir := filepath.Join(dir, fmt.Sprintf("%s-%d", strings.NewReplacer(":", "-", "/", "-").Replace(sc.name), i))
 			res, err := runTrial(ctx, o, sc, tdir)
 			if err != nil {
 				if ctx.Err() == nil {

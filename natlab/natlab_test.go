@@ -91,10 +91,114 @@ func TestPercentile(t *testing.T) {
 	for i := 1; i <= 20; i++ {
 		s = append(s, time.Duration(i))
 	}
-	if p50, p95 := percentile(s, 50), percentile(s, 95); p50 != 10 || p95 != 19 {
-		t.Errorf("p50 %d p95 %d, want 10 and 19", p50, p95)
+	if p50, p90, p95 := percentile(s, 50), percentile(s, 90), percentile(s, 95); p50 != 10 || p90 != 18 || p95 != 19 {
+		t.Errorf("p50 %d p90 %d p95 %d, want 10, 18 and 19", p50, p90, p95)
 	}
 	if p := percentile(s[:1], 95); p != 1 {
 		t.Errorf("one sample: %d", p)
+	}
+}
+
+func TestMatrixCells(t *testing.T) {
+	cells, err := matrixCells("all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 6 behaviours that pair with each other: 6*7/2 unordered pairs with the
+	// diagonal; same-lan only with itself.
+	if len(cells) != 22 {
+		t.Errorf("%d cells, want 22", len(cells))
+	}
+	seen := map[string]bool{}
+	for _, c := range cells {
+		if seen[c.name] {
+			t.Errorf("cell %s twice", c.name)
+		}
+		seen[c.name] = true
+		if c.name != c.sides[0]+"/"+c.sides[1] {
+			t.Errorf("cell %s has sides %v", c.name, c.sides)
+		}
+		if strings.Contains(c.name, "same-lan") && c.name != "same-lan/same-lan" {
+			t.Errorf("cell %s pairs same-lan with another behaviour", c.name)
+		}
+	}
+	for name := range directToday {
+		if !seen[name] {
+			t.Errorf("directToday names %s, which is no cell", name)
+		}
+	}
+	if c := cells[0]; c.name != "drop/drop" || c.expect != mustDirect {
+		t.Errorf("first cell %s expects %v, want drop/drop expecting direct", c.name, c.expect)
+	}
+	for _, want := range []string{"drop/drop", "drop/symmetric", "open/cgnat", "symmetric/symmetric", "udp-block/udp-block", "same-lan/same-lan"} {
+		if !seen[want] {
+			t.Errorf("no cell %s", want)
+		}
+	}
+	// The list's order does not matter: A is the behaviour listed first
+	// in behaviours.
+	two, err := matrixCells("symmetric, reject,reject")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range two {
+		names = append(names, c.name)
+	}
+	if !slices.Equal(names, []string{"reject/reject", "reject/symmetric", "symmetric/symmetric"}) {
+		t.Errorf("reject,symmetric cells = %v", names)
+	}
+	if c := two[1]; c.nat != [2]nat{cone, symmetric} || c.filter != [2]filter{filterReject, filterDrop} {
+		t.Errorf("reject/symmetric = %+v", c)
+	}
+	if _, err := matrixCells("drop,hard"); err == nil || !strings.Contains(err.Error(), "hard") {
+		t.Errorf("unknown behaviour: err = %v", err)
+	}
+	rows, err := parseScenarios("cone,open/cgnat")
+	if err != nil || len(rows) != 2 || rows[1].cgnat != [2]bool{false, true} || rows[1].filter[0] != filterOpen {
+		t.Errorf("cone,open/cgnat = %+v, %v", rows, err)
+	}
+}
+
+func TestScenarioNamespaces(t *testing.T) {
+	cells, _ := matrixCells("cgnat,same-lan")
+	got := map[string][]string{}
+	for _, c := range cells {
+		got[c.name] = c.namespaces()
+		for _, ns := range c.namespaces() {
+			if !slices.Contains(allNamespaces(), ns) {
+				t.Errorf("%s: namespace %s is not one -clean removes", c.name, ns)
+			}
+		}
+	}
+	if ns := got["cgnat/cgnat"]; !slices.Equal(ns, []string{nsInet, nsRelay, "nl-cgnA", "nl-rtrA", "nl-peerA", "nl-cgnB", "nl-rtrB", "nl-peerB"}) {
+		t.Errorf("cgnat/cgnat namespaces %v", ns)
+	}
+	if ns := got["same-lan/same-lan"]; !slices.Equal(ns, []string{nsInet, nsRelay, "nl-rtrA", "nl-peerA", "nl-peerB"}) {
+		t.Errorf("same-lan namespaces %v", ns)
+	}
+	if s := cells[len(cells)-1].sites()[1]; s.rtr != "nl-rtrA" || s.lanGW != "10.10.1.1" || s.peerIP != "10.10.1.3" {
+		t.Errorf("same-lan site B = %+v", s)
+	}
+}
+
+func TestFilterRules(t *testing.T) {
+	if r := filterRules(filterOpen); len(r) != 0 {
+		t.Errorf("open: %v", r)
+	}
+	join := func(f filter) string {
+		var s []string
+		for _, r := range filterRules(f) {
+			s = append(s, strings.Join(r, " "))
+		}
+		return strings.Join(s, "\n")
+	}
+	for _, chain := range []string{"FORWARD", "INPUT"} {
+		if d := join(filterDrop); !strings.Contains(d, "-A "+chain+" -i wan -j DROP") {
+			t.Errorf("drop lacks %s DROP:\n%s", chain, d)
+		}
+		if r := join(filterReject); !strings.Contains(r, "-A "+chain+" -i wan -p tcp -j REJECT --reject-with tcp-reset") {
+			t.Errorf("reject lacks %s tcp-reset:\n%s", chain, r)
+		}
 	}
 }

@@ -113,12 +113,14 @@ func percentile(s []time.Duration, p float64) time.Duration {
 	return s[max(0, min(i, len(s)-1))]
 }
 
-func (r *row) toDirect() (p50, p95 time.Duration, ok bool) {
+// toDirect is the p50, p90 and p95 of the times to direct of the trials
+// that went direct.
+func (r *row) toDirect() (p50, p90, p95 time.Duration, ok bool) {
 	if len(r.directAfter) == 0 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	s := slices.Sorted(slices.Values(r.directAfter))
-	return percentile(s, 50), percentile(s, 95), true
+	return percentile(s, 50), percentile(s, 90), percentile(s, 95), true
 }
 
 // counts is "a 3/5, b 2/5" for a count map over n trials.
@@ -133,7 +135,7 @@ func counts(m map[string]int, n int) string {
 
 func printTable(w io.Writer, rows []*row) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAYOUT/FAULT\tTRIALS\tDIRECT\tTO DIRECT P50\tP95\tSENT\tACKED\tLOST\tDUP\tREORD\tPATH AT END\tDIRECT VIA\tPUNCH TRY/OK/FAIL\tLOG PUNCH/WARN")
+	fmt.Fprintln(tw, "LAYOUT/FAULT\tTRIALS\tDIRECT\tTO DIRECT P50\tP90\tSENT\tACKED\tLOST\tDUP\tREORD\tPATH AT END\tDIRECT VIA\tPUNCH TRY/OK/FAIL\tLOG PUNCH/WARN")
 	for _, r := range rows {
 		trials := fmt.Sprint(r.trials)
 		if n := len(r.failures); n > 0 {
@@ -143,15 +145,15 @@ func printTable(w io.Writer, rows []*row) {
 		if r.trials > 0 {
 			rate = fmt.Sprintf("%d/%d (%.0f%%)", r.directN, r.trials, 100*float64(r.directN)/float64(r.trials))
 		}
-		p50, p95 := "-", "-"
-		if a, b, ok := r.toDirect(); ok {
-			p50, p95 = a.Round(10*time.Millisecond).String(), b.Round(10*time.Millisecond).String()
+		p50, p90 := "-", "-"
+		if a, b, _, ok := r.toDirect(); ok {
+			p50, p90 = a.Round(10*time.Millisecond).String(), b.Round(10*time.Millisecond).String()
 		}
 		punches := "-"
 		if p := r.punches; p != nil {
 			punches = fmt.Sprintf("%d/%d/%d", p.Attempts, p.Succeeded, p.Failed)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d/%d\n", r.sc.name, trials, rate, p50, p95,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d/%d\n", r.sc.name, trials, rate, p50, p90,
 			r.sent, r.acked, r.lost, r.dup, r.reordered, counts(r.endPaths, r.trials), counts(r.via, r.endPaths["direct"]),
 			punches, r.punchLines, r.warnLines)
 	}
@@ -227,8 +229,12 @@ func (t trialResult) punchText() string {
 
 type rowJSON struct {
 	Name          string         `json:"name"`
+	Sides         []string       `json:"sides,omitempty"` // matrix cells: the behaviours of A and B
 	NAT           [2]string      `json:"nat"`
 	DropUDP       [2]bool        `json:"drop_udp"`
+	Filter        [2]string      `json:"filter"`
+	CGNAT         [2]bool        `json:"cgnat"`
+	SameLAN       bool           `json:"same_lan"`
 	WSOnly        bool           `json:"ws_only"`
 	Fault         string         `json:"fault,omitempty"`
 	Expect        string         `json:"expect"`
@@ -236,6 +242,7 @@ type rowJSON struct {
 	Failed        int            `json:"failed_trials"`
 	Direct        int            `json:"direct"`
 	ToDirectP50MS *float64       `json:"to_direct_p50_ms,omitempty"`
+	ToDirectP90MS *float64       `json:"to_direct_p90_ms,omitempty"`
 	ToDirectP95MS *float64       `json:"to_direct_p95_ms,omitempty"`
 	Sent          int            `json:"sent"`
 	Acked         int            `json:"acknowledged"`
@@ -268,12 +275,17 @@ func writeJSON(path string, rep reportJSON, rows []*row) error {
 			Failed: len(r.failures), Direct: r.directN, Sent: r.sent, Acked: r.acked, Lost: r.lost, Dup: r.dup,
 			Reordered: r.reordered, AckedMissing: r.ackedMissed, PathAtEnd: r.endPaths, DirectVia: r.via, Punches: r.punches, PunchLines: r.punchLines,
 			WarnLines: r.warnLines, Problems: r.problems(rep.Check), TrialDetails: r.details}
+		j.Filter = [2]string{r.sc.filter[0].String(), r.sc.filter[1].String()}
+		j.CGNAT, j.SameLAN = r.sc.cgnat, r.sc.sameLAN
+		if r.sc.sides[0] != "" {
+			j.Sides = r.sc.sides[:]
+		}
 		if r.sc.fault != nil {
 			j.Fault = r.sc.fault.name
 		}
-		if a, b, ok := r.toDirect(); ok {
-			x, y := ms(a), ms(b)
-			j.ToDirectP50MS, j.ToDirectP95MS = &x, &y
+		if a, b, c, ok := r.toDirect(); ok {
+			x, y, z := ms(a), ms(b), ms(c)
+			j.ToDirectP50MS, j.ToDirectP90MS, j.ToDirectP95MS = &x, &y, &z
 		}
 		rep.Rows = append(rep.Rows, j)
 	}

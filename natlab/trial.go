@@ -272,7 +272,7 @@ func (t *trial) setup(ctx context.Context) error {
 	if err := t.startRelay(ctx, deadline); err != nil {
 		return err
 	}
-	for _, s := range sites {
+	for _, s := range t.sc.sites() {
 		data := filepath.Join(t.dir, "peer"+s.name)
 		args := []string{"peer", "--data", data, "--api", "127.0.0.1:0", "--no-dht", "--network", network, "--log-level", t.o.logLevel}
 		for _, a := range t.relayAddrs {
@@ -407,9 +407,23 @@ func (t *trial) pathFrom(ctx context.Context, from, to *peerState) string {
 // directVia reads router A's conntrack table for flows between A and B's
 // router, the direct path: "tcp" if a TCP flow is established, "udp" if a
 // UDP flow (QUIC) has seen replies, both joined by "+", "" if neither.
+//
+// On the same LAN no router sees the direct path: "tcp" if peer A has an
+// established TCP connection to B's LAN address, else "udp" (QUIC, the only
+// other transport a direct connection can use here).
 func (t *trial) directVia(ctx context.Context) string {
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if t.sc.sameLAN {
+		out, err := t.l.nsExec(qctx, t.a.s.peer, "ss", "-Htn", "state", "established", "dst", t.b.s.peerIP)
+		switch {
+		case err != nil:
+			return "error"
+		case strings.TrimSpace(string(out)) != "":
+			return "tcp"
+		}
+		return "udp"
+	}
 	out, err := t.l.nsExec(qctx, sites[0].rtr, "conntrack", "-L", "-d", sites[1].wanIP)
 	if err != nil {
 		return "error"
