@@ -5,16 +5,11 @@ import (
 	"slices"
 
 	"github.com/libp2p/go-libp2p/core/event"
-	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/book"
 )
-
-// eventBuf is each subscription's queue: the bus blocks an emitter while a
-// subscriber's queue is full, so it is ample.
-var eventBuf = eventbus.BufSize(256)
 
 // emitters put the node's events on the host's bus (paths are node/path's).
 // The peer book is written in the same step, before the event goes out, so
@@ -68,23 +63,5 @@ func (n *Node) watchRelays() error {
 
 // follow calls fn with every event of type evtType until the node closes.
 func (n *Node) follow(evtType any, fn func(any)) error {
-	sub, err := n.host.EventBus().Subscribe(evtType, eventBuf)
-	if err != nil {
-		return err
-	}
-	n.goRun(func() {
-		defer sub.Close()
-		for {
-			select {
-			case <-n.ctx.Done():
-				return
-			case e, ok := <-sub.Out():
-				if !ok {
-					return
-				}
-				fn(e)
-			}
-		}
-	})
-	return nil
+	return events.Follow(n.ctx, n.host.EventBus(), evtType, n.goRun, fn)
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
-	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,25 +108,7 @@ func (m *Metrics) Start(bus event.Bus, msgr *messaging.Messenger, st State) erro
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	follow := func(evtType any, fn func(any)) error {
-		sub, err := bus.Subscribe(evtType, eventbus.BufSize(256))
-		if err != nil {
-			return err
-		}
-		m.run(func() {
-			defer sub.Close()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case e, ok := <-sub.Out():
-					if !ok {
-						return
-					}
-					fn(e)
-				}
-			}
-		})
-		return nil
+		return events.Follow(ctx, bus, evtType, m.run, fn)
 	}
 	err := follow(new(events.EvtVerdict), func(e any) {
 		ev := e.(events.EvtVerdict)

@@ -15,7 +15,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -195,23 +194,5 @@ func (m *Manager) goRun(fn func()) {
 
 // follow calls fn with every event of type evtType until Stop.
 func (m *Manager) follow(evtType any, fn func(any)) error {
-	sub, err := m.cfg.Host.EventBus().Subscribe(evtType, eventbus.BufSize(256))
-	if err != nil {
-		return err
-	}
-	m.goRun(func() {
-		defer sub.Close()
-		for {
-			select {
-			case <-m.ctx.Done():
-				return
-			case e, ok := <-sub.Out():
-				if !ok {
-					return
-				}
-				fn(e)
-			}
-		}
-	})
-	return nil
+	return events.Follow(m.ctx, m.cfg.Host.EventBus(), evtType, m.goRun, fn)
 }
