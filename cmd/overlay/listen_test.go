@@ -24,7 +24,7 @@ func TestRelayRefusesTakenListenPort(t *testing.T) {
 		for _, l := range listen {
 			args = append(args, "--listen", l)
 		}
-		code, out := runExit(t, args...)
+		code, out := runEnv(t, nil, args...)
 		if code != 1 || !strings.Contains(out, "listen on "+busy) || !strings.Contains(out, "address already in use") {
 			t.Errorf("overlay %v: exit %d; want 1 naming %s and the bind error:\n%s", args, code, busy, out)
 		}

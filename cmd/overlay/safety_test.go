@@ -55,33 +55,6 @@ func checkCLIEdges(t *testing.T, aAPI, bAPI, aID, bID string) {
 	}
 }
 
-// runExit runs the daemon with args until it exits (it must, within 30 s)
-// and returns its exit code and output.
-func runExit(t *testing.T, args ...string) (int, string) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode(), out.String()
-		}
-		return 0, out.String()
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("overlay %v did not exit within 30s:\n%s", args, out.String())
-		return 0, ""
-	}
-}
-
 // Problems with the data directory, the key or the API address stop the
 // start with an error naming the cause, before the control API listens.
 func TestDaemonRefusesBadStart(t *testing.T) {
@@ -91,7 +64,7 @@ func TestDaemonRefusesBadStart(t *testing.T) {
 	}
 	check := func(what string, args []string, want ...string) {
 		t.Helper()
-		code, out := runExit(t, args...)
+		code, out := runEnv(t, nil, args...)
 		if code != 1 || strings.Contains(out, "control API listening") {
 			t.Errorf("%s: exit %d; want 1 before the API listens:\n%s", what, code, out)
 		}
