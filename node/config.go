@@ -13,6 +13,7 @@ import (
 
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -57,6 +58,10 @@ type Config struct {
 	// without it cannot even finish the transport handshake. libp2p
 	// supports it on TCP and WebSocket only: the node then has no QUIC.
 	PSK pnet.PSK
+	// Certs, with a CA and a certificate file, runs the network in
+	// certificate mode (node/certs): members prove a CA-signed certificate
+	// in the handshake. Self, Logger and Now are the node's.
+	Certs certs.Config
 	// DataDir holds the peer book; "" keeps it in memory only.
 	DataDir string
 	// Listen addresses. A private node needs none. Each must bind, or the
@@ -178,6 +183,9 @@ func (c Config) Validate() error {
 				bad("a private network (pre-shared key) cannot use QUIC, yet given the relay %s (use its TCP or WebSocket address)", a)
 			}
 		}
+	}
+	if err := c.Certs.Validate(len(c.NetworkKey) > 0); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Book.Validate(); err != nil {
 		errs = append(errs, err)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/handshake"
 	"github.com/overlay-net/overlay/node/limits"
@@ -60,6 +61,7 @@ type Node struct {
 	strangers *relay.Strangers // public: closes strangers' connections after a grace
 	keeper    atomic.Pointer[client.Keeper]
 	verdicts  *verdict.Table
+	certs     *certs.Manager // nil outside certificate mode
 	hs        *handshake.Runner
 	paths     *path.Manager
 	relays    *client.Standing
@@ -88,7 +90,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: verdict.New(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	var err error
 	if err := n.loadBook(); err != nil {
+		return nil, err
+	}
+	cfg.Certs.Logger = cmp.Or(cfg.Certs.Logger, n.log)
+	if n.certs, err = certs.Open(cfg.Certs, cfg.Key, n.book); err != nil {
 		return nil, err
 	}
 	opts, err := n.hostOptions()
@@ -253,6 +260,7 @@ func (n *Node) start() error {
 	}
 	n.hs = n.handshakes()
 	n.host.SetStreamHandler(protocol.HandshakeID, n.hs.Respond)
+	n.certs.Start(n.ctx, n.host, n.verdicts, n.goRun)
 	n.notif = &network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
@@ -303,6 +311,7 @@ func (n *Node) startRole() error {
 		if reg := n.regOrNil(); reg != nil {
 			ropts = append(ropts, relay.WithRegisterer(reg))
 		}
+		ropts = append(ropts, relay.WithVouch(n.certs.VouchFunc()))
 		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, ropts...)
 		if err != nil {
 			return err
@@ -367,6 +376,7 @@ func (n *Node) metricsState() metrics.State {
 	return metrics.State{
 		Peers:        n.book.List,
 		Reservations: func() int { return len(n.Reservations()) },
+		Certs:        n.certs,
 		Relay: func() (relay.Stats, bool) {
 			if n.relaySvc == nil {
 				return relay.Stats{}, false
@@ -444,6 +454,9 @@ func (n *Node) ID() peer.ID { return n.host.ID() }
 
 // Messages returns the node's messenger, to send and receive member messages.
 func (n *Node) Messages() *messaging.Messenger { return n.msgr }
+
+// Certs returns the node's certificate mode, nil outside it.
+func (n *Node) Certs() *certs.Manager { return n.certs }
 
 // Book returns the peer book.
 func (n *Node) Book() *book.Book { return n.book }

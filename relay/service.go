@@ -173,7 +173,7 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option
 		for _, p := range cfg.Allow {
 			allow[p] = true
 		}
-		acl = memberACL{members, allow}
+		acl = memberACL{members, allow, o.vouch}
 	}
 	if members == nil || cfg.ACL != ACLOpen {
 		r, err := newInstance(h, memberResources(cfg), acl, o.tracer(tracer{svc, &svc.members}))
@@ -186,6 +186,7 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option
 	// An open relay runs two instances, each with its own limits, behind
 	// one hop handler that picks the tier by requester and request (tiers.go).
 	d := newDispatcher(h, members)
+	d.vouch = o.vouch
 	rs := circuit.DefaultResources()
 	svc.others.prefix, svc.others.max = "strangers ", strangerResources(cfg, &rs)
 	var err error
