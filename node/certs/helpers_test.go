@@ -64,8 +64,8 @@ func write(t testing.TB, file string, c *cert.Certificate) {
 // clock is a node's clock that a test moves forward.
 type clock struct{ off atomic.Int64 }
 
-func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *clock) jump(d time.Duration)    { c.off.Add(int64(d)) }
+func (c *clock) now() time.Time           { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) jump(d time.Duration)     { c.off.Add(int64(d)) }
 func (c *clock) opt() func(*certs.Config) { return func(cc *certs.Config) { cc.Now = c.now } }
 
 // member is a node of ca's network named name, its certificate valid from
@@ -102,4 +102,6 @@ func (m *member) opts(ca *testCA, fns ...func(*certs.Config)) []nt.Option {
 }
 
 // valid is a window around now.
-func valid() (time.Time, time.Time) { return time.Now().Add(-time.Hour), time.Now().Add(30 * 24 * time.Hour) }
+func valid() (time.Time, time.Time) {
+	return time.Now().Add(-time.Hour), time.Now().Add(30 * 24 * time.Hour)
+}
