@@ -46,9 +46,11 @@ func newSide(b *testing.B, ca ed25519Key, withCert bool) *side {
 			return protocol.Hello{Network: "bench", Version: protocol.Version, Role: protocol.RolePublic, Agent: "bench",
 				Direct: h.Addrs()}
 		},
-		Noun:    func(peer.ID) string { return "the peer" },
-		Admit:   func(_ network.Conn, _ protocol.Hello, c *cert.Certificate) { s.admitted <- c },
-		Reject:  func(_ network.Conn, r string, _ bool, _ protocol.RejectCode, _ protocol.Hello) { b.Error("refused: " + r) },
+		Noun:  func(peer.ID) string { return "the peer" },
+		Admit: func(_ network.Conn, _ protocol.Hello, c *cert.Certificate) { s.admitted <- c },
+		Reject: func(_ network.Conn, r string, _ bool, _ protocol.RejectCode, _ protocol.Hello) {
+			b.Error("refused: " + r)
+		},
 		Foreign: func(network.Conn, string) {},
 	}
 	if withCert {
