@@ -260,7 +260,7 @@ func (n *Node) start() error {
 	}
 	n.hs = n.handshakes()
 	n.host.SetStreamHandler(protocol.HandshakeID, n.hs.Respond)
-	n.certs.Start(n.ctx, n.host, n.verdicts, n.goRun)
+	n.certs.Start(n.ctx, n.host, n.verdicts, n.goRun, func(c network.Conn) { n.hs.Initiate(n.ctx, c) })
 	n.notif = &network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },

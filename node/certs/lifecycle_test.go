@@ -53,10 +53,18 @@ func TestCertificateRenewal(t *testing.T) {
 	nt.Eventually(t, 10*time.Second, "the node uses the renewed certificate", func() bool {
 		return a.Status().Certificate.Serial == renewed.Serial.String()
 	})
+	// The host learns the renewed certificate on the same connection.
+	nt.Eventually(t, 10*time.Second, "the host holds the renewed certificate", func() bool {
+		c, ok := host.Certs().Members.Get(a.ID())
+		return ok && c.Serial == renewed.Serial
+	})
 	for _, c := range conns {
 		if c.IsClosed() {
 			t.Fatalf("connection %s closed by the renewal", c.ID())
 		}
+	}
+	if e, _ := host.Book().Get(a.ID()); strings.Join(e.Groups, ",") != "ops" {
+		t.Errorf("host books the renewed groups as %v", e.Groups)
 	}
 	if !a.IsMember(nt.Context(t, time.Second), host.ID()) || !host.IsMember(nt.Context(t, time.Second), a.ID()) {
 		t.Fatal("membership lost on renewal")

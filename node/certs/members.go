@@ -177,12 +177,13 @@ func (ms *Members) Sweep(now time.Time) []Invalid {
 }
 
 // Run checks, every SweepEvery until ctx ends, this node's own certificate
-// (re-reading a renewed file, logging expiry warnings) and its members'
-// (handing each that no longer holds to invalid, which closes its
-// connections).
-func (m *Manager) Run(ctx context.Context, invalid func(Invalid)) {
+// (re-reading a renewed file, logging expiry warnings; renewed is called
+// once a renewed certificate is in use) and its members' (handing each
+// that no longer holds to invalid, which closes its connections).
+func (m *Manager) Run(ctx context.Context, renewed func(), invalid func(Invalid)) {
 	t := time.NewTicker(m.cfg.SweepEvery)
 	defer t.Stop()
+	last := m.Own().Serial
 	for {
 		select {
 		case <-ctx.Done():
@@ -191,6 +192,10 @@ func (m *Manager) Run(ctx context.Context, invalid func(Invalid)) {
 		}
 		now := m.cfg.Now()
 		m.warnExpiry(now)
+		if s := m.Own().Serial; s != last {
+			last = s
+			renewed()
+		}
 		for _, iv := range m.Members.Sweep(now) {
 			invalid(iv)
 		}

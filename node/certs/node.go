@@ -162,13 +162,24 @@ func (m *Manager) VouchFunc() func(peer.ID) error {
 
 // Start runs the checks of Run on h until ctx ends, in a goroutine go_
 // starts: a member whose certificate no longer holds is booked as refused
-// (the reason worded for this node) and its connections are closed.
-func (m *Manager) Start(ctx context.Context, h host.Host, v *verdict.Table, go_ func(func())) {
+// (the reason worded for this node) and its connections are closed. Once
+// a renewed certificate is in use, every member's connection runs the
+// handshake again (rehandshake, in a goroutine go_ starts), so that peers
+// hold the renewed certificate, not the one about to expire, and keep the
+// connection.
+func (m *Manager) Start(ctx context.Context, h host.Host, v *verdict.Table, go_ func(func()), rehandshake func(network.Conn)) {
 	if m == nil {
 		return
 	}
+	renewed := func() {
+		for _, c := range h.Network().Conns() {
+			if v.Get(c.RemotePeer()) == book.StateMember && !c.IsClosed() {
+				go_(func() { rehandshake(c) })
+			}
+		}
+	}
 	go_(func() {
-		m.Run(ctx, func(iv Invalid) {
+		m.Run(ctx, renewed, func(iv Invalid) {
 			if h.Network().Connectedness(iv.Peer) != network.Connected {
 				return
 			}
