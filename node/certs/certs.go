@@ -33,6 +33,10 @@ const (
 	// DefaultSweepEvery is how often connected members' certificates are
 	// checked for expiry and revocation.
 	DefaultSweepEvery = 5 * time.Second
+	// DefaultVerifyCache is how many certificates whose CA signature was
+	// checked are kept, by their bytes, so that a member that connects
+	// again costs no second signature check (docs/certificates.md).
+	DefaultVerifyCache = 4096
 )
 
 // Config sets a node's certificate mode.
@@ -51,6 +55,9 @@ type Config struct {
 	WarnBefore  time.Duration
 	ReloadEvery time.Duration
 	SweepEvery  time.Duration
+	// VerifyCache bounds the certificates kept with their signature
+	// checked; 0 takes DefaultVerifyCache, negative keeps none.
+	VerifyCache int
 	Logger      *slog.Logger
 	// Now is the clock; nil: time.Now. Tests move it.
 	Now func() time.Time
@@ -72,6 +79,9 @@ type Manager struct {
 
 	book     *book.Book // set by Open
 	refusals refusalCounts
+
+	cacheMu  sync.Mutex
+	verified map[string]*cert.Certificate // raw bytes -> signature checked against CA
 }
 
 // New loads the certificate file and checks that it names cfg.Self and
@@ -98,6 +108,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.VerifyCache == 0 {
+		cfg.VerifyCache = DefaultVerifyCache
 	}
 	m := &Manager{cfg: cfg, fp: cert.Fingerprint(cfg.CA)}
 	m.Members = newMembers(m)
@@ -212,6 +225,17 @@ func (m *Manager) Check(from peer.ID, remote protocol.Hello) (*cert.Certificate,
 	if err := protocol.CheckCertMode(true, m.fp, remote); err != nil {
 		return nil, err
 	}
+	if c := m.cached(remote.Cert); c != nil {
+		// Signature and CA checked before: the binding, window and
+		// revocation are checked every time.
+		if c.Peer != from {
+			return nil, protocol.CertRefusal(fmt.Errorf("%w: certificate %q is for %s, presented by %s", cert.ErrPeerMismatch, c.Name, c.Peer, from))
+		}
+		if err := m.stillValid(c, m.cfg.Now()); err != nil {
+			return nil, protocol.CertRefusal(err)
+		}
+		return c, nil
+	}
 	c, err := remote.Certificate()
 	if err != nil {
 		return nil, protocol.CertRefusal(err)
@@ -219,7 +243,35 @@ func (m *Manager) Check(from peer.ID, remote protocol.Hello) (*cert.Certificate,
 	if err := m.verify(c, from, m.cfg.Now()); err != nil {
 		return nil, protocol.CertRefusal(err)
 	}
+	m.remember(c)
 	return c, nil
+}
+
+// cached returns the certificate of raw if its signature was checked.
+func (m *Manager) cached(raw []byte) *cert.Certificate {
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	return m.verified[string(raw)]
+}
+
+// remember keeps c, whose signature was checked, within VerifyCache
+// entries (past it, an arbitrary one goes).
+func (m *Manager) remember(c *cert.Certificate) {
+	if m.cfg.VerifyCache < 0 {
+		return
+	}
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	if m.verified == nil {
+		m.verified = map[string]*cert.Certificate{}
+	}
+	if len(m.verified) >= m.cfg.VerifyCache {
+		for k := range m.verified {
+			delete(m.verified, k)
+			break
+		}
+	}
+	m.verified[string(c.Marshal())] = c
 }
 
 // verify checks c for id at now: Verify, then revocation.

@@ -136,7 +136,8 @@ func TestCertificateExpiry(t *testing.T) {
 	hostClock.jump(2 * time.Hour)
 	nt.Eventually(t, 10*time.Second, "the host closes the expired member's connections", func() bool {
 		e, _ := host.Book().Get(a.ID())
-		return len(host.Host().Network().ConnsToPeer(a.ID())) == 0 && e.State == book.StateRejected &&
+		return len(host.Host().Network().ConnsToPeer(a.ID())) == 0 && len(a.Host().Network().ConnsToPeer(host.ID())) == 0 &&
+			e.State == book.StateRejected &&
 			strings.Contains(e.Reason, "certificate expired")
 	})
 	k := certs.RefusalKey{Code: "cert-expired", RefusedBy: "self", Where: "sweep"}

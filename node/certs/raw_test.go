@@ -91,6 +91,17 @@ func TestCertificateForged(t *testing.T) {
 			})
 		})
 	}
+
+	// Once the victim has connected, its certificate's signature is
+	// cached: the binding is still checked on every handshake.
+	v := nt.Relay(t, victim.opts(ca)...)
+	if _, err := v.Connect(nt.Context(t, 10*time.Second), nt.TCPAddr(t, host).String()); err != nil {
+		t.Fatal(err)
+	}
+	rej, _ := rawHandshake(t, host, v3Hello(victim.cert.Marshal()))
+	if rej.Refusal.Code != protocol.CodeCertPeerMismatch {
+		t.Fatalf("copied certificate after its owner connected: %+v", rej.Refusal)
+	}
 }
 
 // TestCertificateVersion2: a version 2 node reaching a certificate-mode
