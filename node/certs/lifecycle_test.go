@@ -15,6 +15,7 @@ import (
 	circuitclient "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/overlay-net/overlay/cert"
 	"github.com/overlay-net/overlay/node"
@@ -118,7 +119,8 @@ func TestCertificateExpiry(t *testing.T) {
 	am := newMember(t, ca, "laptop", nb, time.Now().Add(time.Hour))
 	hm := newMember(t, ca, "host", nb, time.Now().Add(365*24*time.Hour))
 	var hostClock, aClock clock
-	host := nt.Relay(t, hm.opts(ca, hostClock.opt())...)
+	reg := prometheus.NewRegistry()
+	host := nt.Relay(t, append(hm.opts(ca, hostClock.opt()), func(c *node.Config) { c.Metrics = reg })...)
 	a := nt.Relay(t, am.opts(ca, aClock.opt())...)
 
 	// Within --cert-warn (7 days) of expiry: a warning, still healthy.
@@ -144,7 +146,30 @@ func TestCertificateExpiry(t *testing.T) {
 	if host.Certs().Refusals()[k] != 1 {
 		t.Errorf("sweep refusals %v", host.Certs().Refusals())
 	}
-	_, err := a.Connect(nt.Context(t, 10*time.Second), nt.TCPAddr(t, host).String())
+	// The metrics say it too: the refusal, and the host's time left.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var swept, left bool
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			switch mf.GetName() {
+			case "overlay_certificate_refusals_total":
+				swept = swept || labels["code"] == "cert-expired" && labels["where"] == "sweep" && m.GetCounter().GetValue() == 1
+			case "overlay_certificate_expiry_seconds":
+				left = m.GetGauge().GetValue() > 300*24*3600
+			}
+		}
+	}
+	if !swept || !left {
+		t.Errorf("metrics: swept refusal %v, expiry gauge %v", swept, left)
+	}
+	_, err = a.Connect(nt.Context(t, 10*time.Second), nt.TCPAddr(t, host).String())
 	if !errors.Is(err, node.ErrRejected) || !strings.Contains(err.Error(), "certificate expired") {
 		t.Fatalf("expired node reconnecting: %v", err)
 	}
