@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -88,11 +89,10 @@ func (m *Manager) Admit(p peer.ID, c *cert.Certificate) (name string, groups []s
 	return c.Name, c.Groups
 }
 
-// Refused counts a handshake refusal by code and side; the codes of other
-// modes are counted too (a certificate-mode node refusing a network-key
-// peer says cert-required, and the reverse no-key).
+// Refused counts a handshake refusal of a certificate code (cert-*) by
+// code and side; other refusals are the handshake counter's alone.
 func (m *Manager) Refused(code protocol.RejectCode, byPeer bool) {
-	if m == nil {
+	if m == nil || !slices.Contains(protocol.CertCodes, code) {
 		return
 	}
 	m.count(RefusalKey{Code: string(code), RefusedBy: side(byPeer), Where: "handshake"})
