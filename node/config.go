@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,10 @@ type Config struct {
 	// without it cannot even finish the transport handshake. libp2p
 	// supports it on TCP and WebSocket only: the node then has no QUIC.
 	PSK pnet.PSK
+	// CAPub, when set, is the network CA's public key: the node holds,
+	// spreads and enforces the newest revocation list and access policy
+	// that CA signed (node/trust), kept in DataDir.
+	CAPub ed25519.PublicKey
 	// DataDir holds the peer book; "" keeps it in memory only.
 	DataDir string
 	// Listen addresses. A private node needs none. Each must bind, or the
@@ -153,6 +158,9 @@ func (c Config) Validate() error {
 	}
 	if c.Republish <= 0 {
 		bad("republish interval must be positive, not %s", c.Republish)
+	}
+	if c.CAPub != nil && len(c.CAPub) != ed25519.PublicKeySize {
+		bad("CA public key must be %d bytes, not %d", ed25519.PublicKeySize, len(c.CAPub))
 	}
 	if c.RelayedGrace < 0 {
 		bad("relayed grace must not be negative, not %s", c.RelayedGrace)

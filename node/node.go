@@ -35,6 +35,7 @@ import (
 	"github.com/overlay-net/overlay/node/metrics"
 	"github.com/overlay-net/overlay/node/muxer"
 	"github.com/overlay-net/overlay/node/path"
+	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/protocol"
@@ -66,6 +67,8 @@ type Node struct {
 	notif     *network.NotifyBundle
 	msgr      *messaging.Messenger
 	tunnels   *tunnel.Service
+	trust     *trust.Store   // nil without Config.CAPub (trust.go)
+	trustSvc  *trust.Service // spreads and enforces trust's documents
 	em        emitters
 
 	dht *dht.DHT
@@ -89,6 +92,9 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: verdict.New(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.loadBook(); err != nil {
+		return nil, err
+	}
+	if err := n.openTrust(); err != nil {
 		return nil, err
 	}
 	opts, err := n.hostOptions()
@@ -280,6 +286,9 @@ func (n *Node) start() error {
 	if err := n.startRole(); err != nil {
 		return err
 	}
+	if err := n.startTrust(); err != nil {
+		return err
+	}
 	if !n.cfg.DisableDHT {
 		if err := n.startDHT(); err != nil {
 			return err
@@ -299,7 +308,7 @@ func (n *Node) start() error {
 func (n *Node) startRole() error {
 	switch n.cfg.Role {
 	case protocol.RolePublic:
-		var ropts []relay.Option
+		ropts := n.relayGuard()
 		if reg := n.regOrNil(); reg != nil {
 			ropts = append(ropts, relay.WithRegisterer(reg))
 		}
@@ -398,6 +407,9 @@ func (n *Node) Close() error {
 		n.cancel()
 		if n.metrics != nil {
 			n.metrics.Close()
+		}
+		if n.trustSvc != nil {
+			n.trustSvc.Close()
 		}
 		if n.paths != nil {
 			n.paths.Stop()

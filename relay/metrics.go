@@ -13,7 +13,8 @@ import (
 type Option func(*options)
 
 type options struct {
-	reg prometheus.Registerer
+	reg   prometheus.Registerer
+	guard Guard // guard.go
 }
 
 // WithRegisterer also feeds go-libp2p's own relay service metrics
