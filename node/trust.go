@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -120,4 +121,14 @@ func (g trustGuard) AllowCircuit(src, dst peer.ID) error {
 		return err
 	}
 	return g.n.trust.Allow(src, dst, cert.Action{Kind: cert.ActionCircuit})
+}
+
+// TrustSync runs one trust exchange with p now: each side ends up with the
+// newer documents. The node runs them itself on every member connection
+// and change; this is for tools and tests.
+func (n *Node) TrustSync(ctx context.Context, p peer.ID) error {
+	if n.trustSvc == nil {
+		return ErrNoCA
+	}
+	return n.trustSvc.Gossip.Sync(ctx, p)
 }

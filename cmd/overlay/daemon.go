@@ -32,7 +32,7 @@ import (
 // node.Config: files to read and where to log.
 type daemonFlags struct {
 	data, key, netKey, api, apiToken, addrFile, logLevel, logFormat, pprof, metrics string
-	psk, acl, allow                                                                 string
+	psk, acl, allow, caPub                                                          string
 	listen                                                                          maddrs
 	forwards                                                                        forwardSpecs
 	// droppedQUIC are default listen addresses left out for --psk.
@@ -49,6 +49,7 @@ func (x *daemon) register(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "network name; nodes of other networks are refused")
 	fs.StringVar(&d.netKey, "network-key", "", "file holding the network's shared secret (at least 16 bytes); only nodes that prove they hold it are admitted")
 	fs.StringVar(&d.psk, "psk", "", "libp2p private network: swarm key FILE ('overlay psk new FILE'); peers without it cannot even finish the transport handshake. TCP and WebSocket only: QUIC is left out")
+	fs.StringVar(&d.caPub, "ca-pub", "", "the network CA's public key FILE (ca.pub from 'overlay ca init'): the node keeps, spreads and enforces the newest revocation list and access policy that CA signed ('overlay ca publish')")
 	defAPI := api.DefaultPeerAddr
 	if role == "relay" {
 		defAPI = api.DefaultRelayAddr
@@ -245,6 +246,11 @@ func runNode(d daemonFlags, cfg node.Config) error {
 	cfg.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if d.netKey != "" {
 		if cfg.NetworkKey, err = readNetworkKey(d.netKey); err != nil {
+			return err
+		}
+	}
+	if d.caPub != "" {
+		if cfg.CAPub, err = readCAPub(d.caPub); err != nil {
 			return err
 		}
 	}

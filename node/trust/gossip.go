@@ -272,6 +272,14 @@ func (g *Gossip) handle(s network.Stream) {
 		s.Reset()
 		return
 	}
+	mine := g.versions()
+	if (theirs.Revocations > mine.Revocations || theirs.Policy > mine.Policy) && !g.limits.has(p) {
+		// It would send a document this node would drop unchecked:
+		// spare reading it.
+		g.s.count(RateLimited)
+		s.Reset()
+		return
+	}
 	docs, err := readDocuments(s)
 	if err != nil {
 		g.log.Debug("trust exchange", "peer", p, "err", err)

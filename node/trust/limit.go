@@ -69,6 +69,18 @@ func (l *limiter) allow(p peer.ID, cost int) bool {
 	return true
 }
 
+// has reports whether p has a token left, without taking it.
+func (l *limiter) has(p peer.ID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.m[p]
+	if !ok {
+		return true
+	}
+	l.refill(b, l.now())
+	return b.tokens >= costOffer
+}
+
 func (l *limiter) refill(b *bucket, now time.Time) {
 	if d := now.Sub(b.at); d > 0 {
 		b.tokens = min(float64(l.b.Burst), b.tokens+float64(d)/float64(l.b.Every))
