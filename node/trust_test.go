@@ -308,3 +308,43 @@ func TestTrustPersistsAcrossRestart(t *testing.T) {
 		t.Fatal("the revoked peer holds a reservation")
 	}
 }
+
+// The relay applies the policy's relay rules: a peer denied reservations
+// holds none, a circuit denied is not opened, each counted by name; the
+// other members are served.
+func TestRelayEnforcesPolicy(t *testing.T) {
+	ca := newTestCA(t)
+	o := []nt.Option{withCAPub(ca.pub), nt.WithoutDHT()}
+	r := nt.Relay(t, o...)
+	on := []ma.Multiaddr{nt.WSAddr(t, r)}
+	outKey, aKey := nt.Key(t), nt.Key(t)
+	outID, _ := peer.IDFromPrivateKey(outKey)
+	aID, _ := peer.IDFromPrivateKey(aKey)
+	b := nt.Peer(t, on, o...)
+	pol := ca.policy(cert.Allow,
+		cert.Rule{Name: "no-reserve", Action: cert.Deny, From: []string{"peer:" + outID.String()}, To: []string{"*"},
+			Relay: []string{cert.RelayReserve}},
+		cert.Rule{Name: "a-not-to-b", Action: cert.Deny, From: []string{"peer:" + aID.String()},
+			To: []string{"peer:" + b.ID().String()}, Relay: []string{cert.RelayCircuit}})
+	if _, err := r.Publish(cert.KindPolicy, pol); err != nil {
+		t.Fatal(err)
+	}
+	out := nt.Peer(t, on, append(o, nt.WithKey(outKey))...)
+	a := nt.Peer(t, on, append(o, nt.WithKey(aKey))...)
+	nt.Eventually(t, 10*time.Second, "a and b reserved, out refused", func() bool {
+		return nt.Reserved(a, 1) && nt.Reserved(b, 1) && r.Status().Service.Refusals["policy (reservation)"] > 0
+	})
+	if nt.Reserved(out, 1) {
+		t.Fatal("the peer the policy denies reservations holds one")
+	}
+	ctx := nt.Context(t, 10*time.Second)
+	if _, err := a.Connect(ctx, b.ID().String()); err == nil {
+		t.Fatal("a reached b through the relay though the policy denies the circuit")
+	}
+	if n := r.Status().Service.Refusals["policy (circuit)"]; n == 0 {
+		t.Fatalf("relay counted no policy circuit refusal: %v", r.Status().Service.Refusals)
+	}
+	if _, err := b.Connect(ctx, a.ID().String()); err != nil {
+		t.Fatalf("b to a, which no rule denies: %v", err)
+	}
+}

@@ -312,10 +312,13 @@ func (g *Gossip) sendNewer(s network.Stream, theirs Versions) error {
 	return writeEnd(s)
 }
 
-// take offers the documents p sent to the Store, within p's budget.
+// take offers the documents p sent to the Store, within p's budget: a
+// document the Store refuses (forged, another CA's, garbage) or finds
+// older than its own costs the sender budget; a newer or the same one is
+// free, as honest members send nothing else.
 func (g *Gossip) take(p peer.ID, docs []Doc) {
 	for _, d := range docs {
-		if !g.limits.allow(p, costOffer) {
+		if !g.limits.has(p) {
 			g.s.count(RateLimited)
 			g.log.Debug("trust document over the peer's budget", "peer", p, "kind", cert.KindName(d.Kind))
 			continue
@@ -324,10 +327,10 @@ func (g *Gossip) take(p peer.ID, docs []Doc) {
 		switch {
 		case err == nil, errors.Is(err, ErrStale):
 		case errors.Is(err, ErrRollback):
+			g.limits.take(p, costRollback)
 			g.log.Debug("older "+cert.KindName(d.Kind)+" ignored", "peer", p, "err", err)
 		default:
-			// Signed by someone else, forged or garbage: a member sent it.
-			g.limits.allow(p, costBad)
+			g.limits.take(p, costBad)
 			g.log.Warn("refused a "+cert.KindName(d.Kind)+" from a peer", "peer", p, "reason", cert.ReasonOf(err), "err", err)
 		}
 	}

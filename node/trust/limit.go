@@ -8,23 +8,25 @@ import (
 )
 
 // Budget is what each peer may make this node check: a token bucket of
-// Burst tokens, refilled at one per Every. Offering a document costs
-// costOffer; one that fails its check (malformed, another CA, a forged
-// signature) costs costBad more. A document over budget is dropped unread
-// by the Store and counted as RateLimited.
+// Burst tokens, refilled at one per Every. A document that fails its check
+// (malformed, another CA, a forged signature) costs costBad, an older one
+// than the node holds costRollback; a newer one or the one held costs
+// nothing. While a peer has less than a token, its documents are dropped
+// unchecked (unread when it can tell beforehand) and counted as
+// RateLimited.
 type Budget struct {
 	Burst int
 	Every time.Duration
 }
 
-// DefaultBudget lets an honest member pass on a burst of changes (a list
-// and a policy, several times over) while a member flooding bogus lists
-// gets a few checked and then one every Every.
+// DefaultBudget lets a member that sends bogus documents get a few
+// checked, then one every few Every.
 var DefaultBudget = Budget{Burst: 8, Every: 5 * time.Second}
 
 const (
-	costOffer = 1
-	costBad   = 3
+	costOne      = 1
+	costRollback = 1
+	costBad      = 3
 	// maxBuckets bounds the peers tracked; full buckets are forgotten first.
 	maxBuckets = 4096
 )
@@ -46,9 +48,8 @@ func newLimiter(b Budget) *limiter {
 	return &limiter{b: b, now: time.Now, m: map[peer.ID]*bucket{}}
 }
 
-// allow takes cost tokens from p's bucket and reports whether it had them;
-// without enough, the bucket is left as it is.
-func (l *limiter) allow(p peer.ID, cost int) bool {
+// take takes cost tokens from p's bucket, down to none.
+func (l *limiter) take(p peer.ID, cost int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -61,12 +62,7 @@ func (l *limiter) allow(p peer.ID, cost int) bool {
 		l.m[p] = b
 	}
 	l.refill(b, now)
-	if b.tokens < float64(cost) {
-		b.tokens = 0 // a peer over budget waits for a whole token again
-		return false
-	}
-	b.tokens -= float64(cost)
-	return true
+	b.tokens = max(0, b.tokens-float64(cost))
 }
 
 // has reports whether p has a token left, without taking it.
@@ -78,7 +74,7 @@ func (l *limiter) has(p peer.ID) bool {
 		return true
 	}
 	l.refill(b, l.now())
-	return b.tokens >= costOffer
+	return b.tokens >= costOne
 }
 
 func (l *limiter) refill(b *bucket, now time.Time) {
