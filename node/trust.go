@@ -36,6 +36,11 @@ func (n *Node) startTrust() error {
 		return fmt.Errorf("start trust exchange: %w", err)
 	}
 	n.trustSvc = svc
+	if reg := n.regOrNil(); reg != nil {
+		if err := reg.Register(n.trust.Collector(svc.Enforcer.Closed)); err != nil {
+			return fmt.Errorf("register trust metrics: %w", err)
+		}
+	}
 	return nil
 }
 

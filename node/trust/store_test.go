@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/overlay-net/overlay/cert"
 	"github.com/overlay-net/overlay/node/trust"
@@ -233,5 +234,43 @@ func TestAllowNamesRule(t *testing.T) {
 	}
 	if err := s.Allow(b, a, cert.Action{Kind: cert.ActionMessage}); err != nil {
 		t.Fatalf("db to visitor: %v", err)
+	}
+}
+
+func TestCollector(t *testing.T) {
+	c := newCA(t)
+	s, err := trust.Open("", c.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Offer(cert.KindRevocations, c.revoke(newPeer(t))); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector(func() int64 { return 2 }))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			got[key] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	for key, want := range map[string]float64{
+		"overlay_trust_version/revocations":   1,
+		"overlay_trust_version/policy":        0,
+		"overlay_trust_revoked_cut_total":     2,
+		"overlay_trust_offers_total/accepted": 1,
+		"overlay_trust_offers_total/rollback": 0,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
+		}
 	}
 }
