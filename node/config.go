@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,10 @@ type Config struct {
 	// certificate mode (node/certs): members prove a CA-signed certificate
 	// in the handshake. Self, Logger and Now are the node's.
 	Certs certs.Config
+	// CAPub, when set (certificate mode sets it to Certs.CA), is the network CA's public key: the node holds,
+	// spreads and enforces the newest revocation list and access policy
+	// that CA signed (node/trust), kept in DataDir.
+	CAPub ed25519.PublicKey
 	// DataDir holds the peer book; "" keeps it in memory only.
 	DataDir string
 	// Listen addresses. A private node needs none. Each must bind, or the
@@ -158,6 +163,9 @@ func (c Config) Validate() error {
 	}
 	if c.Republish <= 0 {
 		bad("republish interval must be positive, not %s", c.Republish)
+	}
+	if c.CAPub != nil && len(c.CAPub) != ed25519.PublicKeySize {
+		bad("CA public key must be %d bytes, not %d", ed25519.PublicKeySize, len(c.CAPub))
 	}
 	if c.RelayedGrace < 0 {
 		bad("relayed grace must not be negative, not %s", c.RelayedGrace)

@@ -36,6 +36,7 @@ import (
 	"github.com/overlay-net/overlay/node/metrics"
 	"github.com/overlay-net/overlay/node/muxer"
 	"github.com/overlay-net/overlay/node/path"
+	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/protocol"
@@ -68,6 +69,8 @@ type Node struct {
 	notif     *network.NotifyBundle
 	msgr      *messaging.Messenger
 	tunnels   *tunnel.Service
+	trust     *trust.Store   // nil without Config.CAPub (trust.go)
+	trustSvc  *trust.Service // spreads and enforces trust's documents
 	em        emitters
 
 	dht *dht.DHT
@@ -94,10 +97,15 @@ func New(cfg Config) (*Node, error) {
 	if err := n.loadBook(); err != nil {
 		return nil, err
 	}
+	if err := n.openTrust(); err != nil {
+		return nil, err
+	}
 	cfg.Certs.Logger = cmp.Or(cfg.Certs.Logger, n.log)
+	cfg.Certs.Revoked = n.revokedHook(cfg.Certs.Revoked)
 	if n.certs, err = certs.Open(cfg.Certs, cfg.Key, n.book); err != nil {
 		return nil, err
 	}
+	n.joinTrust()
 	opts, err := n.hostOptions()
 	if err != nil {
 		return nil, err
@@ -288,6 +296,9 @@ func (n *Node) start() error {
 	if err := n.startRole(); err != nil {
 		return err
 	}
+	if err := n.startTrust(); err != nil {
+		return err
+	}
 	if !n.cfg.DisableDHT {
 		if err := n.startDHT(); err != nil {
 			return err
@@ -307,7 +318,7 @@ func (n *Node) start() error {
 func (n *Node) startRole() error {
 	switch n.cfg.Role {
 	case protocol.RolePublic:
-		var ropts []relay.Option
+		ropts := n.relayGuard()
 		if reg := n.regOrNil(); reg != nil {
 			ropts = append(ropts, relay.WithRegisterer(reg))
 		}
@@ -408,6 +419,9 @@ func (n *Node) Close() error {
 		n.cancel()
 		if n.metrics != nil {
 			n.metrics.Close()
+		}
+		if n.trustSvc != nil {
+			n.trustSvc.Close()
 		}
 		if n.paths != nil {
 			n.paths.Stop()

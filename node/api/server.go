@@ -125,6 +125,7 @@ func (s *Server) routes() {
 	}
 	s.messageRoutes()
 	s.tunnelRoutes()
+	s.trustRoutes()
 }
 
 // Health is the answer of /v1/health. Warnings are what runs degraded
