@@ -90,12 +90,11 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: verdict.New(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	var err error
-	if err := n.loadBook(); err != nil {
-		return nil, err
+	err := n.loadBook()
+	if err == nil {
+		n.certs, err = certs.Open(cfg.Certs, cfg.Key, n.book, n.log)
 	}
-	cfg.Certs.Logger = cmp.Or(cfg.Certs.Logger, n.log)
-	if n.certs, err = certs.Open(cfg.Certs, cfg.Key, n.book); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	opts, err := n.hostOptions()
@@ -311,8 +310,7 @@ func (n *Node) startRole() error {
 		if reg := n.regOrNil(); reg != nil {
 			ropts = append(ropts, relay.WithRegisterer(reg))
 		}
-		ropts = append(ropts, relay.WithVouch(n.certs.VouchFunc()))
-		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, ropts...)
+		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, append(ropts, relay.WithVouch(n.certs.VouchFunc()))...)
 		if err != nil {
 			return err
 		}
