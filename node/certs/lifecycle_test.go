@@ -220,6 +220,15 @@ func TestCertificateRelayReservation(t *testing.T) {
 	if rel.Certs().Refusals()[k] < 1 {
 		t.Errorf("relay counted %v", rel.Certs().Refusals())
 	}
+
+	// Recheck (a new revocation list) sweeps at once: the relay closes the
+	// revoked member's connections, which drops its reservation.
+	rel.Certs().Recheck()
+	nt.Eventually(t, 10*time.Second, "the relay drops the revoked member", func() bool {
+		e, _ := rel.Book().Get(p.ID())
+		return len(rel.Host().Network().ConnsToPeer(p.ID())) == 0 && rel.Status().Service.Reservations == 0 &&
+			strings.Contains(e.Reason, "certificate revoked")
+	})
 }
 
 // TestCertificateNameConflict: of two certificates with one name, the
