@@ -276,3 +276,26 @@ func TestCertificateNameConflict(t *testing.T) {
 		t.Errorf("logged %d conflicts, want 2:\n%s", conflicts, strings.Join(rec.Records(), "\n"))
 	}
 }
+
+// TestCertificateRelayRefusesExpired: a private node whose certificate
+// expired gets no reservation, and its relay standing says why, worded
+// for it.
+func TestCertificateRelayRefusesExpired(t *testing.T) {
+	ca := newCA(t)
+	nb, na := valid()
+	rm := newMember(t, ca, "relay", nb, na)
+	rel := nt.Relay(t, rm.opts(ca)...)
+	pm := newMember(t, ca, "laptop", nb.Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	p := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, rel)}, pm.opts(ca)...)
+	const want = "certificate expired: the relay refused this node's certificate, which has expired"
+	nt.Eventually(t, 15*time.Second, "the relay standing names the expiry", func() bool {
+		rs := p.Status().Relays
+		return len(rs) == 1 && rs[0].State == "refused" && strings.Contains(rs[0].Reason, want)
+	})
+	if ok, why := p.Healthy(); ok || !strings.Contains(why, "certificate expired") {
+		t.Errorf("Healthy = %v, %q", ok, why)
+	}
+	if rel.Status().Service.Reservations != 0 {
+		t.Error("the relay holds a reservation for an expired member")
+	}
+}
