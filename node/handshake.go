@@ -103,9 +103,8 @@ func (n *Node) admit(c network.Conn, remote protocol.Hello, crt *cert.Certificat
 
 // reject books a refusal, worded for this node: when the peer refused us,
 // from our side ("the relay is on network ..."), else as we told the peer.
-func (n *Node) reject(c network.Conn, reason string, byPeer bool, code protocol.RejectCode, remote protocol.Hello) {
+func (n *Node) reject(c network.Conn, reason string, byPeer bool, remote protocol.Hello) {
 	p := c.RemotePeer()
-	n.certs.Refused(code, byPeer)
 	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateRejected, Role: remote.Role,
 		Reason: reason, RefusedBy: book.RefusedBySelf}
 	if byPeer {

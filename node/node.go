@@ -93,16 +93,15 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: verdict.New(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	var err error
-	if err := n.loadBook(); err != nil {
-		return nil, err
+	err := n.loadBook()
+	if err == nil {
+		err = n.openTrust()
 	}
-	if err := n.openTrust(); err != nil {
-		return nil, err
+	if err == nil {
+		cfg.Certs.Revoked = n.revokedHook(cfg.Certs.Revoked)
+		n.certs, err = certs.Open(cfg.Certs, cfg.Key, n.book, n.log)
 	}
-	cfg.Certs.Logger = cmp.Or(cfg.Certs.Logger, n.log)
-	cfg.Certs.Revoked = n.revokedHook(cfg.Certs.Revoked)
-	if n.certs, err = certs.Open(cfg.Certs, cfg.Key, n.book); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	n.joinTrust()
@@ -322,8 +321,7 @@ func (n *Node) startRole() error {
 		if reg := n.regOrNil(); reg != nil {
 			ropts = append(ropts, relay.WithRegisterer(reg))
 		}
-		ropts = append(ropts, relay.WithVouch(n.certs.VouchFunc()))
-		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, ropts...)
+		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, append(ropts, relay.WithVouch(n.certs.VouchFunc()))...)
 		if err != nil {
 			return err
 		}

@@ -39,8 +39,7 @@ type Status struct {
 	// see this node at; HolePunch counts hole punches.
 	Reachability path.Reachability `json:"reachability"`
 	HolePunch    path.PunchStats   `json:"hole_punch"`
-	// Certificate is this node's member certificate (certificate mode).
-	Certificate *certs.Status `json:"certificate,omitempty"`
+	Certificate  *certs.Status     `json:"certificate,omitempty"` // this node's, in certificate mode
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.

@@ -64,6 +64,9 @@ func (n *Node) joinTrust() {
 		}
 		return c.Member(), true
 	})
+	// A newer list disconnects members it revokes at once, not at the
+	// next expiry sweep. The subscription lives as long as the store.
+	n.trust.Subscribe(func(trust.Change) { n.certs.Recheck() })
 }
 
 // startTrust spreads the store's documents and enforces revocations.

@@ -80,6 +80,8 @@ type Manager struct {
 	book     *book.Book // set by Open
 	refusals refusalCounts
 
+	kick chan struct{} // Recheck
+
 	cacheMu  sync.Mutex
 	verified map[string]*cert.Certificate // raw bytes -> signature checked against CA
 }
@@ -112,7 +114,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.VerifyCache == 0 {
 		cfg.VerifyCache = DefaultVerifyCache
 	}
-	m := &Manager{cfg: cfg, fp: cert.Fingerprint(cfg.CA)}
+	m := &Manager{cfg: cfg, fp: cert.Fingerprint(cfg.CA), kick: make(chan struct{}, 1)}
 	m.Members = newMembers(m)
 	c, st, err := m.load()
 	if err != nil {

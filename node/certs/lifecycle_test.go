@@ -220,6 +220,15 @@ func TestCertificateRelayReservation(t *testing.T) {
 	if rel.Certs().Refusals()[k] < 1 {
 		t.Errorf("relay counted %v", rel.Certs().Refusals())
 	}
+
+	// Recheck (a new revocation list) sweeps at once: the relay closes the
+	// revoked member's connections, which drops its reservation.
+	rel.Certs().Recheck()
+	nt.Eventually(t, 10*time.Second, "the relay drops the revoked member", func() bool {
+		e, _ := rel.Book().Get(p.ID())
+		return len(rel.Host().Network().ConnsToPeer(p.ID())) == 0 && rel.Status().Service.Reservations == 0 &&
+			strings.Contains(e.Reason, "certificate revoked")
+	})
 }
 
 // TestCertificateNameConflict: of two certificates with one name, the
@@ -265,5 +274,28 @@ func TestCertificateNameConflict(t *testing.T) {
 	}
 	if conflicts != 2 {
 		t.Errorf("logged %d conflicts, want 2:\n%s", conflicts, strings.Join(rec.Records(), "\n"))
+	}
+}
+
+// TestCertificateRelayRefusesExpired: a private node whose certificate
+// expired gets no reservation, and its relay standing says why, worded
+// for it.
+func TestCertificateRelayRefusesExpired(t *testing.T) {
+	ca := newCA(t)
+	nb, na := valid()
+	rm := newMember(t, ca, "relay", nb, na)
+	rel := nt.Relay(t, rm.opts(ca)...)
+	pm := newMember(t, ca, "laptop", nb.Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	p := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, rel)}, pm.opts(ca)...)
+	const want = "certificate expired: the relay refused this node's certificate, which has expired"
+	nt.Eventually(t, 15*time.Second, "the relay standing names the expiry", func() bool {
+		rs := p.Status().Relays
+		return len(rs) == 1 && rs[0].State == "refused" && strings.Contains(rs[0].Reason, want)
+	})
+	if ok, why := p.Healthy(); ok || !strings.Contains(why, "certificate expired") {
+		t.Errorf("Healthy = %v, %q", ok, why)
+	}
+	if rel.Status().Service.Reservations != 0 {
+		t.Error("the relay holds a reservation for an expired member")
 	}
 }

@@ -176,7 +176,20 @@ func (ms *Members) Sweep(now time.Time) []Invalid {
 	return out
 }
 
-// Run checks, every SweepEvery until ctx ends, this node's own certificate
+// Recheck makes Run check the members' certificates at once, not at the
+// next tick: for a caller whose revocation list just changed, so that
+// revoked members are disconnected within moments. It never blocks.
+func (m *Manager) Recheck() {
+	if m == nil {
+		return
+	}
+	select {
+	case m.kick <- struct{}{}:
+	default: // a check is due already
+	}
+}
+
+// Run checks, every SweepEvery (and at each Recheck) until ctx ends, this node's own certificate
 // (re-reading a renewed file, logging expiry warnings; renewed is called
 // once a renewed certificate is in use) and its members' (handing each
 // that no longer holds to invalid, which closes its connections).
@@ -189,6 +202,7 @@ func (m *Manager) Run(ctx context.Context, renewed func(), invalid func(Invalid)
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-m.kick:
 		}
 		now := m.cfg.Now()
 		m.warnExpiry(now)

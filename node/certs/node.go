@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
@@ -46,10 +47,14 @@ func (cfg Config) Validate(networkKey bool) error {
 }
 
 // Open starts certificate mode for the node whose key is key and whose
-// peer book is b: nil and no error when cfg does not enable it.
-func Open(cfg Config, key crypto.PrivKey, b *book.Book) (*Manager, error) {
+// peer book is b, logging to log unless cfg has a logger: nil and no
+// error when cfg does not enable it.
+func Open(cfg Config, key crypto.PrivKey, b *book.Book, log *slog.Logger) (*Manager, error) {
 	if !cfg.Enabled() {
 		return nil, nil
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = log
 	}
 	self, err := peer.IDFromPrivateKey(key)
 	if err != nil {

@@ -48,7 +48,7 @@ func newSide(b *testing.B, ca ed25519Key, mode string) *side {
 		},
 		Noun:  func(peer.ID) string { return "the peer" },
 		Admit: func(_ network.Conn, _ protocol.Hello, c *cert.Certificate) { s.admitted <- c },
-		Reject: func(_ network.Conn, r string, _ bool, _ protocol.RejectCode, _ protocol.Hello) {
+		Reject: func(_ network.Conn, r string, _ bool, _ protocol.Hello) {
 			b.Error("refused: " + r)
 		},
 		Foreign: func(network.Conn, string) {},

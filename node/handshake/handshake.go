@@ -53,10 +53,9 @@ type Config struct {
 	Noun func(peer.ID) string
 	// Admit books a member (crt: its certificate, nil outside certificate
 	// mode); Reject a refusal, worded for this node (byPeer: the peer
-	// refused us; code: the refusal's code); Foreign a peer that does not
-	// speak the handshake.
+	// refused us); Foreign a peer that does not speak the handshake.
 	Admit   func(c network.Conn, remote protocol.Hello, crt *cert.Certificate)
-	Reject  func(c network.Conn, reason string, byPeer bool, code protocol.RejectCode, remote protocol.Hello)
+	Reject  func(c network.Conn, reason string, byPeer bool, remote protocol.Hello)
 	Foreign func(c network.Conn, reason string)
 	Logger  *slog.Logger
 }
@@ -68,6 +67,8 @@ type CertMode interface {
 	// Check verifies the certificate of the peer from; a refusal is a
 	// *protocol.Refusal.
 	Check(from peer.ID, remote protocol.Hello) (*cert.Certificate, error)
+	// Refused counts a refusal of either side by its code.
+	Refused(code protocol.RejectCode, byPeer bool)
 }
 
 // Runner runs the handshake for one node.
@@ -191,7 +192,10 @@ func (r *Runner) conclude(c network.Conn, s network.Stream, remote protocol.Hell
 		if rej.ByPeer {
 			reason = rej.Refusal.Explain(r.cfg.Noun(p), r.HelloFor(p))
 		}
-		r.cfg.Reject(c, reason, rej.ByPeer, rej.Refusal.Code, remote)
+		if r.cfg.Certs != nil {
+			r.cfg.Certs.Refused(rej.Refusal.Code, rej.ByPeer)
+		}
+		r.cfg.Reject(c, reason, rej.ByPeer, remote)
 		if !rej.ByPeer {
 			lingerForPeer(s)
 		}
@@ -199,7 +203,7 @@ func (r *Runner) conclude(c network.Conn, s network.Stream, remote protocol.Hell
 		c.Close()
 	case errors.Is(err, protocol.ErrMalformed) || errors.Is(err, protocol.ErrFrameTooLarge):
 		s.Reset()
-		r.cfg.Reject(c, err.Error(), false, protocol.CodeMalformed, remote)
+		r.cfg.Reject(c, err.Error(), false, remote)
 		c.Close()
 	default:
 		// A stall or a dropped connection: say nothing about the peer, but
