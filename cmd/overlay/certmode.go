@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/overlay-net/overlay/cert"
+	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/identity"
 )
@@ -20,7 +21,8 @@ type certFlags struct{ caPub, cert, revocations string }
 // certConfig reads the certificate-mode files into cc: the CA's public key
 // and, when given, a revocation list signed by it, whose Check becomes the
 // handshake's revocation hook. The certificate file itself is the node's
-// to read (and re-read when renewed).
+// to read (and re-read when renewed). --ca-pub without --cert is no
+// certificate mode: see splitCA.
 func (f certFlags) certConfig(cc *certs.Config) error {
 	if f.caPub == "" && f.cert == "" && f.revocations == "" {
 		return nil
@@ -38,6 +40,9 @@ func (f certFlags) certConfig(cc *certs.Config) error {
 	cc.CertFile = f.cert
 	if f.revocations == "" {
 		return nil
+	}
+	if f.cert == "" {
+		return errors.New("--revocations is for certificate mode: it needs --cert too (with --ca-pub alone, publish lists with 'overlay ca publish')")
 	}
 	l, err := readRevocations(f.revocations, cc.CA)
 	if err != nil {
@@ -105,4 +110,18 @@ func readCapped(file string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d bytes over cap %d", file, st.Size(), max)
 	}
 	return os.ReadFile(file)
+}
+
+// splitCA gives the CA's public key to the node's trust store (revocation
+// lists and policy, node/trust) and, only with a certificate, to
+// certificate mode: --ca-pub alone revokes and applies the policy by peer
+// ID in a network that admits members by network name or key.
+func splitCA(cfg *node.Config) {
+	if cfg.Certs.CA == nil {
+		return
+	}
+	cfg.CAPub = cfg.Certs.CA
+	if cfg.Certs.CertFile == "" {
+		cfg.Certs.CA = nil
+	}
 }

@@ -47,10 +47,14 @@ func TestConfigCheckCertMode(t *testing.T) {
 	if code, out := check("cert: " + certFile + "\ncert-warn: 24h\n"); code != 0 || !strings.Contains(out, certFile) {
 		t.Errorf("valid certificate mode: exit %d:\n%s", code, out)
 	}
+	// --ca-pub alone is no certificate mode: a trust store only.
+	if code, out := check(""); code != 0 {
+		t.Errorf("--ca-pub alone: exit %d:\n%s", code, out)
+	}
 	for _, c := range []struct{ yaml, want string }{
 		{"cert: " + other + "\n", "certificate peer ID mismatch"},
 		{"cert: " + filepath.Join(ca, "ca.pub") + "\n", "malformed"},
-		{"", "needs this node's certificate (--cert FILE)"},
+		{"revocations: " + certFile + "\n", "needs --cert too"},
 		{"cert: " + certFile + "\nnetwork-key: " + netKey + "\n", "not both"},
 		{"cert: " + certFile + "\nrevocations: " + certFile + "\n", "not a revocation list"},
 	} {

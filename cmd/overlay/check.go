@@ -79,6 +79,7 @@ func (x *daemon) check() error {
 	if err := x.checkCertFiles(&cfg.Certs); err != nil {
 		errs = append(errs, err)
 	}
+	splitCA(&cfg)
 	if w := cfg.WebSocket; w.CertFile != "" && w.KeyFile != "" || w.CAFile != "" {
 		if err := wstransport.CheckFiles(w.CertFile, w.KeyFile, w.CAFile); err != nil {
 			errs = append(errs, err)
