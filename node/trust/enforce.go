@@ -137,6 +137,12 @@ func (e *Enforcer) cut(p peer.ID, why error, told bool) {
 		}
 		_ = e.h.Network().ClosePeer(p)
 		e.closed.Add(1)
-		e.log.Info("closed the connections of a revoked peer", "peer", p, "reason", why)
+		if told {
+			e.log.Info("closed the connections of a revoked peer", "peer", p, "reason", why)
+		} else {
+			// A revoked peer that keeps dialing: one line per retry would
+			// flood the log.
+			e.log.Debug("closed a revoked peer's new connection", "peer", p, "reason", why)
+		}
 	})
 }
