@@ -274,3 +274,58 @@ func TestCollector(t *testing.T) {
 		}
 	}
 }
+
+// Revoking a serial reaches the peer that presented that certificate, once
+// the store knows who presented what (SetCertOf); its other certificates
+// and other peers stay members.
+func TestRevokeBySerial(t *testing.T) {
+	c := newCA(t)
+	s, err := trust.Open("", c.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newPeer(t)
+	certFor := func() *cert.Certificate {
+		serial, err := cert.NewSerial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		crt := &cert.Certificate{Serial: serial, Peer: id, Name: "laptop", NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		if _, err := crt.Sign(c.priv); err != nil {
+			t.Fatal(err)
+		}
+		return crt
+	}
+	old, renewed := certFor(), certFor()
+	l := c.rev.Revoke(old.Serial, "")
+	doc, err := l.Sign(c.priv, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Offer(cert.KindRevocations, doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckPeer(id, old); !errors.Is(err, cert.ErrRevoked) {
+		t.Fatalf("the revoked certificate: %v", err)
+	}
+	if err := s.CheckPeer(id, renewed); err != nil {
+		t.Fatalf("the same peer's renewed certificate: %v", err)
+	}
+	if err := s.Revoked(id); err != nil {
+		t.Fatalf("no certificate known yet: %v, want nil (revocation by serial needs it)", err)
+	}
+	presented := old
+	s.SetCertOf(func(p peer.ID) *cert.Certificate {
+		if p == id {
+			return presented
+		}
+		return nil
+	})
+	if err := s.Revoked(id); !errors.Is(err, cert.ErrRevoked) {
+		t.Fatalf("presenting the revoked certificate: %v", err)
+	}
+	presented = renewed
+	if err := s.Revoked(id); err != nil {
+		t.Fatalf("presenting the renewed one: %v", err)
+	}
+}
