@@ -137,3 +137,14 @@ func (n *Node) TrustSync(ctx context.Context, p peer.ID) error {
 	}
 	return n.trustSvc.Gossip.Sync(ctx, p)
 }
+
+// RevocationCheck is the check the handshake consults on a peer and the
+// certificate it presented (nil for none): an error wrapping
+// cert.ErrRevoked when the CA revoked either. A node without a CA public
+// key revokes nothing.
+func (n *Node) RevocationCheck(p peer.ID, c *cert.Certificate) error {
+	if n.trust == nil {
+		return nil
+	}
+	return n.trust.CheckPeer(p, c)
+}

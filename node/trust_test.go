@@ -17,6 +17,7 @@ import (
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/node/tunnel"
+	"github.com/overlay-net/overlay/protocol"
 )
 
 // testCA signs successive revocation lists and policies for a test.
@@ -397,4 +398,65 @@ func newTestPeerID(t testing.TB) peer.ID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// A member that sends a tampered policy over the trust protocol (a rule
+// renamed after signing) has it refused as bad-signature and counted; the
+// policy held and the members' traffic are unaffected.
+func TestTamperedPolicyOverTheWire(t *testing.T) {
+	ca := newTestCA(t)
+	o := []nt.Option{withCAPub(ca.pub), nt.WithoutDHT()}
+	r := nt.Relay(t, o...)
+	on := []ma.Multiaddr{nt.WSAddr(t, r)}
+	a, b := nt.Peer(t, on, o...), nt.Peer(t, on, o...)
+	nt.Eventually(t, 10*time.Second, "reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
+	allowAll := cert.Rule{Name: "quiet-none", Action: cert.Allow, From: []string{"*"}, To: []string{"*"}, Messages: true}
+	if _, err := r.Publish(cert.KindPolicy, ca.policy(cert.Allow, allowAll)); err != nil {
+		t.Fatal(err)
+	}
+	nt.Eventually(t, 10*time.Second, "a holds the policy", func() bool { _, v := a.Trust().Versions(); return v == 1 })
+
+	deny := cert.Rule{Name: "quiet-none", Action: cert.Deny, From: []string{"*"}, To: []string{"*"}, Messages: true}
+	doc := ca.policy(cert.Allow, deny) // version 2, signed; then a rule renamed
+	tampered := []byte(strings.Replace(string(doc), `"quiet-none"`, `"quiet-nonE"`, 1))
+	if string(tampered) == string(doc) {
+		t.Fatal("nothing tampered")
+	}
+	ctx := nt.Context(t, 20*time.Second)
+	before := r.Trust().Counts()[trust.BadSignature]
+	s, err := a.Host().NewStream(ctx, r.ID(), trust.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v [16]byte
+	v[15] = 2 // policy version 2, more than the relay holds
+	if err := protocol.WriteFrame(s, 0x01, v[:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for { // the relay's versions and documents, up to its end frame
+		typ, _, err := protocol.ReadFrame(s, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == 0x03 {
+			break
+		}
+	}
+	if err := protocol.WriteFrame(s, 0x02, []byte{cert.KindPolicy}, tampered); err != nil {
+		t.Fatal(err)
+	}
+	_ = protocol.WriteFrame(s, 0x03)
+	_ = s.CloseWrite()
+	_, _ = s.Read(make([]byte, 1))
+	s.Close()
+	nt.Eventually(t, 10*time.Second, "the relay counted the tampered policy", func() bool {
+		return r.Trust().Counts()[trust.BadSignature] == before+1
+	})
+	if _, v := r.Trust().Versions(); v != 1 {
+		t.Fatalf("the relay holds policy version %d, want 1", v)
+	}
+	if _, err := a.Messages().Send(ctx, b.ID(), []byte("still allowed")); err != nil {
+		t.Fatalf("a to b after the tampered policy: %v", err)
+	}
 }
