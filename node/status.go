@@ -10,6 +10,7 @@ import (
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/buildinfo"
 	"github.com/overlay-net/overlay/node/path"
+	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 	"github.com/overlay-net/overlay/relay/client"
@@ -38,6 +39,9 @@ type Status struct {
 	// see this node at; HolePunch counts hole punches.
 	Reachability path.Reachability `json:"reachability"`
 	HolePunch    path.PunchStats   `json:"hole_punch"`
+	// Trust is what a node given the CA's public key holds: the
+	// revocation list's and policy's versions and the offers refused.
+	Trust *trust.Status `json:"trust,omitempty"`
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.
@@ -77,6 +81,9 @@ func (n *Node) Status() Status {
 		HolePunch:    n.paths.PunchStats(),
 	}
 	s.RelaysConfigured = len(s.Relays)
+	if ts, ok := n.TrustStatus(); ok {
+		s.Trust = &ts
+	}
 	if n.relaySvc != nil {
 		st, l := n.relaySvc.Stats(), relay.LimitsFor(n.cfg.Relay)
 		s.Service, s.Limits = &st, &l
