@@ -2,12 +2,12 @@ package trust
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -34,7 +34,6 @@ type Enforcer struct {
 
 	closed atomic.Int64
 	unsub  func()
-	sub    event.Subscription
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -50,11 +49,20 @@ func NewEnforcer(h host.Host, s *Store, log *slog.Logger, tell func(ctx context.
 	}
 	e := &Enforcer{h: h, s: s, log: log, tell: tell, wake: make(chan struct{}, 1)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	sub, err := h.EventBus().Subscribe(new(events.EvtVerdict))
+	// A peer the handshake admits while revoked is cut off at once.
+	err := events.Follow(e.ctx, h.EventBus(), new(events.EvtVerdict), e.goRun, func(ev any) {
+		v := ev.(events.EvtVerdict)
+		if v.State != events.StateMember {
+			return
+		}
+		if err := e.s.Revoked(v.Peer); err != nil {
+			e.cut(v.Peer, err, false)
+		}
+	})
 	if err != nil {
-		return nil, err
+		e.cancel()
+		return nil, fmt.Errorf("trust enforcer: follow verdicts: %w", err)
 	}
-	e.sub = sub
 	e.unsub = s.Subscribe(func(c Change) {
 		if c.Kind != cert.KindRevocations {
 			return
@@ -66,7 +74,10 @@ func NewEnforcer(h host.Host, s *Store, log *slog.Logger, tell func(ctx context.
 	})
 	e.goRun(e.loop)
 	if s.Revocations() != nil {
-		e.wake <- struct{}{}
+		select {
+		case e.wake <- struct{}{}:
+		default: // a change already woke it
+		}
 	}
 	return e, nil
 }
@@ -83,7 +94,6 @@ func (e *Enforcer) goRun(fn func()) {
 func (e *Enforcer) Close() {
 	e.unsub()
 	e.cancel()
-	e.sub.Close()
 	e.wg.Wait()
 }
 
@@ -98,17 +108,6 @@ func (e *Enforcer) loop() {
 			return
 		case <-e.wake:
 			e.sweep()
-		case ev, ok := <-e.sub.Out():
-			if !ok {
-				return
-			}
-			v := ev.(events.EvtVerdict)
-			if v.State != events.StateMember {
-				continue
-			}
-			if err := e.s.Revoked(v.Peer); err != nil {
-				e.cut(v.Peer, err, false)
-			}
 		}
 	}
 }
