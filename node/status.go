@@ -81,7 +81,8 @@ func (n *Node) Status() Status {
 		HolePunch:    n.paths.PunchStats(),
 	}
 	s.RelaysConfigured = len(s.Relays)
-	if ts, ok := n.TrustStatus(); ok {
+	if n.trust != nil {
+		ts := n.trust.Status()
 		s.Trust = &ts
 	}
 	if n.relaySvc != nil {

@@ -96,7 +96,7 @@ func TestRevocationSpreadsAndCutsOff(t *testing.T) {
 	}
 
 	start := time.Now()
-	if changed, err := a.Publish(cert.KindRevocations, ca.revoke(d.ID())); !changed || err != nil {
+	if changed, err := a.Trust().Offer(cert.KindRevocations, ca.revoke(d.ID())); !changed || err != nil {
 		t.Fatalf("publish: changed=%v err=%v", changed, err)
 	}
 	nt.Eventually(t, 10*time.Second, "every node holds the list", func() bool {
@@ -131,7 +131,7 @@ func TestRevocationSpreadsAndCutsOff(t *testing.T) {
 	if err := r2.Trust().Revoked(d.ID()); !errors.Is(err, cert.ErrRevoked) {
 		t.Fatalf("relay's check of d: %v", err)
 	}
-	if st, _ := r2.TrustStatus(); st.ClosedRevoked == 0 {
+	if st := r2.Trust().Status(); st.ClosedRevoked == 0 {
 		t.Errorf("relay counted no revoked peer closed: %+v", st)
 	}
 	// Its keeper's retries are refused: it holds no reservation, and the
@@ -139,7 +139,7 @@ func TestRevocationSpreadsAndCutsOff(t *testing.T) {
 	// (whichever comes first: its reservation refused, or its new
 	// connection closed once admitted).
 	nt.Eventually(t, 10*time.Second, "the relay refuses the revoked peer's retries", func() bool {
-		st, _ := r2.TrustStatus()
+		st := r2.Trust().Status()
 		return len(d.Reservations()) == 0 &&
 			(r2.Status().Service.Refusals["revoked (reservation)"] > 0 || st.ClosedRevoked >= 2)
 	})
@@ -157,7 +157,7 @@ func TestRollbackAndBogusListsRefused(t *testing.T) {
 	gone, _ := peer.IDFromPrivateKey(nt.Key(t))
 	v1 := ca.revoke(gone)
 	first := ca.revoke(c.ID()) // version 2 revokes c
-	if _, err := a.Publish(cert.KindRevocations, first); err != nil {
+	if _, err := a.Trust().Offer(cert.KindRevocations, first); err != nil {
 		t.Fatal(err)
 	}
 	nt.Eventually(t, 10*time.Second, "every node holds version 2", func() bool {
@@ -169,12 +169,12 @@ func TestRollbackAndBogusListsRefused(t *testing.T) {
 		return true
 	})
 	_ = bridge
-	if _, err := a.Publish(cert.KindRevocations, v1); !errors.Is(err, trust.ErrRollback) {
+	if _, err := a.Trust().Offer(cert.KindRevocations, v1); !errors.Is(err, trust.ErrRollback) {
 		t.Fatalf("publish version 1 after 2: %v, want rollback", err)
 	}
 	forger := newTestCA(t)
 	forger.rev = ca.rev
-	if _, err := a.Publish(cert.KindRevocations, forger.revoke(a.ID())); cert.ReasonOf(err) != cert.ReasonUnknownCA {
+	if _, err := a.Trust().Offer(cert.KindRevocations, forger.revoke(a.ID())); cert.ReasonOf(err) != cert.ReasonUnknownCA {
 		t.Fatalf("publish another CA's list: %v", err)
 	}
 	counts := a.Trust().Counts()
@@ -207,7 +207,7 @@ func TestBogusListFloodIsRateLimited(t *testing.T) {
 	for i := 0; i < flood; i++ {
 		// Not the victim: the attacker's own node would cut it off.
 		someone, _ := peer.IDFromPrivateKey(nt.Key(t))
-		if _, err := attacker.Publish(cert.KindRevocations, forger.revoke(someone)); err != nil {
+		if _, err := attacker.Trust().Offer(cert.KindRevocations, forger.revoke(someone)); err != nil {
 			t.Fatal(err)
 		}
 		// Push it as the gossip would, one exchange per list.
@@ -253,7 +253,7 @@ func TestPolicyRefusesMessageAndTunnel(t *testing.T) {
 			To: []string{"peer:" + b.ID().String()}, Messages: true},
 		cert.Rule{Name: "db-closed", Action: cert.Deny, From: []string{"*"}, To: []string{"peer:" + b.ID().String()},
 			Services: []string{"db"}})
-	if _, err := b.Publish(cert.KindPolicy, pol); err != nil {
+	if _, err := b.Trust().Offer(cert.KindPolicy, pol); err != nil {
 		t.Fatal(err)
 	}
 	nt.Eventually(t, 10*time.Second, "a holds the policy", func() bool {
@@ -297,7 +297,7 @@ func TestTrustPersistsAcrossRestart(t *testing.T) {
 	r := nt.Relay(t, o...)
 	revoked := nt.Key(t)
 	id, _ := peer.IDFromPrivateKey(revoked)
-	if _, err := r.Publish(cert.KindRevocations, ca.revoke(id)); err != nil {
+	if _, err := r.Trust().Offer(cert.KindRevocations, ca.revoke(id)); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -309,7 +309,7 @@ func TestTrustPersistsAcrossRestart(t *testing.T) {
 	// Its connections are closed once admitted, or its reservation refused
 	// if it asks first: which comes first depends on timing.
 	nt.Eventually(t, 10*time.Second, "the restarted relay cuts the revoked peer off", func() bool {
-		st, _ := r2.TrustStatus()
+		st := r2.Trust().Status()
 		return st.ClosedRevoked > 0 || r2.Status().Service.Refusals["revoked (reservation)"] > 0
 	})
 	if nt.Reserved(p, 1) {
@@ -334,7 +334,7 @@ func TestRelayEnforcesPolicy(t *testing.T) {
 			Relay: []string{cert.RelayReserve}},
 		cert.Rule{Name: "a-not-to-b", Action: cert.Deny, From: []string{"peer:" + aID.String()},
 			To: []string{"peer:" + b.ID().String()}, Relay: []string{cert.RelayCircuit}})
-	if _, err := r.Publish(cert.KindPolicy, pol); err != nil {
+	if _, err := r.Trust().Offer(cert.KindPolicy, pol); err != nil {
 		t.Fatal(err)
 	}
 	out := nt.Peer(t, on, append(o, nt.WithKey(outKey))...)
@@ -383,7 +383,7 @@ func TestTrustGarbageResetsOneStream(t *testing.T) {
 		}
 		s.Reset()
 	}
-	if _, err := r.Publish(cert.KindRevocations, ca.revoke(newTestPeerID(t))); err != nil {
+	if _, err := r.Trust().Offer(cert.KindRevocations, ca.revoke(newTestPeerID(t))); err != nil {
 		t.Fatal(err)
 	}
 	nt.Eventually(t, 10*time.Second, "the peer still takes the relay's list", func() bool { return revocationsVersion(p) == 1 })
@@ -411,7 +411,7 @@ func TestTamperedPolicyOverTheWire(t *testing.T) {
 	a, b := nt.Peer(t, on, o...), nt.Peer(t, on, o...)
 	nt.Eventually(t, 10*time.Second, "reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
 	allowAll := cert.Rule{Name: "quiet-none", Action: cert.Allow, From: []string{"*"}, To: []string{"*"}, Messages: true}
-	if _, err := r.Publish(cert.KindPolicy, ca.policy(cert.Allow, allowAll)); err != nil {
+	if _, err := r.Trust().Offer(cert.KindPolicy, ca.policy(cert.Allow, allowAll)); err != nil {
 		t.Fatal(err)
 	}
 	nt.Eventually(t, 10*time.Second, "a holds the policy", func() bool { _, v := a.Trust().Versions(); return v == 1 })

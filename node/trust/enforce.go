@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -32,7 +31,6 @@ type Enforcer struct {
 	log  *slog.Logger
 	tell func(ctx context.Context, p peer.ID) error
 
-	closed atomic.Int64
 	unsub  func()
 	wake   chan struct{}
 	ctx    context.Context
@@ -98,8 +96,8 @@ func (e *Enforcer) Close() {
 }
 
 // Closed counts the peers whose connections were closed because they are
-// revoked.
-func (e *Enforcer) Closed() int64 { return e.closed.Load() }
+// revoked (Store.Status reports it too).
+func (e *Enforcer) Closed() int64 { return e.s.cut.Load() }
 
 func (e *Enforcer) loop() {
 	for {
@@ -135,7 +133,7 @@ func (e *Enforcer) cut(p peer.ID, why error, told bool) {
 			cancel()
 		}
 		_ = e.h.Network().ClosePeer(p)
-		e.closed.Add(1)
+		e.s.cut.Add(1)
 		if told {
 			e.log.Info("closed the connections of a revoked peer", "peer", p, "reason", why)
 		} else {
