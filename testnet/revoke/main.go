@@ -104,6 +104,9 @@ func check() bool {
 	}
 	fmt.Printf("before: %s sent a message to %s\n", victim.name, publisher.name)
 	list, err := signRevocation(victim.peer)
+	if list != "" {
+		defer os.RemoveAll(filepath.Dir(list))
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -265,19 +268,20 @@ func signRevocation(id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	list := filepath.Join(dir, "revocations.pem") // returned on error too, for its removal
 	for src, dst := range map[string]string{"ca.key": "ca.key", "ca-pub.key": "ca.pub"} {
 		b, err := os.ReadFile(filepath.Join(*keys, src))
 		if err != nil {
-			return "", fmt.Errorf("read the TEST CA: %w", err)
+			return list, fmt.Errorf("read the TEST CA: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o600); err != nil {
-			return "", err
+			return list, err
 		}
 	}
 	if _, err := run(30*time.Second, *bin, "ca", "revoke", "--ca", dir, id); err != nil {
-		return "", fmt.Errorf("sign the list (is %s built? make build): %w", *bin, err)
+		return list, fmt.Errorf("sign the list (is %s built? make build): %w", *bin, err)
 	}
-	return filepath.Join(dir, "revocations.pem"), nil
+	return list, nil
 }
 
 func listNodes() ([]*node, error) {
