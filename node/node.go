@@ -279,7 +279,7 @@ func (n *Node) start() error {
 	if err := n.watchRelays(); err != nil {
 		return fmt.Errorf("watch relay events: %w", err)
 	}
-	n.msgr = messaging.New(n.host, n, n.log)
+	n.msgr = messaging.New(n.host, n.policed(), n.log)
 	if err := n.startTunnels(); err != nil {
 		return err
 	}

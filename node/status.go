@@ -11,6 +11,7 @@ import (
 	"github.com/overlay-net/overlay/internal/buildinfo"
 	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/path"
+	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 	"github.com/overlay-net/overlay/relay/client"
@@ -40,6 +41,9 @@ type Status struct {
 	Reachability path.Reachability `json:"reachability"`
 	HolePunch    path.PunchStats   `json:"hole_punch"`
 	Certificate  *certs.Status     `json:"certificate,omitempty"` // this node's, in certificate mode
+	// Trust is what a node given the CA's public key holds: the
+	// revocation list's and policy's versions and the offers refused.
+	Trust *trust.Status `json:"trust,omitempty"`
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.
@@ -80,6 +84,10 @@ func (n *Node) Status() Status {
 		Certificate:  n.certs.StatusOf(),
 	}
 	s.RelaysConfigured = len(s.Relays)
+	if n.trust != nil {
+		ts := n.trust.Status()
+		s.Trust = &ts
+	}
 	if n.relaySvc != nil {
 		st, l := n.relaySvc.Stats(), relay.LimitsFor(n.cfg.Relay)
 		s.Service, s.Limits = &st, &l

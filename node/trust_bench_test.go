@@ -98,7 +98,7 @@ func BenchmarkRevocationSpread(b *testing.B) {
 		someone, _ := peer.IDFromPrivateKey(nt.Key(b))
 		doc := ca.revoke(someone)
 		d := held(ca.rev.Version, func() {
-			if _, err := publisher.Publish(cert.KindRevocations, doc); err != nil {
+			if _, err := publisher.Trust().Offer(cert.KindRevocations, doc); err != nil {
 				b.Fatal(err)
 			}
 		})
@@ -111,7 +111,7 @@ func BenchmarkRevocationSpread(b *testing.B) {
 	// Once: a real member revoked, until nobody holds a connection to it.
 	doc := ca.revoke(victim.ID())
 	start := time.Now()
-	if _, err := publisher.Publish(cert.KindRevocations, doc); err != nil {
+	if _, err := publisher.Trust().Offer(cert.KindRevocations, doc); err != nil {
 		b.Fatal(err)
 	}
 	nt.Eventually(b, 30*time.Second, "every node cut the victim off", func() bool {

@@ -15,7 +15,7 @@ func (n *Node) startTunnels() error {
 	if n.cfg.DataDir != "" {
 		tc.StorePath = filepath.Join(n.cfg.DataDir, tunnelsFileName)
 	}
-	t, err := tunnel.New(n.host, n, tc)
+	t, err := tunnel.New(n.host, n.policed(), tc)
 	if err != nil {
 		return err
 	}

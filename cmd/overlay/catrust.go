@@ -84,3 +84,14 @@ func runCAStatus(args []string) error {
 	}
 	return nil
 }
+
+// printTrust is the status lines of a node given a CA public key.
+func printTrust(st trust.Status) {
+	refused := st.Offers[trust.Malformed] + st.Offers[trust.UnknownCA] + st.Offers[trust.BadSignature]
+	fmt.Printf("CA %s: revocation list version %d (%d peers, %d serials), policy version %d\n",
+		st.CA, st.RevocationsVersion, st.RevokedPeers, st.RevokedSerials, st.PolicyVersion)
+	if refused+st.Offers[trust.Rollback]+st.Offers[trust.RateLimited]+st.ClosedRevoked > 0 {
+		fmt.Printf("  revoked peers cut off %d; offers refused %d, older (rollback) %d, rate-limited %d ('overlay ca status')\n",
+			st.ClosedRevoked, refused, st.Offers[trust.Rollback], st.Offers[trust.RateLimited])
+	}
+}

@@ -51,6 +51,9 @@ func TestCAPublishSpreads(t *testing.T) {
 		}
 		return err
 	})
+	if out, err := overlay(t, "status", "--api", r.api(t)); err != nil || !strings.Contains(out, "revocation list version 1 (1 peers") {
+		t.Errorf("overlay status on the relay shows no revocation list: %q, %v", out, err)
+	}
 	if _, err := overlay(t, "ca", "publish", "--api", a.api(t), list); err == nil || !strings.Contains(err.Error(), "not newer") {
 		t.Fatalf("publishing the same list again: %v, want refused as not newer", err)
 	}

@@ -114,6 +114,9 @@ func runStatus(args []string) error {
 	if s.Role == "private" {
 		printRelays(s)
 	}
+	if ts := s.Trust; ts != nil {
+		printTrust(*ts)
+	}
 	if sv := s.Service; sv != nil {
 		fmt.Printf("relay service: %d reservations held (of %d), %d circuits open, %s relayed\n",
 			sv.Reservations, s.MaxReservations(), sv.Circuits, humanBytes(sv.RelayedBytes))

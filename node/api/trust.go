@@ -7,7 +7,6 @@ import (
 	"net/http"
 
 	"github.com/overlay-net/overlay/cert"
-	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/trust"
 )
 
@@ -34,8 +33,11 @@ type TrustReply struct {
 
 func (s *Server) trustRoutes() {
 	s.mux.HandleFunc("GET /v1/trust", func(w http.ResponseWriter, r *http.Request) {
-		st, ok := s.n.TrustStatus()
-		WriteJSON(w, http.StatusOK, TrustReply{Enabled: ok, Status: st})
+		reply := TrustReply{Enabled: s.n.Trust() != nil}
+		if reply.Enabled {
+			reply.Status = s.n.Trust().Status()
+		}
+		WriteJSON(w, http.StatusOK, reply)
 	})
 	s.mux.HandleFunc("POST /v1/trust/publish", s.publish)
 }
@@ -61,11 +63,11 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 			res.Version = p.Version
 		}
 	}
-	res.Changed, err = s.n.Publish(kind, doc)
+	res.Changed, err = s.n.Trust().Offer(kind, doc)
 	switch {
 	case err == nil:
 		WriteJSON(w, http.StatusOK, res)
-	case errors.Is(err, node.ErrNoCA):
+	case errors.Is(err, trust.ErrNoCA):
 		WriteError(w, http.StatusPreconditionFailed, err)
 	case errors.Is(err, trust.ErrStale), errors.Is(err, trust.ErrRollback):
 		WriteError(w, http.StatusConflict, fmt.Errorf("publish: %w", err))

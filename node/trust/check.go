@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -99,8 +100,12 @@ func (s *Store) Allow(from, to peer.ID, a cert.Action) error {
 // CheckPeer is the revocation check the handshake and the relay consult:
 // an error wrapping cert.ErrRevoked when the list held revokes the peer id,
 // or the certificate c it presented (by serial); c may be nil (a peer of a
-// network without certificates, or before it presented one).
+// network without certificates, or before it presented one). A nil store
+// revokes nothing.
 func (s *Store) CheckPeer(id peer.ID, c *cert.Certificate) error {
+	if s == nil {
+		return nil
+	}
 	l := s.Revocations()
 	if l == nil {
 		return nil
@@ -140,4 +145,74 @@ func (s *Store) Revoked(p peer.ID) error {
 		c = f.fn(p)
 	}
 	return s.CheckPeer(p, c)
+}
+
+// AllowMessage is Allow for a message from to to. A nil store (a node
+// given no CA) allows everything, as do the other checks below.
+func (s *Store) AllowMessage(from, to peer.ID) error {
+	if s == nil {
+		return nil
+	}
+	return s.Allow(from, to, cert.Action{Kind: cert.ActionMessage})
+}
+
+// AllowTunnel is Allow for a tunnel from from to service on to.
+func (s *Store) AllowTunnel(from, to peer.ID, service string) error {
+	if s == nil {
+		return nil
+	}
+	return s.Allow(from, to, cert.Action{Kind: cert.ActionTunnel, Service: service})
+}
+
+// RelayGuard is a relay's relay.Guard: revoked peers get nothing, and the
+// policy decides reservations (to the relay self) and circuits.
+type RelayGuard struct {
+	s    *Store
+	self peer.ID
+}
+
+// RelayGuard returns the guard of the relay whose peer ID is self.
+func (s *Store) RelayGuard(self peer.ID) RelayGuard { return RelayGuard{s, self} }
+
+func (g RelayGuard) AllowReserve(p peer.ID) error {
+	if err := g.s.Revoked(p); err != nil {
+		return err
+	}
+	return g.s.Allow(p, g.self, cert.Action{Kind: cert.ActionReserve})
+}
+
+func (g RelayGuard) AllowCircuit(src, dst peer.ID) error {
+	if err := g.s.Revoked(src); err != nil {
+		return err
+	}
+	if err := g.s.Revoked(dst); err != nil {
+		return err
+	}
+	return g.s.Allow(src, dst, cert.Action{Kind: cert.ActionCircuit})
+}
+
+// NodeMembers is what node/messaging and node/tunnel ask of the node.
+type NodeMembers interface {
+	EnsureMember(ctx context.Context, p peer.ID) error
+	IsMember(ctx context.Context, p peer.ID) bool
+}
+
+// Policed is a node's members as messaging and tunnels see them, with the
+// access policy's checks (messaging.Policy, tunnel.Policy) added.
+type Policed struct {
+	NodeMembers
+	s    *Store
+	self peer.ID
+}
+
+// Police adds the policy checks of the node self to m.
+func (s *Store) Police(m NodeMembers, self peer.ID) Policed { return Policed{m, s, self} }
+
+func (p Policed) AllowSend(to peer.ID) error      { return p.s.AllowMessage(p.self, to) }
+func (p Policed) AllowReceive(from peer.ID) error { return p.s.AllowMessage(from, p.self) }
+func (p Policed) AllowTunnelTo(to peer.ID, service string) error {
+	return p.s.AllowTunnel(p.self, to, service)
+}
+func (p Policed) AllowTunnelFrom(from peer.ID, service string) error {
+	return p.s.AllowTunnel(from, p.self, service)
 }

@@ -2,12 +2,11 @@ package trust
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -32,9 +31,7 @@ type Enforcer struct {
 	log  *slog.Logger
 	tell func(ctx context.Context, p peer.ID) error
 
-	closed atomic.Int64
 	unsub  func()
-	sub    event.Subscription
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -50,11 +47,20 @@ func NewEnforcer(h host.Host, s *Store, log *slog.Logger, tell func(ctx context.
 	}
 	e := &Enforcer{h: h, s: s, log: log, tell: tell, wake: make(chan struct{}, 1)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	sub, err := h.EventBus().Subscribe(new(events.EvtVerdict))
+	// A peer the handshake admits while revoked is cut off at once.
+	err := events.Follow(e.ctx, h.EventBus(), new(events.EvtVerdict), e.goRun, func(ev any) {
+		v := ev.(events.EvtVerdict)
+		if v.State != events.StateMember {
+			return
+		}
+		if err := e.s.Revoked(v.Peer); err != nil {
+			e.cut(v.Peer, err, false)
+		}
+	})
 	if err != nil {
-		return nil, err
+		e.cancel()
+		return nil, fmt.Errorf("trust enforcer: follow verdicts: %w", err)
 	}
-	e.sub = sub
 	e.unsub = s.Subscribe(func(c Change) {
 		if c.Kind != cert.KindRevocations {
 			return
@@ -66,7 +72,10 @@ func NewEnforcer(h host.Host, s *Store, log *slog.Logger, tell func(ctx context.
 	})
 	e.goRun(e.loop)
 	if s.Revocations() != nil {
-		e.wake <- struct{}{}
+		select {
+		case e.wake <- struct{}{}:
+		default: // a change already woke it
+		}
 	}
 	return e, nil
 }
@@ -83,13 +92,12 @@ func (e *Enforcer) goRun(fn func()) {
 func (e *Enforcer) Close() {
 	e.unsub()
 	e.cancel()
-	e.sub.Close()
 	e.wg.Wait()
 }
 
 // Closed counts the peers whose connections were closed because they are
-// revoked.
-func (e *Enforcer) Closed() int64 { return e.closed.Load() }
+// revoked (Store.Status reports it too).
+func (e *Enforcer) Closed() int64 { return e.s.cut.Load() }
 
 func (e *Enforcer) loop() {
 	for {
@@ -98,17 +106,6 @@ func (e *Enforcer) loop() {
 			return
 		case <-e.wake:
 			e.sweep()
-		case ev, ok := <-e.sub.Out():
-			if !ok {
-				return
-			}
-			v := ev.(events.EvtVerdict)
-			if v.State != events.StateMember {
-				continue
-			}
-			if err := e.s.Revoked(v.Peer); err != nil {
-				e.cut(v.Peer, err, false)
-			}
 		}
 	}
 }
@@ -136,7 +133,13 @@ func (e *Enforcer) cut(p peer.ID, why error, told bool) {
 			cancel()
 		}
 		_ = e.h.Network().ClosePeer(p)
-		e.closed.Add(1)
-		e.log.Info("closed the connections of a revoked peer", "peer", p, "reason", why)
+		e.s.cut.Add(1)
+		if told {
+			e.log.Info("closed the connections of a revoked peer", "peer", p, "reason", why)
+		} else {
+			// A revoked peer that keeps dialing: one line per retry would
+			// flood the log.
+			e.log.Debug("closed a revoked peer's new connection", "peer", p, "reason", why)
+		}
 	})
 }

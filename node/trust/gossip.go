@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -63,7 +62,6 @@ type Gossip struct {
 	inflight sync.Map      // peer.ID -> struct{}: initiated exchanges
 
 	unsub  func()
-	sub    event.Subscription
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -90,11 +88,18 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 	g := &Gossip{cfg: cfg, h: cfg.Host, s: cfg.Store, log: cfg.Logger, limits: newLimiter(cfg.Budget),
 		inSem: make(chan struct{}, cfg.MaxInbound), wake: make(chan struct{}, 1)}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	sub, err := g.h.EventBus().Subscribe(new(events.EvtVerdict))
+	// One exchange per member connection this node dialed: the other side
+	// does the same for those it dialed.
+	err := events.Follow(g.ctx, g.h.EventBus(), new(events.EvtVerdict), g.goRun, func(e any) {
+		ev := e.(events.EvtVerdict)
+		if ev.State == events.StateMember && ev.Conn != nil && ev.Conn.Stat().Direction == network.DirOutbound {
+			g.goRun(func() { g.syncOnce(ev.Peer) })
+		}
+	})
 	if err != nil {
-		return nil, fmt.Errorf("trust gossip: subscribe to verdicts: %w", err)
+		g.cancel()
+		return nil, fmt.Errorf("trust gossip: follow verdicts: %w", err)
 	}
-	g.sub = sub
 	g.h.SetStreamHandler(ID, g.handle)
 	g.unsub = g.s.Subscribe(func(Change) {
 		select {
@@ -103,7 +108,6 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 		}
 	})
 	g.goRun(g.pushLoop)
-	g.goRun(g.verdictLoop)
 	return g, nil
 }
 
@@ -120,29 +124,7 @@ func (g *Gossip) Close() {
 	g.h.RemoveStreamHandler(ID)
 	g.unsub()
 	g.cancel()
-	g.sub.Close()
 	g.wg.Wait()
-}
-
-// verdictLoop starts an exchange on each member connection this node
-// dialed: the other side does the same for those it dialed, so one
-// exchange runs per connection.
-func (g *Gossip) verdictLoop() {
-	for {
-		select {
-		case <-g.ctx.Done():
-			return
-		case e, ok := <-g.sub.Out():
-			if !ok {
-				return
-			}
-			ev := e.(events.EvtVerdict)
-			if ev.State != events.StateMember || ev.Conn == nil || ev.Conn.Stat().Direction != network.DirOutbound {
-				continue
-			}
-			g.goRun(func() { g.syncOnce(ev.Peer) })
-		}
-	}
 }
 
 // pushLoop pushes each change to every member connected, coalescing the

@@ -11,17 +11,12 @@ var (
 		"Peers whose connections this node closed because the CA revoked them.", nil, nil)
 )
 
-// collector reads a Store (and its Enforcer) at each scrape.
-type collector struct {
-	s      *Store
-	closed func() int64
-}
+// collector reads a Store at each scrape.
+type collector struct{ s *Store }
 
 // Collector returns the store's metrics for a registry: offers by outcome,
-// versions held, and closed (the Enforcer's Closed; nil for none).
-func (s *Store) Collector(closed func() int64) prometheus.Collector {
-	return collector{s: s, closed: closed}
-}
+// versions held, revoked peers cut off (by its Enforcer).
+func (s *Store) Collector() prometheus.Collector { return collector{s} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- offersDesc
@@ -36,9 +31,5 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	rv, pv := c.s.Versions()
 	ch <- prometheus.MustNewConstMetric(versionDesc, prometheus.GaugeValue, float64(rv), "revocations")
 	ch <- prometheus.MustNewConstMetric(versionDesc, prometheus.GaugeValue, float64(pv), "policy")
-	var cut int64
-	if c.closed != nil {
-		cut = c.closed()
-	}
-	ch <- prometheus.MustNewConstMetric(cutDesc, prometheus.CounterValue, float64(cut))
+	ch <- prometheus.MustNewConstMetric(cutDesc, prometheus.CounterValue, float64(c.s.cut.Load()))
 }

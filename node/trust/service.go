@@ -1,9 +1,11 @@
 package trust
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config starts a node's trust service.
@@ -15,6 +17,8 @@ type Config struct {
 	// Budget is what each peer may make this node check (DefaultBudget
 	// when zero).
 	Budget Budget
+	// Registerer, when set, gets the store's metrics (Store.Collector).
+	Registerer prometheus.Registerer
 }
 
 // Service is a node's trust machinery: the exchange that spreads the
@@ -35,7 +39,14 @@ func Start(cfg Config) (*Service, error) {
 		g.Close()
 		return nil, err
 	}
-	return &Service{Gossip: g, Enforcer: e}, nil
+	svc := &Service{Gossip: g, Enforcer: e}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(cfg.Store.Collector()); err != nil {
+			svc.Close()
+			return nil, fmt.Errorf("register trust metrics: %w", err)
+		}
+	}
+	return svc, nil
 }
 
 // Close stops both; it waits for the exchanges and closes under way.

@@ -50,6 +50,8 @@ var Outcomes = []Outcome{Accepted, Stale, Rollback, Malformed, UnknownCA, BadSig
 // ErrBadSignature). A caller that relays documents treats both as "nothing
 // to do", not as a fault of the sender.
 var (
+	// ErrNoCA: a nil Store, of a node given no CA public key, takes nothing.
+	ErrNoCA     = errors.New("this node has no CA public key (--ca-pub FILE): it cannot check a revocation list or policy")
 	ErrStale    = errors.New("not newer than the version held")
 	ErrRollback = errors.New("older than the version held (rollback)")
 )
@@ -76,6 +78,7 @@ type Store struct {
 	subs map[*subscription]struct{}
 
 	counts map[Outcome]*atomic.Int64
+	cut    atomic.Int64 // revoked peers cut off, by the Enforcer
 	member atomic.Pointer[memberFunc]
 	certs  atomic.Pointer[certFunc]
 }
@@ -224,8 +227,11 @@ func (s *Store) Raw(kind byte) []byte {
 // size, the header, a copy of the document held, the version; the CA
 // signature (an ed25519 check) last. Every outcome is counted. The error
 // wraps ErrStale, ErrRollback or the cert package's ErrMalformed,
-// ErrUnknownCA or ErrBadSignature.
+// ErrUnknownCA or ErrBadSignature; ErrNoCA for a nil store.
 func (s *Store) Offer(kind byte, doc []byte) (changed bool, err error) {
+	if s == nil {
+		return false, ErrNoCA
+	}
 	o, err := s.offer(kind, doc)
 	s.counts[o].Add(1)
 	if o != Accepted {
@@ -362,10 +368,10 @@ func (s *Store) Counts() map[Outcome]int64 {
 // count records an outcome decided outside Offer (a rate-limited peer).
 func (s *Store) count(o Outcome) { s.counts[o].Add(1) }
 
-// Status reports what the store holds and what it refused; closed is the
-// Enforcer's count (0 without one).
-func (s *Store) Status(closed int64) Status {
-	st := Status{CA: cert.Fingerprint(s.ca), Offers: s.Counts(), ClosedRevoked: closed}
+// Status reports what the store holds, what it refused, and the revoked
+// peers its Enforcer cut off.
+func (s *Store) Status() Status {
+	st := Status{CA: cert.Fingerprint(s.ca), Offers: s.Counts(), ClosedRevoked: s.cut.Load()}
 	if l := s.Revocations(); l != nil {
 		st.RevocationsVersion, st.RevokedPeers, st.RevokedSerials = l.Version, len(l.Peers), len(l.Serials)
 	}

@@ -247,7 +247,7 @@ func TestCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(s.Collector(func() int64 { return 2 }))
+	reg.MustRegister(s.Collector())
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -265,12 +265,67 @@ func TestCollector(t *testing.T) {
 	for key, want := range map[string]float64{
 		"overlay_trust_version/revocations":   1,
 		"overlay_trust_version/policy":        0,
-		"overlay_trust_revoked_cut_total":     2,
+		"overlay_trust_revoked_cut_total":     0,
 		"overlay_trust_offers_total/accepted": 1,
 		"overlay_trust_offers_total/rollback": 0,
 	} {
 		if v, ok := got[key]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
 		}
+	}
+}
+
+// Revoking a serial reaches the peer that presented that certificate, once
+// the store knows who presented what (SetCertOf); its other certificates
+// and other peers stay members.
+func TestRevokeBySerial(t *testing.T) {
+	c := newCA(t)
+	s, err := trust.Open("", c.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newPeer(t)
+	certFor := func() *cert.Certificate {
+		serial, err := cert.NewSerial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		crt := &cert.Certificate{Serial: serial, Peer: id, Name: "laptop", NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		if _, err := crt.Sign(c.priv); err != nil {
+			t.Fatal(err)
+		}
+		return crt
+	}
+	old, renewed := certFor(), certFor()
+	l := c.rev.Revoke(old.Serial, "")
+	doc, err := l.Sign(c.priv, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Offer(cert.KindRevocations, doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckPeer(id, old); !errors.Is(err, cert.ErrRevoked) {
+		t.Fatalf("the revoked certificate: %v", err)
+	}
+	if err := s.CheckPeer(id, renewed); err != nil {
+		t.Fatalf("the same peer's renewed certificate: %v", err)
+	}
+	if err := s.Revoked(id); err != nil {
+		t.Fatalf("no certificate known yet: %v, want nil (revocation by serial needs it)", err)
+	}
+	presented := old
+	s.SetCertOf(func(p peer.ID) *cert.Certificate {
+		if p == id {
+			return presented
+		}
+		return nil
+	})
+	if err := s.Revoked(id); !errors.Is(err, cert.ErrRevoked) {
+		t.Fatalf("presenting the revoked certificate: %v", err)
+	}
+	presented = renewed
+	if err := s.Revoked(id); err != nil {
+		t.Fatalf("presenting the renewed one: %v", err)
 	}
 }
