@@ -21,7 +21,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/transport"
-	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +33,7 @@ import (
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/node/metrics"
 	"github.com/overlay-net/overlay/node/muxer"
+	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
@@ -69,6 +69,7 @@ type Node struct {
 	em        emitters
 
 	dht *dht.DHT
+	nc  *netcheck.Service
 
 	metrics *metrics.Metrics // nil without a registry
 
@@ -88,6 +89,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: verdict.New(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.nc = n.newNetcheck()
 	if err := n.loadBook(); err != nil {
 		return nil, err
 	}
@@ -211,7 +213,8 @@ func (n *Node) transports() []libp2p.Option {
 		return append(opts, libp2p.PrivateNetwork(n.cfg.PSK))
 	}
 	if !n.cfg.WebSocketOnly {
-		opts = append(opts, libp2p.Transport(quic.NewTransport))
+		// go-libp2p's QUIC transport; netcheck keeps its socket manager.
+		opts = append(opts, libp2p.Transport(n.nc.QUICTransport()))
 	}
 	return opts
 }
@@ -290,6 +293,9 @@ func (n *Node) start() error {
 	}
 	n.goRun(n.pruneLoop)
 	if err := n.listen(); err != nil {
+		return err
+	}
+	if err := n.nc.Start(n.host); err != nil {
 		return err
 	}
 	n.log.Info("node started", "peer_id", n.host.ID(), "role", n.cfg.Role, "network", n.cfg.Network)
@@ -420,6 +426,7 @@ func (n *Node) Close() error {
 		if n.dht != nil {
 			n.dht.Close()
 		}
+		n.nc.Close()
 		if n.host != nil {
 			n.host.Network().StopNotify(n.notif)
 			err = n.host.Close()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/buildinfo"
+	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -38,6 +39,9 @@ type Status struct {
 	// see this node at; HolePunch counts hole punches.
 	Reachability path.Reachability `json:"reachability"`
 	HolePunch    path.PunchStats   `json:"hole_punch"`
+	// NetCheck is the latest netcheck report (node/netcheck), nil before
+	// the first run.
+	NetCheck *netcheck.Report `json:"netcheck,omitempty"`
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.
@@ -75,6 +79,7 @@ func (n *Node) Status() Status {
 		Peers:        len(n.host.Network().Peers()),
 		Reachability: n.Reachability(),
 		HolePunch:    n.paths.PunchStats(),
+		NetCheck:     n.nc.Latest(),
 	}
 	s.RelaysConfigured = len(s.Relays)
 	if n.relaySvc != nil {
