@@ -39,3 +39,21 @@ func (n *Node) WhyRelayed(p peer.ID) path.Why {
 	return n.paths.Why(p, path.LocalNAT{UDPBlocked: c == netcheck.ClassUDPBlocked,
 		Symmetric: c == netcheck.ClassEndpointDependent})
 }
+
+// observePunches counts each hole punch by outcome and this node's NAT
+// class (metrics).
+func (n *Node) observePunches() {
+	if n.metrics == nil {
+		return
+	}
+	n.paths.ObservePunches(func(o path.PunchOutcome) { n.metrics.Punch(string(o), n.nc.Class()) })
+}
+
+// netcheckGauge is what the NAT gauges read: a private node's latest
+// report; nil (no gauges) on a relay, which probes nothing.
+func (n *Node) netcheckGauge() func() *netcheck.Report {
+	if n.cfg.Role == protocol.RolePublic {
+		return nil
+	}
+	return n.nc.Latest
+}

@@ -349,6 +349,7 @@ func (n *Node) startPaths() error {
 		return err
 	}
 	n.paths = m
+	n.observePunches()
 	return nil
 }
 
@@ -379,6 +380,7 @@ func (n *Node) metricsState() metrics.State {
 			}
 			return n.relaySvc.Stats(), true
 		},
+		NetCheck: n.netcheckGauge(),
 	}
 }
 

@@ -112,7 +112,7 @@ func (s *Server) routes() {
 		WriteJSON(w, http.StatusOK, StatusReply{Status: s.n.Status(), ListenFailed: s.n.ListenFailures()})
 	})
 	s.mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, http.StatusOK, s.n.Book().List())
+		WriteJSON(w, http.StatusOK, peers(s.n))
 	})
 	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		ok, why := s.n.Healthy()
@@ -124,6 +124,7 @@ func (s *Server) routes() {
 	}
 	s.messageRoutes()
 	s.tunnelRoutes()
+	s.netcheckRoutes()
 }
 
 // Health is the answer of /v1/health. Warnings are what runs degraded
