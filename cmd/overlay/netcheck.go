@@ -46,24 +46,25 @@ func printNetcheck(r netcheck.Report) {
 			return
 		}
 	}
-	fmt.Printf("from:          %s (the QUIC socket)\n", orDash(r.Local))
-	fmt.Printf("UDP:           %s\n", yesNo(r.UDP))
-	fmt.Printf("public address: %s\n", orDash(r.Mapped))
+	line := func(k, v string) { fmt.Printf("%-17s %s\n", k+":", v) }
+	line("from", orDash(r.Local)+" (the QUIC socket)")
+	line("UDP", yesNo(r.UDP))
+	line("public address", orDash(r.Mapped))
 	mapping := "unknown (fewer than two relays answered)"
 	if v := r.MappingVaries; v != nil && *v {
 		mapping = "varies by destination (endpoint-dependent, \"symmetric\": hole punching rarely works)"
 	} else if v != nil {
 		mapping = "the same for every relay (endpoint-independent: hole punching can work)"
 	}
-	fmt.Printf("mapping:       %s\n", mapping)
+	line("mapping", mapping)
 	switch {
 	case r.Hairpin != nil:
-		fmt.Printf("hairpinning:   %s\n", yesNo(*r.Hairpin))
+		line("hairpinning", yesNo(*r.Hairpin))
 	case r.HairpinNote != "":
-		fmt.Printf("hairpinning:   not tested: %s\n", r.HairpinNote)
+		line("hairpinning", "not tested: "+r.HairpinNote)
 	}
-	fmt.Printf("NAT class:     %s\n", r.Class())
-	fmt.Printf("preferred relay: %s\n", orDash(r.Preferred))
+	line("NAT class", r.Class())
+	line("preferred relay", orDash(r.Preferred))
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  RELAY\tUDP ADDRESS\tRTT\tSEES US AT\tERROR")
 	for _, rr := range r.Relays {

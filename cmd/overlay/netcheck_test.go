@@ -57,7 +57,7 @@ func TestBinaryNetcheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"UDP:           yes", "endpoint-independent", "preferred relay: 12D3", " ms "} {
+	for _, want := range []string{"UDP:              yes", "NAT class:        endpoint-independent", "preferred relay:  12D3", " ms "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("overlay netcheck lacks %q:\n%s", want, out)
 		}
