@@ -14,9 +14,9 @@ import (
 )
 
 // Serving limits: a relay answers at most this many Binding requests a
-// second (with a burst as large), whoever asks. A response is about 60
-// bytes for a 28-byte request, so the reflection a spoofer can get out of
-// a relay is bounded by this rate.
+// second (with a burst as large), whoever asks. A response is 40 bytes
+// (IPv4) for a request of at least 20, so the reflection a spoofer can get
+// out of a relay is bounded by this rate.
 const (
 	DefaultServeRate  = 500
 	DefaultServeBurst = 500

@@ -15,8 +15,8 @@ import (
 //	                            attributes needed; a FINGERPRINT is accepted.
 //	response (relay -> client): Binding success with the request's
 //	                            transaction ID, XOR-MAPPED-ADDRESS (the
-//	                            source address the request came from),
-//	                            SOFTWARE and FINGERPRINT.
+//	                            source address the request came from) and
+//	                            FINGERPRINT: 40 bytes for IPv4, 52 for IPv6.
 //
 // STUN's first byte has bits 0x40 and 0x80 clear, so quic-go hands these
 // packets to the non-QUIC reader of the same UDP socket (see socket.go). A
@@ -25,9 +25,6 @@ import (
 // MaxPacket caps a packet the socket reads; a longer one is dropped. STUN
 // needs 20 bytes for a request and under 100 for our response.
 const MaxPacket = 1280
-
-// software is the SOFTWARE attribute of our responses.
-const software = "overlay netcheck"
 
 var (
 	errNotSTUN   = errors.New("not a STUN message")
@@ -91,7 +88,7 @@ func newRequest() ([]byte, txID, error) {
 // newResponse answers request tx from the address from.
 func newResponse(tx txID, from *net.UDPAddr) ([]byte, error) {
 	m, err := stun.Build(stun.NewTransactionIDSetter(tx), stun.BindingSuccess,
-		&stun.XORMappedAddress{IP: from.IP, Port: from.Port}, stun.NewSoftware(software), stun.Fingerprint)
+		&stun.XORMappedAddress{IP: from.IP, Port: from.Port}, stun.Fingerprint)
 	if err != nil {
 		return nil, fmt.Errorf("build STUN response: %w", err)
 	}
