@@ -179,10 +179,11 @@ func (s *Socket) send(to *net.UDPAddr, ch chan<- arrival) (func(), time.Time, er
 	return forget, sent, nil
 }
 
-// SelfTest sends a Binding request from the socket to its own port over
-// loopback (or its own address) and waits for the socket to read it. It
-// fails when go-libp2p no longer hands non-QUIC packets of the QUIC socket
-// to this reader: netcheck would then see nothing.
+// SelfTest sends Binding requests from the socket to its own port over
+// loopback (or its own address), one every selfTestGap, until the socket
+// reads one. It fails when go-libp2p no longer hands non-QUIC packets of
+// the QUIC socket to this reader: netcheck would then see nothing. (quic-go
+// drops non-QUIC packets until the reader's first read: hence the repeats.)
 func (s *Socket) SelfTest(ctx context.Context) error {
 	self := s.LocalAddr()
 	if self == nil {
@@ -195,16 +196,24 @@ func (s *Socket) SelfTest(ctx context.Context) error {
 			to.IP = net.IPv6loopback
 		}
 	}
-	ch := make(chan arrival, 2)
-	forget, _, err := s.send(to, ch)
-	if err != nil {
-		return fmt.Errorf("netcheck self-test: %w", err)
-	}
-	defer forget()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("netcheck self-test: a packet sent to %s never reached the shared QUIC socket's reader: %w", to, ctx.Err())
+	ch := make(chan arrival, 4)
+	tick := time.NewTicker(selfTestGap)
+	defer tick.Stop()
+	for {
+		forget, _, err := s.send(to, ch)
+		if err != nil {
+			return fmt.Errorf("netcheck self-test: %w", err)
+		}
+		defer forget()
+		select {
+		case <-ch:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("netcheck self-test: no packet sent to %s reached the shared QUIC socket's reader: %w", to, ctx.Err())
+		case <-tick.C:
+		}
 	}
 }
+
+// selfTestGap is the time between two packets of SelfTest.
+const selfTestGap = 100 * time.Millisecond
