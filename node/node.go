@@ -380,7 +380,7 @@ func (n *Node) metricsState() metrics.State {
 			}
 			return n.relaySvc.Stats(), true
 		},
-		NetCheck: n.netcheckGauge(),
+		NetCheck: n.nc.Gauge(),
 	}
 }
 

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // Periodic runs: the first soon after start (once relays are likely
@@ -29,12 +29,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Serve answers probes on the QUIC socket (a relay).
 	Serve bool
-	// Targets returns the relays to probe, given the socket's local
-	// address; nil: the node probes nothing (a relay).
-	Targets func(local *net.UDPAddr) []Target
-	// Off, when set, says why this node has no UDP socket to probe from
-	// (--ws-only, --psk); every report carries it.
-	Off string
+	// Relays are the relays to probe (full /p2p/ addresses), with the
+	// QUIC addresses identify learns for them (Targets); none: the node
+	// probes nothing (a relay).
+	Relays []ma.Multiaddr
+	// WebSocketOnly and PrivateNetwork (--psk) nodes have no QUIC, so no
+	// UDP socket: every report says so.
+	WebSocketOnly, PrivateNetwork bool
 	// FirstAfter and Every pace the periodic runs (defaults above);
 	// Timeout bounds each run (DefaultTimeout).
 	FirstAfter, Every, Timeout time.Duration
@@ -49,6 +50,7 @@ type Service struct {
 	capture
 
 	sock   *Socket
+	host   host.Host
 	off    atomic.Pointer[string] // why nothing is probed, if so
 	runMu  sync.Mutex             // one run at a time
 	latest atomic.Pointer[Report]
@@ -73,8 +75,15 @@ func New(cfg Config) *Service {
 		cfg.Timeout = DefaultTimeout
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger}
-	if cfg.Off != "" {
-		s.off.Store(&cfg.Off)
+	var off string
+	switch {
+	case cfg.WebSocketOnly:
+		off = "--ws-only: this node sends no UDP"
+	case cfg.PrivateNetwork:
+		off = "--psk: QUIC is off in a private network, this node sends no UDP"
+	}
+	if off != "" {
+		s.off.Store(&off)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -98,6 +107,7 @@ func (s *Service) Start(h host.Host) error {
 		return fmt.Errorf("netcheck: %w", err)
 	}
 	s.sock = NewSocket(pc, s.cfg.Serve, s.log)
+	s.host = h
 	s.goRun(func() {
 		ctx, cancel := context.WithTimeout(s.ctx, selfTestTimeout)
 		defer cancel()
@@ -109,7 +119,7 @@ func (s *Service) Start(h host.Host) error {
 			}
 			return
 		}
-		if s.cfg.Targets != nil {
+		if s.probes() {
 			s.loop()
 		}
 	})
@@ -134,19 +144,30 @@ func (s *Service) Latest() *Report {
 // Class is the latest report's NAT class (Report.Class).
 func (s *Service) Class() string { return s.Latest().Class() }
 
+// probes reports whether the node probes relays (a private node with relays).
+func (s *Service) probes() bool { return len(s.cfg.Relays) > 0 && !s.cfg.Serve }
+
+// Gauge is what NAT gauges read (Latest); nil on a node that probes nothing.
+func (s *Service) Gauge() func() *Report {
+	if !s.probes() {
+		return nil
+	}
+	return s.Latest
+}
+
 // Run probes the relays now and keeps the report as the latest.
 func (s *Service) Run(ctx context.Context) Report {
 	if s.off.Load() != nil {
 		return *s.Latest()
 	}
-	if s.sock == nil || s.cfg.Targets == nil {
+	if s.sock == nil || !s.probes() {
 		return Report{At: time.Now().UTC(), Error: "netcheck not running: no socket or no relays to probe", Relays: []RelayReport{}}
 	}
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	r := Run(ctx, s.sock, s.cfg.Targets(s.sock.LocalAddr()))
+	r := Run(ctx, s.sock, Targets(s.cfg.Relays, s.host.Peerstore(), s.sock.LocalAddr()))
 	s.latest.Store(&r)
 	s.log.Debug("netcheck", "udp", r.UDP, "class", r.Class(), "mapped", r.Mapped, "preferred", r.Preferred,
 		"took_ms", r.TookMs)
