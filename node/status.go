@@ -9,6 +9,7 @@ import (
 
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/buildinfo"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/protocol"
@@ -41,7 +42,8 @@ type Status struct {
 	HolePunch    path.PunchStats   `json:"hole_punch"`
 	// NetCheck is the latest netcheck report (node/netcheck), nil before
 	// the first run.
-	NetCheck *netcheck.Report `json:"netcheck,omitempty"`
+	NetCheck    *netcheck.Report `json:"netcheck,omitempty"`
+	Certificate *certs.Status    `json:"certificate,omitempty"` // this node's, in certificate mode
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.
@@ -80,6 +82,7 @@ func (n *Node) Status() Status {
 		Reachability: n.Reachability(),
 		HolePunch:    n.paths.PunchStats(),
 		NetCheck:     n.nc.Latest(),
+		Certificate:  n.certs.StatusOf(),
 	}
 	s.RelaysConfigured = len(s.Relays)
 	if n.relaySvc != nil {
@@ -114,6 +117,9 @@ func (n *Node) relayStatus() []client.RelayReport {
 func (n *Node) Healthy() (bool, string) {
 	if n.ctx.Err() != nil {
 		return false, "node is shutting down"
+	}
+	if ok, why := n.certs.Healthy(); !ok {
+		return false, why
 	}
 	if n.cfg.Role != protocol.RolePrivate || len(n.Reservations()) > 0 {
 		return true, "ok"

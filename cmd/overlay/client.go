@@ -15,6 +15,7 @@ import (
 
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/identity"
 )
 
@@ -125,7 +126,29 @@ func runStatus(args []string) error {
 		}
 		printRefusals(sv.Refusals)
 	}
+	printCertificate(s.Certificate)
 	return nil
+}
+
+// printCertificate shows this node's certificate (certificate mode) and
+// the certificate refusals counted.
+func printCertificate(c *certs.Status) {
+	if c == nil {
+		return
+	}
+	groups := ""
+	if len(c.Groups) > 0 {
+		groups = ", groups " + strings.Join(c.Groups, ",")
+	}
+	fmt.Printf("certificate: %s%s, serial %s, CA %s, expires %s (in %s)\n", c.Name, groups, c.Serial, c.CA,
+		c.NotAfter.Local().Format(time.DateTime), (time.Duration(c.ExpiresIn) * time.Second).String())
+	if c.Warning != "" {
+		fmt.Printf("certificate warning: %s\n", c.Warning)
+	}
+	if len(c.Refusals) > 0 {
+		fmt.Println("certificate refusals:")
+		printRefusals(c.Refusals)
+	}
 }
 
 // printRefusals lists what limits refused, by limit, most first.
@@ -201,7 +224,7 @@ func runPeers(args []string) error {
 		return printJSON(ps)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER ID\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON\tWHY RELAYED")
+	fmt.Fprintln(tw, "PEER ID\tNAME\tGROUPS\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON\tWHY RELAYED")
 	var whys []string
 	for _, p := range ps {
 		why := "-"
@@ -209,7 +232,8 @@ func runPeers(args []string) error {
 			why = string(w.Reason)
 			whys = append(whys, fmt.Sprintf("%s is relayed: %s: %s", p.ID, w.Reason, w.Detail))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", p.ID, orDash(string(p.Role)), p.State, p.Path,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", p.ID, orDash(p.Name), orDash(strings.Join(p.Groups, ",")),
+			orDash(string(p.Role)), p.State, p.Path,
 			len(p.Direct), len(p.Relayed), p.LastSeen.Local().Format(time.DateTime), orDash(p.Reason), why)
 	}
 	if err := tw.Flush(); err != nil {

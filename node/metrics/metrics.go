@@ -19,6 +19,7 @@ import (
 
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/protocol"
@@ -48,6 +49,8 @@ type State struct {
 	// NetCheck returns the latest netcheck report (nil: none yet); nil
 	// func: no netcheck gauges.
 	NetCheck func() *netcheck.Report
+	// Certs is the node's certificate mode, nil outside it.
+	Certs *certs.Manager
 }
 
 // Metrics are the overlay's own metrics, fed from the node's events and its
@@ -218,6 +221,8 @@ func reasonClass(ev events.EvtVerdict) string {
 		return ""
 	case ev.State == book.StateForeign:
 		return "no-handshake"
+	case strings.Contains(r, "certificate"):
+		return "certificate"
 	case strings.Contains(r, "key"):
 		return "network-key"
 	case strings.Contains(r, "network"):
@@ -245,10 +250,14 @@ var (
 	refusals  = prometheus.NewDesc("overlay_relay_refusals_total", "What this relay's limits refused or trimmed, by limit.", []string{"limit"}, nil)
 	natClass  = prometheus.NewDesc("overlay_nat_class", "1 for this node's NAT class as the latest netcheck found it (endpoint-independent, endpoint-dependent, udp-blocked, no-udp, unknown).", []string{"class"}, nil)
 	ncRTT     = prometheus.NewDesc("overlay_netcheck_relay_rtt_seconds", "Each relay's UDP round-trip time in the latest netcheck; absent for a relay that did not answer.", []string{"relay"}, nil)
+	certRef   = prometheus.NewDesc("overlay_certificate_refusals_total",
+		"Certificate-mode refusals by code (cert-expired, cert-revoked, cert-required, ...), by who refused (self, peer) and where (handshake, reservation: a relay's check, sweep: a member's certificate lapsed while connected).",
+		[]string{"code", "refused_by", "where"}, nil)
+	certLeft = prometheus.NewDesc("overlay_certificate_expiry_seconds", "Seconds until this node's certificate expires, negative once expired (certificate mode).", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peersDesc, resvDesc, svcResv, svcCirc, svcBytes, strResv, strCirc, strBytes, refusals, natClass, ncRTT} {
+	for _, d := range []*prometheus.Desc{peersDesc, resvDesc, svcResv, svcCirc, svcBytes, strResv, strCirc, strBytes, refusals, certRef, certLeft, natClass, ncRTT} {
 		ch <- d
 	}
 }
@@ -272,6 +281,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 					ch <- prometheus.MustNewConstMetric(ncRTT, prometheus.GaugeValue, rr.RTTMs/1000, rr.Relay)
 				}
 			}
+		}
+	}
+	if s := c.st.Certs.StatusOf(); s != nil {
+		ch <- prometheus.MustNewConstMetric(certLeft, prometheus.GaugeValue, float64(s.ExpiresIn))
+		for k, v := range c.st.Certs.Refusals() {
+			ch <- prometheus.MustNewConstMetric(certRef, prometheus.CounterValue, float64(v), k.Code, k.RefusedBy, k.Where)
 		}
 	}
 	st, ok := c.st.Relay()
