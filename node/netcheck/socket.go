@@ -34,6 +34,7 @@ type Socket struct {
 
 	mu      sync.Mutex
 	waiting map[txID]chan<- arrival
+	other   func(b []byte, from *net.UDPAddr) // packets that are not STUN
 
 	served, dropped, refused atomic.Int64
 
@@ -115,6 +116,15 @@ func (s *Socket) read() {
 // handle dispatches one packet read from from at at.
 func (s *Socket) handle(b []byte, from *net.UDPAddr, at time.Time) {
 	pkt, err := decode(b)
+	if errors.Is(err, errNotSTUN) {
+		s.mu.Lock()
+		other := s.other
+		s.mu.Unlock()
+		if other != nil {
+			other(b, from)
+			return
+		}
+	}
 	if err != nil {
 		s.dropped.Add(1)
 		return
@@ -149,6 +159,21 @@ func (s *Socket) handle(b []byte, from *net.UDPAddr, at time.Time) {
 	}
 	s.served.Add(1)
 }
+
+// HandleOther hands every packet that is not STUN to fn, in the reader's
+// goroutine: fn must not block, and b is valid only during the call.
+// quic-go has one reader of non-QUIC packets per socket, so another user
+// of the QUIC port (probes of its own) registers here; nil: drop them.
+func (s *Socket) HandleOther(fn func(b []byte, from *net.UDPAddr)) {
+	s.mu.Lock()
+	s.other = fn
+	s.mu.Unlock()
+}
+
+// WriteTo sends b from the QUIC socket. For the other side's QUIC socket
+// to hand b to its own non-QUIC reader, b's first byte must have bits 0x40
+// and 0x80 clear (quic-go's test); otherwise its QUIC takes it.
+func (s *Socket) WriteTo(b []byte, to *net.UDPAddr) (int, error) { return s.pc.WriteTo(b, to) }
 
 // expect registers tx; what arrives for it goes to ch until the returned
 // func is called.

@@ -94,6 +94,30 @@ func TestHairpin(t *testing.T) {
 	}
 }
 
+// Packets that are not STUN go to the HandleOther hook, STUN stays ours.
+func TestHandleOther(t *testing.T) {
+	a, b := udpSocket(t, true), udpSocket(t, false)
+	got := make(chan string, 4)
+	a.HandleOther(func(p []byte, from *net.UDPAddr) { got <- string(p) + " from " + from.String() })
+	if _, err := b.WriteTo([]byte("\x10disco"), a.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case g := <-got:
+		if want := "\x10disco from " + b.LocalAddr().String(); g != want {
+			t.Errorf("other got %q, want %q", g, want)
+		}
+	case <-ctxFor(t, 5*time.Second).Done():
+		t.Fatal("the hook never got the packet")
+	}
+	if r := Run(ctxFor(t, 5*time.Second), b, []Target{{ID: "a", Addrs: []*net.UDPAddr{a.LocalAddr()}}}); !r.UDP {
+		t.Errorf("STUN still answered with a hook set: %+v", r)
+	}
+	if len(got) != 0 {
+		t.Errorf("a STUN packet went to the hook: %q", <-got)
+	}
+}
+
 // Past its burst a relay refuses to answer: the reflection it gives a
 // spoofer is bounded.
 func TestServeRate(t *testing.T) {
