@@ -9,14 +9,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
-	"github.com/overlay-net/overlay/node/dial"
 	"github.com/overlay-net/overlay/protocol"
 )
 
 // dialAny connects to target without asking for membership: ping and perf
 // measure any libp2p peer, overlay member or not.
 func (n *Node) dialAny(ctx context.Context, target string) (peer.ID, error) {
-	ai, err := dial.ParseTarget(target)
+	ai, err := n.parseTarget(target)
 	if err != nil {
 		return "", err
 	}

@@ -265,7 +265,7 @@ func orDash(s string) string {
 
 func runConnect(args []string) error {
 	var cf clientFlags
-	fs := newFlags("connect", "connect [--json] [--api ADDR] TARGET\n\nTARGET is a multiaddr ending in /p2p/<peer ID>, or a peer ID: with no known\naddress the node looks it up in the DHT, then tries the peer's relayed\naddress through each of its own relays.")
+	fs := newFlags("connect", "connect [--json] [--api ADDR] TARGET\n\nTARGET is a multiaddr ending in /p2p/<peer ID>, a peer ID, or a member's\nname (certificate mode): with no known address the node looks it up in the\nDHT, then tries the peer's relayed address through each of its own relays.")
 	cf.register(fs, true, 30*time.Second)
 	if err := parseArgs(fs, args, 1); err != nil {
 		return err
