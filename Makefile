@@ -45,7 +45,7 @@ FUZZ_TARGETS = \
 	./internal/wstransport:FuzzUpgrade \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
 	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore \
-	./node/trust:FuzzReadExchange
+	./node/trust:FuzzReadExchange ./node/netcheck:FuzzDecode
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:

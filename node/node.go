@@ -21,7 +21,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/transport"
-	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +34,7 @@ import (
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/node/metrics"
 	"github.com/overlay-net/overlay/node/muxer"
+	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/node/tunnel"
@@ -74,6 +74,7 @@ type Node struct {
 	em        emitters
 
 	dht *dht.DHT
+	nc  *netcheck.Service
 
 	metrics *metrics.Metrics // nil without a registry
 
@@ -93,6 +94,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: verdict.New(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.nc = n.newNetcheck()
 	err := n.loadBook()
 	if err == nil {
 		err = n.openTrust()
@@ -225,7 +227,8 @@ func (n *Node) transports() []libp2p.Option {
 		return append(opts, libp2p.PrivateNetwork(n.cfg.PSK))
 	}
 	if !n.cfg.WebSocketOnly {
-		opts = append(opts, libp2p.Transport(quic.NewTransport))
+		// go-libp2p's QUIC transport; netcheck keeps its socket manager.
+		opts = append(opts, libp2p.Transport(n.nc.QUICTransport()))
 	}
 	return opts
 }
@@ -310,6 +313,9 @@ func (n *Node) start() error {
 	if err := n.listen(); err != nil {
 		return err
 	}
+	if err := n.nc.Start(n.host); err != nil {
+		return err
+	}
 	n.log.Info("node started", "peer_id", n.host.ID(), "role", n.cfg.Role, "network", n.cfg.Network)
 	return nil
 }
@@ -361,6 +367,7 @@ func (n *Node) startPaths() error {
 		return err
 	}
 	n.paths = m
+	n.observePunches()
 	return nil
 }
 
@@ -392,6 +399,7 @@ func (n *Node) metricsState() metrics.State {
 			}
 			return n.relaySvc.Stats(), true
 		},
+		NetCheck: n.nc.Gauge(),
 	}
 }
 
@@ -442,6 +450,7 @@ func (n *Node) Close() error {
 		if n.dht != nil {
 			n.dht.Close()
 		}
+		n.nc.Close()
 		if n.host != nil {
 			n.host.Network().StopNotify(n.notif)
 			err = n.host.Close()

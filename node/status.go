@@ -10,6 +10,7 @@ import (
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/buildinfo"
 	"github.com/overlay-net/overlay/node/certs"
+	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/protocol"
@@ -44,6 +45,9 @@ type Status struct {
 	// Trust is what a node given the CA's public key holds: the
 	// revocation list's and policy's versions and the offers refused.
 	Trust *trust.Status `json:"trust,omitempty"`
+	// NetCheck is the latest netcheck report (node/netcheck), nil before
+	// the first run.
+	NetCheck *netcheck.Report `json:"netcheck,omitempty"`
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.
@@ -81,6 +85,7 @@ func (n *Node) Status() Status {
 		Peers:        len(n.host.Network().Peers()),
 		Reachability: n.Reachability(),
 		HolePunch:    n.paths.PunchStats(),
+		NetCheck:     n.nc.Latest(),
 		Certificate:  n.certs.StatusOf(),
 	}
 	s.RelaysConfigured = len(s.Relays)

@@ -111,6 +111,10 @@ func runStatus(args []string) error {
 	if hp := s.HolePunch; hp.Attempts > 0 {
 		fmt.Printf("hole punches: %d attempts, %d succeeded, %d failed\n", hp.Attempts, hp.Succeeded, hp.Failed)
 	}
+	if r := s.NetCheck; r != nil && s.Role == "private" {
+		fmt.Printf("NAT (netcheck %s): %s, UDP %s, public address %s, preferred relay %s\n",
+			ago(r.At), r.Class(), yesNo(r.UDP), orDash(r.Mapped), orDash(r.Preferred))
+	}
 	if s.Role == "private" {
 		printRelays(s)
 	}
@@ -223,13 +227,36 @@ func runPeers(args []string) error {
 		return printJSON(ps)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER ID\tNAME\tGROUPS\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON")
+	fmt.Fprintln(tw, "PEER ID\tNAME\tGROUPS\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON\tWHY RELAYED")
+	var whys []string
 	for _, p := range ps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", p.ID, orDash(p.Name), orDash(strings.Join(p.Groups, ",")),
+		why := "-"
+		if w := p.Why; w != nil {
+			why = string(w.Reason)
+			whys = append(whys, fmt.Sprintf("%s is relayed: %s: %s", p.ID, w.Reason, w.Detail))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", p.ID, orDash(p.Name), orDash(strings.Join(p.Groups, ",")),
 			orDash(string(p.Role)), p.State, p.Path,
-			len(p.Direct), len(p.Relayed), p.LastSeen.Local().Format(time.DateTime), orDash(p.Reason))
+			len(p.Direct), len(p.Relayed), p.LastSeen.Local().Format(time.DateTime), orDash(p.Reason), why)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(whys) > 0 {
+		fmt.Println()
+	}
+	for _, w := range whys {
+		fmt.Println(w)
+	}
+	return nil
+}
+
+// ago says how long ago t was, for people.
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
 }
 
 func orDash(s string) string {

@@ -246,6 +246,9 @@ func TestBinaryRelayAndTwoPeers(t *testing.T) {
 		if cmd == "status" && !strings.Contains(out, "reserved") {
 			t.Errorf("overlay status does not show the relay as reserved:\n%s", out)
 		}
+		if cmd == "peers" && !strings.Contains(out, bID+" is relayed: ws-only") {
+			t.Errorf("overlay peers does not say why b is relayed:\n%s", out)
+		}
 	}
 	checkMessaging(t, a.api(t), b.api(t), bID)
 	out, err = overlay(t, "id", "--key", filepath.Join(a.data, "identity.key"))

@@ -47,6 +47,7 @@ func init() {
 		{"Talk to a running node (through its control API, --api):", []command{
 			{name: "status", synopsis: "status [--json]", summary: "identity, addresses, reservations", run: runStatus},
 			{name: "peers", synopsis: "peers [--json]", summary: "the peer book", run: runPeers},
+			{name: "netcheck", synopsis: "netcheck [--json]", summary: "this host's NAT, measured against the relays: UDP, mapping, RTTs", run: runNetcheck},
 			{name: "connect", synopsis: "connect TARGET", summary: "reach a peer by multiaddr or peer ID", run: runConnect},
 			{name: "health", synopsis: "health", summary: "exit 0 if the node is up (and a peer holds a reservation)", run: runHealth},
 			{name: "send", synopsis: "send PEER TEXT", summary: "send a message; exit 0 once acknowledged (--stdin, --soak)", run: runSend},

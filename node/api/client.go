@@ -137,9 +137,9 @@ func (c *Client) Status(ctx context.Context) (node.Status, error) {
 	return s, c.Do(ctx, http.MethodGet, "/v1/status", nil, &s)
 }
 
-// Peers lists the node's peer book.
-func (c *Client) Peers(ctx context.Context) ([]book.PeerInfo, error) {
-	var ps []book.PeerInfo
+// Peers lists the node's peer book, with why relayed members are relayed.
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var ps []Peer
 	return ps, c.Do(ctx, http.MethodGet, "/v1/peers", nil, &ps)
 }
 

@@ -112,7 +112,7 @@ func (s *Server) routes() {
 		WriteJSON(w, http.StatusOK, StatusReply{Status: s.n.Status(), ListenFailed: s.n.ListenFailures()})
 	})
 	s.mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
-		WriteJSON(w, http.StatusOK, s.n.Book().List())
+		WriteJSON(w, http.StatusOK, peers(s.n))
 	})
 	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		ok, why := s.n.Healthy()
@@ -125,6 +125,7 @@ func (s *Server) routes() {
 	}
 	s.messageRoutes()
 	s.tunnelRoutes()
+	s.netcheckRoutes()
 	s.trustRoutes()
 }
 

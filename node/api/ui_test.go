@@ -106,6 +106,13 @@ func TestStatusPageInChromium(t *testing.T) {
 	nt.Eventually(t, 10*time.Second, "page shows b as a relayed member", func() bool {
 		return textOf(ctx, row+" .path") == string(book.PathRelayed) && textOf(ctx, row+" .state") == "member"
 	})
+	nt.Eventually(t, 10*time.Second, "page says why b is relayed", func() bool {
+		w := a.WhyRelayed(b.ID())
+		return textOf(ctx, row+" .why") == string(w.Reason)+": "+w.Detail
+	})
+	if nat := textOf(ctx, "#nat"); nat == "" {
+		t.Error("page shows nothing for the NAT")
+	}
 	direct := network.WithForceDirectDial(cctx, "test: as a hole punch would")
 	if err := a.Host().Connect(direct, peer.AddrInfo{ID: b.ID(), Addrs: b.DirectAddrs()}); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/messaging"
+	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 )
@@ -45,6 +46,9 @@ type State struct {
 	// Relay returns a public node's relay service stats; ok false on a
 	// private node.
 	Relay func() (st relay.Stats, ok bool)
+	// NetCheck returns the latest netcheck report (nil: none yet); nil
+	// func: no netcheck gauges.
+	NetCheck func() *netcheck.Report
 	// Certs is the node's certificate mode, nil outside it.
 	Certs *certs.Manager
 }
@@ -61,6 +65,7 @@ type Metrics struct {
 	failed     *prometheus.CounterVec
 	received   prometheus.Counter
 	rtt        prometheus.Histogram
+	punches    *prometheus.CounterVec
 	// HolePunch is libp2p's, made at once so that its collectors are there
 	// before the first punch.
 	HolePunch holepunch.MetricsTracer
@@ -96,14 +101,23 @@ func New(reg prometheus.Registerer) *Metrics {
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "overlay_message_rtt_seconds",
 			Help:    "Time from a message's first write to its acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		punches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "overlay_hole_punches_total",
+			Help: "Hole punches by outcome (success, failure, protocol-error) and this node's NAT class from netcheck at the time."},
+			[]string{"outcome", "nat"}),
 	}
+}
+
+// Punch counts a hole punch's outcome under this node's NAT class
+// (netcheck.Class* values).
+func (m *Metrics) Punch(outcome, natClass string) {
+	m.punches.WithLabelValues(outcome, natClass).Inc()
 }
 
 // Start registers the metrics and feeds them from bus and msgr until Close;
 // the gauges read st.
 func (m *Metrics) Start(bus event.Bus, msgr *messaging.Messenger, st State) error {
 	for _, c := range []prometheus.Collector{m.handshakes, m.paths, m.relayEvts, m.renewals, m.sent, m.failed,
-		m.received, m.rtt, stateCollector{st}} {
+		m.received, m.rtt, m.punches, stateCollector{st}} {
 		if err := m.reg.Register(c); err != nil {
 			return err
 		}
@@ -234,6 +248,8 @@ var (
 	strCirc   = prometheus.NewDesc("overlay_relay_service_stranger_circuits", "Relayed connections open in the strangers' tier.", nil, nil)
 	strBytes  = prometheus.NewDesc("overlay_relay_service_stranger_relayed_bytes_total", "Bytes relayed in the strangers' tier, both directions.", nil, nil)
 	refusals  = prometheus.NewDesc("overlay_relay_refusals_total", "What this relay's limits refused or trimmed, by limit.", []string{"limit"}, nil)
+	natClass  = prometheus.NewDesc("overlay_nat_class", "1 for this node's NAT class as the latest netcheck found it (endpoint-independent, endpoint-dependent, udp-blocked, no-udp, unknown).", []string{"class"}, nil)
+	ncRTT     = prometheus.NewDesc("overlay_netcheck_relay_rtt_seconds", "Each relay's UDP round-trip time in the latest netcheck; absent for a relay that did not answer.", []string{"relay"}, nil)
 	certRef   = prometheus.NewDesc("overlay_certificate_refusals_total",
 		"Certificate-mode refusals by code (cert-expired, cert-revoked, cert-required, ...), by who refused (self, peer) and where (handshake, reservation: a relay's check, sweep: a member's certificate lapsed while connected).",
 		[]string{"code", "refused_by", "where"}, nil)
@@ -241,7 +257,7 @@ var (
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peersDesc, resvDesc, svcResv, svcCirc, svcBytes, strResv, strCirc, strBytes, refusals, certRef, certLeft} {
+	for _, d := range []*prometheus.Desc{peersDesc, resvDesc, svcResv, svcCirc, svcBytes, strResv, strCirc, strBytes, refusals, certRef, certLeft, natClass, ncRTT} {
 		ch <- d
 	}
 }
@@ -256,6 +272,17 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(v), k.state, k.path)
 	}
 	ch <- prometheus.MustNewConstMetric(resvDesc, prometheus.GaugeValue, float64(c.st.Reservations()))
+	if c.st.NetCheck != nil {
+		r := c.st.NetCheck()
+		ch <- prometheus.MustNewConstMetric(natClass, prometheus.GaugeValue, 1, r.Class())
+		if r != nil {
+			for _, rr := range r.Relays {
+				if rr.Mapped != "" {
+					ch <- prometheus.MustNewConstMetric(ncRTT, prometheus.GaugeValue, rr.RTTMs/1000, rr.Relay)
+				}
+			}
+		}
+	}
 	if s := c.st.Certs.StatusOf(); s != nil {
 		ch <- prometheus.MustNewConstMetric(certLeft, prometheus.GaugeValue, float64(s.ExpiresIn))
 		for k, v := range c.st.Certs.Refusals() {

@@ -113,6 +113,7 @@ func (p *puncher) stats() PunchStats {
 // connection, so they cannot storm).
 func (p *puncher) Trace(evt *holepunch.Event) {
 	p.active.Store(true)
+	recordPunch(p, evt)
 	switch e := evt.Evt.(type) {
 	case *holepunch.StartHolePunchEvt:
 		p.attempts.Add(1)
