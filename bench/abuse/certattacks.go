@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -296,9 +297,10 @@ func attackTrustFlood(e *certEnv, n int, until time.Time) (int, int, string) {
 	var attempts, failed atomic.Int64
 	var mu sync.Mutex
 	errs := map[string]int{}
-	note := func(err error) {
+	note := func(err error) { // by the step that failed: "read versions", ...
+		step, _, _ := strings.Cut(err.Error(), ":")
 		mu.Lock()
-		errs[shortErr(err)]++
+		errs[step]++
 		mu.Unlock()
 	}
 	var wg sync.WaitGroup
@@ -332,7 +334,7 @@ func attackTrustFlood(e *certEnv, n int, until time.Time) (int, int, string) {
 	a, r, d := trustVerdict(e, int(attempts.Load()), nil)
 	d = fmt.Sprintf("%d insiders; %s; %d exchanges cut by the relay", n, d, failed.Load())
 	if len(errs) > 0 {
-		d += fmt.Sprintf(" (%v)", errs)
+		d += fmt.Sprintf(", by step: %v", errs)
 	}
 	return a, r, d
 }
