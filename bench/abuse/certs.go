@@ -38,6 +38,10 @@ import (
 // certRoundName selects the round with -only.
 const certRoundName = "certs"
 
+// certValidity is how long the relay's and members' certificates last:
+// past --cert-warn's default (168h), so that no expiry warning shows.
+const certValidity = 30 * 24 * time.Hour
+
 // certAttack is one attack of the round: run makes its attempts until the
 // window ends and says how many were made and how many the relay refused.
 type certAttack struct {
@@ -82,6 +86,10 @@ type CertRound struct {
 	Sent      int64          `json:"messages_sent"`
 	Rows      []*CertRow     `json:"attacks"`
 	Error     string         `json:"harness_error,omitempty"`
+	// The relay's log over the round: warnings, errors, the commonest.
+	LogWarn  int               `json:"relay_log_warn"`
+	LogError int               `json:"relay_log_error"`
+	LogTop   []relayproc.Count `json:"relay_log_top,omitempty"`
 }
 
 // certEnv is what the attacks need: the relay, the CA and the documents.
@@ -125,7 +133,7 @@ func runCertRound(f flags, dir string, hold time.Duration) (*CertRound, error) {
 	if err := os.WriteFile(caFile, cert.MarshalPublicKey(env.caPub), 0o644); err != nil {
 		return res, err
 	}
-	if err := writeCert(relayCert, env.caKey, rid, "relay", time.Now().Add(-time.Minute), time.Now().Add(24*time.Hour)); err != nil {
+	if err := writeCert(relayCert, env.caKey, rid, "relay", time.Now().Add(-time.Minute), time.Now().Add(certValidity)); err != nil {
 		return res, err
 	}
 	relay, err := relayproc.StartRelay(bin, rdir, relayproc.Options{TTL: 10 * time.Minute, MaxReservations: 1024,
@@ -153,7 +161,7 @@ func runCertRound(f flags, dir string, hold time.Duration) (*CertRound, error) {
 		return res, err
 	}
 	revID, _ := peer.IDFromPrivateKey(env.revKey)
-	revCert, err := signCert(env.caKey, revID, "revoked", time.Now().Add(-time.Minute), time.Now().Add(24*time.Hour))
+	revCert, err := signCert(env.caKey, revID, "revoked", time.Now().Add(-time.Minute), time.Now().Add(certValidity))
 	if err != nil {
 		return res, err
 	}
@@ -241,6 +249,7 @@ func runCertRound(f flags, dir string, hold time.Duration) (*CertRound, error) {
 			a.name, row.Attempts, row.Refused, row.Counted, row.RTTDuring.P99, row.Lost, row.Detail)
 	}
 	res.RelayUp = relayUp(relay, t.API)
+	res.LogWarn, res.LogError, res.LogTop = relay.LogSummary()
 	res.Lost = tr.stop()
 	stopped = true
 	res.Sent = tr.sent.Load()
@@ -299,7 +308,7 @@ func startCertMembers(relay ma.Multiaddr, n int, dir string, env *certEnv) ([]*n
 		}
 		id, _ := peer.IDFromPrivateKey(key)
 		file := filepath.Join(dir, fmt.Sprintf("member%d.cert", i))
-		if err := writeCert(file, env.caKey, id, fmt.Sprintf("member%d", i), time.Now().Add(-time.Minute), time.Now().Add(24*time.Hour)); err != nil {
+		if err := writeCert(file, env.caKey, id, fmt.Sprintf("member%d", i), time.Now().Add(-time.Minute), time.Now().Add(certValidity)); err != nil {
 			return out, err
 		}
 		m, _, err := startMemberWith(relay, false, 30*time.Second, key, func(cfg *node.Config) {

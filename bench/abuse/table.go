@@ -92,4 +92,9 @@ func printCertTable(w io.Writer, c *CertRound) {
 	for _, x := range c.Rows {
 		fmt.Fprintf(w, "- %s (%s): %s\n", x.Attack, x.What, x.Detail)
 	}
+	fmt.Fprintf(w, "- relay log over the round: %d warnings, %d errors", c.LogWarn, c.LogError)
+	for _, t := range c.LogTop {
+		fmt.Fprintf(w, "; %dx %s", t.Count, t.What)
+	}
+	fmt.Fprintln(w)
 }
