@@ -48,6 +48,7 @@ type flags struct {
 	strict, keep       bool
 	before, hold       time.Duration
 	ramp, joinTimeout  time.Duration
+	certHold           time.Duration
 	interval           time.Duration
 	rssBoundMiB        int
 	members            int
@@ -57,7 +58,7 @@ func main() {
 	var f flags
 	flag.StringVar(&f.bin, "bin", "bin/overlay", "path to the overlay binary")
 	flag.StringVar(&f.jsonOut, "json", "", "write the results as JSON to this file")
-	flag.StringVar(&f.only, "only", "", "run only these attacks (comma separated): "+names())
+	flag.StringVar(&f.only, "only", "", "run only these attacks (comma separated): "+names()+", and "+certRoundName+" for the certificate-mode round")
 	flag.Float64Var(&f.scale, "scale", 1, "multiply every attack's count by this (e.g. 0.1 for a quick run)")
 	flag.BoolVar(&f.strict, "strict", false, "exit non-zero when any goal fails (RSS, RTT, join within 2 s), not only when the relay crashes, a message is lost or a new member cannot join at all")
 	flag.BoolVar(&f.keep, "keep", false, "keep the temporary directory (relay logs)")
@@ -68,6 +69,7 @@ func main() {
 	flag.DurationVar(&f.interval, "interval", 50*time.Millisecond, "each sending member sends one message this often")
 	flag.IntVar(&f.rssBoundMiB, "rss-bound", 256, "goal: relay peak RSS under this many MiB (half of a 512 MiB VPS)")
 	flag.IntVar(&f.members, "members", 4, "members exchanging messages (in pairs)")
+	flag.DurationVar(&f.certHold, "cert-hold", 5*time.Second, "how long each attack of the certificate round lasts")
 	// The child process mode (attacker.go); not for people.
 	attackerName := flag.String("attacker", "", "internal: run this attack as the attacker process")
 	attackerN := flag.Int("attacker-n", 0, "internal: the attacker's count")
@@ -79,7 +81,7 @@ func main() {
 		return
 	}
 	raiseFileLimit()
-	attacks, err := pick(f.only)
+	attacks, certRound, err := pickRounds(f.only)
 	if err != nil {
 		fatal(err)
 	}
@@ -99,6 +101,15 @@ func main() {
 		}
 		row.check(f)
 		res.Rows = append(res.Rows, row)
+	}
+	if certRound {
+		cr, err := runCertRound(f, dir, f.certHold)
+		if err != nil {
+			logf("%s: harness failed: %v", certRoundName, err)
+			cr.Error = err.Error()
+			runErr = errors.Join(runErr, fmt.Errorf("%s: %w", certRoundName, err))
+		}
+		res.Certs = cr
 	}
 	cleanup()
 	err = relayproc.Report(res, func(r *Result) { printTable(os.Stdout, r) }, f.jsonOut, runErr)
@@ -121,6 +132,41 @@ func main() {
 			fatal(fmt.Errorf("%s: goals failed: %s", r.Attack, strings.Join(r.Failed, ", ")))
 		}
 	}
+	if c := res.Certs; c != nil {
+		if !c.RelayUp || c.Lost > 0 {
+			fatal(fmt.Errorf("%s: relay up %v, %d messages lost", certRoundName, c.RelayUp, c.Lost))
+		}
+		for _, r := range c.Rows {
+			// An attack admitted is a broken defence: it fails without
+			// -strict too.
+			if len(r.Goals) > 0 {
+				fatal(fmt.Errorf("%s: goals failed: %s", r.Attack, strings.Join(r.Goals, ", ")))
+			}
+		}
+	}
+}
+
+// pickRounds is pick, and whether the certificate round runs: always
+// without -only, else when named.
+func pickRounds(only string) ([]attack, bool, error) {
+	if only == "" {
+		as, err := pick(only)
+		return as, true, err
+	}
+	var rest []string
+	certs := false
+	for _, n := range strings.Split(only, ",") {
+		if strings.TrimSpace(n) == certRoundName {
+			certs = true
+		} else {
+			rest = append(rest, n)
+		}
+	}
+	if len(rest) == 0 {
+		return nil, certs, nil
+	}
+	as, err := pick(strings.Join(rest, ","))
+	return as, certs, err
 }
 
 func names() string {

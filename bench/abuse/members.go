@@ -45,6 +45,12 @@ func startMember(relayAddr ma.Multiaddr, tcp bool, timeout time.Duration) (*node
 	if err != nil {
 		return nil, 0, fmt.Errorf("member key: %w", err)
 	}
+	return startMemberWith(relayAddr, tcp, timeout, key, nil)
+}
+
+// startMemberWith is startMember with the member's key, and edit (when
+// not nil) changing its configuration last.
+func startMemberWith(relayAddr ma.Multiaddr, tcp bool, timeout time.Duration, key crypto.PrivKey, edit func(*node.Config)) (*node.Node, time.Duration, error) {
 	cfg := node.DefaultConfig(protocol.RolePrivate)
 	cfg.Key = key
 	cfg.Relays = []ma.Multiaddr{relayAddr}
@@ -52,6 +58,9 @@ func startMember(relayAddr ma.Multiaddr, tcp bool, timeout time.Duration) (*node
 	cfg.DisableDHT = true
 	cfg.Network = networkName
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if edit != nil {
+		edit(&cfg)
+	}
 	t0 := time.Now()
 	n, err := node.New(cfg)
 	if err != nil {
@@ -192,6 +201,21 @@ func (t *traffic) waitAcked(timeout time.Duration) error {
 func (t *traffic) stop() (lost int) {
 	t.cancel()
 	t.wg.Wait()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, a := range t.acked {
+		for seq := range a {
+			if !t.got[i][seq] {
+				lost++
+			}
+		}
+	}
+	return lost
+}
+
+// lostSoFar counts acknowledged messages the receiver has not got yet,
+// without stopping: one in flight may count until its receiver takes it.
+func (t *traffic) lostSoFar() (lost int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, a := range t.acked {

@@ -28,6 +28,8 @@ type Result struct {
 	HoldS       float64 `json:"hold_s"`
 	Members     int     `json:"members"`
 	Rows        []*Row  `json:"attacks"`
+	// Certs is the certificate-mode round (certs.go), nil when not run.
+	Certs *CertRound `json:"certificate_round,omitempty"`
 }
 
 // Row is one attack's outcome.
