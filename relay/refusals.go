@@ -28,7 +28,7 @@ var limitHints = map[string]string{
 	"pending-timeout":            "none: a connection that does not finish its security handshake within seconds is a stall or an attack",
 	"pending-per-ip":             "--max-reservations-per-ip and --max-reservations (the per-IP bound of unfinished handshakes derives from both)",
 	"pending-total":              "--max-reservations (the bound of unfinished handshakes derives from it)",
-	"handshake-rejected":         "none: peers of another network, version or key (--log-level debug names each)",
+	"handshake-rejected":         "none: peers of another network, version or key, or refused certificates (--log-level debug names each)",
 	"stranger-grace":             "--relay-acl open or allowlist to serve non-members; --stranger-grace",
 	"strangers max-reservations": "none: non-members get an eighth of --max-reservations",
 }
