@@ -1,0 +1,208 @@
+package resume
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/overlay-net/overlay/protocol"
+)
+
+// write is link l's only writer: data from the send buffer, acks, the end
+// of data, and the abort of a session given up. Every frame goes out in one
+// Write. It returns when l no longer carries the session.
+func (s *Session) write(l *link) {
+	buf := make([]byte, 0, 64)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	armed, late := false, false
+	for {
+		s.mu.Lock()
+		if l.gen != s.gen {
+			s.mu.Unlock()
+			return
+		}
+		if s.over {
+			err, abort := s.err, s.abortOut
+			s.mu.Unlock()
+			switch {
+			case err == nil:
+			case abort && protocol.WriteResumeAbort(l.st, err.Error()) == nil:
+				// Closed, not reset: the abort must reach the peer.
+				_ = l.st.Close()
+			default:
+				l.st.Reset()
+			}
+			return
+		}
+		buf = buf[:0]
+		l.sendOff = max(l.sendOff, s.sendBase)
+		switch {
+		case l.sendOff < s.sendEnd:
+			buf = s.appendDataLocked(buf, l)
+		case s.finQueued && !l.finSent:
+			buf = protocol.AppendResumeFin(buf, s.sendEnd)
+			l.finSent = true
+		}
+		if owed := s.recvOff - l.ackSent; owed > 0 && (len(buf) > 0 || late || s.recvFin || owed >= uint64(s.cap/4)) {
+			buf = protocol.AppendResumeAck(buf, s.recvOff)
+			l.ackSent, late = s.recvOff, false
+		}
+		if len(buf) == 0 {
+			if s.finAcked && s.recvFin && !l.shutdown {
+				l.shutdown = true
+				s.mu.Unlock()
+				s.shutdown(l)
+				return
+			}
+			if s.recvOff > l.ackSent && !armed {
+				timer.Reset(ackDelay)
+				armed = true
+			}
+			quit := l.quit
+			s.mu.Unlock()
+			select {
+			case <-l.kick:
+			case <-timer.C:
+				armed, late = false, true
+			case <-quit:
+			}
+			continue
+		}
+		s.mu.Unlock()
+		if _, err := l.st.Write(buf); err != nil {
+			s.lost(l, fmt.Errorf("write: %w", err))
+			return
+		}
+		if cap(buf) > 2*(protocol.MaxResumeData+32) {
+			buf = make([]byte, 0, 64)
+		}
+	}
+}
+
+// shutdown ends a completed session's stream: each side has its data
+// acknowledged and the other's end of data. The server closes its stream
+// and is done; the client closes its write side, and is done when its
+// reader sees the server's close (else a lost last ack is resumed).
+func (s *Session) shutdown(l *link) {
+	if !s.k.client {
+		_ = l.st.Close()
+		s.finish(nil, false)
+		return
+	}
+	_ = l.st.CloseWrite()
+}
+
+// appendDataLocked appends one data frame of the bytes from l.sendOff on,
+// at most MaxResumeData of them, gathered from the send buffer's chunks.
+func (s *Session) appendDataLocked(buf []byte, l *link) []byte {
+	n := int(min(s.sendEnd-l.sendOff, protocol.MaxResumeData))
+	buf = protocol.AppendResumeDataHeader(buf, l.sendOff, n)
+	pos, want := s.sendBase, l.sendOff
+	for _, c := range s.sendq {
+		if n == 0 {
+			break
+		}
+		if pos+uint64(len(c)) <= want {
+			pos += uint64(len(c))
+			continue
+		}
+		c = c[want-pos:]
+		k := min(len(c), n)
+		buf = append(buf, c[:k]...)
+		n -= k
+		want += uint64(k)
+		pos = want
+	}
+	l.sendOff = want
+	return buf
+}
+
+// read is link l's reader. It returns when l no longer carries the
+// session, after handing a failure of the stream to lost.
+func (s *Session) read(l *link) {
+	for {
+		f, err := protocol.ReadResumeFrame(l.st)
+		if err != nil {
+			s.readFailed(l, err)
+			return
+		}
+		s.mu.Lock()
+		if l.gen != s.gen || s.over {
+			s.mu.Unlock()
+			return
+		}
+		if err := s.applyLocked(l, f); err != nil {
+			s.mu.Unlock()
+			var a *Aborted
+			s.finish(err, false)
+			if !errors.As(err, &a) {
+				s.m.log.Info("session cut: bad frame from peer", "peer", s.k.peer, "err", err)
+			}
+			l.st.Reset()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *Session) readFailed(l *link, err error) {
+	s.mu.Lock()
+	complete := l.gen == s.gen && s.finAcked && s.recvFin
+	s.mu.Unlock()
+	switch {
+	case errors.Is(err, io.EOF) && s.k.client && complete:
+		_ = l.st.Close()
+		s.finish(nil, false)
+	case errors.Is(err, protocol.ErrResumeMalformed):
+		s.finish(fmt.Errorf("session with %s: %w", s.k.peer, err), false)
+		s.m.log.Info("session cut: bad frame from peer", "peer", s.k.peer, "err", err)
+	default:
+		s.lost(l, fmt.Errorf("read: %w", err))
+	}
+}
+
+// applyLocked applies one frame that arrived on the current link. It
+// waits (releasing mu) while the receive buffer is full.
+func (s *Session) applyLocked(l *link, f protocol.ResumeFrame) error {
+	switch f.Kind {
+	case protocol.ResumeData:
+		if s.recvFin || f.Off > s.recvOff {
+			return fmt.Errorf("%w: data at position %d, expected %d", protocol.ErrResumeMalformed, f.Off, s.recvOff)
+		}
+		skip := s.recvOff - f.Off
+		if skip >= uint64(len(f.Data)) {
+			return nil // sent again before the resume: already here
+		}
+		for s.unread >= s.cap && l.gen == s.gen && !s.over {
+			s.cond.Wait()
+		}
+		if l.gen != s.gen || s.over {
+			return nil
+		}
+		d := f.Data[skip:]
+		s.recvq = append(s.recvq, d)
+		s.unread += len(d)
+		s.recvOff += uint64(len(d))
+	case protocol.ResumeAck:
+		if err := s.ackLocked(f.Off); err != nil {
+			return err
+		}
+	case protocol.ResumeFin:
+		switch {
+		case s.recvFin && f.Off+1 == s.recvOff:
+			return nil
+		case s.recvFin || f.Off != s.recvOff:
+			return fmt.Errorf("%w: end of data at %d, expected %d", protocol.ErrResumeMalformed, f.Off, s.recvOff)
+		}
+		s.recvFin = true
+		s.recvOff++
+	case protocol.ResumeAbort:
+		return &Aborted{Reason: f.Reason}
+	}
+	s.cond.Broadcast()
+	s.kickLocked()
+	return nil
+}
