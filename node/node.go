@@ -35,6 +35,7 @@ import (
 	"github.com/overlay-net/overlay/node/metrics"
 	"github.com/overlay-net/overlay/node/muxer"
 	"github.com/overlay-net/overlay/node/path"
+	"github.com/overlay-net/overlay/node/resume"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/protocol"
@@ -66,6 +67,7 @@ type Node struct {
 	notif     *network.NotifyBundle
 	msgr      *messaging.Messenger
 	tunnels   *tunnel.Service
+	sessions  *resume.Manager // resumable sessions of tunnels and perf
 	em        emitters
 
 	dht *dht.DHT
@@ -277,6 +279,7 @@ func (n *Node) start() error {
 		}
 	}
 	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
+	n.host.SetStreamHandler(protocol.PerfResumeID, n.handlePerfSession)
 	if err := n.startRole(); err != nil {
 		return err
 	}
@@ -404,6 +407,9 @@ func (n *Node) Close() error {
 		}
 		if n.tunnels != nil {
 			n.tunnels.Close()
+		}
+		if n.sessions != nil {
+			n.sessions.Close()
 		}
 		if n.msgr != nil {
 			n.msgr.Close()

@@ -29,9 +29,13 @@ func (s *Session) write(l *link) {
 			s.mu.Unlock()
 			switch {
 			case err == nil:
-			case abort && protocol.WriteResumeAbort(l.st, err.Error()) == nil:
-				// Closed, not reset: the abort must reach the peer.
-				_ = l.st.Close()
+			case abort && protocol.WriteResumeAbort(l.st, err.Error()) == nil && l.st.CloseWrite() == nil:
+				// The abort must reach the peer before the connection may
+				// go (a node closing): wait, briefly, for the peer to
+				// drop the stream.
+				_ = l.st.SetReadDeadline(time.Now().Add(abortTimeout))
+				<-l.readDone
+				l.st.Reset()
 			default:
 				l.st.Reset()
 			}
@@ -87,12 +91,13 @@ func (s *Session) write(l *link) {
 // and is done; the client closes its write side, and is done when its
 // reader sees the server's close (else a lost last ack is resumed).
 func (s *Session) shutdown(l *link) {
-	if !s.k.client {
-		_ = l.st.Close()
-		s.finish(nil, false)
-		return
-	}
 	_ = l.st.CloseWrite()
+	if !s.k.client {
+		// The reader closes the stream at the client's close: closing
+		// the read side first would reset the client's last frames.
+		_ = l.st.SetReadDeadline(time.Now().Add(protocol.ResumeTimeout))
+		s.finish(nil, false)
+	}
 }
 
 // appendDataLocked appends one data frame of the bytes from l.sendOff on,
@@ -123,6 +128,7 @@ func (s *Session) appendDataLocked(buf []byte, l *link) []byte {
 // read is link l's reader. It returns when l no longer carries the
 // session, after handing a failure of the stream to lost.
 func (s *Session) read(l *link) {
+	defer close(l.readDone)
 	for {
 		f, err := protocol.ReadResumeFrame(l.st)
 		if err != nil {
@@ -130,6 +136,12 @@ func (s *Session) read(l *link) {
 			return
 		}
 		s.mu.Lock()
+		if l.gen == s.gen && s.over {
+			// Completed or aborted: nothing more is due, wait for the
+			// close.
+			s.mu.Unlock()
+			continue
+		}
 		if l.gen != s.gen || s.over {
 			s.mu.Unlock()
 			return
@@ -153,9 +165,11 @@ func (s *Session) readFailed(l *link, err error) {
 	complete := l.gen == s.gen && s.finAcked && s.recvFin
 	s.mu.Unlock()
 	switch {
-	case errors.Is(err, io.EOF) && s.k.client && complete:
+	case complete && errors.Is(err, io.EOF):
 		_ = l.st.Close()
 		s.finish(nil, false)
+	case complete && !s.k.client:
+		l.st.Reset()
 	case errors.Is(err, protocol.ErrResumeMalformed):
 		s.finish(fmt.Errorf("session with %s: %w", s.k.peer, err), false)
 		s.m.log.Info("session cut: bad frame from peer", "peer", s.k.peer, "err", err)

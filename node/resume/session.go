@@ -63,6 +63,7 @@ type link struct {
 	shutdown bool // the client closed its write side: all done
 	kick     chan struct{}
 	quit     chan struct{} // closed when the link no longer carries the session
+	readDone chan struct{} // closed when its reader returns
 }
 
 // retireLocked wakes l's goroutines for good: another stream (or none)
@@ -166,6 +167,14 @@ func (s *Session) Read(p []byte) (int, error) {
 		s.cond.Broadcast()
 	}
 	return n, nil
+}
+
+// ReadDone reports whether Read has returned io.EOF's worth: the peer's
+// end of data arrived and every byte before it was read.
+func (s *Session) ReadDone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recvFin && s.unread == 0
 }
 
 // CloseWrite ends this side's data: the peer reads io.EOF after the last
@@ -304,7 +313,7 @@ func (s *Session) attach(st network.Stream, peerOff, told uint64) {
 	old := s.cur
 	s.retireLocked(old)
 	l := &link{st: st, gen: s.gen, sendOff: max(peerOff, s.sendBase), ackSent: told,
-		kick: make(chan struct{}, 1), quit: make(chan struct{})}
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), readDone: make(chan struct{})}
 	s.cur, s.detachedAt = l, time.Time{}
 	if s.goneTimer != nil {
 		s.goneTimer.Stop()

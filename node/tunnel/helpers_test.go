@@ -163,7 +163,8 @@ func tunnelStreams(n *node.Node) int {
 	k := 0
 	for _, c := range n.Host().Network().Conns() {
 		for _, s := range c.GetStreams() {
-			if s.Protocol() == protocol.TunnelID {
+			switch s.Protocol() {
+			case protocol.TunnelID, protocol.TunnelID2, protocol.ResumeID:
 				k++
 			}
 		}
