@@ -33,3 +33,6 @@ func (n *Node) startTunnels() error {
 // Tunnels returns the node's tunnel service: services it exposes to
 // members, and local ports it forwards to theirs.
 func (n *Node) Tunnels() *tunnel.Service { return n.tunnels }
+
+// Sessions returns the node's resumable sessions (tunnels, perf runs).
+func (n *Node) Sessions() *resume.Manager { return n.sessions }

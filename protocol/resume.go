@@ -54,8 +54,10 @@ const (
 // MaxResumeData caps the bytes of one data frame.
 const MaxResumeData = 64 << 10
 
-// maxResumeFrame caps any frame of a resumable session.
-const maxResumeFrame = 8 + MaxResumeData
+// MaxResumeFrame caps any frame's payload in a session's data phase.
+const MaxResumeFrame = 8 + MaxResumeData
+
+const maxResumeFrame = MaxResumeFrame
 
 // ResumeTimeout bounds the resume exchange: the server's read of the
 // resume, the client's wait for the answer.
@@ -124,6 +126,30 @@ func ReadResumeFrame(r io.Reader) (ResumeFrame, error) {
 		return ResumeFrame{}, err
 	}
 	return DecodeResumeFrame(typ, p)
+}
+
+// ReadResumeFrameBuf is ReadResumeFrame reading the payload into buf when
+// it fits (a buffer of MaxResumeFrame bytes always does), so that a reader
+// can reuse its buffers; a data frame's Data then aliases buf.
+func ReadResumeFrameBuf(r io.Reader, buf []byte) (ResumeFrame, error) {
+	var hdr [frameHeaderLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return ResumeFrame{}, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:5])
+	if n > maxResumeFrame {
+		return ResumeFrame{}, fmt.Errorf("%w: %v: %d bytes, cap %d", ErrResumeMalformed, ErrFrameTooLarge, n, maxResumeFrame)
+	}
+	if uint32(len(buf)) < n {
+		buf = make([]byte, n)
+	}
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return ResumeFrame{}, fmt.Errorf("read frame payload: %w", err)
+	}
+	return DecodeResumeFrame(hdr[0], buf[:n])
 }
 
 // DecodeResumeFrame checks one data-phase frame's payload. A data frame's

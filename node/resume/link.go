@@ -106,10 +106,11 @@ func (s *Session) appendDataLocked(buf []byte, l *link) []byte {
 	n := int(min(s.sendEnd-l.sendOff, protocol.MaxResumeData))
 	buf = protocol.AppendResumeDataHeader(buf, l.sendOff, n)
 	pos, want := s.sendBase, l.sendOff
-	for _, c := range s.sendq {
+	for _, ch := range s.sendq {
 		if n == 0 {
 			break
 		}
+		c := ch.data()
 		if pos+uint64(len(c)) <= want {
 			pos += uint64(len(c))
 			continue
@@ -129,8 +130,10 @@ func (s *Session) appendDataLocked(buf []byte, l *link) []byte {
 // session, after handing a failure of the stream to lost.
 func (s *Session) read(l *link) {
 	defer close(l.readDone)
+	buf := getBuf()
+	defer func() { putBuf(buf) }()
 	for {
-		f, err := protocol.ReadResumeFrame(l.st)
+		f, err := protocol.ReadResumeFrameBuf(l.st, *buf)
 		if err != nil {
 			s.readFailed(l, err)
 			return
@@ -146,7 +149,11 @@ func (s *Session) read(l *link) {
 			s.mu.Unlock()
 			return
 		}
-		if err := s.applyLocked(l, f); err != nil {
+		kept, err := s.applyLocked(l, f, buf)
+		if kept {
+			buf = getBuf()
+		}
+		if err != nil {
 			s.mu.Unlock()
 			var a *Aborted
 			s.finish(err, false)
@@ -178,45 +185,52 @@ func (s *Session) readFailed(l *link, err error) {
 	}
 }
 
-// applyLocked applies one frame that arrived on the current link. It
-// waits (releasing mu) while the receive buffer is full.
-func (s *Session) applyLocked(l *link, f protocol.ResumeFrame) error {
+// applyLocked applies one frame that arrived on the current link, read
+// into buf. It waits (releasing mu) while the receive buffer is full, and
+// reports whether it kept buf (the frame's data, queued to be read).
+func (s *Session) applyLocked(l *link, f protocol.ResumeFrame, buf *[]byte) (kept bool, err error) {
 	switch f.Kind {
 	case protocol.ResumeData:
 		if s.recvFin || f.Off > s.recvOff {
-			return fmt.Errorf("%w: data at position %d, expected %d", protocol.ErrResumeMalformed, f.Off, s.recvOff)
+			return false, fmt.Errorf("%w: data at position %d, expected %d", protocol.ErrResumeMalformed, f.Off, s.recvOff)
 		}
 		skip := s.recvOff - f.Off
 		if skip >= uint64(len(f.Data)) {
-			return nil // sent again before the resume: already here
+			return false, nil // sent again before the resume: already here
 		}
 		for s.unread >= s.cap && l.gen == s.gen && !s.over {
 			s.cond.Wait()
 		}
 		if l.gen != s.gen || s.over {
-			return nil
+			return false, nil
 		}
 		d := f.Data[skip:]
-		s.recvq = append(s.recvq, d)
+		if len(f.Data) == 0 || &f.Data[0] != &(*buf)[8] {
+			// Not read into buf (cannot happen with a full-size buf).
+			return false, fmt.Errorf("%w: data outside the read buffer", protocol.ErrResumeMalformed)
+		}
+		lo := 8 + int(skip)
+		s.recvq = append(s.recvq, chunk{b: buf, lo: lo, hi: lo + len(d)})
+		kept = true
 		s.unread += len(d)
 		s.recvOff += uint64(len(d))
 	case protocol.ResumeAck:
 		if err := s.ackLocked(f.Off); err != nil {
-			return err
+			return false, err
 		}
 	case protocol.ResumeFin:
 		switch {
 		case s.recvFin && f.Off+1 == s.recvOff:
-			return nil
+			return false, nil
 		case s.recvFin || f.Off != s.recvOff:
-			return fmt.Errorf("%w: end of data at %d, expected %d", protocol.ErrResumeMalformed, f.Off, s.recvOff)
+			return false, fmt.Errorf("%w: end of data at %d, expected %d", protocol.ErrResumeMalformed, f.Off, s.recvOff)
 		}
 		s.recvFin = true
 		s.recvOff++
 	case protocol.ResumeAbort:
-		return &Aborted{Reason: f.Reason}
+		return false, &Aborted{Reason: f.Reason}
 	}
 	s.cond.Broadcast()
 	s.kickLocked()
-	return nil
+	return kept, nil
 }

@@ -45,8 +45,10 @@ const DefaultBuffer = 4 << 20
 const DefaultGoneAfter = 30 * time.Second
 
 // ackDelay is how long a receiver holds back an ack of less than a quarter
-// of the buffer, in the hope of sending it with data.
-const ackDelay = 5 * time.Millisecond
+// of the buffer, in the hope of sending it with data: acks only free the
+// sender's replay buffer (a resume tells the offsets anew), so an
+// interactive session need not pay a frame for each of its messages.
+const ackDelay = 200 * time.Millisecond
 
 // abortTimeout bounds the sending of an abort to the peer.
 const abortTimeout = 2 * time.Second
@@ -310,4 +312,37 @@ func isRelayed(c network.Conn) bool {
 	}
 	_, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT)
 	return err == nil
+}
+
+// Info is a session as List reports it.
+type Info struct {
+	Peer   peer.ID
+	ID     protocol.SessionID
+	Client bool // this side opened it
+	// Conn carries the session now; nil between streams.
+	Conn network.Conn
+	// Sent counts the bytes the peer acknowledged, Received those that
+	// arrived from it.
+	Sent, Received uint64
+}
+
+// List reports the open sessions.
+func (m *Manager) List() []Info {
+	m.mu.Lock()
+	ss := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		ss = append(ss, s)
+	}
+	m.mu.Unlock()
+	out := make([]Info, 0, len(ss))
+	for _, s := range ss {
+		s.mu.Lock()
+		i := Info{Peer: s.k.peer, ID: s.k.id, Client: s.k.client, Sent: s.sendBase, Received: s.recvOff}
+		if s.cur != nil && !s.over {
+			i.Conn = s.cur.st.Conn()
+		}
+		s.mu.Unlock()
+		out = append(out, i)
+	}
+	return out
 }

@@ -30,13 +30,13 @@ type Session struct {
 	mu   sync.Mutex
 	cond *sync.Cond
 	// sending side
-	sendq     [][]byte // unacknowledged bytes, oldest first
+	sendq     []chunk // unacknowledged bytes, oldest first
 	sendBase  uint64
 	sendEnd   uint64
 	finQueued bool // CloseWrite was called: the end of data is at sendEnd
 	finAcked  bool
 	// receiving side
-	recvq   [][]byte // received bytes not yet read
+	recvq   []chunk // received bytes not yet read
 	unread  int
 	recvOff uint64
 	recvFin bool
@@ -127,8 +127,13 @@ func (s *Session) Write(p []byte) (int, error) {
 		case s.finQueued:
 			return n, ErrWriteClosed
 		}
-		k := min(len(p), s.cap-int(s.sendEnd-s.sendBase), protocol.MaxResumeData)
-		s.sendq = append(s.sendq, append([]byte(nil), p[:k]...))
+		room := s.cap - int(s.sendEnd-s.sendBase)
+		if n := len(s.sendq); n == 0 || s.sendq[n-1].hi == chunkSize {
+			s.sendq = append(s.sendq, chunk{b: getBuf()})
+		}
+		last := &s.sendq[len(s.sendq)-1]
+		k := copy((*last.b)[last.hi:min(chunkSize, last.hi+room)], p)
+		last.hi += k
 		s.sendEnd += uint64(k)
 		n += k
 		p = p[k:]
@@ -153,13 +158,13 @@ func (s *Session) Read(p []byte) (int, error) {
 	wasFull := s.unread >= s.cap
 	n := 0
 	for n < len(p) && len(s.recvq) > 0 {
-		c := copy(p[n:], s.recvq[0])
+		c := copy(p[n:], s.recvq[0].data())
 		n += c
-		if c == len(s.recvq[0]) {
-			s.recvq[0] = nil
+		s.recvq[0].lo += c
+		if s.recvq[0].lo == s.recvq[0].hi {
+			putBuf(s.recvq[0].b)
+			s.recvq[0] = chunk{}
 			s.recvq = s.recvq[1:]
-		} else {
-			s.recvq[0] = s.recvq[0][c:]
 		}
 	}
 	s.unread -= n
@@ -280,14 +285,17 @@ func (s *Session) ackLocked(off uint64) error {
 	}
 	n := off - s.sendBase
 	for n > 0 {
-		c := uint64(len(s.sendq[0]))
-		if c > n {
-			s.sendq[0] = s.sendq[0][n:]
+		c := &s.sendq[0]
+		if avail := uint64(c.hi - c.lo); avail > n || (avail == n && len(s.sendq) == 1 && c.hi < chunkSize) {
+			// Partly acknowledged, or the last chunk with room left.
+			c.lo += int(n)
 			break
+		} else {
+			n -= avail
 		}
-		s.sendq[0] = nil
+		putBuf(c.b)
+		s.sendq[0] = chunk{}
 		s.sendq = s.sendq[1:]
-		n -= c
 	}
 	s.sendBase = off
 	s.cond.Broadcast()

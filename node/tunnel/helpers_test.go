@@ -144,6 +144,12 @@ func dial(t testing.TB, addr string) *net.TCPConn {
 // roundTrip writes msg on c and reads it back from an echo service.
 func roundTrip(c net.Conn, msg string) error {
 	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return roundTripNoDeadline(c, msg)
+}
+
+// roundTripNoDeadline is roundTrip under the caller's deadline, which it
+// clears.
+func roundTripNoDeadline(c net.Conn, msg string) error {
 	defer c.SetDeadline(time.Time{})
 	if _, err := c.Write([]byte(msg)); err != nil {
 		return err
