@@ -128,10 +128,11 @@ func ReadResumeFrame(r io.Reader) (ResumeFrame, error) {
 	return DecodeResumeFrame(typ, p)
 }
 
-// ReadResumeFrameBuf is ReadResumeFrame reading the payload into buf when
-// it fits (a buffer of MaxResumeFrame bytes always does), so that a reader
-// can reuse its buffers; a data frame's Data then aliases buf.
-func ReadResumeFrameBuf(r io.Reader, buf []byte) (ResumeFrame, error) {
+// ReadResumeFrameBuf is ReadResumeFrame reading the payload into the
+// buffer get returns, asked for once a frame's header has arrived (so an
+// idle reader holds none); a data frame's Data then aliases it. A buffer
+// of MaxResumeFrame bytes holds any frame.
+func ReadResumeFrameBuf(r io.Reader, get func() []byte) (ResumeFrame, error) {
 	var hdr [frameHeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return ResumeFrame{}, err
@@ -140,6 +141,7 @@ func ReadResumeFrameBuf(r io.Reader, buf []byte) (ResumeFrame, error) {
 	if n > maxResumeFrame {
 		return ResumeFrame{}, fmt.Errorf("%w: %v: %d bytes, cap %d", ErrResumeMalformed, ErrFrameTooLarge, n, maxResumeFrame)
 	}
+	buf := get()
 	if uint32(len(buf)) < n {
 		buf = make([]byte, n)
 	}

@@ -217,7 +217,7 @@ func runPing(args []string) error {
 func runPerf(args []string) error {
 	var cf clientFlags
 	var up, down uint64
-	fs := newFlags("perf", "perf [flags] TARGET\n\nMeasures throughput with the libp2p perf protocol (/perf/1.0.0) to any peer\nthat serves it, over whatever path joins the two.")
+	fs := newFlags("perf", "perf [flags] TARGET\n\nMeasures throughput with the libp2p perf protocol (/perf/1.0.0) to any peer\nthat serves it, over whatever path joins the two. To an overlay node it runs\nover a resumable session (/overlay/perf/1.0.0) that follows the path as it\nchanges: from the relay to a direct connection, and back if that dies.")
 	cf.register(fs, true, 5*time.Minute)
 	fs.Uint64Var(&up, "upload", 16<<20, "bytes to send")
 	fs.Uint64Var(&down, "download", 16<<20, "bytes to receive")

@@ -130,10 +130,20 @@ func (s *Session) appendDataLocked(buf []byte, l *link) []byte {
 // session, after handing a failure of the stream to lost.
 func (s *Session) read(l *link) {
 	defer close(l.readDone)
-	buf := getBuf()
-	defer func() { putBuf(buf) }()
+	var buf *[]byte // taken from the pool when a frame arrives
+	get := func() []byte {
+		buf = getBuf()
+		return *buf
+	}
+	release := func() {
+		if buf != nil {
+			putBuf(buf)
+			buf = nil
+		}
+	}
+	defer release()
 	for {
-		f, err := protocol.ReadResumeFrameBuf(l.st, *buf)
+		f, err := protocol.ReadResumeFrameBuf(l.st, get)
 		if err != nil {
 			s.readFailed(l, err)
 			return
@@ -143,6 +153,7 @@ func (s *Session) read(l *link) {
 			// Completed or aborted: nothing more is due, wait for the
 			// close.
 			s.mu.Unlock()
+			release()
 			continue
 		}
 		if l.gen != s.gen || s.over {
@@ -151,8 +162,9 @@ func (s *Session) read(l *link) {
 		}
 		kept, err := s.applyLocked(l, f, buf)
 		if kept {
-			buf = getBuf()
+			buf = nil // the receive queue holds it now
 		}
+		release()
 		if err != nil {
 			s.mu.Unlock()
 			var a *Aborted
