@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -114,6 +115,7 @@ type Manager struct {
 	mu       sync.Mutex
 	sessions map[key]*Session
 	tombs    map[key]tomb
+	swept    time.Time // tombs last cleared of the expired
 	closed   bool
 
 	ctx    context.Context
@@ -240,9 +242,12 @@ func (m *Manager) forget(s *Session, completed bool, recvOff uint64) {
 		delete(m.sessions, s.k)
 	}
 	now := time.Now()
-	for k, t := range m.tombs {
-		if now.After(t.until) {
-			delete(m.tombs, k)
+	if now.Sub(m.swept) >= time.Second {
+		m.swept = now
+		for k, t := range m.tombs {
+			if now.After(t.until) {
+				delete(m.tombs, k)
+			}
 		}
 	}
 	if completed && !s.k.client {
@@ -284,6 +289,7 @@ func (m *Manager) handleResume(st network.Stream) {
 	m.mu.Lock()
 	s, ok := m.sessions[k]
 	t, dead := m.tombs[k]
+	dead = dead && time.Now().Before(t.until)
 	m.mu.Unlock()
 	_ = st.SetWriteDeadline(time.Now().Add(protocol.ResumeTimeout))
 	switch {
@@ -293,8 +299,15 @@ func (m *Manager) handleResume(st network.Stream) {
 			_ = st.Close()
 		}
 	case dead:
-		// Complete: the client lacks only the ack of its end of data.
-		if protocol.WriteResumed(st, t.recvOff) != nil {
+		// Complete: the client lacks only the ack of its end of data. It
+		// closes its side in turn; closing this stream's read side first
+		// would reset that.
+		if protocol.WriteResumed(st, t.recvOff) != nil || st.CloseWrite() != nil {
+			st.Reset()
+			return
+		}
+		_ = st.SetReadDeadline(time.Now().Add(protocol.ResumeTimeout))
+		if _, err := io.Copy(io.Discard, io.LimitReader(st, protocol.MaxResumeFrame)); err != nil {
 			st.Reset()
 			return
 		}

@@ -246,3 +246,37 @@ func TestSessionAbort(t *testing.T) {
 		t.Fatalf("read: %v, want the peer's abort", err)
 	}
 }
+
+// A resume of a session the server saw complete learns the end (its last
+// ack may have been lost with a stream); one of an unknown session, that
+// it is gone; one by another peer finds nothing.
+func TestResumeAfterCompletionAndUnknown(t *testing.T) {
+	a, b := newSide(t, Config{}), newSide(t, Config{})
+	c, s := pair(t, a, b)
+	transfer(t, c, s, 1<<20, nil)
+	ask := func(id protocol.SessionID) protocol.ResumeAnswer {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := a.h.NewStream(ctx, b.h.ID(), protocol.ResumeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Reset()
+		if err := protocol.WriteResume(st, id, 0); err != nil {
+			t.Fatal(err)
+		}
+		ans, err := protocol.ReadResumeAnswer(st, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = st.CloseWrite()
+		return ans
+	}
+	if ans := ask(c.ID()); !ans.OK || ans.Off != 1<<20+1 {
+		t.Fatalf("resume of the completed session: %+v, want resumed at %d", ans, 1<<20+1)
+	}
+	if ans := ask(NewID()); ans.OK || ans.Reason == "" {
+		t.Fatalf("resume of an unknown session: %+v, want gone", ans)
+	}
+}
