@@ -27,10 +27,15 @@ func (anyMember) IsMember(context.Context, peer.ID) bool { return true }
 
 // bareTunnels starts a tunnel service on each of two hosts joined over
 // loopback TCP, over resumable sessions (2.0.0) or not (1.0.0).
-func bareTunnels(b *testing.B, resumable bool) (x, y *tunnel.Service, yID peer.ID) {
+func bareTunnels(b testing.TB, resumable bool) (x, y *tunnel.Service, yID peer.ID) {
+	return bareTunnelsEach(b, resumable, resumable)
+}
+
+// bareTunnelsEach is bareTunnels with each side's version apart.
+func bareTunnelsEach(b testing.TB, resumableX, resumableY bool) (x, y *tunnel.Service, yID peer.ID) {
 	var svcs []*tunnel.Service
 	var hosts []host.Host
-	for range 2 {
+	for _, resumable := range []bool{resumableX, resumableY} {
 		rm, err := limits.Private()
 		if err != nil {
 			b.Fatal(err)
@@ -100,6 +105,36 @@ func BenchmarkTunnelVersions(b *testing.B) {
 					b.Fatalf("read %d of %d: %v", n, benchSize, err)
 				}
 				c.Close()
+			}
+		})
+	}
+}
+
+// A member of an older release (tunnel 1.0.0 only) is served and reached
+// as before: a forward that speaks 2.0.0 falls back to 1.0.0, and a
+// 1.0.0 forward is served by a node that speaks both.
+func TestTunnelFallsBackToVersion1(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		fwdV2, srvV2 bool
+	}{{"2.0.0 forward to a 1.0.0 member", true, false}, {"1.0.0 forward to a 2.0.0 member", false, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			x, y, yID := bareTunnelsEach(t, c.fwdV2, c.srvV2)
+			svc := serve(t, echo)
+			if _, err := y.Expose(tunnel.Exposure{Name: "echo", Target: svc.addr()}, false); err != nil {
+				t.Fatal(err)
+			}
+			f, err := x.Forward("127.0.0.1:0", yID, "echo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn := dial(t, f.Listen)
+			if err := roundTrip(conn, "older release"); err != nil {
+				t.Fatal(err)
+			}
+			ts := x.Tunnels()
+			if len(ts) != 1 || ts[0].Resumable || ts[0].Conn == nil {
+				t.Fatalf("tunnels at the forward: %+v, want one 1.0.0 tunnel", ts)
 			}
 		})
 	}
