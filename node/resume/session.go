@@ -412,7 +412,10 @@ func (s *Session) lost(l *link, cause error) {
 }
 
 // migrate moves a client session off a relayed stream, to the best
-// connection to the peer (a direct one, which libp2p prefers).
+// connection to the peer: a direct one, which libp2p's swarm picks for a
+// new stream over a relayed one (isBetterConn in p2p/net/swarm), an
+// assumption TestTunnelMovesToDirectAndBack and TestPerfMovesToDirectAndBack
+// check.
 func (s *Session) migrate() {
 	s.mu.Lock()
 	if s.over || s.resuming || s.cur == nil || !isRelayed(s.cur.st.Conn()) {
