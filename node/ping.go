@@ -131,6 +131,7 @@ func (n *Node) handlePerfSession(st network.Stream) {
 	}
 	sess, err := n.sessions.Accept(st, sid, func(st network.Stream) error { return protocol.WritePerfAccept(st) })
 	if err != nil {
+		st.Reset()
 		return
 	}
 	if err := protocol.ServePerf(sess); err != nil {
