@@ -45,7 +45,11 @@ func (s *Session) write(l *link) {
 		l.sendOff = max(l.sendOff, s.sendBase)
 		switch {
 		case l.sendOff < s.sendEnd:
-			buf = s.appendDataLocked(buf, l)
+			// A few frames per Write: fewer wake-ups of this goroutine
+			// and of the muxer's, per byte.
+			for l.sendOff < s.sendEnd && len(buf) < writeBatch {
+				buf = s.appendDataLocked(buf, l)
+			}
 		case s.finQueued && !l.finSent:
 			buf = protocol.AppendResumeFin(buf, s.sendEnd)
 			l.finSent = true
@@ -80,11 +84,15 @@ func (s *Session) write(l *link) {
 			s.lost(l, fmt.Errorf("write: %w", err))
 			return
 		}
-		if cap(buf) > 2*(protocol.MaxResumeData+32) {
+		if cap(buf) > writeBatch+protocol.MaxResumeData+32 {
 			buf = make([]byte, 0, 64)
 		}
 	}
 }
+
+// writeBatch is how many bytes of data frames the writer gathers for one
+// Write, at most (plus one frame).
+const writeBatch = 4 * protocol.MaxResumeData
 
 // shutdown ends a completed session's stream: each side has its data
 // acknowledged and the other's end of data. The server closes its stream

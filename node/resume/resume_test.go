@@ -179,24 +179,33 @@ func TestSessionCarriesBytesBothWays(t *testing.T) {
 }
 
 // Streams cut again and again under a long transfer both ways, on either
-// side: the session resumes each time, and every byte arrives once, in
-// order.
+// side, each time another 512 KiB has arrived: the session resumes each
+// time, and every byte arrives once, in order.
 func TestSessionSurvivesStreamResets(t *testing.T) {
 	a, b := newSide(t, Config{Buffer: 1 << 20}), newSide(t, Config{Buffer: 1 << 20})
 	c, s := pair(t, a, b)
+	const size, every = 8 << 20, 512 << 10
 	stop := make(chan struct{})
 	cuts := make(chan int)
-	transfer(t, c, s, 8<<20, func() {
+	transfer(t, c, s, size, func() {
 		go func() {
 			k := 0
 			defer func() { cuts <- k }()
-			for i := 0; ; i++ {
+			next := uint64(every)
+			for {
 				select {
 				case <-stop:
 					return
-				case <-time.After(10 * time.Millisecond):
+				case <-time.After(time.Millisecond):
 				}
-				x := []*Session{c, s}[i%2]
+				s.mu.Lock()
+				got := s.recvOff
+				s.mu.Unlock()
+				if got < next {
+					continue
+				}
+				next += every
+				x := []*Session{c, s}[k%2]
 				x.mu.Lock()
 				if x.cur != nil {
 					x.cur.st.Reset()
@@ -207,7 +216,7 @@ func TestSessionSurvivesStreamResets(t *testing.T) {
 		}()
 	})
 	close(stop)
-	if k := <-cuts; k < 5 {
+	if k := <-cuts; k < size/every/4 {
 		t.Fatalf("only %d streams cut during the transfer", k)
 	}
 }
