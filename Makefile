@@ -38,14 +38,15 @@ test: vet tidy-check fmt-check
 FUZZ_TARGETS = \
 	./protocol:FuzzDecodeHello ./protocol:FuzzReadFrame ./protocol:FuzzReadMsgFrame \
 	./protocol:FuzzOpenPeerRecord ./protocol:FuzzDecodeRefusal \
-	./protocol:FuzzReadTunnelRequest ./protocol:FuzzReadTunnelAnswer \
+	./protocol:FuzzReadTunnelRequest ./protocol:FuzzReadTunnelAnswer ./protocol:FuzzHelloCertificate \
 	./protocol:FuzzReadResumeFrame ./protocol:FuzzReadResume \
 	./node/api:FuzzReadJSON ./internal/flagconf:FuzzParseFile \
 	./node/book:FuzzLoad ./node/identity:FuzzParse \
 	./relay:FuzzParseAllowlist ./relay:FuzzReadHop ./node/identity:FuzzReadPSK \
 	./internal/wstransport:FuzzUpgrade \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
-	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore
+	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore \
+	./node/trust:FuzzReadExchange
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:
@@ -61,7 +62,7 @@ fuzz:
 		$(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME); \
 	done
 
-# As CI runs it (.ci/run): 14 targets, 10 s each, about 3 min with builds on 2 cores.
+# As CI runs it (.ci/run): every target, 10 s each, about 3 min with builds on 2 cores.
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 

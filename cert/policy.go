@@ -30,17 +30,35 @@ import (
 //	ports     array of "*", PROTO, PROTO/PORT or PROTO/LOW-HIGH with PROTO one
 //	          of tcp, udp, icmp (no ports); optional: packets on the network
 //	          interface
+//	relay     array of "reserve", "circuit" or "*"; optional: what a relay
+//	          grants. For reserve, from is the member asking for a
+//	          reservation and to the relay; for circuit, from is the member
+//	          opening a relayed connection and to its destination.
 //
 // A selector is "*" (every member), "group:G", "name:N" or "peer:ID". The
 // first rule whose from, to and action kind match decides; without a
 // match, the default does. No policy at all allows everything within the
 // network. A list with a lower version than the one held is a rollback.
+//
+// Relay actions (reserve, circuit) are decided only by rules that cover
+// them: when none matches, they are allowed whatever the default (the
+// decision DecisionNoRelayRule), so that a deny-by-default policy written
+// for messages and services does not cut members off their relays.
 const (
 	MaxRules          = 1024
 	MaxRuleItems      = 64 // selectors, services or ports in one rule field
 	maxRuleNameLen    = 64
 	DecisionNoPolicy  = "no policy"
 	DecisionByDefault = "default"
+	// DecisionNoRelayRule: no rule covers a relay action, which is then
+	// allowed.
+	DecisionNoRelayRule = "no relay rule"
+)
+
+// Relay action names of a rule's relay field.
+const (
+	RelayReserve = "reserve"
+	RelayCircuit = "circuit"
 )
 
 // Verdicts of a rule or a policy's default.
@@ -64,6 +82,8 @@ const (
 	ActionMessage ActionKind = iota + 1 // send a message
 	ActionTunnel                        // forward to an exposed service
 	ActionIP                            // a packet on the network interface
+	ActionReserve                       // ask a relay for a reservation (to: the relay)
+	ActionCircuit                       // open a circuit through a relay (to: the destination)
 )
 
 // Action is one thing a member asks to do to another.
@@ -90,6 +110,7 @@ type Rule struct {
 	Messages bool     `json:"messages,omitempty"`
 	Services []string `json:"services,omitempty"`
 	Ports    []string `json:"ports,omitempty"`
+	Relay    []string `json:"relay,omitempty"`
 
 	from, to []selector  // compiled from From and To
 	ports    []portRange // compiled from Ports
@@ -238,7 +259,7 @@ func (r *Rule) compile() error {
 	if len(r.From) == 0 || len(r.To) == 0 {
 		return fmt.Errorf("rule %s: needs from and to", r.Name)
 	}
-	for _, l := range [][]string{r.From, r.To, r.Services, r.Ports} {
+	for _, l := range [][]string{r.From, r.To, r.Services, r.Ports, r.Relay} {
 		if len(l) > MaxRuleItems {
 			return fmt.Errorf("rule %s: %d items in one field, at most %d", r.Name, len(l), MaxRuleItems)
 		}
@@ -274,8 +295,13 @@ func (r *Rule) compile() error {
 		}
 		r.ports = append(r.ports, pr)
 	}
-	if !r.Messages && len(r.Services) == 0 && len(r.Ports) == 0 {
-		return fmt.Errorf("rule %s: covers nothing (set messages, services or ports)", r.Name)
+	for _, a := range r.Relay {
+		if a != "*" && a != RelayReserve && a != RelayCircuit {
+			return fmt.Errorf("rule %s: relay action %q: want %q, %q or \"*\"", r.Name, a, RelayReserve, RelayCircuit)
+		}
+	}
+	if !r.Messages && len(r.Services) == 0 && len(r.Ports) == 0 && len(r.Relay) == 0 {
+		return fmt.Errorf("rule %s: covers nothing (set messages, services, ports or relay)", r.Name)
 	}
 	return nil
 }
@@ -390,6 +416,9 @@ func (p *Policy) Allows(from, to Member, a Action) Decision {
 			return Decision{Allowed: r.Action == Allow, Rule: r.Name}
 		}
 	}
+	if a.Kind == ActionReserve || a.Kind == ActionCircuit {
+		return Decision{Allowed: true, Rule: DecisionNoRelayRule}
+	}
 	return Decision{Allowed: p.Default == Allow, Rule: DecisionByDefault}
 }
 
@@ -400,6 +429,16 @@ func (r *Rule) covers(a Action) bool {
 	case ActionTunnel:
 		for _, s := range r.Services {
 			if s == "*" || s == a.Service {
+				return true
+			}
+		}
+	case ActionReserve, ActionCircuit:
+		want := RelayReserve
+		if a.Kind == ActionCircuit {
+			want = RelayCircuit
+		}
+		for _, v := range r.Relay {
+			if v == "*" || v == want {
 				return true
 			}
 		}

@@ -45,7 +45,8 @@ import (
 //	certificate 1      serial, peer, name, groups, not_before, not_after,
 //	                   optional ipv4/ipv6 overlay addresses, ca
 //	revocation list 1  version, issued, serials, peers, ca
-//	policy 1           version, issued, default, rules, ca
+//	policy 1           version, issued, default, rules (with an optional
+//	                   relay field, added before any release), ca
 //
 // Files hold a document PEM-armoured (see PEMType); the handshake carries
 // the raw bytes.

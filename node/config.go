@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -57,6 +59,14 @@ type Config struct {
 	// without it cannot even finish the transport handshake. libp2p
 	// supports it on TCP and WebSocket only: the node then has no QUIC.
 	PSK pnet.PSK
+	// Certs, with a CA and a certificate file, runs the network in
+	// certificate mode (node/certs): members prove a CA-signed certificate
+	// in the handshake. Self, Logger and Now are the node's.
+	Certs certs.Config
+	// CAPub, when set (certificate mode sets it to Certs.CA), is the network CA's public key: the node holds,
+	// spreads and enforces the newest revocation list and access policy
+	// that CA signed (node/trust), kept in DataDir.
+	CAPub ed25519.PublicKey
 	// DataDir holds the peer book; "" keeps it in memory only.
 	DataDir string
 	// Listen addresses. A private node needs none. Each must bind, or the
@@ -154,6 +164,9 @@ func (c Config) Validate() error {
 	if c.Republish <= 0 {
 		bad("republish interval must be positive, not %s", c.Republish)
 	}
+	if c.CAPub != nil && len(c.CAPub) != ed25519.PublicKeySize {
+		bad("CA public key must be %d bytes, not %d", ed25519.PublicKeySize, len(c.CAPub))
+	}
 	if c.RelayedGrace < 0 {
 		bad("relayed grace must not be negative, not %s", c.RelayedGrace)
 	}
@@ -178,6 +191,9 @@ func (c Config) Validate() error {
 				bad("a private network (pre-shared key) cannot use QUIC, yet given the relay %s (use its TCP or WebSocket address)", a)
 			}
 		}
+	}
+	if err := c.Certs.Validate(len(c.NetworkKey) > 0); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Book.Validate(); err != nil {
 		errs = append(errs, err)

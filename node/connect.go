@@ -26,7 +26,7 @@ var (
 // Connect reaches target and waits for its handshake. A bare peer ID is
 // found as dial.Dialer.Reach describes.
 func (n *Node) Connect(ctx context.Context, target string) (book.PeerInfo, error) {
-	ai, err := dial.ParseTarget(target)
+	ai, err := n.parseTarget(target)
 	if err != nil {
 		return book.PeerInfo{}, err
 	}

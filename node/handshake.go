@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/overlay-net/overlay/cert"
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/handshake"
@@ -77,10 +78,10 @@ func (n *Node) onDisconnected(c network.Conn) {
 // handshakes runs the handshake on the node's connections (node/handshake).
 func (n *Node) handshakes() *handshake.Runner {
 	return handshake.New(handshake.Config{Network: n.cfg.Network, Version: n.cfg.HandshakeVersion, Local: n.hello, NetworkKey: n.cfg.NetworkKey, Self: n.ID(),
-		Verdicts: n.verdicts, Noun: n.nounFor, Admit: n.admit, Reject: n.reject, Foreign: n.markForeign, Logger: n.log})
+		Certs: n.certs.Mode(), Verdicts: n.verdicts, Noun: n.nounFor, Admit: n.admit, Reject: n.reject, Foreign: n.markForeign, Logger: n.log})
 }
 
-func (n *Node) admit(c network.Conn, remote protocol.Hello) {
+func (n *Node) admit(c network.Conn, remote protocol.Hello, crt *cert.Certificate) {
 	p := c.RemotePeer()
 	ps := n.host.Peerstore()
 	ps.AddAddrs(p, remote.Direct, peerstore.AddressTTL)
@@ -88,10 +89,11 @@ func (n *Node) admit(c network.Conn, remote protocol.Hello) {
 	path, _ := n.paths.PathTo(p)
 	prev := n.verdicts.Get(p)
 	n.protect(p)
+	name, groups := n.certs.Admit(p, crt)
 	ev := events.EvtVerdict{Peer: p, Conn: c, State: book.StateMember, Role: remote.Role}
 	n.recordVerdict(ev, func(pi *book.PeerInfo) {
 		pi.Role, pi.State, pi.Reason, pi.RefusedBy = remote.Role, book.StateMember, "", ""
-		pi.Agent, pi.Version, pi.Path = remote.Agent, remote.Version, path
+		pi.Agent, pi.Version, pi.Path, pi.Name, pi.Groups = remote.Agent, remote.Version, path, name, groups
 		pi.SetAddrs(remote.Direct, remote.Relayed)
 	})
 	if prev != book.StateMember {

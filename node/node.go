@@ -28,6 +28,7 @@ import (
 
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/handshake"
 	"github.com/overlay-net/overlay/node/limits"
@@ -36,6 +37,7 @@ import (
 	"github.com/overlay-net/overlay/node/muxer"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/node/resume"
+	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/protocol"
@@ -61,6 +63,7 @@ type Node struct {
 	strangers *relay.Strangers // public: closes strangers' connections after a grace
 	keeper    atomic.Pointer[client.Keeper]
 	verdicts  *verdict.Table
+	certs     *certs.Manager // nil outside certificate mode
 	hs        *handshake.Runner
 	paths     *path.Manager
 	relays    *client.Standing
@@ -68,6 +71,8 @@ type Node struct {
 	msgr      *messaging.Messenger
 	tunnels   *tunnel.Service
 	sessions  *resume.Manager // resumable sessions of tunnels and perf
+	trust     *trust.Store    // nil without Config.CAPub (trust.go)
+	trustSvc  *trust.Service  // spreads and enforces trust's documents
 	em        emitters
 
 	dht *dht.DHT
@@ -90,9 +95,18 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, verdicts: verdict.New(), relays: client.NewStanding()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	if err := n.loadBook(); err != nil {
+	err := n.loadBook()
+	if err == nil {
+		err = n.openTrust()
+	}
+	if err == nil {
+		cfg.Certs.Revoked = n.revokedHook(cfg.Certs.Revoked)
+		n.certs, err = certs.Open(cfg.Certs, cfg.Key, n.book, n.log)
+	}
+	if err != nil {
 		return nil, err
 	}
+	n.joinTrust()
 	opts, err := n.hostOptions()
 	if err != nil {
 		return nil, err
@@ -255,6 +269,7 @@ func (n *Node) start() error {
 	}
 	n.hs = n.handshakes()
 	n.host.SetStreamHandler(protocol.HandshakeID, n.hs.Respond)
+	n.certs.Start(n.ctx, n.host, n.verdicts, n.goRun, func(c network.Conn) { n.hs.Initiate(n.ctx, c) })
 	n.notif = &network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
@@ -279,8 +294,11 @@ func (n *Node) start() error {
 		}
 	}
 	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
-	n.host.SetStreamHandler(protocol.PerfResumeID, n.handlePerfSession)
+	n.host.SetStreamHandler(protocol.PerfResumeID, n.sessions.HandlePerf)
 	if err := n.startRole(); err != nil {
+		return err
+	}
+	if err := n.startTrust(); err != nil {
 		return err
 	}
 	if !n.cfg.DisableDHT {
@@ -302,11 +320,11 @@ func (n *Node) start() error {
 func (n *Node) startRole() error {
 	switch n.cfg.Role {
 	case protocol.RolePublic:
-		var ropts []relay.Option
+		ropts := n.relayGuard()
 		if reg := n.regOrNil(); reg != nil {
 			ropts = append(ropts, relay.WithRegisterer(reg))
 		}
-		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, ropts...)
+		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, append(ropts, relay.WithVouch(n.certs.VouchFunc()))...)
 		if err != nil {
 			return err
 		}
@@ -370,6 +388,7 @@ func (n *Node) metricsState() metrics.State {
 	return metrics.State{
 		Peers:        n.book.List,
 		Reservations: func() int { return len(n.Reservations()) },
+		Certs:        n.certs,
 		Relay: func() (relay.Stats, bool) {
 			if n.relaySvc == nil {
 				return relay.Stats{}, false
@@ -401,6 +420,9 @@ func (n *Node) Close() error {
 		n.cancel()
 		if n.metrics != nil {
 			n.metrics.Close()
+		}
+		if n.trustSvc != nil {
+			n.trustSvc.Close()
 		}
 		if n.paths != nil {
 			n.paths.Stop()
@@ -450,6 +472,9 @@ func (n *Node) ID() peer.ID { return n.host.ID() }
 
 // Messages returns the node's messenger, to send and receive member messages.
 func (n *Node) Messages() *messaging.Messenger { return n.msgr }
+
+// Certs returns the node's certificate mode, nil outside it.
+func (n *Node) Certs() *certs.Manager { return n.certs }
 
 // Book returns the peer book.
 func (n *Node) Book() *book.Book { return n.book }

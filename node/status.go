@@ -9,6 +9,7 @@ import (
 
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/buildinfo"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -38,6 +39,7 @@ type Status struct {
 	// see this node at; HolePunch counts hole punches.
 	Reachability path.Reachability `json:"reachability"`
 	HolePunch    path.PunchStats   `json:"hole_punch"`
+	Certificate  *certs.Status     `json:"certificate,omitempty"` // this node's, in certificate mode
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.
@@ -75,6 +77,7 @@ func (n *Node) Status() Status {
 		Peers:        len(n.host.Network().Peers()),
 		Reachability: n.Reachability(),
 		HolePunch:    n.paths.PunchStats(),
+		Certificate:  n.certs.StatusOf(),
 	}
 	s.RelaysConfigured = len(s.Relays)
 	if n.relaySvc != nil {
@@ -109,6 +112,9 @@ func (n *Node) relayStatus() []client.RelayReport {
 func (n *Node) Healthy() (bool, string) {
 	if n.ctx.Err() != nil {
 		return false, "node is shutting down"
+	}
+	if ok, why := n.certs.Healthy(); !ok {
+		return false, why
 	}
 	if n.cfg.Role != protocol.RolePrivate || len(n.Reservations()) > 0 {
 		return true, "ok"

@@ -3,6 +3,7 @@ package protocol_test
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -26,6 +27,8 @@ func FuzzDecodeHello(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("\xff\xfe\x00garbage"))
 	f.Add([]byte(`{"network":"n","version":1,"role":"public","direct":["/ip4/1.2.3.4/tcp/99999"]}`))
+	f.Add([]byte(`{"network":"n","version":3,"role":"public","cert":"b3YBAQAAAAJ7fQ=="}`))
+	f.Add([]byte(`{"network":"n","version":3,"role":"public","cert":"not base64!"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := protocol.DecodeHello(b)
 		if err != nil {
@@ -53,7 +56,8 @@ func FuzzDecodeHello(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decode of re-encoded hello %q: %v", enc, err)
 		}
-		if h.Network != h2.Network || h.Version != h2.Version || h.Role != h2.Role || h.Agent != h2.Agent {
+		if h.Network != h2.Network || h.Version != h2.Version || h.Role != h2.Role || h.Agent != h2.Agent ||
+			!bytes.Equal(h.Cert, h2.Cert) {
 			t.Fatalf("round trip changed hello: %+v -> %+v", h, h2)
 		}
 		for _, p := range []struct{ a, b []ma.Multiaddr }{{h.Direct, h2.Direct}, {h.Relayed, h2.Relayed}} {
@@ -111,6 +115,8 @@ func FuzzDecodeRefusal(f *testing.F) {
 	f.Add([]byte(`{"code":"wrong-key","reason":"","network":"","min_version":0,"max_version":0}`))
 	f.Add([]byte(`{"code":"later","reason":"a\u0000b\u2028","network":"\u001b","min_version":3,"max_version":9,"extra":{}}`))
 	f.Add([]byte(`{"code":"other","reason":"\u009b31m\u0085forged"}`))
+	f.Add([]byte(`{"code":"cert-expired","reason":"certificate expired","network":"n","min_version":1,"max_version":3}`))
+	f.Add([]byte(`{"code":"cert-required","reason":"certificate required"}`))
 	f.Add([]byte(`{"code":"version","min_version":2,"max_version":1}`))
 	f.Add([]byte(`{"code":"network","max_version":1e3}`))
 	f.Add([]byte("null"))
@@ -129,6 +135,9 @@ func FuzzDecodeRefusal(f *testing.F) {
 		switch r.Code {
 		case protocol.CodeNetwork, protocol.CodeVersion, protocol.CodeNoKey, protocol.CodeWrongKey, protocol.CodeMalformed, protocol.CodeOther:
 		default:
+			if slices.Contains(protocol.CertCodes, r.Code) {
+				break
+			}
 			t.Fatalf("decoded unknown code %q", r.Code)
 		}
 		if len(r.Reason) > protocol.MaxReasonSize || !utf8.ValidString(r.Reason) || strings.ContainsFunc(r.Reason, unicode.IsControl) {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/cert"
 )
 
 // HandshakeID is the libp2p protocol ID of the handshake. It changes only if
@@ -31,7 +33,14 @@ const HandshakeID = "/overlay/handshake/1.0.0"
 //	   (network, accepted versions), so the refused side words the refusal
 //	   for itself; sent only to peers whose hello says version >= 2, older
 //	   peers still get 0x03 text.
-const Version = 2
+//	3  certificate mode: the hello carries the member's certificate
+//	   (field "cert", a raw cert/ document of at most MaxCertSize bytes),
+//	   and refusals gain the certificate codes (cert-*). A version 2 node
+//	   refuses a version 3 hello (CodeVersion, which it words itself); a
+//	   version 2 hello reaches a certificate-mode node without a
+//	   certificate and is refused with CodeCertRequired in frame 0x04,
+//	   which a version 2 node reads as text (CodeOther).
+const Version = 3
 
 // MinVersion is the oldest peer version this build accepts.
 const MinVersion = 1
@@ -69,6 +78,9 @@ const (
 	maxAgentLen    = 128
 	maxProofLen    = 64
 	maxCodeLen     = 32 // a RejectCode in 0x04
+	// MaxCertSize caps the certificate a hello carries: a certificate's
+	// largest body plus its header and signature (cert.MaxCertificateBody).
+	MaxCertSize = cert.MaxCertificateBody + 8 + 64
 )
 
 // HandshakeTimeout bounds the whole handshake on one stream.
@@ -93,6 +105,22 @@ type Hello struct {
 	// Proof is HMAC-SHA256 under the network key, present when the network
 	// has one (see NetworkProof).
 	Proof []byte `json:"-"`
+	// Cert is the sender's member certificate (a raw cert/ document), in
+	// a certificate-mode network; see Certificate.
+	Cert []byte `json:"-"`
+}
+
+// Certificate parses the certificate h carries: nil and no error when it
+// carries none. The form is checked, not the signature or the binding:
+// Certificate.Verify does.
+func (h Hello) Certificate() (*cert.Certificate, error) {
+	if len(h.Cert) == 0 {
+		return nil, nil
+	}
+	if len(h.Cert) > MaxCertSize {
+		return nil, fmt.Errorf("%w: certificate of %d bytes, cap %d", cert.ErrMalformed, len(h.Cert), MaxCertSize)
+	}
+	return cert.ParseCertificate(h.Cert)
 }
 
 // helloWire is Hello as it is sent: addresses as strings.
@@ -104,6 +132,7 @@ type helloWire struct {
 	Direct  []string `json:"direct,omitempty"`
 	Relayed []string `json:"relayed,omitempty"`
 	Proof   []byte   `json:"proof,omitempty"`
+	Cert    []byte   `json:"cert,omitempty"`
 }
 
 // Sentinel errors of the handshake.
@@ -142,7 +171,7 @@ func (e *RejectedError) Unwrap() error {
 // EncodeHello returns the wire payload of h.
 func EncodeHello(h Hello) ([]byte, error) {
 	w := helloWire{Network: h.Network, Version: h.Version, Role: h.Role, Agent: h.Agent,
-		Direct: addrStrings(h.Direct), Relayed: addrStrings(h.Relayed), Proof: h.Proof}
+		Direct: addrStrings(h.Direct), Relayed: addrStrings(h.Relayed), Proof: h.Proof, Cert: h.Cert}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return nil, err
@@ -174,7 +203,10 @@ func DecodeHello(b []byte) (Hello, error) {
 	if len(w.Proof) > maxProofLen {
 		return Hello{}, fmt.Errorf("%w: proof of %d bytes", ErrMalformed, len(w.Proof))
 	}
-	h := Hello{Network: w.Network, Version: w.Version, Role: w.Role, Agent: w.Agent, Proof: w.Proof}
+	if len(w.Cert) > MaxCertSize {
+		return Hello{}, fmt.Errorf("%w: certificate of %d bytes, cap %d", ErrMalformed, len(w.Cert), MaxCertSize)
+	}
+	h := Hello{Network: w.Network, Version: w.Version, Role: w.Role, Agent: w.Agent, Proof: w.Proof, Cert: w.Cert}
 	var err error
 	if h.Direct, err = parseAddrs(w.Direct); err != nil {
 		return Hello{}, err

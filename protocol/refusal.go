@@ -63,6 +63,9 @@ func codeSentinel(c RejectCode) error {
 	case CodeMalformed:
 		return ErrMalformed
 	}
+	if isCertCode(c) {
+		return certSentinel(c)
+	}
 	return nil
 }
 
@@ -70,6 +73,9 @@ func codeSentinel(c RejectCode) error {
 func knownCode(c RejectCode) RejectCode {
 	switch c {
 	case CodeNetwork, CodeVersion, CodeNoKey, CodeWrongKey, CodeMalformed, CodeOther:
+		return c
+	}
+	if isCertCode(c) {
 		return c
 	}
 	return CodeOther
@@ -101,6 +107,9 @@ func (r *Refusal) Explain(who string, self Hello) string {
 		return fmt.Sprintf("this node holds another network key than %s", who)
 	case CodeMalformed:
 		return fmt.Sprintf("%s could not read this node's handshake: %s", who, r.Reason)
+	}
+	if isCertCode(r.Code) {
+		return r.explainCert(who)
 	}
 	if r.Reason == "" {
 		return who + " refused this node without a reason"

@@ -109,6 +109,7 @@ func (c Config) Serves(p peer.ID) bool {
 type memberACL struct {
 	m     Members
 	allow map[peer.ID]bool
+	vouch func(peer.ID) error // nil: none (WithVouch)
 }
 
 func (a memberACL) ok(p peer.ID) bool {
@@ -117,7 +118,17 @@ func (a memberACL) ok(p peer.ID) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), aclWait)
 	defer cancel()
-	return a.m.IsMember(ctx, p)
+	return a.m.IsMember(ctx, p) && (a.vouch == nil || a.vouch(p) == nil)
+}
+
+// WithVouch makes the relay check a member once more before it grants it a
+// reservation or opens a circuit for it: vouch returns why not (counted and
+// logged by its owner), nil to grant. In certificate mode it checks that
+// the member's certificate still holds (node/certs): one that expired or
+// was revoked since the handshake is refused, PERMISSION_DENIED, as a
+// stranger is. On an open relay such a member is served as a stranger.
+func WithVouch(vouch func(peer.ID) error) Option {
+	return func(o *options) { o.vouch = vouch }
 }
 
 func (a memberACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool { return a.ok(p) }

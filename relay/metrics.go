@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	circuit "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 )
@@ -13,7 +14,9 @@ import (
 type Option func(*options)
 
 type options struct {
-	reg prometheus.Registerer
+	reg   prometheus.Registerer
+	vouch func(peer.ID) error // see WithVouch
+	guard Guard // guard.go
 }
 
 // WithRegisterer also feeds go-libp2p's own relay service metrics

@@ -124,6 +124,7 @@ type Service struct {
 	members, others tier
 	circuits        atomic.Int64
 	relayed         atomic.Int64 // bytes copied, both directions
+	guardDenied     atomic.Int64 // guard.go
 }
 
 // tier is one circuit.Relay instance's counts and the name its refusals go
@@ -173,10 +174,10 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option
 		for _, p := range cfg.Allow {
 			allow[p] = true
 		}
-		acl = memberACL{members, allow}
+		acl = memberACL{members, allow, o.vouch}
 	}
 	if members == nil || cfg.ACL != ACLOpen {
-		r, err := newInstance(h, memberResources(cfg), acl, o.tracer(tracer{svc, &svc.members}))
+		r, err := newInstance(h, memberResources(cfg), svc.guarded(o, acl), o.tracer(tracer{svc, &svc.members}))
 		if err != nil {
 			return nil, err
 		}
@@ -186,13 +187,14 @@ func New(h host.Host, cfg Config, members Members, ref *Refusals, opts ...Option
 	// An open relay runs two instances, each with its own limits, behind
 	// one hop handler that picks the tier by requester and request (tiers.go).
 	d := newDispatcher(h, members)
+	d.vouch = o.vouch
 	rs := circuit.DefaultResources()
 	svc.others.prefix, svc.others.max = "strangers ", strangerResources(cfg, &rs)
 	var err error
-	if svc.r, err = newInstance(d.members, memberResources(cfg), nil, o.tracer(tracer{svc, &svc.members})); err != nil {
+	if svc.r, err = newInstance(d.members, memberResources(cfg), svc.guarded(o, nil), o.tracer(tracer{svc, &svc.members})); err != nil {
 		return nil, err
 	}
-	if svc.strangers, err = newInstance(d.strangers, &rs, nil, o.tracer(tracer{svc, &svc.others})); err != nil {
+	if svc.strangers, err = newInstance(d.strangers, &rs, svc.guarded(o, nil), o.tracer(tracer{svc, &svc.others})); err != nil {
 		svc.r.Close()
 		return nil, err
 	}
@@ -320,7 +322,9 @@ func (t tracer) ReservationRequestHandled(st pbv2.Status) {
 			t.s.ref.Add(t.t.prefix + "max-reservations-per-ip")
 		}
 	case pbv2.Status_PERMISSION_DENIED:
-		t.s.ref.Add(t.s.deniedName() + " (reservation)")
+		if !t.s.takeGuardDenial() {
+			t.s.ref.Add(t.s.deniedName() + " (reservation)")
+		}
 	default:
 		t.s.ref.Add(t.t.prefix + "reservation " + st.String())
 	}
@@ -332,7 +336,9 @@ func (t tracer) ConnectionRequestHandled(st pbv2.Status) {
 	case pbv2.Status_RESOURCE_LIMIT_EXCEEDED:
 		t.s.ref.Add(t.t.prefix + "max-circuits")
 	case pbv2.Status_PERMISSION_DENIED:
-		t.s.ref.Add(t.s.deniedName() + " (circuit)")
+		if !t.s.takeGuardDenial() {
+			t.s.ref.Add(t.s.deniedName() + " (circuit)")
+		}
 	default:
 		t.s.ref.Add(t.t.prefix + "circuit " + st.String())
 	}

@@ -266,6 +266,7 @@ func (b *recordingReader) ReadByte() (byte, error) {
 type dispatcher struct {
 	h                  host.Host
 	m                  Members
+	vouch              func(peer.ID) error // nil: none (WithVouch)
 	members, strangers *tierHost
 }
 
@@ -314,7 +315,7 @@ func (d *dispatcher) handle(s network.Stream) {
 	ctx, cancel := context.WithTimeout(context.Background(), aclWait)
 	defer cancel()
 	tier := d.strangers
-	if d.m.IsMember(ctx, s.Conn().RemotePeer()) {
+	if p := s.Conn().RemotePeer(); d.m.IsMember(ctx, p) && (d.vouch == nil || d.vouch(p) == nil) {
 		tier = d.members
 		if msg.GetType() == pbv2.HopMessage_CONNECT && d.strangerDest(ctx, msg) {
 			tier = d.strangers

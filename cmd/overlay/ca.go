@@ -26,7 +26,10 @@ Run a network certificate authority (CA): it signs member certificates
 (a peer ID bound to a name, groups and a validity window), the revocation
 list and the access policy. Keep the CA directory on an offline machine:
 checking a document takes only the public key (ca.pub), never ca.key.
-Nodes do not load these documents yet (no --ca-pub/--cert node flags).
+A node started with --ca-pub FILE keeps the newest revocation list and
+policy it is handed or offered by a member, passes them on to every member
+and relay it holds, closes its connections to revoked members and applies
+the policy (docs/revocation.md).
 
   overlay ca init DIR                            new CA key pair in DIR (ca.key 0600, ca.pub)
   overlay ca sign --ca DIR --peer PEER-ID --name NAME [--groups a,b] [--expires 720h] [--out FILE]
@@ -34,6 +37,9 @@ Nodes do not load these documents yet (no --ca-pub/--cert node flags).
   overlay ca revoke --ca DIR PEER-ID|SERIAL      add to DIR/revocations.pem, version bumped
   overlay ca policy --ca DIR [--out FILE] SOURCE sign the access policy in SOURCE (JSON) as DIR/policy.pem
   overlay ca show [--ca-pub FILE] FILE           print a certificate, revocation list, policy or CA key
+  overlay ca publish [--api ADDR] FILE           hand a revocation list or policy to the running node,
+                                                 which spreads it through the overlay
+  overlay ca status [--api ADDR]                 the list and policy the running node holds, and refusals
 
 Run 'overlay ca COMMAND --help' for a command's flags.
 `
@@ -54,7 +60,7 @@ const certBackdate = 5 * time.Minute
 const maxPolicySource = 1 << 20
 
 // caSubs are the ca commands, in usage order.
-var caSubs = []string{"init", "sign", "revoke", "policy", "show"}
+var caSubs = []string{"init", "sign", "revoke", "policy", "show", "publish", "status"}
 
 var caCommands = map[string]func(args []string) error{
 	"init":   runCAInit,
@@ -62,6 +68,9 @@ var caCommands = map[string]func(args []string) error{
 	"revoke": runCARevoke,
 	"policy": runCAPolicy,
 	"show":   runCAShow,
+	// publish and status talk to a running node (catrust.go).
+	"publish": runCAPublish,
+	"status":  runCAStatus,
 }
 
 // runCA dispatches 'overlay ca COMMAND'. Each ca command has a flag set of
@@ -557,6 +566,9 @@ func showPolicy(p *cert.Policy) {
 		}
 		if len(r.Ports) > 0 {
 			covers = append(covers, "ports "+strings.Join(r.Ports, ","))
+		}
+		if len(r.Relay) > 0 {
+			covers = append(covers, "relay "+strings.Join(r.Relay, ","))
 		}
 		fmt.Printf("  %s: %s from %s to %s: %s\n", r.Name, r.Action,
 			strings.Join(r.From, ","), strings.Join(r.To, ","), strings.Join(covers, "; "))

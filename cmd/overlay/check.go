@@ -76,6 +76,9 @@ func (x *daemon) check() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := x.checkCertFiles(&cfg.Certs); err != nil {
+		errs = append(errs, err)
+	}
 	if w := cfg.WebSocket; w.CertFile != "" && w.KeyFile != "" || w.CAFile != "" {
 		if err := wstransport.CheckFiles(w.CertFile, w.KeyFile, w.CAFile); err != nil {
 			errs = append(errs, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/identity"
 )
 
@@ -121,7 +122,29 @@ func runStatus(args []string) error {
 		}
 		printRefusals(sv.Refusals)
 	}
+	printCertificate(s.Certificate)
 	return nil
+}
+
+// printCertificate shows this node's certificate (certificate mode) and
+// the certificate refusals counted.
+func printCertificate(c *certs.Status) {
+	if c == nil {
+		return
+	}
+	groups := ""
+	if len(c.Groups) > 0 {
+		groups = ", groups " + strings.Join(c.Groups, ",")
+	}
+	fmt.Printf("certificate: %s%s, serial %s, CA %s, expires %s (in %s)\n", c.Name, groups, c.Serial, c.CA,
+		c.NotAfter.Local().Format(time.DateTime), (time.Duration(c.ExpiresIn) * time.Second).String())
+	if c.Warning != "" {
+		fmt.Printf("certificate warning: %s\n", c.Warning)
+	}
+	if len(c.Refusals) > 0 {
+		fmt.Println("certificate refusals:")
+		printRefusals(c.Refusals)
+	}
 }
 
 // printRefusals lists what limits refused, by limit, most first.
@@ -197,9 +220,10 @@ func runPeers(args []string) error {
 		return printJSON(ps)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER ID\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON")
+	fmt.Fprintln(tw, "PEER ID\tNAME\tGROUPS\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON")
 	for _, p := range ps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", p.ID, orDash(string(p.Role)), p.State, p.Path,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", p.ID, orDash(p.Name), orDash(strings.Join(p.Groups, ",")),
+			orDash(string(p.Role)), p.State, p.Path,
 			len(p.Direct), len(p.Relayed), p.LastSeen.Local().Format(time.DateTime), orDash(p.Reason))
 	}
 	return tw.Flush()
@@ -214,7 +238,7 @@ func orDash(s string) string {
 
 func runConnect(args []string) error {
 	var cf clientFlags
-	fs := newFlags("connect", "connect [--json] [--api ADDR] TARGET\n\nTARGET is a multiaddr ending in /p2p/<peer ID>, or a peer ID: with no known\naddress the node looks it up in the DHT, then tries the peer's relayed\naddress through each of its own relays.")
+	fs := newFlags("connect", "connect [--json] [--api ADDR] TARGET\n\nTARGET is a multiaddr ending in /p2p/<peer ID>, a peer ID, or a member's\nname (certificate mode): with no known address the node looks it up in the\nDHT, then tries the peer's relayed address through each of its own relays.")
 	cf.register(fs, true, 30*time.Second)
 	if err := parseArgs(fs, args, 1); err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/identity"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -33,6 +34,7 @@ import (
 type daemonFlags struct {
 	data, key, netKey, api, apiToken, addrFile, logLevel, logFormat, pprof, metrics string
 	psk, acl, allow                                                                 string
+	certs                                                                           certFlags
 	listen                                                                          maddrs
 	forwards                                                                        forwardSpecs
 	// droppedQUIC are default listen addresses left out for --psk.
@@ -48,6 +50,10 @@ func (x *daemon) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.key, "key", "", "identity key file, created on first start (default DATA/identity.key)")
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "network name; nodes of other networks are refused")
 	fs.StringVar(&d.netKey, "network-key", "", "file holding the network's shared secret (at least 16 bytes); only nodes that prove they hold it are admitted")
+	fs.StringVar(&d.certs.caPub, "ca-pub", "", "certificate mode: FILE of the network CA's public key ('overlay ca init'); only peers with a certificate it signed are admitted, and a network without certificate mode refuses this node. Needs --cert; excludes --network-key. The node also keeps, spreads and enforces the newest revocation list and access policy this CA signed ('overlay ca publish')")
+	fs.StringVar(&d.certs.cert, "cert", "", "certificate mode: FILE of this node's member certificate ('overlay ca sign --peer ID'), proven in every handshake; a renewed file put in its place is used within "+certs.DefaultReloadEvery.String()+", no restart, connections kept")
+	fs.DurationVar(&cfg.Certs.WarnBefore, "cert-warn", certs.DefaultWarnBefore, "certificate mode: warn (log, status, health, metric) this long before this node's certificate expires")
+	fs.StringVar(&d.certs.revocations, "revocations", "", "certificate mode: FILE of a revocation list signed by the CA ('overlay ca revoke'); peers whose certificate it revokes are refused")
 	fs.StringVar(&d.psk, "psk", "", "libp2p private network: swarm key FILE ('overlay psk new FILE'); peers without it cannot even finish the transport handshake. TCP and WebSocket only: QUIC is left out")
 	defAPI := api.DefaultPeerAddr
 	if role == "relay" {
@@ -247,6 +253,12 @@ func runNode(d daemonFlags, cfg node.Config) error {
 		if cfg.NetworkKey, err = readNetworkKey(d.netKey); err != nil {
 			return err
 		}
+	}
+	if err := d.certs.certConfig(&cfg.Certs); err != nil {
+		return err
+	}
+	if cfg.Certs.CA != nil {
+		cfg.CAPub = cfg.Certs.CA
 	}
 	if d.psk != "" {
 		if cfg.PSK, err = identity.ReadPSK(d.psk); err != nil {

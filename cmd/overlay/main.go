@@ -49,7 +49,7 @@ func init() {
 			{name: "peers", synopsis: "peers [--json]", summary: "the peer book", run: runPeers},
 			{name: "connect", synopsis: "connect TARGET", summary: "reach a peer by multiaddr or peer ID", run: runConnect},
 			{name: "health", synopsis: "health", summary: "exit 0 if the node is up (and a peer holds a reservation)", run: runHealth},
-			{name: "send", synopsis: "send PEER-ID TEXT", summary: "send a message; exit 0 once acknowledged (--stdin, --soak)", run: runSend},
+			{name: "send", synopsis: "send PEER TEXT", summary: "send a message; exit 0 once acknowledged (--stdin, --soak)", run: runSend},
 			{name: "inbox", synopsis: "inbox [--json]", summary: "recently received messages", run: runInbox},
 			{name: "ping", synopsis: "ping TARGET", summary: "/ipfs/ping/1.0.0 round-trip times to any libp2p peer", run: runPing},
 			{name: "perf", synopsis: "perf TARGET", summary: "throughput with /perf/1.0.0 (--upload, --download bytes)", run: runPerf},

@@ -20,7 +20,7 @@ func runSend(args []string) error {
 	var cf clientFlags
 	var stdin bool
 	var soak, interval time.Duration
-	fs := newFlags("send", "send [flags] PEER-ID TEXT\n       overlay send --stdin PEER-ID      (each input line is a message)\n       overlay send --soak 30m [--interval 500ms] PEER-ID\n\nExits 0 once every message is acknowledged, printing the round-trip time.")
+	fs := newFlags("send", "send [flags] PEER TEXT\n       overlay send --stdin PEER      (each input line is a message)\n       overlay send --soak 30m [--interval 500ms] PEER\n\nPEER is a peer ID, or a member's name in certificate mode. Exits 0 once\nevery message is acknowledged, printing the round-trip time.")
 	cf.register(fs, true, 30*time.Second)
 	fs.BoolVar(&stdin, "stdin", false, "send each line of standard input as a message (at most 1 MiB a line); a line too long or not acknowledged is reported by number, the lines after it are still sent, and the command then exits 1")
 	fs.DurationVar(&soak, "soak", 0, "send a numbered message every --interval for this long, then report sent, acknowledged, lost, goroutines and heap")
@@ -180,7 +180,7 @@ func runPing(args []string) error {
 	var cf clientFlags
 	var count int
 	var interval time.Duration
-	fs := newFlags("ping", "ping [flags] TARGET\n\nTARGET is a peer ID or a multiaddr ending in /p2p/<peer ID>; any libp2p peer\nthat serves /ipfs/ping/1.0.0 answers, direct or relayed. --timeout 0 means\ncount x interval + 30s.")
+	fs := newFlags("ping", "ping [flags] TARGET\n\nTARGET is a peer ID, a member's name (certificate mode) or a multiaddr\nending in /p2p/<peer ID>; any libp2p peer\nthat serves /ipfs/ping/1.0.0 answers, direct or relayed. --timeout 0 means\ncount x interval + 30s.")
 	cf.register(fs, true, 0)
 	fs.IntVar(&count, "count", 4, "pings to send")
 	fs.DurationVar(&interval, "interval", time.Second, "time between pings")
@@ -217,7 +217,7 @@ func runPing(args []string) error {
 func runPerf(args []string) error {
 	var cf clientFlags
 	var up, down uint64
-	fs := newFlags("perf", "perf [flags] TARGET\n\nMeasures throughput with the libp2p perf protocol (/perf/1.0.0) to any peer\nthat serves it, over whatever path joins the two. To an overlay node it runs\nover a resumable session (/overlay/perf/1.0.0) that follows the path as it\nchanges: from the relay to a direct connection, and back if that dies.")
+	fs := newFlags("perf", "perf [flags] TARGET\n\nMeasures throughput with the libp2p perf protocol (/perf/1.0.0) to any peer\nthat serves it, over whatever path joins the two. TARGET is a peer ID, a\nmember's name (certificate mode) or a multiaddr ending in /p2p/<peer ID>.\nTo an overlay node it runs over a resumable session (/overlay/perf/1.0.0)\nthat follows the path as it changes: from the relay to a direct connection,\nand back if that dies.")
 	cf.register(fs, true, 5*time.Minute)
 	fs.Uint64Var(&up, "upload", 16<<20, "bytes to send")
 	fs.Uint64Var(&down, "download", 16<<20, "bytes to receive")

@@ -190,13 +190,13 @@ func runForward(args []string) error {
 	var cf clientFlags
 	var list bool
 	var remove string
-	fs := newFlags("forward", `forward LOCAL-ADDR PEER-ID NAME
+	fs := newFlags("forward", `forward LOCAL-ADDR PEER NAME
        overlay forward --list [--json]
        overlay forward --remove LOCAL-ADDR
 
 Makes the node listen on LOCAL-ADDR (HOST:PORT, or a bare PORT on
 127.0.0.1) and carry each TCP connection to the service NAME that member
-PEER-ID exposes, over whatever path joins the two (direct, relayed,
+PEER (a peer ID, or a member's name in certificate mode) exposes, over whatever path joins the two (direct, relayed,
 hole-punched). A refused connection (unknown service, not allowed, service
 down, not a member, unreachable) is closed, and the node logs the reason.
 Forwards last until the node stops (or use --forward on 'overlay peer').`)

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/protocol"
 )
@@ -90,9 +88,9 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	if !ReadJSON(w, r, &req) {
 		return
 	}
-	id, err := peer.Decode(req.Peer)
+	id, err := s.n.ResolvePeer(req.Peer)
 	if err != nil {
-		WriteError(w, http.StatusBadRequest, fmt.Errorf("bad peer ID %q: %w", req.Peer, err))
+		WriteError(w, http.StatusBadRequest, err)
 		return
 	}
 	data := []byte(req.Data)

@@ -116,7 +116,8 @@ func (s *Server) routes() {
 	})
 	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		ok, why := s.n.Healthy()
-		WriteJSON(w, http.StatusOK, Health{OK: ok, Reason: why, Warnings: s.n.ListenFailures()})
+		warn := append(s.n.ListenFailures(), s.n.Certs().Warnings()...)
+		WriteJSON(w, http.StatusOK, Health{OK: ok, Reason: why, Warnings: warn})
 	})
 	s.mux.HandleFunc("POST /v1/connect", s.connect)
 	if h := MetricsHandler(s.n); h != nil {
@@ -124,11 +125,13 @@ func (s *Server) routes() {
 	}
 	s.messageRoutes()
 	s.tunnelRoutes()
+	s.trustRoutes()
 }
 
 // Health is the answer of /v1/health. Warnings are what runs degraded
 // without making the node unhealthy: listen addresses that did not bind
-// under --listen-best-effort.
+// under --listen-best-effort, a certificate about to expire or a renewed
+// one that could not be used.
 type Health struct {
 	OK       bool     `json:"ok"`
 	Reason   string   `json:"reason"`

@@ -89,9 +89,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 	if !ReadJSON(w, r, &req) {
 		return
 	}
-	id, err := peer.Decode(req.Peer)
+	id, err := s.n.ResolvePeer(req.Peer)
 	if err != nil {
-		WriteError(w, http.StatusBadRequest, fmt.Errorf("bad peer ID %q: %w", req.Peer, err))
+		WriteError(w, http.StatusBadRequest, err)
 		return
 	}
 	f, err := s.n.Tunnels().Forward(req.Listen, id, req.Service)

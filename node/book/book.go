@@ -59,10 +59,15 @@ type PeerInfo struct {
 	Path      Path          `json:"path"`
 	Agent     string        `json:"agent,omitempty"`
 	Version   int           `json:"version,omitempty"`
-	Direct    []string      `json:"direct_addrs"`
-	Relayed   []string      `json:"relayed_addrs"`
-	FirstSeen time.Time     `json:"first_seen"`
-	LastSeen  time.Time     `json:"last_seen"`
+	// Name and Groups are the member's, from the certificate it presented
+	// (certificate mode). Name is set only on the peer that owns it: of
+	// two certificates with one name, the newer one's (node/certs).
+	Name      string    `json:"name,omitempty"`
+	Groups    []string  `json:"groups,omitempty"`
+	Direct    []string  `json:"direct_addrs"`
+	Relayed   []string  `json:"relayed_addrs"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
 }
 
 // Book is the peer book: peers by ID, bounded by a Policy. It is safe for
@@ -207,6 +212,7 @@ func (p *PeerInfo) clone() PeerInfo {
 	c := *p
 	c.Direct = slices.Clone(p.Direct)
 	c.Relayed = slices.Clone(p.Relayed)
+	c.Groups = slices.Clone(p.Groups)
 	// Callers and the file see an empty list, never null.
 	if c.Direct == nil {
 		c.Direct = []string{}
@@ -222,6 +228,6 @@ func (p *PeerInfo) clone() PeerInfo {
 func sameExceptSeen(a, b *PeerInfo) bool {
 	return a.ID == b.ID && a.Role == b.Role && a.State == b.State && a.Reason == b.Reason &&
 		a.RefusedBy == b.RefusedBy && a.Path == b.Path && a.Agent == b.Agent &&
-		a.Version == b.Version && slices.Equal(a.Direct, b.Direct) &&
+		a.Version == b.Version && a.Name == b.Name && slices.Equal(a.Groups, b.Groups) && slices.Equal(a.Direct, b.Direct) &&
 		slices.Equal(a.Relayed, b.Relayed) && a.FirstSeen.Equal(b.FirstSeen)
 }

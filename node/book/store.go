@@ -9,8 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
+	"github.com/overlay-net/overlay/cert"
 	"github.com/overlay-net/overlay/internal/atomicfile"
 )
 
@@ -99,6 +101,11 @@ func Load(path string, p Policy) (*Book, error) {
 		// A hand-edited or older file must not lift the per-peer cap.
 		info.Direct = info.Direct[:min(len(info.Direct), MaxAddrs)]
 		info.Relayed = info.Relayed[:min(len(info.Relayed), MaxAddrs)]
+		if cert.ValidName(info.Name) != nil {
+			info.Name = ""
+		}
+		info.Groups = slices.DeleteFunc(info.Groups[:min(len(info.Groups), cert.MaxGroups)],
+			func(g string) bool { return cert.ValidName(g) != nil })
 		b.peers[info.ID] = &entry{info: info.clone(), seenMark: info.LastSeen}
 	}
 	// A file written under a larger cap, or long ago, must not bring back

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	msmux "github.com/multiformats/go-multistream"
 
+	"github.com/overlay-net/overlay/cert"
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/protocol"
@@ -42,17 +43,32 @@ type Config struct {
 	// NetworkKey, when set, is proven in every hello and checked in every
 	// peer's.
 	NetworkKey []byte
-	Self       peer.ID
-	Verdicts   *verdict.Table
+	// Certs, when set, runs certificate mode: every hello carries this
+	// node's certificate and every peer must present a valid one. Unset,
+	// a peer that presents one is refused (another mode).
+	Certs    CertMode
+	Self     peer.ID
+	Verdicts *verdict.Table
 	// Noun names a peer in a refusal it sent ("the relay", "the peer").
 	Noun func(peer.ID) string
-	// Admit books a member; Reject a refusal, worded for this node (byPeer:
-	// the peer refused us); Foreign a peer that does not speak the
-	// handshake.
-	Admit   func(c network.Conn, remote protocol.Hello)
+	// Admit books a member (crt: its certificate, nil outside certificate
+	// mode); Reject a refusal, worded for this node (byPeer: the peer
+	// refused us); Foreign a peer that does not speak the handshake.
+	Admit   func(c network.Conn, remote protocol.Hello, crt *cert.Certificate)
 	Reject  func(c network.Conn, reason string, byPeer bool, remote protocol.Hello)
 	Foreign func(c network.Conn, reason string)
 	Logger  *slog.Logger
+}
+
+// CertMode is a node's certificate mode (node/certs.Manager).
+type CertMode interface {
+	// Local is this node's certificate, as the hello carries it.
+	Local() []byte
+	// Check verifies the certificate of the peer from; a refusal is a
+	// *protocol.Refusal.
+	Check(from peer.ID, remote protocol.Hello) (*cert.Certificate, error)
+	// Refused counts a refusal of either side by its code.
+	Refused(code protocol.RejectCode, byPeer bool)
 }
 
 // Runner runs the handshake for one node.
@@ -73,17 +89,33 @@ func (r *Runner) HelloFor(to peer.ID) protocol.Hello {
 	if len(r.cfg.NetworkKey) > 0 {
 		h.Proof = protocol.NetworkProof(r.cfg.NetworkKey, r.cfg.Self, to)
 	}
+	if r.cfg.Certs != nil {
+		h.Cert = r.cfg.Certs.Local()
+	}
 	return h
 }
 
 // checker admits a peer of this network and version that, when the network
-// has a key, proves it holds the same key.
-func (r *Runner) checker(from peer.ID) protocol.Checker {
+// has a key, proves it holds the same key, and in certificate mode
+// presents a valid certificate bound to from (the connection's
+// authenticated peer ID). The certificate admitted is left in *crt.
+func (r *Runner) checker(from peer.ID, crt **cert.Certificate) protocol.Checker {
 	// Check compares network and version only; no need to gather addresses.
 	local := protocol.Hello{Network: r.cfg.Network, Version: r.cfg.Version}
 	return func(remote protocol.Hello) error {
 		if err := protocol.Check(local, remote); err != nil {
 			return err
+		}
+		if r.cfg.Certs == nil {
+			if err := protocol.CheckCertMode(false, "", remote); err != nil {
+				return err
+			}
+		} else {
+			c, err := r.cfg.Certs.Check(from, remote)
+			if err != nil {
+				return err
+			}
+			*crt = c
 		}
 		if len(r.cfg.NetworkKey) > 0 {
 			return protocol.CheckProof(r.cfg.NetworkKey, remote, from, r.cfg.Self)
@@ -116,15 +148,17 @@ func (r *Runner) Initiate(ctx context.Context, c network.Conn) {
 	}
 	_ = s.SetProtocol(protocol.HandshakeID)
 	p := c.RemotePeer()
-	remote, err := protocol.InitiateWith(s, r.HelloFor(p), r.checker(p))
-	r.conclude(c, s, remote, err)
+	var crt *cert.Certificate
+	remote, err := protocol.InitiateWith(s, r.HelloFor(p), r.checker(p, &crt))
+	r.conclude(c, s, remote, crt, err)
 }
 
 // Respond answers a peer's handshake: the handler of protocol.HandshakeID.
 func (r *Runner) Respond(s network.Stream) {
 	p := s.Conn().RemotePeer()
-	remote, err := protocol.RespondWith(s, r.HelloFor(p), r.checker(p))
-	r.conclude(s.Conn(), s, remote, err)
+	var crt *cert.Certificate
+	remote, err := protocol.RespondWith(s, r.HelloFor(p), r.checker(p, &crt))
+	r.conclude(s.Conn(), s, remote, crt, err)
 }
 
 // Await marks the peer of c foreign, for reason, unless a verdict on it
@@ -146,17 +180,20 @@ func (r *Runner) markForeign(c network.Conn, reason string) {
 	r.cfg.Foreign(c, reason)
 }
 
-func (r *Runner) conclude(c network.Conn, s network.Stream, remote protocol.Hello, err error) {
+func (r *Runner) conclude(c network.Conn, s network.Stream, remote protocol.Hello, crt *cert.Certificate, err error) {
 	p := c.RemotePeer()
 	var rej *protocol.RejectedError
 	switch {
 	case err == nil:
 		s.Close()
-		r.cfg.Admit(c, remote)
+		r.cfg.Admit(c, remote, crt)
 	case errors.As(err, &rej):
 		reason := rej.Reason
 		if rej.ByPeer {
 			reason = rej.Refusal.Explain(r.cfg.Noun(p), r.HelloFor(p))
+		}
+		if r.cfg.Certs != nil {
+			r.cfg.Certs.Refused(rej.Refusal.Code, rej.ByPeer)
 		}
 		r.cfg.Reject(c, reason, rej.ByPeer, remote)
 		if !rej.ByPeer {

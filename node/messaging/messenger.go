@@ -37,7 +37,17 @@ var (
 	ErrConnLost = errors.New("connection lost before acknowledgement")
 	// ErrSelf means the message was addressed to this node itself.
 	ErrSelf = errors.New("cannot send to this node itself")
+	// ErrDenied means the network's access policy forbids the message.
+	ErrDenied = errors.New("denied by the access policy")
 )
+
+// Policy is what a Members may also implement: the network's access policy
+// on messages. Each method returns nil, or why not, naming the rule; the
+// receiver checks every message, the sender before it sends.
+type Policy interface {
+	AllowSend(to peer.ID) error
+	AllowReceive(from peer.ID) error
+}
 
 // notMemberReason is what a receiver says when the sender has not passed
 // its handshake; the sender words it for itself.
@@ -146,6 +156,11 @@ func New(t Transport, members Members, log *slog.Logger) *Messenger {
 func (m *Messenger) send(ctx context.Context, to peer.ID, data []byte) (time.Duration, error) {
 	if len(data) > protocol.MaxMessageSize {
 		return 0, fmt.Errorf("%w (%d bytes)", protocol.ErrTooLarge, len(data))
+	}
+	if pol, ok := m.members.(Policy); ok {
+		if err := pol.AllowSend(to); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrDenied, err)
+		}
 	}
 	if err := m.reach(ctx, to); err != nil {
 		return 0, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -244,6 +245,9 @@ func (ob *outbox) ack(seq uint64) {
 func (ob *outbox) refusal(reason string) error {
 	if reason == notMemberReason {
 		return fmt.Errorf("%w: peer %s refused this node's messages: it has no passed handshake with this node", ErrNotMember, ob.to)
+	}
+	if strings.HasPrefix(reason, ErrDenied.Error()) {
+		return fmt.Errorf("%w: peer %s refused this node's message: %s", ErrDenied, ob.to, strings.TrimPrefix(reason, ErrDenied.Error()+": "))
 	}
 	return fmt.Errorf("%w: peer %s said: %s", protocol.ErrRefused, ob.to, reason)
 }

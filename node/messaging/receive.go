@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -63,6 +64,15 @@ func (m *Messenger) handle(s network.Stream) {
 			m.log.Debug("unexpected message frame", "peer", from, "type", f.Type)
 			s.Reset()
 			return
+		}
+		if pol, ok := m.members.(Policy); ok {
+			if err := pol.AllowReceive(from); err != nil {
+				// The sender's Send fails with this reason, naming the rule.
+				m.log.Debug("message refused by the access policy", "peer", from, "err", err)
+				_ = protocol.WriteMsgError(s, fmt.Sprintf("%v: %v", ErrDenied, err))
+				s.Reset()
+				return
+			}
 		}
 		if m.firstTime(from, session, f.Seq) {
 			m.deliver(Message{From: from, Seq: f.Seq, ReceivedAt: time.Now().UTC(), Data: f.Data})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -44,6 +45,8 @@ type State struct {
 	// Relay returns a public node's relay service stats; ok false on a
 	// private node.
 	Relay func() (st relay.Stats, ok bool)
+	// Certs is the node's certificate mode, nil outside it.
+	Certs *certs.Manager
 }
 
 // Metrics are the overlay's own metrics, fed from the node's events and its
@@ -204,6 +207,8 @@ func reasonClass(ev events.EvtVerdict) string {
 		return ""
 	case ev.State == book.StateForeign:
 		return "no-handshake"
+	case strings.Contains(r, "certificate"):
+		return "certificate"
 	case strings.Contains(r, "key"):
 		return "network-key"
 	case strings.Contains(r, "network"):
@@ -229,10 +234,14 @@ var (
 	strCirc   = prometheus.NewDesc("overlay_relay_service_stranger_circuits", "Relayed connections open in the strangers' tier.", nil, nil)
 	strBytes  = prometheus.NewDesc("overlay_relay_service_stranger_relayed_bytes_total", "Bytes relayed in the strangers' tier, both directions.", nil, nil)
 	refusals  = prometheus.NewDesc("overlay_relay_refusals_total", "What this relay's limits refused or trimmed, by limit.", []string{"limit"}, nil)
+	certRef   = prometheus.NewDesc("overlay_certificate_refusals_total",
+		"Certificate-mode refusals by code (cert-expired, cert-revoked, cert-required, ...), by who refused (self, peer) and where (handshake, reservation: a relay's check, sweep: a member's certificate lapsed while connected).",
+		[]string{"code", "refused_by", "where"}, nil)
+	certLeft = prometheus.NewDesc("overlay_certificate_expiry_seconds", "Seconds until this node's certificate expires, negative once expired (certificate mode).", nil, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peersDesc, resvDesc, svcResv, svcCirc, svcBytes, strResv, strCirc, strBytes, refusals} {
+	for _, d := range []*prometheus.Desc{peersDesc, resvDesc, svcResv, svcCirc, svcBytes, strResv, strCirc, strBytes, refusals, certRef, certLeft} {
 		ch <- d
 	}
 }
@@ -247,6 +256,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(peersDesc, prometheus.GaugeValue, float64(v), k.state, k.path)
 	}
 	ch <- prometheus.MustNewConstMetric(resvDesc, prometheus.GaugeValue, float64(c.st.Reservations()))
+	if s := c.st.Certs.StatusOf(); s != nil {
+		ch <- prometheus.MustNewConstMetric(certLeft, prometheus.GaugeValue, float64(s.ExpiresIn))
+		for k, v := range c.st.Certs.Refusals() {
+			ch <- prometheus.MustNewConstMetric(certRef, prometheus.CounterValue, float64(v), k.Code, k.RefusedBy, k.Where)
+		}
+	}
 	st, ok := c.st.Relay()
 	if !ok {
 		return

@@ -332,6 +332,12 @@ func (s *Service) serve(st network.Stream, v2 bool) {
 		s.refuse(st, name, protocol.TunnelNotAllowed, fmt.Sprintf("service %q admits only some members, not this one", name))
 		return
 	}
+	if pol, ok := s.members.(Policy); ok {
+		if err := pol.AllowTunnelFrom(from, name); err != nil {
+			s.refuse(st, name, protocol.TunnelNotAllowed, "the serving member's access policy: "+err.Error())
+			return
+		}
+	}
 	dctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
 	c, err := (&net.Dialer{Control: s.cfg.Targets.control}).DialContext(dctx, "tcp", e.Target)
 	cancel()

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +61,15 @@ type Members interface {
 	// IsMember reports whether p passed the handshake, waiting for one in
 	// progress until ctx is done.
 	IsMember(ctx context.Context, p peer.ID) bool
+}
+
+// Policy is what a Members may also implement: the network's access policy
+// on tunnels by service name. Each method returns nil, or why not, naming
+// the rule; the serving side checks every tunnel, the forwarding side
+// before it opens one.
+type Policy interface {
+	AllowTunnelTo(to peer.ID, service string) error
+	AllowTunnelFrom(from peer.ID, service string) error
 }
 
 // Config sets up a tunnel service.
@@ -186,6 +196,9 @@ type Refused struct {
 }
 
 func (r *Refused) Error() string {
+	if r.Code == protocol.TunnelNotAllowed && strings.HasPrefix(r.Reason, "this node's access policy: ") {
+		return fmt.Sprintf("tunnel to %s service %q not opened: denied by %s", r.Peer, r.Service, r.Reason)
+	}
 	return fmt.Sprintf("%s refused service %q: %s", r.Peer, r.Service, r.Reason)
 }
 
@@ -250,6 +263,12 @@ func (s *Service) Dial(ctx context.Context, to peer.ID, name string) (Conn, erro
 	}
 	if s.ctx.Err() != nil {
 		return nil, ErrClosed
+	}
+	if pol, ok := s.members.(Policy); ok {
+		if err := pol.AllowTunnelTo(to, name); err != nil {
+			return nil, &Refused{Peer: to, Service: name, Code: protocol.TunnelNotAllowed,
+				Reason: "this node's access policy: " + err.Error()}
+		}
 	}
 	if err := s.members.EnsureMember(ctx, to); err != nil {
 		return nil, fmt.Errorf("reach %s: %w", to, err)
