@@ -39,6 +39,7 @@ FUZZ_TARGETS = \
 	./protocol:FuzzDecodeHello ./protocol:FuzzReadFrame ./protocol:FuzzReadMsgFrame \
 	./protocol:FuzzOpenPeerRecord ./protocol:FuzzDecodeRefusal \
 	./protocol:FuzzReadTunnelRequest ./protocol:FuzzReadTunnelAnswer ./protocol:FuzzHelloCertificate \
+	./protocol:FuzzReadResumeFrame ./protocol:FuzzReadResume \
 	./node/api:FuzzReadJSON ./internal/flagconf:FuzzParseFile \
 	./node/book:FuzzLoad ./node/identity:FuzzParse \
 	./relay:FuzzParseAllowlist ./relay:FuzzReadHop ./node/identity:FuzzReadPSK \

@@ -36,6 +36,7 @@ import (
 	"github.com/overlay-net/overlay/node/muxer"
 	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/node/path"
+	"github.com/overlay-net/overlay/node/resume"
 	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
@@ -69,8 +70,9 @@ type Node struct {
 	notif     *network.NotifyBundle
 	msgr      *messaging.Messenger
 	tunnels   *tunnel.Service
-	trust     *trust.Store   // nil without Config.CAPub (trust.go)
-	trustSvc  *trust.Service // spreads and enforces trust's documents
+	sessions  *resume.Manager // resumable sessions of tunnels and perf
+	trust     *trust.Store    // nil without Config.CAPub (trust.go)
+	trustSvc  *trust.Service  // spreads and enforces trust's documents
 	em        emitters
 
 	dht *dht.DHT
@@ -295,6 +297,7 @@ func (n *Node) start() error {
 		}
 	}
 	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
+	n.host.SetStreamHandler(protocol.PerfResumeID, n.sessions.HandlePerf)
 	if err := n.startRole(); err != nil {
 		return err
 	}
@@ -434,6 +437,9 @@ func (n *Node) Close() error {
 		}
 		if n.tunnels != nil {
 			n.tunnels.Close()
+		}
+		if n.sessions != nil {
+			n.sessions.Close()
 		}
 		if n.msgr != nil {
 			n.msgr.Close()

@@ -56,11 +56,14 @@ func (n *Node) Ping(ctx context.Context, target string, count int, interval time
 	return rtts, nil
 }
 
-// Perf runs the perf protocol against target: up bytes sent, down received.
+// Perf runs the perf protocol against target: up bytes sent, down
+// received. An overlay node is measured over a resumable session
+// (protocol.PerfResumeID), which follows the path as it changes; any other
+// libp2p peer over protocol.PerfID.
 func (n *Node) Perf(ctx context.Context, target string, up, down uint64) (protocol.PerfResult, error) {
 	id, err := n.dialAny(ctx, target)
 	if err != nil {
 		return protocol.PerfResult{}, err
 	}
-	return protocol.RunPerf(ctx, n.host, id, up, down)
+	return n.sessions.Perf(ctx, id, up, down)
 }

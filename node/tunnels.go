@@ -1,8 +1,10 @@
 package node
 
 import (
+	"fmt"
 	"path/filepath"
 
+	"github.com/overlay-net/overlay/node/resume"
 	"github.com/overlay-net/overlay/node/tunnel"
 )
 
@@ -11,7 +13,12 @@ import (
 const tunnelsFileName = "tunnels.json"
 
 func (n *Node) startTunnels() error {
-	tc := tunnel.Config{Expose: n.cfg.Expose, Targets: n.cfg.ExposeTargets, Logger: n.log}
+	sm, err := resume.New(n.host, resume.Config{Bus: n.host.EventBus(), Reach: n.EnsureMember, Logger: n.log})
+	if err != nil {
+		return fmt.Errorf("start sessions: %w", err)
+	}
+	n.sessions = sm
+	tc := tunnel.Config{Expose: n.cfg.Expose, Targets: n.cfg.ExposeTargets, Sessions: sm, Logger: n.log}
 	if n.cfg.DataDir != "" {
 		tc.StorePath = filepath.Join(n.cfg.DataDir, tunnelsFileName)
 	}
@@ -26,3 +33,6 @@ func (n *Node) startTunnels() error {
 // Tunnels returns the node's tunnel service: services it exposes to
 // members, and local ports it forwards to theirs.
 func (n *Node) Tunnels() *tunnel.Service { return n.tunnels }
+
+// Sessions returns the node's resumable sessions (tunnels, perf runs).
+func (n *Node) Sessions() *resume.Manager { return n.sessions }

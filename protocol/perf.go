@@ -23,6 +23,77 @@ import (
 //	server: reads until EOF, then writes N bytes and closes
 const PerfID = "/perf/1.0.0"
 
+// PerfResumeID is the same perf flow carried by a resumable session
+// (resume.go), so that a run follows the path between two overlay nodes as
+// it changes (relayed to direct and back) instead of being cut or stuck
+// on the relay. A client asks for it first and falls back to PerfID.
+//
+// Version history:
+//
+//	1.0.0  perf request (session ID), accept; then PerfID's flow as the
+//	       session's data.
+const PerfResumeID = "/overlay/perf/1.0.0"
+
+const (
+	framePerfRequest = 0x28 // session ID [SessionIDLen]byte
+	framePerfAccept  = 0x29 // empty
+)
+
+// PerfConn is what a perf run goes over: a stream, or a session.
+type PerfConn interface {
+	io.Reader
+	io.Writer
+	CloseWrite() error
+}
+
+// WritePerfRequest asks for a perf run as session id.
+func WritePerfRequest(w io.Writer, id SessionID) error { return WriteFrame(w, framePerfRequest, id[:]) }
+
+// WritePerfAccept accepts a perf request.
+func WritePerfAccept(w io.Writer) error { return WriteFrame(w, framePerfAccept) }
+
+// ReadPerfRequest reads a perf request within d.
+func ReadPerfRequest(r ReadDeadliner, d time.Duration) (SessionID, error) {
+	typ, p, err := readDeadline(r, d, SessionIDLen)
+	if err != nil {
+		return SessionID{}, fmt.Errorf("read perf request: %w", err)
+	}
+	if typ != framePerfRequest || len(p) != SessionIDLen {
+		return SessionID{}, fmt.Errorf("%w: frame %#x of %d bytes where a perf request belongs", ErrResumeMalformed, typ, len(p))
+	}
+	return SessionID(p), nil
+}
+
+// ReadPerfAccept reads the answer to a perf request within d.
+func ReadPerfAccept(r ReadDeadliner, d time.Duration) error {
+	typ, p, err := readDeadline(r, d, 0)
+	if err != nil {
+		return fmt.Errorf("read perf answer: %w", err)
+	}
+	if typ != framePerfAccept || len(p) != 0 {
+		return fmt.Errorf("%w: frame %#x where a perf answer belongs", ErrResumeMalformed, typ)
+	}
+	return nil
+}
+
+// ServePerf serves one perf run on c, a session: the caller bounds it.
+func ServePerf(c PerfConn) error {
+	var hdr [8]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return fmt.Errorf("perf request: %w", err)
+	}
+	buf := make([]byte, perfChunk)
+	if _, err := io.CopyBuffer(io.Discard, onlyReader{c}, buf); err != nil {
+		return fmt.Errorf("perf upload: %w", err)
+	}
+	if err := writeZeros(c, binary.BigEndian.Uint64(hdr[:]), buf); err != nil {
+		return fmt.Errorf("perf download: %w", err)
+	}
+	return c.CloseWrite()
+}
+
+type onlyReader struct{ io.Reader }
+
 // perfIdle bounds how long the server waits for the next upload bytes.
 const perfIdle = 30 * time.Second
 
@@ -80,35 +151,43 @@ type PerfResult struct {
 
 // RunPerf sends up bytes to p and asks for down bytes back.
 func RunPerf(ctx context.Context, h host.Host, p peer.ID, up, down uint64) (PerfResult, error) {
-	res := PerfResult{Upload: up, Download: down}
 	ctx = network.WithAllowLimitedConn(ctx, "perf")
 	s, err := h.NewStream(ctx, p, PerfID)
 	if err != nil {
-		return res, fmt.Errorf("open perf stream: %w", err)
+		return PerfResult{Upload: up, Download: down}, fmt.Errorf("open perf stream: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
+	res, err := PerfOver(s, up, down)
+	if err != nil {
+		s.Reset()
+		return res, err
+	}
+	s.Close()
+	return res, nil
+}
+
+// PerfOver runs the client side of perf on c: it sends up bytes, then
+// reads down bytes back to their end. The caller cuts c to stop it.
+func PerfOver(c PerfConn, up, down uint64) (PerfResult, error) {
+	res := PerfResult{Upload: up, Download: down}
 	start := time.Now()
 	buf := make([]byte, perfChunk)
 	var hdr [8]byte
 	binary.BigEndian.PutUint64(hdr[:], down)
-	if _, err := s.Write(hdr[:]); err != nil {
-		s.Reset()
+	if _, err := c.Write(hdr[:]); err != nil {
 		return res, fmt.Errorf("perf request: %w", err)
 	}
-	if err := writeZeros(s, up, buf); err != nil {
-		s.Reset()
+	if err := writeZeros(c, up, buf); err != nil {
 		return res, fmt.Errorf("perf upload: %w", err)
 	}
-	if err := s.CloseWrite(); err != nil {
-		s.Reset()
+	if err := c.CloseWrite(); err != nil {
 		return res, fmt.Errorf("perf upload: %w", err)
 	}
 	res.UploadTime = time.Since(start)
 	mid := time.Now()
-	got, err := io.CopyBuffer(io.Discard, s, buf)
+	got, err := io.CopyBuffer(io.Discard, onlyReader{c}, buf)
 	if err != nil {
-		s.Reset()
 		return res, fmt.Errorf("perf download: %w", err)
 	}
 	if uint64(got) != down {
@@ -116,6 +195,5 @@ func RunPerf(ctx context.Context, h host.Host, p peer.ID, up, down uint64) (Perf
 	}
 	res.DownloadTime = time.Since(mid)
 	res.Total = time.Since(start)
-	s.Close()
 	return res, nil
 }

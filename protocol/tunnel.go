@@ -14,7 +14,14 @@ import (
 // Version history:
 //
 //	1.0.0  request (service name), accept, refuse (code and reason); then raw bytes.
-const TunnelID = "/overlay/tunnel/1.0.0"
+//	2.0.0  (TunnelID2) request2 (session ID, service name), accept, refuse; then
+//	       a resumable session's data phase (resume.go), which moves to a new
+//	       stream on ResumeID when the path changes. A forwarder asks for 2.0.0
+//	       first and speaks 1.0.0 to a member that has only that.
+const (
+	TunnelID  = "/overlay/tunnel/1.0.0"
+	TunnelID2 = "/overlay/tunnel/2.0.0"
+)
 
 // Protocol flow. The forwarding side opens one stream per accepted TCP
 // connection; the serving side answers on it, and from the accept on, the
@@ -39,6 +46,8 @@ const (
 	frameTunnelRequest = 0x20 // service name: 1..MaxServiceNameSize bytes, see ValidServiceName
 	frameTunnelAccept  = 0x21 // empty
 	frameTunnelRefuse  = 0x22 // code uint8, then a UTF-8 reason, at most MaxReasonSize bytes
+	// 2.0.0 only, in place of frameTunnelRequest:
+	frameTunnelRequest2 = 0x23 // session ID [SessionIDLen]byte, then the service name as in 0x20
 )
 
 // ErrTunnelMalformed reports a tunnel frame that breaks the format.
@@ -118,6 +127,35 @@ func WriteTunnelAccept(w io.Writer) error { return WriteFrame(w, frameTunnelAcce
 // WriteTunnelRefuse tells the forwarder why not.
 func WriteTunnelRefuse(w io.Writer, code TunnelCode, reason string) error {
 	return WriteFrame(w, frameTunnelRefuse, []byte{byte(code)}, []byte(truncate(reason, MaxReasonSize)))
+}
+
+// WriteTunnelRequest2 asks for the service name, as session id (2.0.0).
+func WriteTunnelRequest2(w io.Writer, id SessionID, name string) error {
+	if err := ValidServiceName(name); err != nil {
+		return err
+	}
+	return WriteFrame(w, frameTunnelRequest2, id[:], []byte(name))
+}
+
+// ReadTunnelRequest2 reads a 2.0.0 request within d and returns the
+// session ID and the service name.
+func ReadTunnelRequest2(r ReadDeadliner, d time.Duration) (SessionID, string, error) {
+	typ, p, err := readDeadline(r, d, SessionIDLen+MaxServiceNameSize)
+	if err != nil {
+		return SessionID{}, "", fmt.Errorf("read tunnel request: %w", err)
+	}
+	return DecodeTunnelRequest2(typ, p)
+}
+
+// DecodeTunnelRequest2 checks one 2.0.0 request frame's payload.
+func DecodeTunnelRequest2(typ byte, p []byte) (SessionID, string, error) {
+	if typ != frameTunnelRequest2 || len(p) < SessionIDLen {
+		return SessionID{}, "", fmt.Errorf("%w: frame %#x of %d bytes where a tunnel request belongs", ErrTunnelMalformed, typ, len(p))
+	}
+	var id SessionID
+	copy(id[:], p)
+	name, err := DecodeTunnelRequest(frameTunnelRequest, p[SessionIDLen:])
+	return id, name, err
 }
 
 // ReadTunnelRequest reads a request within d and returns the service name.

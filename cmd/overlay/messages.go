@@ -217,7 +217,7 @@ func runPing(args []string) error {
 func runPerf(args []string) error {
 	var cf clientFlags
 	var up, down uint64
-	fs := newFlags("perf", "perf [flags] TARGET\n\nMeasures throughput with the libp2p perf protocol (/perf/1.0.0) to any peer\nthat serves it, over whatever path joins the two. TARGET is a peer ID, a\nmember's name (certificate mode) or a multiaddr ending in /p2p/<peer ID>.")
+	fs := newFlags("perf", "perf [flags] TARGET\n\nMeasures throughput with the libp2p perf protocol (/perf/1.0.0) to any peer\nthat serves it, over whatever path joins the two. TARGET is a peer ID, a\nmember's name (certificate mode) or a multiaddr ending in /p2p/<peer ID>.\nTo an overlay node it runs over a resumable session (/overlay/perf/1.0.0)\nthat follows the path as it changes: from the relay to a direct connection,\nand back if that dies.")
 	cf.register(fs, true, 5*time.Minute)
 	fs.Uint64Var(&up, "upload", 16<<20, "bytes to send")
 	fs.Uint64Var(&down, "download", 16<<20, "bytes to receive")

@@ -27,11 +27,14 @@ const maxTunnels = 4 * MaxTunnelsPerPeer
 // the tunnel protocol's own, and every peer's and the system's by as much,
 // since a tunnel's stream counts against those too.
 func ScaleForTunnels(s *rcmgr.ScalingLimitConfig) {
-	id := libp2pproto.ID(protocol.TunnelID)
-	s.AddProtocolLimit(id, rcmgr.BaseLimit{StreamsInbound: maxTunnels, StreamsOutbound: maxTunnels,
-		Streams: 2 * maxTunnels, Memory: s.ProtocolBaseLimit.Memory}, s.ProtocolLimitIncrease)
-	s.AddProtocolPeerLimit(id, rcmgr.BaseLimit{StreamsInbound: MaxTunnelsPerPeer, StreamsOutbound: MaxTunnelsPerPeer,
-		Streams: 2 * MaxTunnelsPerPeer, Memory: s.ProtocolPeerBaseLimit.Memory}, s.ProtocolPeerLimitIncrease)
+	// A tunnel's stream is of 1.0.0, of 2.0.0, or (2.0.0 after a change
+	// of path) of the resume protocol, which perf sessions use too.
+	for _, id := range []libp2pproto.ID{protocol.TunnelID, protocol.TunnelID2, protocol.ResumeID} {
+		s.AddProtocolLimit(id, rcmgr.BaseLimit{StreamsInbound: maxTunnels, StreamsOutbound: maxTunnels,
+			Streams: 2 * maxTunnels, Memory: s.ProtocolBaseLimit.Memory}, s.ProtocolLimitIncrease)
+		s.AddProtocolPeerLimit(id, rcmgr.BaseLimit{StreamsInbound: MaxTunnelsPerPeer, StreamsOutbound: MaxTunnelsPerPeer,
+			Streams: 2 * MaxTunnelsPerPeer, Memory: s.ProtocolPeerBaseLimit.Memory}, s.ProtocolPeerLimitIncrease)
+	}
 	for _, l := range []*rcmgr.BaseLimit{&s.PeerBaseLimit, &s.SystemBaseLimit, &s.AllowlistedSystemBaseLimit} {
 		extra := MaxTunnelsPerPeer
 		if l != &s.PeerBaseLimit {

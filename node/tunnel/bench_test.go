@@ -66,3 +66,26 @@ func BenchmarkPerfDirect(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPerfVersions downloads benchSize bytes per op with perf between
+// two overlay nodes joined directly: the stock /perf/1.0.0 stream against
+// node.Perf's resumable session (/overlay/perf/1.0.0).
+func BenchmarkPerfVersions(b *testing.B) {
+	x, y := directPair(b)
+	b.Run("perf-1.0.0", func(b *testing.B) {
+		b.SetBytes(benchSize)
+		for range b.N {
+			if _, err := protocol.RunPerf(context.Background(), x.Host(), y.ID(), 0, benchSize); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("overlay-perf-1.0.0", func(b *testing.B) {
+		b.SetBytes(benchSize)
+		for range b.N {
+			if _, err := x.Perf(context.Background(), y.ID().String(), 0, benchSize); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

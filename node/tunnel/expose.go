@@ -117,10 +117,10 @@ func (s *Service) Expose(e Exposure, replace bool) (replaced bool, err error) {
 // does not admit (its allow list narrowed); s.mu is held.
 func (s *Service) cutDisallowedLocked(e Exposure) {
 	for p := range s.live {
-		if p.served != e.Name || e.allows(p.st.Conn().RemotePeer()) {
+		if p.served != e.Name || e.allows(p.peer) {
 			continue
 		}
-		s.logs.info(s.log, "tunnel cut: member no longer allowed", "service", e.Name, "peer", p.st.Conn().RemotePeer())
+		s.logs.info(s.log, "tunnel cut: member no longer allowed", "service", e.Name, "peer", p.peer)
 		p.abort(ErrNotAllowed)
 	}
 }
@@ -268,9 +268,16 @@ func (s *Service) saveLocked() error {
 	return nil
 }
 
-// handle is the serving side of one tunnel stream.
+// handle is the serving side of one tunnel stream of 1.0.0, handle2 of
+// 2.0.0.
 func (s *Service) handle(st network.Stream) {
-	if !s.goRunSync(func() { s.serve(st) }) {
+	if !s.goRunSync(func() { s.serve(st, false) }) {
+		st.Reset()
+	}
+}
+
+func (s *Service) handle2(st network.Stream) {
+	if !s.goRunSync(func() { s.serve(st, true) }) {
 		st.Reset()
 	}
 }
@@ -290,7 +297,7 @@ func (s *Service) goRunSync(fn func()) bool {
 	return true
 }
 
-func (s *Service) serve(st network.Stream) {
+func (s *Service) serve(st network.Stream, v2 bool) {
 	from := st.Conn().RemotePeer()
 	ctx, cancel := context.WithTimeout(s.ctx, protocol.HandshakeTimeout)
 	member := s.members.IsMember(ctx, from)
@@ -299,7 +306,16 @@ func (s *Service) serve(st network.Stream) {
 		s.refuse(st, "", protocol.TunnelNotMember, "not a member of this network")
 		return
 	}
-	name, err := protocol.ReadTunnelRequest(st, protocol.TunnelRequestTimeout)
+	var (
+		id   protocol.SessionID
+		name string
+		err  error
+	)
+	if v2 {
+		id, name, err = protocol.ReadTunnelRequest2(st, protocol.TunnelRequestTimeout)
+	} else {
+		name, err = protocol.ReadTunnelRequest(st, protocol.TunnelRequestTimeout)
+	}
 	if err != nil {
 		s.log.Debug("bad tunnel request", "peer", from, "err", err)
 		st.Reset()
@@ -330,13 +346,23 @@ func (s *Service) serve(st network.Stream) {
 		s.refuse(st, name, protocol.TunnelServiceDown, fmt.Sprintf("service %q: %v", name, err))
 		return
 	}
-	if err := protocol.WriteTunnelAccept(st); err != nil {
+	var conn Conn = st
+	if v2 {
+		sess, err := s.cfg.Sessions.Accept(st, id, func(st network.Stream) error { return protocol.WriteTunnelAccept(st) })
+		if err != nil {
+			s.log.Debug("tunnel session not started", "service", name, "peer", from, "err", err)
+			c.Close()
+			st.Reset()
+			return
+		}
+		conn = sessionConn{sess, s.ctx}
+	} else if err := protocol.WriteTunnelAccept(st); err != nil {
 		c.Close()
 		st.Reset()
 		return
 	}
-	s.log.Debug("tunnel in", "service", name, "peer", from)
-	s.carry(c.(tcpConn), st, name)
+	s.log.Debug("tunnel in", "service", name, "peer", from, "resumable", v2)
+	s.carry(c.(tcpConn), conn, from, name)
 }
 
 // refuse answers with a refusal and closes the stream, so that the answer

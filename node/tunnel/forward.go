@@ -194,7 +194,7 @@ func (s *Service) forwardConn(f *forward, c tcpConn) {
 	}
 	s.log.Debug("tunnel open", "listen", f.listen, "peer", f.peer, "service", f.service, "setup", time.Since(start))
 	f.open.Add(1)
-	up, down, err := s.carry(c, st, "")
+	up, down, err := s.carry(c, st, f.peer, "")
 	f.open.Add(-1)
 	switch {
 	case err != nil && s.ctx.Err() == nil:

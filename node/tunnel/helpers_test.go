@@ -144,6 +144,12 @@ func dial(t testing.TB, addr string) *net.TCPConn {
 // roundTrip writes msg on c and reads it back from an echo service.
 func roundTrip(c net.Conn, msg string) error {
 	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return roundTripNoDeadline(c, msg)
+}
+
+// roundTripNoDeadline is roundTrip under the caller's deadline, which it
+// clears.
+func roundTripNoDeadline(c net.Conn, msg string) error {
 	defer c.SetDeadline(time.Time{})
 	if _, err := c.Write([]byte(msg)); err != nil {
 		return err
@@ -163,7 +169,8 @@ func tunnelStreams(n *node.Node) int {
 	k := 0
 	for _, c := range n.Host().Network().Conns() {
 		for _, s := range c.GetStreams() {
-			if s.Protocol() == protocol.TunnelID {
+			switch s.Protocol() {
+			case protocol.TunnelID, protocol.TunnelID2, protocol.ResumeID:
 				k++
 			}
 		}

@@ -5,13 +5,15 @@ import (
 	"net"
 	"sync"
 
-	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// pipe is one tunnel carrying bytes: a TCP connection and its stream.
+// pipe is one tunnel carrying bytes: a TCP connection and its stream (or
+// resumable session).
 type pipe struct {
 	c      tcpConn
-	st     network.Stream
+	st     Conn
+	peer   peer.ID
 	served string // the service name when this node serves it; "": a forward
 	once   sync.Once
 	mu     sync.Mutex
@@ -47,8 +49,8 @@ func (p *pipe) cause() error {
 // data is passed on as a half-close; a failure either way cuts both. It
 // returns the bytes carried each way and the failure, if any. served names
 // the service when this node serves the tunnel ("" for a forward).
-func (s *Service) carry(c tcpConn, st network.Stream, served string) (up, down int64, err error) {
-	p := &pipe{c: c, st: st, served: served}
+func (s *Service) carry(c tcpConn, st Conn, from peer.ID, served string) (up, down int64, err error) {
+	p := &pipe{c: c, st: st, peer: from, served: served}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/overlay-net/overlay/node/resume"
 	"github.com/overlay-net/overlay/protocol"
 )
 
@@ -82,7 +84,12 @@ type Config struct {
 	// Targets restricts the hosts exposed services may connect to; the
 	// zero value admits any.
 	Targets Targets
-	Logger  *slog.Logger
+	// Sessions, when set, carries tunnels over resumable sessions
+	// (protocol.TunnelID2): a tunnel then moves to a direct path when one
+	// appears, and back to a relay when it dies, without a cut. Nil: only
+	// protocol.TunnelID, whose tunnels stay on the stream they opened on.
+	Sessions *resume.Manager
+	Logger   *slog.Logger
 }
 
 // Service serves exposed services to members and forwards local ports to
@@ -138,6 +145,9 @@ func New(t Transport, members Members, cfg Config) (*Service, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	t.SetStreamHandler(protocol.TunnelID, s.handle)
+	if cfg.Sessions != nil {
+		t.SetStreamHandler(protocol.TunnelID2, s.handle2)
+	}
 	return s, nil
 }
 
@@ -146,6 +156,9 @@ func New(t Transport, members Members, cfg Config) (*Service, error) {
 // goroutines.
 func (s *Service) Close() {
 	s.t.RemoveStreamHandler(protocol.TunnelID)
+	if s.cfg.Sessions != nil {
+		s.t.RemoveStreamHandler(protocol.TunnelID2)
+	}
 	s.cancel()
 	s.mu.Lock()
 	s.closed = true
@@ -204,10 +217,47 @@ func (r *Refused) Unwrap() error {
 	return nil
 }
 
-// Dial opens a tunnel to the service name of member to and returns its
-// stream, ready to carry the service's bytes, for programs that speak to
-// the service themselves rather than through a local port.
-func (s *Service) Dial(ctx context.Context, to peer.ID, name string) (network.Stream, error) {
+// Conn is an open tunnel: the service's bytes both ways. CloseWrite is
+// the TCP half-close; Close ends the tunnel once the other side's bytes
+// have been read to io.EOF (else it cuts it, as Reset does).
+type Conn interface {
+	io.ReadWriter
+	CloseWrite() error
+	Close() error
+	Reset() error
+}
+
+// sessionConn is a tunnel carried by a resumable session.
+type sessionConn struct {
+	*resume.Session
+	ctx context.Context // the service's: Close stops waiting when it ends
+}
+
+func (c sessionConn) Close() error {
+	if err := c.Session.CloseWrite(); err != nil {
+		return err
+	}
+	if !c.Session.ReadDone() {
+		c.Session.Abort(errors.New("tunnel closed before the end of data"))
+		return nil
+	}
+	// Completes within a round trip, or the session's GoneAfter, or fails.
+	if err := c.Session.Wait(c.ctx); err != nil {
+		c.Session.Abort(err)
+		return err
+	}
+	return nil
+}
+
+func (c sessionConn) Reset() error {
+	c.Session.Abort(errors.New("tunnel reset"))
+	return nil
+}
+
+// Dial opens a tunnel to the service name of member to and returns it,
+// ready to carry the service's bytes, for programs that speak to the
+// service themselves rather than through a local port.
+func (s *Service) Dial(ctx context.Context, to peer.ID, name string) (Conn, error) {
 	if err := protocol.ValidServiceName(name); err != nil {
 		return nil, err
 	}
@@ -223,13 +273,19 @@ func (s *Service) Dial(ctx context.Context, to peer.ID, name string) (network.St
 	if err := s.members.EnsureMember(ctx, to); err != nil {
 		return nil, fmt.Errorf("reach %s: %w", to, err)
 	}
-	st, err := s.t.NewStream(network.WithAllowLimitedConn(ctx, "tunnel"), to, protocol.TunnelID)
+	pids := []libp2pproto.ID{protocol.TunnelID}
+	if s.cfg.Sessions != nil {
+		pids = []libp2pproto.ID{protocol.TunnelID2, protocol.TunnelID}
+	}
+	st, err := s.t.NewStream(network.WithAllowLimitedConn(ctx, "tunnel"), to, pids...)
 	if err != nil {
 		return nil, fmt.Errorf("open tunnel stream to %s: %w", to, err)
 	}
+	v2 := st.Protocol() == protocol.TunnelID2
+	id := resume.NewID()
 	// The stream must not outlive ctx while the answer is awaited.
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
-	a, err := s.request(st, name)
+	a, err := s.request(st, name, v2, id)
 	if !stop() {
 		return nil, fmt.Errorf("tunnel to %s/%s: %w", to, name, ctx.Err())
 	}
@@ -241,13 +297,27 @@ func (s *Service) Dial(ctx context.Context, to peer.ID, name string) (network.St
 		st.Close()
 		return nil, &Refused{Peer: to, Service: name, Code: a.Code, Reason: a.Reason}
 	}
-	return st, nil
+	if !v2 {
+		return st, nil
+	}
+	sess, err := s.cfg.Sessions.Open(st, id)
+	if err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("tunnel to %s/%s: %w", to, name, err)
+	}
+	return sessionConn{sess, s.ctx}, nil
 }
 
 // request writes the request and reads the answer: the serving side may
 // dial its service first, so the wait allows for that.
-func (s *Service) request(st network.Stream, name string) (protocol.TunnelAnswer, error) {
-	if err := protocol.WriteTunnelRequest(st, name); err != nil {
+func (s *Service) request(st network.Stream, name string, v2 bool, id protocol.SessionID) (protocol.TunnelAnswer, error) {
+	var err error
+	if v2 {
+		err = protocol.WriteTunnelRequest2(st, id, name)
+	} else {
+		err = protocol.WriteTunnelRequest(st, name)
+	}
+	if err != nil {
 		return protocol.TunnelAnswer{}, fmt.Errorf("write request: %w", err)
 	}
 	return protocol.ReadTunnelAnswer(st, s.cfg.DialTimeout+protocol.TunnelRequestTimeout)
@@ -264,4 +334,34 @@ func (s *Service) Live() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.live)
+}
+
+// Open is a tunnel carrying bytes, as Tunnels lists it.
+type Open struct {
+	Peer    peer.ID
+	Service string // the service name when this node serves it; "": a forward
+	// Resumable tells a 2.0.0 tunnel, which follows the path as it
+	// changes, from a 1.0.0 one.
+	Resumable bool
+	// Conn is the connection that carries it now; nil while a resumable
+	// tunnel waits for a new stream.
+	Conn network.Conn
+}
+
+// Tunnels lists the tunnels carrying bytes now, served and forwarded.
+func (s *Service) Tunnels() []Open {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Open, 0, len(s.live))
+	for p := range s.live {
+		o := Open{Peer: p.peer, Service: p.served}
+		switch c := p.st.(type) {
+		case sessionConn:
+			o.Resumable, o.Conn = true, c.Session.Conn()
+		case network.Stream:
+			o.Conn = c.Conn()
+		}
+		out = append(out, o)
+	}
+	return out
 }
