@@ -13,6 +13,7 @@ import (
 
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
+	"github.com/overlay-net/overlay/node/topics"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -99,6 +100,10 @@ type Config struct {
 	// ExposeTargets restricts the hosts exposed services may connect to
 	// (zero: any host).
 	ExposeTargets tunnel.Targets
+	// Topics bounds group messaging (node/topics); DisableTopics leaves
+	// it out.
+	Topics        topics.Limits
+	DisableTopics bool
 	// Book bounds the peer book: how long strangers stay, and how many
 	// peers it holds.
 	Book   book.Policy
@@ -124,6 +129,7 @@ func DefaultConfig(role protocol.Role) Config {
 		Book:             book.DefaultPolicy(),
 		HandshakeVersion: protocol.Version,
 		RelayedGrace:     DefaultRelayedGrace,
+		Topics:           topics.DefaultLimits(),
 	}
 	listen := DefaultPeerListen
 	if role == protocol.RolePublic {
@@ -177,6 +183,11 @@ func (c Config) Validate() error {
 			if IsQUIC(a) {
 				bad("a private network (pre-shared key) cannot use QUIC, yet given the relay %s (use its TCP or WebSocket address)", a)
 			}
+		}
+	}
+	if !c.DisableTopics {
+		if err := c.Topics.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := c.Book.Validate(); err != nil {

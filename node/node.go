@@ -35,6 +35,7 @@ import (
 	"github.com/overlay-net/overlay/node/metrics"
 	"github.com/overlay-net/overlay/node/muxer"
 	"github.com/overlay-net/overlay/node/path"
+	"github.com/overlay-net/overlay/node/topics"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/protocol"
@@ -66,6 +67,7 @@ type Node struct {
 	notif     *network.NotifyBundle
 	msgr      *messaging.Messenger
 	tunnels   *tunnel.Service
+	topics    *topics.Service // nil with DisableTopics
 	em        emitters
 
 	dht *dht.DHT
@@ -265,6 +267,15 @@ func (n *Node) start() error {
 		return fmt.Errorf("watch relay events: %w", err)
 	}
 	n.msgr = messaging.New(n.host, n, n.log)
+	if !n.cfg.DisableTopics {
+		// A public node relays the topics its members follow.
+		ts, err := topics.New(topics.Config{Host: n.host, Members: n, Logger: n.log, Limits: n.cfg.Topics,
+			Router: n.cfg.Role == protocol.RolePublic})
+		if err != nil {
+			return err
+		}
+		n.topics = ts
+	}
 	if err := n.startTunnels(); err != nil {
 		return err
 	}
@@ -408,6 +419,9 @@ func (n *Node) Close() error {
 		if n.msgr != nil {
 			n.msgr.Close()
 		}
+		if n.topics != nil {
+			n.topics.Close()
+		}
 		if k := n.keeper.Load(); k != nil {
 			k.Close()
 		}
@@ -444,6 +458,9 @@ func (n *Node) ID() peer.ID { return n.host.ID() }
 
 // Messages returns the node's messenger, to send and receive member messages.
 func (n *Node) Messages() *messaging.Messenger { return n.msgr }
+
+// Topics returns the node's group messaging, nil with DisableTopics.
+func (n *Node) Topics() *topics.Service { return n.topics }
 
 // Book returns the peer book.
 func (n *Node) Book() *book.Book { return n.book }

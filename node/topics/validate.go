@@ -1,0 +1,144 @@
+package topics
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/overlay-net/overlay/events"
+)
+
+// Reason is why a message was refused.
+type Reason string
+
+// Reasons a message is refused, each counted (Stats).
+const (
+	ReasonForwarder Reason = "forwarder-not-member" // the peer it came from did not pass the handshake
+	ReasonAuthor    Reason = "author-not-member"    // its author is known not to be a member
+	ReasonPolicy    Reason = "policy"               // the access policy does not let its author publish there
+	ReasonMalformed Reason = "malformed"            // not a topic envelope, or over MaxData
+	ReasonRate      Reason = "rate"                 // its author sent above Limits.Rate
+)
+
+// memberWait bounds how long a message waits for its forwarder's
+// handshake, which runs alongside gossipsub's first exchange.
+const memberWait = 10 * time.Second
+
+// validate is gossipsub's validator for every topic. Gossipsub has checked
+// the author's signature (StrictSign) and drops duplicates before this
+// runs. Reject counts against the peer the message came from; Ignore
+// drops it without blame.
+func (s *Service) validate(ctx context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	topic := m.GetTopic()
+	author := m.GetFrom()
+	if author.Validate() != nil {
+		return s.refuse(ReasonMalformed, pubsub.ValidationReject)
+	}
+	if from != s.self {
+		wctx, cancel := context.WithTimeout(ctx, memberWait)
+		st, ok := s.cfg.Members.WaitVerdict(wctx, from)
+		cancel()
+		if !ok || st != events.StateMember {
+			return s.refuse(ReasonForwarder, pubsub.ValidationReject)
+		}
+	}
+	if author != from && author != s.self {
+		// An author not connected here was checked by the member that
+		// first took the message from it; one known here to be no member
+		// is refused. Certificates (Policy) make this check whole.
+		if st, ok := s.cfg.Members.WaitVerdict(doneCtx, author); ok && st != events.StateMember {
+			return s.refuse(ReasonAuthor, pubsub.ValidationReject)
+		}
+	}
+	if s.cfg.Policy != nil && !s.cfg.Policy.MayPublish(author, topic) {
+		return s.refuse(ReasonPolicy, pubsub.ValidationReject)
+	}
+	if _, err := decodeEnvelope(m.GetData()); err != nil {
+		return s.refuse(ReasonMalformed, pubsub.ValidationReject)
+	}
+	if author != s.self && !s.rates.allow(topic, author, time.Now()) {
+		if author == from {
+			return s.refuse(ReasonRate, pubsub.ValidationReject)
+		}
+		// The forwarder is not to blame for what its author sends.
+		return s.refuse(ReasonRate, pubsub.ValidationIgnore)
+	}
+	return pubsub.ValidationAccept
+}
+
+func (s *Service) refuse(r Reason, v pubsub.ValidationResult) pubsub.ValidationResult {
+	if s.stats.add(r) == 1 {
+		s.log.Warn("topic message refused", "reason", r)
+	}
+	return v
+}
+
+// counters counts refusals by reason.
+type counters struct {
+	mu sync.Mutex
+	m  map[Reason]uint64
+}
+
+func (c *counters) add(r Reason) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[Reason]uint64{}
+	}
+	c.m[r]++
+	return c.m[r]
+}
+
+func (c *counters) snapshot() map[Reason]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[Reason]uint64, len(c.m))
+	for k, v := range c.m {
+		out[k] = v
+	}
+	return out
+}
+
+// tracer watches the subscriptions members announce, so that a router
+// relays their topics.
+type tracer struct{ s *Service }
+
+// RecvRPC runs in gossipsub's event loop: it must not block.
+func (t tracer) RecvRPC(rpc *pubsub.RPC) {
+	if !t.s.cfg.Router {
+		return
+	}
+	for _, sub := range rpc.GetSubscriptions() {
+		if sub.GetSubscribe() {
+			t.s.wantRelay(sub.GetTopicid())
+		}
+	}
+}
+
+func (tracer) OnNewOutboundStream(peer.ID, libp2pproto.ID)          {}
+func (tracer) OnClosedOutboundStream(peer.ID)                       {}
+func (tracer) Join(string)                                          {}
+func (tracer) Leave(string)                                         {}
+func (tracer) Graft(peer.ID, string)                                {}
+func (tracer) Prune(peer.ID, string)                                {}
+func (tracer) ValidateMessage(*pubsub.Message)                      {}
+func (tracer) DeliverMessage(*pubsub.Message)                       {}
+func (tracer) RejectMessage(*pubsub.Message, string)                {}
+func (tracer) DuplicateMessage(*pubsub.Message)                     {}
+func (tracer) ThrottlePeer(peer.ID)                                 {}
+func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
+func (tracer) UndeliverableMessage(*pubsub.Message)                 {}
+
+// SendRPC counts what gossipsub sends, its own framing aside.
+func (t tracer) SendRPC(rpc *pubsub.RPC, _ peer.ID) {
+	t.s.wire.rpcs.Add(1)
+	t.s.wire.bytes.Add(uint64(proto.Size(&rpc.RPC)))
+}
+
+// DropRPC counts RPCs gossipsub dropped because a peer's queue was full.
+func (t tracer) DropRPC(*pubsub.RPC, peer.ID) { t.s.wire.dropped.Add(1) }
