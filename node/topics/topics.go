@@ -124,6 +124,7 @@ type Service struct {
 	scores atomic.Pointer[map[peer.ID]*pubsub.PeerScoreSnapshot]
 	stats  counters
 	wire   wire
+	mesh   meshView
 	relayQ chan string // Router: topics members follow
 
 	ctx    context.Context
@@ -331,6 +332,13 @@ func (s *Service) join(name string) (*topic, error) {
 	return t, nil
 }
 
+// Join joins topic without following it, so that its peers are known
+// before this node publishes.
+func (s *Service) Join(name string) error {
+	_, err := s.join(name)
+	return err
+}
+
 // PublishResult says where a published message went.
 type PublishResult struct {
 	Seq uint64 `json:"seq"`
@@ -385,8 +393,11 @@ func (s *Service) Subscribe(ctx context.Context, name string, buffer int) (*Sub,
 // TopicInfo is what Topics says about one topic.
 type TopicInfo struct {
 	Name string `json:"name"`
-	// Peers are the members this node exchanges the topic with.
+	// Peers are the members that follow or relay the topic among this
+	// node's peers; Mesh those it exchanges every message with (the rest
+	// get gossip about them).
 	Peers     []string `json:"peers"`
+	Mesh      []string `json:"mesh"`
 	Followers int      `json:"followers"`
 	Relayed   bool     `json:"relayed"`
 	Published uint64   `json:"published"`

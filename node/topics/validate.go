@@ -2,6 +2,7 @@ package topics
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"time"
 
@@ -120,12 +121,15 @@ func (t tracer) RecvRPC(rpc *pubsub.RPC) {
 	}
 }
 
-func (tracer) OnNewOutboundStream(peer.ID, libp2pproto.ID)          {}
-func (tracer) OnClosedOutboundStream(peer.ID)                       {}
-func (tracer) Join(string)                                          {}
-func (tracer) Leave(string)                                         {}
-func (tracer) Graft(peer.ID, string)                                {}
-func (tracer) Prune(peer.ID, string)                                {}
+func (tracer) OnNewOutboundStream(peer.ID, libp2pproto.ID) {}
+func (tracer) OnClosedOutboundStream(peer.ID)              {}
+func (tracer) Join(string)                                 {}
+func (tracer) Leave(string)                                {}
+
+// Graft and Prune keep the mesh view (Topics' Mesh).
+func (t tracer) Graft(p peer.ID, topic string) { t.s.mesh.set(topic, p, true) }
+func (t tracer) Prune(p peer.ID, topic string) { t.s.mesh.set(topic, p, false) }
+
 func (tracer) ValidateMessage(*pubsub.Message)                      {}
 func (tracer) DeliverMessage(*pubsub.Message)                       {}
 func (tracer) RejectMessage(*pubsub.Message, string)                {}
@@ -142,3 +146,53 @@ func (t tracer) SendRPC(rpc *pubsub.RPC, _ peer.ID) {
 
 // DropRPC counts RPCs gossipsub dropped because a peer's queue was full.
 func (t tracer) DropRPC(*pubsub.RPC, peer.ID) { t.s.wire.dropped.Add(1) }
+
+// meshView is which peers are in this node's mesh of each topic, as
+// gossipsub's trace tells it.
+type meshView struct {
+	mu sync.Mutex
+	m  map[string]map[peer.ID]struct{}
+}
+
+func (v *meshView) set(topic string, p peer.ID, in bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = map[string]map[peer.ID]struct{}{}
+	}
+	ps := v.m[topic]
+	if in {
+		if ps == nil {
+			ps = map[peer.ID]struct{}{}
+			v.m[topic] = ps
+		}
+		ps[p] = struct{}{}
+		return
+	}
+	delete(ps, p)
+	if len(ps) == 0 {
+		delete(v.m, topic)
+	}
+}
+
+func (v *meshView) drop(p peer.ID) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for topic, ps := range v.m {
+		delete(ps, p)
+		if len(ps) == 0 {
+			delete(v.m, topic)
+		}
+	}
+}
+
+func (v *meshView) peers(topic string) []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]string, 0, len(v.m[topic]))
+	for p := range v.m[topic] {
+		out = append(out, p.String())
+	}
+	sort.Strings(out)
+	return out
+}
