@@ -44,7 +44,7 @@ FUZZ_TARGETS = \
 	./relay:FuzzParseAllowlist ./relay:FuzzReadHop ./node/identity:FuzzReadPSK \
 	./internal/wstransport:FuzzUpgrade \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
-	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore ./node/topics:FuzzDecodeEnvelope
+	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore ./node/topics:FuzzDecodeEnvelope ./node/api:FuzzReadEvent
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:
