@@ -322,7 +322,7 @@ func (o *orderer) deliver(m Message) {
 // info reports the topic for Topics.
 func (t *topic) info() TopicInfo {
 	ti := TopicInfo{Name: t.name, Peers: []string{}, Mesh: t.s.mesh.peers(t.name), Published: t.published.Load(), Delivered: t.delivered.Load(),
-		Missed: t.missed.Load(), Dropped: t.dropped.Load()}
+		Missed: t.missed.Load(), Dropped: t.dropped.Load(), Late: t.late.Load()}
 	for _, p := range t.pt.ListPeers() {
 		if t.s.mayJoin(p, t.name) {
 			ti.Peers = append(ti.Peers, p.String())

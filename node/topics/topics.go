@@ -77,13 +77,16 @@ type Limits struct {
 	// MaxTopics bounds the topics this node joins, followed or relayed.
 	MaxTopics int
 	// Hold is how long a message that arrived ahead of its predecessors
-	// from the same publisher waits for them before they count as missed.
+	// from the same publisher waits for them before they count as missed:
+	// longer than gossipsub's own retrieval (IHAVE/IWANT within its ~5 s
+	// history) and than the lag between two paths, as when a relay stops
+	// and the other path is seconds behind.
 	Hold time.Duration
 }
 
 // DefaultLimits are the limits a node starts with.
 func DefaultLimits() Limits {
-	return Limits{Rate: 500, Burst: 1000, Buffer: 1024, MaxTopics: 64, Hold: 2 * time.Second}
+	return Limits{Rate: 500, Burst: 1000, Buffer: 1024, MaxTopics: 64, Hold: 10 * time.Second}
 }
 
 // Validate reports a limit that cannot work.
@@ -121,11 +124,12 @@ type Service struct {
 	topics map[string]*topic
 	closed bool
 
-	scores atomic.Pointer[map[peer.ID]*pubsub.PeerScoreSnapshot]
-	stats  counters
-	wire   wire
-	mesh   meshView
-	relayQ chan string // Router: topics members follow
+	scores  atomic.Pointer[map[peer.ID]*pubsub.PeerScoreSnapshot]
+	stats   counters
+	wire    wire
+	mesh    meshView
+	vouched vouched
+	relayQ  chan string // Router: topics members follow
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -280,7 +284,11 @@ func (s *Service) mayJoin(p peer.ID, topic string) bool {
 // isMemberNow reports p's verdict without waiting.
 func (s *Service) isMemberNow(p peer.ID) bool {
 	st, ok := s.cfg.Members.WaitVerdict(doneCtx, p)
-	return ok && st == events.StateMember
+	if ok && st == events.StateMember {
+		s.vouched.mark(p, time.Now())
+		return true
+	}
+	return false
 }
 
 // doneCtx is a context already done: WaitVerdict then answers at once.
@@ -404,6 +412,9 @@ type TopicInfo struct {
 	Delivered uint64   `json:"delivered"`
 	Missed    uint64   `json:"missed"`
 	Dropped   uint64   `json:"dropped"`
+	// Late messages arrived after the follower had given them up as
+	// missed; they are not delivered.
+	Late uint64 `json:"late"`
 }
 
 // Topics lists the joined topics, by name.

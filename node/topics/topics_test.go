@@ -27,7 +27,7 @@ func withLimits(fn func(*topics.Limits)) nt.Option {
 	return func(c *node.Config) { fn(&c.Topics) }
 }
 
-func connect(t *testing.T, a, b *node.Node) {
+func connect(t testing.TB, a, b *node.Node) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -40,7 +40,7 @@ func connect(t *testing.T, a, b *node.Node) {
 	}
 }
 
-func follow(t *testing.T, n *node.Node, topic string, buffer int) *topics.Sub {
+func follow(t testing.TB, n *node.Node, topic string, buffer int) *topics.Sub {
 	t.Helper()
 	s, err := n.Topics().Subscribe(context.Background(), topic, buffer)
 	if err != nil {
@@ -51,18 +51,18 @@ func follow(t *testing.T, n *node.Node, topic string, buffer int) *topics.Sub {
 }
 
 // waitPeers waits until n knows every one of want follows topic.
-func waitPeers(t *testing.T, n *node.Node, topic string, want ...peer.ID) {
+func waitPeers(t testing.TB, n *node.Node, topic string, want ...peer.ID) {
 	t.Helper()
 	waitIn(t, n, topic, func(ti topics.TopicInfo) []string { return ti.Peers }, want)
 }
 
 // waitMesh waits until every one of want is in n's mesh of topic.
-func waitMesh(t *testing.T, n *node.Node, topic string, want ...peer.ID) {
+func waitMesh(t testing.TB, n *node.Node, topic string, want ...peer.ID) {
 	t.Helper()
 	waitIn(t, n, topic, func(ti topics.TopicInfo) []string { return ti.Mesh }, want)
 }
 
-func waitIn(t *testing.T, n *node.Node, topic string, list func(topics.TopicInfo) []string, want []peer.ID) {
+func waitIn(t testing.TB, n *node.Node, topic string, list func(topics.TopicInfo) []string, want []peer.ID) {
 	t.Helper()
 	nt.Eventually(t, 20*time.Second, fmt.Sprintf("%s has %d topic peers", n.ID(), len(want)), func() bool {
 		for _, ti := range n.Topics().Topics() {

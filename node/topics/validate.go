@@ -24,6 +24,9 @@ const (
 	ReasonPolicy    Reason = "policy"               // the access policy does not let its author publish there
 	ReasonMalformed Reason = "malformed"            // not a topic envelope, or over MaxData
 	ReasonRate      Reason = "rate"                 // its author sent above Limits.Rate
+	// ReasonOverload: gossipsub's validation queue was full (it drops
+	// the message unseen; another copy may still come).
+	ReasonOverload Reason = "overload"
 )
 
 // memberWait bounds how long a message waits for its forwarder's
@@ -40,13 +43,8 @@ func (s *Service) validate(ctx context.Context, from peer.ID, m *pubsub.Message)
 	if author.Validate() != nil {
 		return s.refuse(ReasonMalformed, pubsub.ValidationReject)
 	}
-	if from != s.self {
-		wctx, cancel := context.WithTimeout(ctx, memberWait)
-		st, ok := s.cfg.Members.WaitVerdict(wctx, from)
-		cancel()
-		if !ok || st != events.StateMember {
-			return s.refuse(ReasonForwarder, pubsub.ValidationReject)
-		}
+	if from != s.self && !s.forwarderIsMember(ctx, from) {
+		return s.refuse(ReasonForwarder, pubsub.ValidationReject)
 	}
 	if author != from && author != s.self {
 		// An author not connected here was checked by the member that
@@ -70,6 +68,75 @@ func (s *Service) validate(ctx context.Context, from peer.ID, m *pubsub.Message)
 		return s.refuse(ReasonRate, pubsub.ValidationIgnore)
 	}
 	return pubsub.ValidationAccept
+}
+
+// forwarderIsMember reports whether the peer a message came from is a
+// member. Gossipsub marks a message seen before this runs, so a copy
+// refused here is lost even if another member forwards it too: a member
+// whose verdict the node dropped when its connection closed, with its
+// last messages still in validation, must not be refused. So a peer seen
+// a member within vouchFor counts as one; other peers without a verdict
+// are waited for (their handshake runs alongside gossipsub's first
+// exchange), up to memberWait.
+func (s *Service) forwarderIsMember(ctx context.Context, p peer.ID) bool {
+	now := time.Now()
+	if st, ok := s.cfg.Members.WaitVerdict(doneCtx, p); ok {
+		if st == events.StateMember {
+			s.vouched.mark(p, now)
+			return true
+		}
+		return false
+	}
+	if s.vouched.recent(p, now) {
+		return true
+	}
+	wctx, cancel := context.WithTimeout(ctx, memberWait)
+	defer cancel()
+	st, ok := s.cfg.Members.WaitVerdict(wctx, p)
+	if ok && st == events.StateMember {
+		s.vouched.mark(p, time.Now())
+		return true
+	}
+	return false
+}
+
+// vouchFor is how long a peer seen a member still counts as one once its
+// verdict is gone (its connection closed).
+const vouchFor = time.Minute
+
+// maxVouched bounds the peers remembered as members.
+const maxVouched = 16384
+
+// vouched remembers when each peer was last seen a member.
+type vouched struct {
+	mu sync.Mutex
+	m  map[peer.ID]time.Time
+}
+
+func (v *vouched) mark(p peer.ID, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = map[peer.ID]time.Time{}
+	}
+	if _, ok := v.m[p]; !ok && len(v.m) >= maxVouched {
+		for q, at := range v.m {
+			if now.Sub(at) > vouchFor {
+				delete(v.m, q)
+			}
+		}
+		if len(v.m) >= maxVouched {
+			return // full of recent members: the peer is waited for instead
+		}
+	}
+	v.m[p] = now
+}
+
+func (v *vouched) recent(p peer.ID, now time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	at, ok := v.m[p]
+	return ok && now.Sub(at) <= vouchFor
 }
 
 func (s *Service) refuse(r Reason, v pubsub.ValidationResult) pubsub.ValidationResult {
@@ -130,13 +197,25 @@ func (tracer) Leave(string)                                {}
 func (t tracer) Graft(p peer.ID, topic string) { t.s.mesh.set(topic, p, true) }
 func (t tracer) Prune(p peer.ID, topic string) { t.s.mesh.set(topic, p, false) }
 
-func (tracer) ValidateMessage(*pubsub.Message)                      {}
-func (tracer) DeliverMessage(*pubsub.Message)                       {}
-func (tracer) RejectMessage(*pubsub.Message, string)                {}
+func (tracer) ValidateMessage(*pubsub.Message) {}
+func (tracer) DeliverMessage(*pubsub.Message)  {}
+
+// RejectMessage counts what gossipsub drops for want of room.
+func (t tracer) RejectMessage(_ *pubsub.Message, reason string) {
+	if reason == pubsub.RejectValidationQueueFull || reason == pubsub.RejectValidationThrottled {
+		t.s.refuse(ReasonOverload, pubsub.ValidationIgnore)
+	}
+}
+
 func (tracer) DuplicateMessage(*pubsub.Message)                     {}
 func (tracer) ThrottlePeer(peer.ID)                                 {}
 func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
-func (tracer) UndeliverableMessage(*pubsub.Message)                 {}
+
+// UndeliverableMessage counts messages gossipsub could not hand to this
+// node's own subscription (its buffer full).
+func (t tracer) UndeliverableMessage(*pubsub.Message) {
+	t.s.refuse(ReasonOverload, pubsub.ValidationIgnore)
+}
 
 // SendRPC counts what gossipsub sends, its own framing aside.
 func (t tracer) SendRPC(rpc *pubsub.RPC, _ peer.ID) {
