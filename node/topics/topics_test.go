@@ -120,7 +120,15 @@ func TestLimitedMemberReceives(t *testing.T) {
 	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
 	a, b := nt.Peer(t, relays), nt.Peer(t, relays)
 	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
-	connect(t, a, b)
+	// A connection over a limited circuit sometimes stalls in identify
+	// (seen with topics off too, about 1 in 6 under -race): the test is
+	// about what follows, so it tries again.
+	nt.Eventually(t, 60*time.Second, "a connects to b over the limited relay", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := a.Connect(ctx, b.ID().String())
+		return err == nil
+	})
 	for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
 		if !c.Stat().Limited {
 			t.Fatalf("connection %s to b is not limited", c.RemoteMultiaddr())
