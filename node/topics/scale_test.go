@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -27,13 +29,14 @@ type scale struct {
 	messages   int // in all, split among the publishers
 	size       int // payload bytes, at least 8 (the send time)
 	stopRelay  bool
+	rate       float64 // messages per second per publisher; 0: as fast as Limits allow
 }
 
 type scaleResult struct {
 	relayedLat, directLat []time.Duration
 	elapsed               time.Duration
 	deliveries            int
-	wireBytes             uint64
+	wireBytes, wireRPCs   uint64
 	heapPerFollower       float64
 }
 
@@ -85,7 +88,7 @@ func runScale(tb testing.TB, sc scale) scaleResult {
 	runtime.ReadMemStats(&before)
 	subs := make([]*topics.Sub, len(ms))
 	for i, m := range ms {
-		subs[i] = follow(tb, m, topic, sc.messages+16)
+		subs[i] = follow(tb, m, topic, 0) // Limits.Buffer
 	}
 	relayIDs := make([]peer.ID, len(rs))
 	for i, r := range rs {
@@ -104,9 +107,10 @@ func runScale(tb testing.TB, sc scale) scaleResult {
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	var wireBefore uint64
+	var wireBefore, rpcsBefore uint64
 	for _, n := range append(slices.Clone(rs), ms...) {
 		wireBefore += n.Topics().Wire().Bytes
+		rpcsBefore += n.Topics().Wire().RPCs
 	}
 
 	type got struct {
@@ -149,7 +153,15 @@ func runScale(tb testing.TB, sc scale) scaleResult {
 		}
 		published.Go(func() {
 			data := make([]byte, sc.size)
+			var tick *time.Ticker
+			if sc.rate > 0 {
+				tick = time.NewTicker(time.Duration(float64(time.Second) / sc.rate))
+				defer tick.Stop()
+			}
 			for k := 0; k < count; k++ {
+				if tick != nil {
+					<-tick.C
+				}
 				if p == 0 && k == count/2 {
 					halfOnce.Do(func() { close(half) })
 				}
@@ -198,8 +210,10 @@ func runScale(tb testing.TB, sc scale) scaleResult {
 	}
 	for _, n := range append(slices.Clone(rs), ms...) {
 		res.wireBytes += n.Topics().Wire().Bytes
+		res.wireRPCs += n.Topics().Wire().RPCs
 	}
 	res.wireBytes -= wireBefore
+	res.wireRPCs -= rpcsBefore
 	res.heapPerFollower = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(len(ms))
 	return res
 }
@@ -220,13 +234,22 @@ func TestScaleSmallRelayStops(t *testing.T) {
 	runScale(t, scale{members: 8, direct: 2, relays: 2, publishers: 2, messages: 200, size: 64, stopRelay: true})
 }
 
+// benchRate is each publisher's rate in BenchmarkTopicScale
+// (OVERLAY_TOPIC_RATE overrides it).
+var benchRate = func() float64 {
+	if v, err := strconv.ParseFloat(os.Getenv("OVERLAY_TOPIC_RATE"), 64); err == nil {
+		return v
+	}
+	return 100
+}()
+
 // BenchmarkTopicScale is the scale run of docs/topics.md: 30 members over
 // 2 relays, 24 reaching others only through the relays, 4 publishers,
-// 10,000 messages of 256 bytes, the first relay stopped halfway. Run it
+// 10,000 messages of 256 bytes at benchRate each, the first relay stopped halfway. Run it
 // once: go test -run '^$' -bench TopicScale -benchtime 1x ./node/topics
 func BenchmarkTopicScale(b *testing.B) {
 	for range b.N {
-		sc := scale{members: 30, direct: 6, relays: 2, publishers: 4, messages: 10000, size: 256, stopRelay: true}
+		sc := scale{members: 30, direct: 6, relays: 2, publishers: 4, messages: 10000, size: 256, stopRelay: true, rate: benchRate}
 		r := runScale(b, sc)
 		all := append(slices.Clone(r.relayedLat), r.directLat...)
 		b.ReportMetric(float64(pct(all, 0.5).Microseconds())/1000, "p50-ms")
@@ -235,6 +258,7 @@ func BenchmarkTopicScale(b *testing.B) {
 		b.ReportMetric(float64(pct(r.directLat, 0.5).Microseconds())/1000, "direct-p50-ms")
 		b.ReportMetric(float64(sc.messages)/r.elapsed.Seconds(), "msgs/s")
 		b.ReportMetric(float64(r.wireBytes)/float64(r.deliveries), "wire-B/delivery")
+		b.ReportMetric(float64(r.wireBytes)/float64(r.wireRPCs), "B/rpc")
 		b.ReportMetric(r.heapPerFollower, "heap-B/follower")
 		b.ReportMetric(float64(r.deliveries), "deliveries")
 	}

@@ -39,6 +39,13 @@ var (
 	ErrNotAllowed = errors.New("the access policy does not allow this")
 )
 
+// Gossipsub's queues: RPCs waiting for each peer, and messages waiting
+// for validation. Each entry holds one RPC or message (at most maxRPC).
+const (
+	outboundQueue = 512
+	validateQueue = 1024
+)
+
 // routerMesh is the most members a router (a public node) keeps in one
 // topic's mesh; past it, gossip reaches the others.
 const routerMesh = 128
@@ -171,8 +178,11 @@ func New(cfg Config) (*Service, error) {
 		pubsub.WithFloodPublish(false),
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.ExtendedPeerScoreInspectFn(s.keepScores), time.Second),
-		pubsub.WithPeerOutboundQueueSize(256),
-		pubsub.WithValidateQueueSize(256),
+		// Room for bursts: an RPC that finds a peer's queue full is
+		// dropped (counted in Wire), a message that finds the validation
+		// queue full too (overload in Stats).
+		pubsub.WithPeerOutboundQueueSize(outboundQueue),
+		pubsub.WithValidateQueueSize(validateQueue),
 		pubsub.WithRawTracer(tracer{s}),
 		pubsub.WithLogger(s.log.With("component", "gossipsub")),
 	)
