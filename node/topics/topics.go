@@ -166,8 +166,11 @@ func New(cfg Config) (*Service, error) {
 	gp := pubsub.DefaultGossipSubParams()
 	if cfg.Router {
 		// A router may be the only path between members: it keeps every
-		// member that follows a topic in its mesh, up to routerMesh.
-		gp.D, gp.Dlo, gp.Dhi, gp.Dscore, gp.Dout = routerMesh/2, 6, routerMesh, 6, 2
+		// member that follows a topic in its mesh, up to routerMesh. Dlo
+		// equal to D makes its heartbeat graft members it has left out
+		// (a member's early GRAFT, before the router relayed the topic,
+		// is ignored), up to D.
+		gp.D, gp.Dlo, gp.Dhi, gp.Dscore, gp.Dout = routerMesh/2, routerMesh/2, routerMesh, 6, 2
 	}
 	ps, err := pubsub.NewGossipSub(s.ctx, limitedHost{cfg.Host},
 		pubsub.WithGossipSubParams(gp),
