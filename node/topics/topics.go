@@ -46,6 +46,10 @@ const (
 	validateQueue = 1024
 )
 
+// idontwantThreshold: below it a duplicate costs about what an IDONTWANT
+// (a message ID) does.
+const idontwantThreshold = 128
+
 // routerMesh is the most members a router (a public node) keeps in one
 // topic's mesh; past it, gossip reaches the others.
 const routerMesh = 128
@@ -164,6 +168,10 @@ func New(cfg Config) (*Service, error) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	params, thresholds := scoreParams()
 	gp := pubsub.DefaultGossipSubParams()
+	// On receiving a message of at least this size, tell the other mesh
+	// peers not to send it (IDONTWANT): with two relays in every member's
+	// mesh, each would otherwise get every message back from every member.
+	gp.IDontWantMessageThreshold = idontwantThreshold
 	if cfg.Router {
 		// A router may be the only path between members: it keeps every
 		// member that follows a topic in its mesh, up to routerMesh. Dlo
