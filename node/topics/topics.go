@@ -140,7 +140,7 @@ type Service struct {
 	wire    wire
 	mesh    meshView
 	vouched vouched
-	relayQ  chan string // Router: topics members follow
+	relayQ  chan relayWish // Router: topics peers follow
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -161,7 +161,7 @@ func New(cfg Config) (*Service, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	s := &Service{cfg: cfg, log: cfg.Logger, self: cfg.Host.ID(), session: binary.BigEndian.Uint64(b[:]),
-		topics: map[string]*topic{}, rates: newRates(cfg.Limits), relayQ: make(chan string, 64)}
+		topics: map[string]*topic{}, rates: newRates(cfg.Limits), relayQ: make(chan relayWish, 64)}
 	// The context pubsub keeps for its life lets its streams use limited
 	// (relayed) connections; limitedHost lets it see peers reached only so.
 	ctx := allowLimited(context.Background())
@@ -195,6 +195,7 @@ func New(cfg Config) (*Service, error) {
 		pubsub.WithPeerOutboundQueueSize(outboundQueue),
 		pubsub.WithValidateQueueSize(validateQueue),
 		pubsub.WithRawTracer(tracer{s}),
+		pubsub.WithSubscriptionFilter(subFilter{s}),
 		pubsub.WithLogger(s.log.With("component", "gossipsub")),
 	)
 	if err != nil {
@@ -226,29 +227,54 @@ func (s *Service) Wire() WireStats {
 	return WireStats{RPCs: s.wire.rpcs.Load(), Bytes: s.wire.bytes.Load(), Dropped: s.wire.dropped.Load()}
 }
 
-// wantRelay asks route to relay topic; it never blocks (gossipsub's event
-// loop calls it), and a full queue drops the wish: the next announcement
-// repeats it.
-func (s *Service) wantRelay(topic string) {
+// relayWish is a topic a peer announced it follows.
+type relayWish struct {
+	topic string
+	from  peer.ID
+}
+
+// wantRelay asks route to relay topic for from; it never blocks
+// (gossipsub's event loop calls it), and a full queue drops the wish.
+func (s *Service) wantRelay(topic string, from peer.ID) {
 	select {
-	case s.relayQ <- topic:
+	case s.relayQ <- relayWish{topic, from}:
 	default:
 	}
 }
 
-// route relays the topics members follow, up to Limits.MaxTopics.
+// route relays the topics members follow, up to Limits.MaxTopics: a
+// stranger's announcements cannot take up the room.
 func (s *Service) route() {
 	defer s.wg.Done()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
-		case name := <-s.relayQ:
-			if err := s.relayTopic(name); err != nil {
-				s.log.Debug("relay topic", "topic", name, "err", err)
+		case w := <-s.relayQ:
+			if s.relaying(w.topic) {
+				continue
+			}
+			if !s.forwarderIsMember(s.ctx, w.from) {
+				continue
+			}
+			if err := s.relayTopic(w.topic); err != nil {
+				s.log.Debug("relay topic", "topic", w.topic, "err", err)
 			}
 		}
 	}
+}
+
+// relaying reports whether the node relays topic already.
+func (s *Service) relaying(name string) bool {
+	s.mu.Lock()
+	t := s.topics[name]
+	s.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.relay != nil
 }
 
 func (s *Service) relayTopic(name string) error {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/proto"
@@ -172,22 +173,29 @@ func (c *counters) snapshot() map[Reason]uint64 {
 	return out
 }
 
-// tracer watches the subscriptions members announce, so that a router
-// relays their topics.
-type tracer struct{ s *Service }
+// subFilter sees the subscriptions peers announce, so that a router
+// relays the topics its members follow; it filters nothing out.
+type subFilter struct{ s *Service }
 
-// RecvRPC runs in gossipsub's event loop: it must not block.
-func (t tracer) RecvRPC(rpc *pubsub.RPC) {
-	if !t.s.cfg.Router {
-		return
-	}
-	for _, sub := range rpc.GetSubscriptions() {
-		if sub.GetSubscribe() {
-			t.s.wantRelay(sub.GetTopicid())
+func (subFilter) CanSubscribe(string) bool { return true }
+
+// FilterIncomingSubscriptions runs in gossipsub's event loop: it must not
+// block.
+func (f subFilter) FilterIncomingSubscriptions(from peer.ID, subs []*pb.RPC_SubOpts) ([]*pb.RPC_SubOpts, error) {
+	if f.s.cfg.Router {
+		for _, sub := range subs {
+			if sub.GetSubscribe() {
+				f.s.wantRelay(sub.GetTopicid(), from)
+			}
 		}
 	}
+	return subs, nil
 }
 
+// tracer counts what gossipsub sends and drops, and keeps the mesh view.
+type tracer struct{ s *Service }
+
+func (tracer) RecvRPC(*pubsub.RPC)                         {}
 func (tracer) OnNewOutboundStream(peer.ID, libp2pproto.ID) {}
 func (tracer) OnClosedOutboundStream(peer.ID)              {}
 func (tracer) Join(string)                                 {}
