@@ -271,7 +271,13 @@ func (o *orderer) skip(st *pubState, now time.Time) {
 // publishers silent for publisherIdle.
 func (o *orderer) tick(now time.Time) {
 	for p, st := range o.pubs {
-		if len(st.held) > 0 && now.Sub(st.since) >= o.t.s.cfg.Limits.Hold {
+		hold := o.t.s.cfg.Limits.Hold
+		if st.next == 0 {
+			// A publisher first heard mid-stream: nothing is known missing
+			// yet, so its earliest message waits less for earlier ones.
+			hold /= 10
+		}
+		if len(st.held) > 0 && now.Sub(st.since) >= hold {
 			o.skip(st, now)
 		}
 		if len(st.held) == 0 && now.Sub(st.seen) > publisherIdle {

@@ -72,7 +72,7 @@ func TestOrderMidStream(t *testing.T) {
 	now := time.Unix(1000, 0)
 	o.add("a", envelope{session: 1, seq: 41}, now)
 	o.add("a", envelope{session: 1, seq: 40}, now)
-	o.tick(now.Add(tp.s.cfg.Limits.Hold))
+	o.tick(now.Add(tp.s.cfg.Limits.Hold / 10))
 	if got := seqs(f); len(got) != 2 || got[0] != 40 || got[1] != 41 {
 		t.Fatalf("delivered %v, want [40 41]", got)
 	}
