@@ -327,11 +327,20 @@ func (o *orderer) deliver(m Message) {
 
 // info reports the topic for Topics.
 func (t *topic) info() TopicInfo {
-	ti := TopicInfo{Name: t.name, Peers: []string{}, Mesh: t.s.mesh.peers(t.name), Published: t.published.Load(), Delivered: t.delivered.Load(),
+	ti := TopicInfo{Name: t.name, Peers: []string{}, Mesh: []string{}, Published: t.published.Load(), Delivered: t.delivered.Load(),
 		Missed: t.missed.Load(), Dropped: t.dropped.Load(), Late: t.late.Load()}
+	peers := map[string]bool{}
 	for _, p := range t.pt.ListPeers() {
 		if t.s.mayJoin(p, t.name) {
 			ti.Peers = append(ti.Peers, p.String())
+			peers[p.String()] = true
+		}
+	}
+	// The trace has no event for a mesh peer that went away: only those
+	// still following count.
+	for _, p := range t.s.mesh.peers(t.name) {
+		if peers[p] {
+			ti.Mesh = append(ti.Mesh, p)
 		}
 	}
 	t.mu.Lock()
