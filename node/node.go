@@ -345,7 +345,12 @@ func (n *Node) startPaths() error {
 	pc := path.Config{Host: n.host, Book: n.book, Logger: n.log, WebSocketOnly: n.cfg.WebSocketOnly,
 		RelayedGrace: n.cfg.RelayedGrace, Trusted: n.trustsObservation, Probe: messaging.Probe,
 		// The messenger is made later in start, before any connection.
-		Repath: func(p peer.ID) { n.msgr.Repath(p) }}
+		Repath: func(p peer.ID) {
+			n.msgr.Repath(p)
+			if n.topics != nil {
+				n.topics.Repath(p)
+			}
+		}}
 	if n.metrics != nil {
 		pc.HolePunchMetrics = n.metrics.HolePunch
 	}

@@ -9,6 +9,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 )
 
 // Gossipsub leaves out peers reached only over limited connections (a relay
@@ -74,4 +77,46 @@ func (n limitedNet) Connectedness(p peer.ID) network.Connectedness {
 		return network.Connected
 	}
 	return c
+}
+
+// Repath moves gossipsub's streams with p off relayed connections once a
+// direct one exists (node/path calls it then): gossipsub keeps one stream
+// each way for as long as it can, which would keep a relayed connection
+// busy, so never idle enough to close. Resetting them makes both sides
+// open new ones, which take the direct connection; messages in flight on
+// them come again by another mesh peer or by gossip.
+func (s *Service) Repath(p peer.ID) {
+	direct := false
+	var relayed []network.Conn
+	for _, c := range s.cfg.Host.Network().ConnsToPeer(p) {
+		if c.IsClosed() {
+			continue
+		}
+		if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			relayed = append(relayed, c)
+		} else {
+			direct = true
+		}
+	}
+	if !direct {
+		return
+	}
+	for _, c := range relayed {
+		for _, st := range c.GetStreams() {
+			if isPubsub(st.Protocol()) {
+				_ = st.Reset()
+			}
+		}
+	}
+}
+
+// isPubsub reports whether id is one of gossipsub's (or floodsub's)
+// protocols.
+func isPubsub(id protocol.ID) bool {
+	for _, pid := range pubsub.GossipSubDefaultProtocols {
+		if id == pid {
+			return true
+		}
+	}
+	return id == pubsub.FloodSubID
 }

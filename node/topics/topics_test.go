@@ -258,3 +258,49 @@ func TestPublishSizeCap(t *testing.T) {
 		t.Fatalf("publish %d bytes: %v, want ErrTooLarge", topics.MaxData+1, err)
 	}
 }
+
+// Once two members reach each other directly, gossipsub's streams leave
+// the relayed connection, which then closes as idle, and messages go on.
+func TestTopicsMoveOffRelay(t *testing.T) {
+	r := nt.Relay(t, noTopics)
+	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
+	a := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
+	b := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
+	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.ConnectPeer(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.RelayedAddrs()}); err != nil {
+		t.Fatalf("connect through the relay: %v", err)
+	}
+	sub := follow(t, b, "t", 0)
+	if err := a.Topics().Join("t"); err != nil {
+		t.Fatal(err)
+	}
+	waitPeers(t, a, "t", b.ID())
+	publish(t, a, "t", "relayed")
+	if m := recv(t, sub); string(m.Data) != "relayed" {
+		t.Fatalf("got %q", m.Data)
+	}
+	direct := network.WithForceDirectDial(ctx, "test: as a hole punch would")
+	if err := a.Host().Connect(direct, peer.AddrInfo{ID: b.ID(), Addrs: b.DirectAddrs()}); err != nil {
+		t.Fatal(err)
+	}
+	nt.Eventually(t, 20*time.Second, "relayed connection closed", func() bool {
+		for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
+			if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+	waitPeers(t, a, "t", b.ID())
+	nt.Eventually(t, 20*time.Second, "a message over the direct connection", func() bool {
+		publish(t, a, "t", "direct")
+		select {
+		case m := <-sub.C():
+			return string(m.Data) == "direct"
+		case <-time.After(time.Second):
+			return false
+		}
+	})
+}
