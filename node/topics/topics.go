@@ -25,7 +25,6 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"golang.org/x/time/rate"
 
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/protocol"
@@ -225,75 +224,6 @@ type WireStats struct {
 // Wire returns what gossipsub sent since the start.
 func (s *Service) Wire() WireStats {
 	return WireStats{RPCs: s.wire.rpcs.Load(), Bytes: s.wire.bytes.Load(), Dropped: s.wire.dropped.Load()}
-}
-
-// relayWish is a topic a peer announced it follows.
-type relayWish struct {
-	topic string
-	from  peer.ID
-}
-
-// wantRelay asks route to relay topic for from; it never blocks
-// (gossipsub's event loop calls it), and a full queue drops the wish.
-func (s *Service) wantRelay(topic string, from peer.ID) {
-	select {
-	case s.relayQ <- relayWish{topic, from}:
-	default:
-	}
-}
-
-// route relays the topics members follow, up to Limits.MaxTopics: a
-// stranger's announcements cannot take up the room.
-func (s *Service) route() {
-	defer s.wg.Done()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case w := <-s.relayQ:
-			if s.relaying(w.topic) {
-				continue
-			}
-			if !s.forwarderIsMember(s.ctx, w.from) {
-				continue
-			}
-			if err := s.relayTopic(w.topic); err != nil {
-				s.log.Debug("relay topic", "topic", w.topic, "err", err)
-			}
-		}
-	}
-}
-
-// relaying reports whether the node relays topic already.
-func (s *Service) relaying(name string) bool {
-	s.mu.Lock()
-	t := s.topics[name]
-	s.mu.Unlock()
-	if t == nil {
-		return false
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.relay != nil
-}
-
-func (s *Service) relayTopic(name string) error {
-	t, err := s.join(name)
-	if err != nil {
-		return err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.relay != nil || t.stopped {
-		return nil
-	}
-	cancel, err := t.pt.Relay()
-	if err != nil {
-		return err
-	}
-	t.relay = cancel
-	s.log.Debug("relaying topic", "topic", name)
-	return nil
 }
 
 // Close leaves every topic and stops gossipsub; followers' channels close.
@@ -498,64 +428,3 @@ func (s *Service) keepScores(m map[peer.ID]*pubsub.PeerScoreSnapshot) { s.scores
 
 // Stats counts refused messages by reason, for status and tests.
 func (s *Service) Stats() map[Reason]uint64 { return s.stats.snapshot() }
-
-// rates holds a token bucket per topic and author, forgetting idle ones.
-type rates struct {
-	lim Limits
-	mu  sync.Mutex
-	m   map[rateKey]*rateEntry
-}
-
-type rateKey struct {
-	topic  string
-	author peer.ID
-}
-
-type rateEntry struct {
-	l    *rate.Limiter
-	used time.Time
-}
-
-// maxRates bounds the buckets kept; idle ones go first.
-const maxRates = 16384
-
-func newRates(l Limits) *rates { return &rates{lim: l, m: map[rateKey]*rateEntry{}} }
-
-// allow reports whether author may send one more message to topic now. A
-// peer's bucket holds twice a local publisher's burst: messages bunch up
-// on their way.
-func (r *rates) allow(topic string, author peer.ID, now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	k := rateKey{topic, author}
-	e := r.m[k]
-	if e == nil {
-		if len(r.m) >= maxRates {
-			r.evictLocked(now)
-		}
-		e = &rateEntry{l: rate.NewLimiter(rate.Limit(r.lim.Rate), 2*r.lim.Burst)}
-		r.m[k] = e
-	}
-	e.used = now
-	return e.l.AllowN(now, 1)
-}
-
-// evictLocked drops buckets idle long enough to be full again, or the
-// oldest when none is.
-func (r *rates) evictLocked(now time.Time) {
-	full := time.Duration(float64(2*r.lim.Burst)/r.lim.Rate*float64(time.Second)) + time.Second
-	var oldest rateKey
-	var at time.Time
-	for k, e := range r.m {
-		if now.Sub(e.used) > full {
-			delete(r.m, k)
-			continue
-		}
-		if at.IsZero() || e.used.Before(at) {
-			oldest, at = k, e.used
-		}
-	}
-	if len(r.m) >= maxRates {
-		delete(r.m, oldest)
-	}
-}
