@@ -46,7 +46,8 @@ FUZZ_TARGETS = \
 	./internal/wstransport:FuzzUpgrade \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
 	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore \
-	./node/trust:FuzzReadExchange ./node/netcheck:FuzzDecode
+	./node/trust:FuzzReadExchange ./node/netcheck:FuzzDecode \
+	./node/topics:FuzzDecodeEnvelope ./node/api:FuzzReadEvent
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:

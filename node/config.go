@@ -15,6 +15,7 @@ import (
 	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/certs"
+	"github.com/overlay-net/overlay/node/topics"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -109,6 +110,10 @@ type Config struct {
 	// ExposeTargets restricts the hosts exposed services may connect to
 	// (zero: any host).
 	ExposeTargets tunnel.Targets
+	// Topics bounds group messaging (node/topics); DisableTopics leaves
+	// it out.
+	Topics        topics.Limits
+	DisableTopics bool
 	// Book bounds the peer book: how long strangers stay, and how many
 	// peers it holds.
 	Book   book.Policy
@@ -134,6 +139,7 @@ func DefaultConfig(role protocol.Role) Config {
 		Book:             book.DefaultPolicy(),
 		HandshakeVersion: protocol.Version,
 		RelayedGrace:     DefaultRelayedGrace,
+		Topics:           topics.DefaultLimits(),
 	}
 	listen := DefaultPeerListen
 	if role == protocol.RolePublic {
@@ -194,6 +200,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.Certs.Validate(len(c.NetworkKey) > 0); err != nil {
 		errs = append(errs, err)
+	}
+	if !c.DisableTopics {
+		if err := c.Topics.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := c.Book.Validate(); err != nil {
 		errs = append(errs, err)

@@ -37,6 +37,7 @@ import (
 	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/node/resume"
+	"github.com/overlay-net/overlay/node/topics"
 	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
@@ -73,6 +74,7 @@ type Node struct {
 	sessions  *resume.Manager // resumable sessions of tunnels and perf
 	trust     *trust.Store    // nil without Config.CAPub (trust.go)
 	trustSvc  *trust.Service  // spreads and enforces trust's documents
+	topics    *topics.Service // nil with DisableTopics
 	em        emitters
 
 	dht *dht.DHT
@@ -285,6 +287,15 @@ func (n *Node) start() error {
 		return fmt.Errorf("watch relay events: %w", err)
 	}
 	n.msgr = messaging.New(n.host, n.policed(), n.log)
+	if !n.cfg.DisableTopics {
+		// A public node relays the topics its members follow.
+		ts, err := topics.New(topics.Config{Host: n.host, Members: n, Logger: n.log, Limits: n.cfg.Topics,
+			Router: n.cfg.Role == protocol.RolePublic})
+		if err != nil {
+			return err
+		}
+		n.topics = ts
+	}
 	if err := n.startTunnels(); err != nil {
 		return err
 	}
@@ -361,7 +372,12 @@ func (n *Node) startPaths() error {
 	pc := path.Config{Host: n.host, Book: n.book, Logger: n.log, WebSocketOnly: n.cfg.WebSocketOnly,
 		RelayedGrace: n.cfg.RelayedGrace, Trusted: n.trustsObservation, Probe: messaging.Probe,
 		// The messenger is made later in start, before any connection.
-		Repath: func(p peer.ID) { n.msgr.Repath(p) }}
+		Repath: func(p peer.ID) {
+			n.msgr.Repath(p)
+			if n.topics != nil {
+				n.topics.Repath(p)
+			}
+		}}
 	if n.metrics != nil {
 		pc.HolePunchMetrics = n.metrics.HolePunch
 	}
@@ -444,6 +460,9 @@ func (n *Node) Close() error {
 		if n.msgr != nil {
 			n.msgr.Close()
 		}
+		if n.topics != nil {
+			n.topics.Close()
+		}
 		if k := n.keeper.Load(); k != nil {
 			k.Close()
 		}
@@ -484,6 +503,9 @@ func (n *Node) Messages() *messaging.Messenger { return n.msgr }
 
 // Certs returns the node's certificate mode, nil outside it.
 func (n *Node) Certs() *certs.Manager { return n.certs }
+
+// Topics returns the node's group messaging, nil with DisableTopics.
+func (n *Node) Topics() *topics.Service { return n.topics }
 
 // Book returns the peer book.
 func (n *Node) Book() *book.Book { return n.book }

@@ -251,6 +251,7 @@ func TestBinaryRelayAndTwoPeers(t *testing.T) {
 		}
 	}
 	checkMessaging(t, a.api(t), b.api(t), bID)
+	checkTopics(t, a.api(t), b.api(t))
 	out, err = overlay(t, "id", "--key", filepath.Join(a.data, "identity.key"))
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,9 @@ type Server struct {
 	srv   *http.Server
 	ln    net.Listener
 	done  chan struct{}
+	// closing is done once Close starts: long-lived streams end.
+	closing     context.Context
+	stopStreams context.CancelFunc
 }
 
 // Option configures a Server.
@@ -56,6 +59,7 @@ func Listen(addr string, n *node.Node, log *slog.Logger, opts ...Option) (*Serve
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{n: n, log: log, mux: http.NewServeMux(), done: make(chan struct{})}
+	s.closing, s.stopStreams = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
@@ -99,6 +103,7 @@ func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(p
 
 // Close stops the server and waits for it.
 func (s *Server) Close() error {
+	s.stopStreams()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
@@ -127,6 +132,7 @@ func (s *Server) routes() {
 	s.tunnelRoutes()
 	s.netcheckRoutes()
 	s.trustRoutes()
+	s.topicRoutes()
 }
 
 // Health is the answer of /v1/health. Warnings are what runs degraded

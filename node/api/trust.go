@@ -10,9 +10,9 @@ import (
 	"github.com/overlay-net/overlay/node/trust"
 )
 
-// PublishRequest hands the node a signed revocation list or policy, as
+// TrustPublishRequest hands the node a signed revocation list or policy, as
 // 'overlay ca' wrote it (PEM) or raw; JSON carries it as base64.
-type PublishRequest struct {
+type TrustPublishRequest struct {
 	Document []byte `json:"document"`
 }
 
@@ -39,11 +39,11 @@ func (s *Server) trustRoutes() {
 		}
 		WriteJSON(w, http.StatusOK, reply)
 	})
-	s.mux.HandleFunc("POST /v1/trust/publish", s.publish)
+	s.mux.HandleFunc("POST /v1/trust/publish", s.publishTrust)
 }
 
-func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
-	var req PublishRequest
+func (s *Server) publishTrust(w http.ResponseWriter, r *http.Request) {
+	var req TrustPublishRequest
 	if !ReadJSON(w, r, &req) {
 		return
 	}
@@ -79,7 +79,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 // Publish hands the node a signed revocation list or policy (PEM or raw).
 func (c *Client) Publish(ctx context.Context, doc []byte) (PublishResult, error) {
 	var out PublishResult
-	err := c.Do(ctx, http.MethodPost, "/v1/trust/publish", PublishRequest{Document: doc}, &out)
+	err := c.Do(ctx, http.MethodPost, "/v1/trust/publish", TrustPublishRequest{Document: doc}, &out)
 	return out, err
 }
 
