@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: plot-bin tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-down
+.PHONY: plot-bin tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-revoke testnet-revoke-down testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -172,6 +172,16 @@ testnet-check:
 	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/check $(CHECK_FLAGS)
 
 # Stop the net and remove its containers, networks and volumes.
+# The revocation check (testnet/revoke, docs/revocation.md): 2 relays and
+# 20 members in containers, a revocation published at one member must reach
+# every node within 10 s. Its own compose project; removed at the end.
+testnet-revoke: build
+	docker build --target testnet -t overlay-revoke:local .
+	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/revoke
+
+testnet-revoke-down:
+	$(COMPOSE) -p overlay-revoke -f testnet/revocation.yml down -v --remove-orphans
+
 testnet-down:
 	$(TESTNET) --profile intruder down -v --remove-orphans
 
