@@ -62,6 +62,7 @@ type Node struct {
 	verdicts  *verdict.Table
 	hs        *handshake.Runner
 	paths     *path.Manager
+	sockets   *path.Sockets // private, with QUIC: the host's QUIC sockets
 	relays    *client.Standing
 	notif     *network.NotifyBundle
 	msgr      *messaging.Messenger
@@ -212,6 +213,11 @@ func (n *Node) transports() []libp2p.Option {
 	}
 	if !n.cfg.WebSocketOnly {
 		opts = append(opts, libp2p.Transport(quic.NewTransport))
+		if n.cfg.Role == protocol.RolePrivate {
+			// Hole punching sends its own packets from the QUIC socket.
+			n.sockets = path.NewSockets()
+			opts = append(opts, n.sockets.QUICReuse(n.regOrNil()))
+		}
 	}
 	return opts
 }
@@ -338,6 +344,7 @@ func (n *Node) startPaths() error {
 	if n.metrics != nil {
 		pc.HolePunchMetrics = n.metrics.HolePunch
 	}
+	pc.Sockets = n.sockets
 	m, err := path.New(pc)
 	if err != nil {
 		return err

@@ -35,6 +35,9 @@ type puncher struct {
 	closed bool
 	tries  map[peer.ID][]time.Time // punches started by the node, for allow
 
+	// pre opens the node's own NAT mapping before each punch (prepunch.go).
+	pre *prePunch
+
 	attempts, succeeded, failed atomic.Int64
 }
 
@@ -43,6 +46,9 @@ type PunchStats struct {
 	Attempts  int64 `json:"attempts"`
 	Succeeded int64 `json:"succeeded"`
 	Failed    int64 `json:"failed"`
+	// PrePunches counts pre-punch packets sent (low-TTL, one per address
+	// of the peer per punch exchange; prepunch.go).
+	PrePunches int64 `json:"pre_punches"`
 }
 
 // startPunching starts the hole-punching service once; a node that cannot
@@ -60,7 +66,14 @@ func (m *Manager) startPunching() {
 		m.log.Warn("hole punching off: the libp2p host has no identify service")
 		return
 	}
-	svc, err := holepunch.NewService(h, ids.IDService(), m.holePunchAddrs, m.holePunchTracer(p))
+	if m.cfg.Sockets != nil {
+		// Leaning on quicreuse opening its sockets through Sockets.
+		if _, udp := listenPorts(h.Network().ListenAddresses()); udp != 0 && m.cfg.Sockets.udpConn(udp) == nil {
+			m.log.Warn("pre-punch over QUIC off: the QUIC listen socket was not opened through path.Sockets", "port", udp)
+		}
+	}
+	svc, err := holepunch.NewService(h, ids.IDService(), m.holePunchAddrs, m.holePunchTracer(p),
+		holepunch.WithAddrFilter(p.pre))
 	if err != nil {
 		m.log.Warn("hole punching off", "err", fmt.Errorf("start hole punching: %w", err))
 		return
@@ -105,7 +118,8 @@ func (p *puncher) close() {
 func (m *Manager) PunchStats() PunchStats { return m.punch.stats() }
 
 func (p *puncher) stats() PunchStats {
-	return PunchStats{Attempts: p.attempts.Load(), Succeeded: p.succeeded.Load(), Failed: p.failed.Load()}
+	return PunchStats{Attempts: p.attempts.Load(), Succeeded: p.succeeded.Load(), Failed: p.failed.Load(),
+		PrePunches: p.pre.sent.Load()}
 }
 
 // Trace logs the outcome of each hole punch: a success is worth a line,
