@@ -71,7 +71,7 @@ func (m *Manager) startPunching() {
 	}
 	if m.cfg.Sockets != nil {
 		// Leaning on quicreuse opening its sockets through Sockets.
-		if _, udp := listenPorts(h.Network().ListenAddresses()); udp != 0 && m.cfg.Sockets.udpConn(udp) == nil {
+		if udp := listenUDPPort(h.Network().ListenAddresses()); udp != 0 && m.cfg.Sockets.udpConn(udp) == nil {
 			m.log.Warn("pre-punch over QUIC off: the QUIC listen socket was not opened through path.Sockets", "port", udp)
 		}
 	}

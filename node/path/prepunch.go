@@ -29,9 +29,9 @@ var errNoSocket = errors.New("no socket for the QUIC listen port")
 
 // prePunch opens the node's own NAT mapping towards a peer the moment a
 // hole punch names the peer's addresses, before either side dials: one
-// packet per address, from the port the punch will use (the QUIC listen
-// socket; a TCP SYN from the TCP listen port), with an IP TTL so low that
-// it dies before it reaches the other side's router.
+// empty UDP datagram per QUIC address, from the QUIC listen socket (the
+// port the punch will use), with an IP TTL so low that it dies before it
+// reaches the other side's router.
 //
 // Why: a router without a firewall (INPUT open) hands a punch packet that
 // finds no mapping to its own stack, which answers it and keeps a conntrack
@@ -41,6 +41,10 @@ var errNoSocket = errors.New("no socket for the QUIC listen port")
 // With the mapping made first, the other side's packet matches it and
 // passes. It is a holepunch.AddrFilter that filters nothing: libp2p calls
 // FilterRemote on both sides, with the peer's addresses, before the punch.
+//
+// TCP gets no pre-punch: a SYN sent ahead from the listen port made the
+// TCP punch through a router without a firewall fail every time in the lab
+// (docs/nat.md), where without it the punch mostly succeeds.
 type prePunch struct {
 	host    host.Host
 	sockets *Sockets
@@ -66,7 +70,7 @@ func (pp *prePunch) FilterRemote(p peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr
 }
 
 func (pp *prePunch) send(p peer.ID, addrs []ma.Multiaddr) {
-	tcpPort, udpPort := listenPorts(pp.host.Network().ListenAddresses())
+	udpPort := listenUDPPort(pp.host.Network().ListenAddresses())
 	n := 0
 	for _, a := range addrs {
 		if n == maxPrePunchAddrs {
@@ -79,19 +83,12 @@ func (pp *prePunch) send(p peer.ID, addrs []ma.Multiaddr) {
 		if !ok {
 			continue
 		}
-		var err error
-		switch {
-		case proto == "tcp" && tcpPort != 0:
-			err = synWithTTL(tcpPort, to, pp.ttl)
-		case proto == "udp" && udpPort != 0:
-			c := pp.sockets.udpConn(udpPort)
-			if c == nil {
-				err = errNoSocket
-				break
-			}
-			err = sendUDPWithTTL(c, to, pp.ttl)
-		default:
+		if proto != "udp" || udpPort == 0 {
 			continue
+		}
+		err := errNoSocket
+		if c := pp.sockets.udpConn(udpPort); c != nil {
+			err = sendUDPWithTTL(c, to, pp.ttl)
 		}
 		n++
 		if err != nil {
@@ -130,17 +127,12 @@ func punchTarget(a ma.Multiaddr) (proto string, to netip.AddrPort, ok bool) {
 	return "", netip.AddrPort{}, false
 }
 
-// listenPorts finds the node's IPv4 TCP and QUIC listen ports; 0 if none.
-func listenPorts(listen []ma.Multiaddr) (tcpPort, udpPort int) {
+// listenUDPPort finds the node's IPv4 QUIC listen port; 0 if none.
+func listenUDPPort(listen []ma.Multiaddr) int {
 	for _, a := range listen {
-		proto, to, ok := punchTarget(a)
-		switch {
-		case !ok:
-		case proto == "tcp" && tcpPort == 0:
-			tcpPort = int(to.Port())
-		case proto == "udp" && udpPort == 0:
-			udpPort = int(to.Port())
+		if proto, to, ok := punchTarget(a); ok && proto == "udp" {
+			return int(to.Port())
 		}
 	}
-	return tcpPort, udpPort
+	return 0
 }

@@ -1,17 +1,14 @@
 package path
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -90,82 +87,11 @@ func TestSendUDPWithTTL(t *testing.T) {
 	}
 }
 
-// The SYN leaves from the port a SO_REUSEPORT listener holds (as
-// go-libp2p's TCP listener), with the TTL asked: the listener's saved SYN
-// (TCP_SAVE_SYN) shows the IP header.
-func TestDialSYNFromListenPortWithTTL(t *testing.T) {
-	own := reuseportListener(t) // stands for the node's TCP listener
-	far := saveSYNListener(t)
-	lport := own.Addr().(*net.TCPAddr).Port
-	fd, err := dialSYN(lport, far.Addr().(*net.TCPAddr).AddrPort(), 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	far.SetDeadline(time.Now().Add(5 * time.Second))
-	c, err := far.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rc, _ := c.SyscallConn()
-	var syn []byte
-	var serr error
-	rc.Control(func(fd uintptr) {
-		buf, n := make([]byte, 512), uint32(512)
-		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_SAVED_SYN,
-			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
-		if e != 0 {
-			serr = e
-		}
-		syn = buf[:n]
-	})
-	if serr != nil || len(syn) < 24 {
-		t.Fatalf("saved syn: %v (%d bytes)", serr, len(syn))
-	}
-	ihl := int(syn[0]&0x0f) * 4
-	if ttl, sport := int(syn[8]), int(binary.BigEndian.Uint16(syn[ihl:])); ttl != 3 || sport != lport {
-		t.Fatalf("syn ttl %d from port %d; want ttl 3 from the listen port %d", ttl, sport, lport)
-	}
-}
-
-func sockopt(t *testing.T, level, opt int) net.ListenConfig {
-	t.Helper()
-	return net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, 1) }); err != nil {
-			return err
-		}
-		return serr
-	}}
-}
-
-func reuseportListener(t *testing.T) *net.TCPListener {
-	t.Helper()
-	lc := sockopt(t, unix.SOL_SOCKET, unix.SO_REUSEPORT)
-	l, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l.(*net.TCPListener)
-}
-
-func saveSYNListener(t *testing.T) *net.TCPListener {
-	t.Helper()
-	lc := sockopt(t, unix.IPPROTO_TCP, unix.TCP_SAVE_SYN)
-	l, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l.(*net.TCPListener)
-}
-
 // A private node's host opens its QUIC socket through Sockets (the
 // assumption on quicreuse that the UDP pre-punch rests on), and
-// FilterRemote sends one low-TTL packet from that socket to each UDP
-// address of the peer, returning the addresses unchanged.
+// FilterRemote sends one low-TTL packet from that socket to each QUIC
+// address of the peer (none to the others), returning the addresses
+// unchanged.
 func TestPrePunchFromQUICSocket(t *testing.T) {
 	s := NewSockets()
 	h, err := libp2p.New(libp2p.NoTransports, libp2p.Transport(quic.NewTransport), libp2p.Transport(tcp.NewTCPTransport),
@@ -175,17 +101,15 @@ func TestPrePunchFromQUICSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	_, udpPort := listenPorts(h.Network().ListenAddresses())
+	udpPort := listenUDPPort(h.Network().ListenAddresses())
 	if udpPort == 0 || s.udpConn(udpPort) == nil {
 		t.Fatalf("QUIC listens on port %d, Sockets knows no socket for it", udpPort)
 	}
 
 	rx := ttlReceiver(t)
-	far := saveSYNListener(t)
 	to := rx.LocalAddr().(*net.UDPAddr)
 	remote := addrs(fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", to.Port),
-		fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", far.Addr().(*net.TCPAddr).Port),
-		"/ip4/127.0.0.1/tcp/1/ws", "/ip6/::1/udp/1/quic-v1")
+		"/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/1/ws", "/ip6/::1/udp/1/quic-v1")
 	pp := &prePunch{host: h, sockets: s, log: slog.New(slog.DiscardHandler), ttl: 2,
 		public: func(ma.Multiaddr) bool { return true }}
 	got := pp.FilterRemote(peer.ID("peer"), slices.Clone(remote))
@@ -196,8 +120,8 @@ func TestPrePunchFromQUICSocket(t *testing.T) {
 	if ttl != 2 || size != 0 || int(from.Port()) != udpPort {
 		t.Fatalf("pre-punch from %s: %d bytes, ttl %d; want 0 bytes, ttl 2, from the QUIC port %d", from, size, ttl, udpPort)
 	}
-	if n := pp.sent.Load(); n != 2 {
-		t.Fatalf("sent %d pre-punch packets, want 2 (UDP and TCP)", n)
+	if n := pp.sent.Load(); n != 1 {
+		t.Fatalf("sent %d pre-punch packets, want 1 (to the QUIC address only)", n)
 	}
 }
 

@@ -8,9 +8,7 @@ import (
 	"net/netip"
 )
 
-// Pre-punching needs Linux's per-packet IP_TTL and SO_REUSEPORT semantics;
+// Pre-punching needs Linux's per-packet IP_TTL;
 // elsewhere the punch goes without it.
 
 func sendUDPWithTTL(*net.UDPConn, netip.AddrPort, int) error { return errors.ErrUnsupported }
-
-func synWithTTL(int, netip.AddrPort, int) error { return errors.ErrUnsupported }
