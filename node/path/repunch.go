@@ -15,9 +15,10 @@ import (
 // once, and each side may drop the one the other kept). The later ones
 // outlast the NAT state a failed punch leaves behind (Linux conntrack
 // forgets an unanswered UDP flow after 30 s, a reset TCP one after 10 s),
-// which would make a punch on the same ports fail the same way.
+// which would make a punch on the same ports fail the same way, and which
+// every punch on those ports refreshes.
 var repunchBackoff = []time.Duration{
-	time.Second, 5 * time.Second, 25 * time.Second, 45 * time.Second,
+	time.Second, 5 * time.Second, 35 * time.Second, time.Minute,
 	2 * time.Minute, 5 * time.Minute, 10 * time.Minute,
 }
 
@@ -67,7 +68,7 @@ func (m *Manager) keepPunching(p peer.ID) {
 		if svc == nil {
 			return
 		}
-		err := tryDirectConnect(svc, p, m.punch.allow)
+		err := tryDirectConnect(svc, p, m.punch)
 		switch {
 		case errors.Is(err, errRepunchBound):
 			m.log.Debug("hole punching given up for now", "peer", p, "max", maxRepunch, "within", repunchWindow)
@@ -84,12 +85,17 @@ func (m *Manager) keepPunching(p peer.ID) {
 
 var errRepunchBound = errors.New("repunch bound reached")
 
-// tryDirectConnect starts a punch to p if allow lets it.
-func tryDirectConnect(svc *holepunch.Service, p peer.ID, allow func(peer.ID) bool) error {
-	if !allow(p) {
+// tryDirectConnect starts a punch to p if allow lets it; one that does not
+// start (libp2p's own is running) is not counted.
+func tryDirectConnect(svc *holepunch.Service, p peer.ID, pu *puncher) error {
+	if !pu.allow(p) {
 		return errRepunchBound
 	}
-	return svc.DirectConnect(p)
+	err := svc.DirectConnect(p)
+	if errors.Is(err, holepunch.ErrHolePunchActive) {
+		pu.refund(p)
+	}
+	return err
 }
 
 func (p *puncher) keep(id peer.ID) bool {
@@ -138,6 +144,15 @@ func (p *puncher) allow(id peer.ID) bool {
 	}
 	p.tries[id] = append(recent, now)
 	return true
+}
+
+// refund forgets the newest punch allow counted for p.
+func (p *puncher) refund(id peer.ID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.tries[id]); n > 0 {
+		p.tries[id] = p.tries[id][:n-1]
+	}
 }
 
 func (m *Manager) hasInboundRelayed(p peer.ID) bool {

@@ -19,6 +19,10 @@ func TestRepunchBounds(t *testing.T) {
 	if p.allow(a) {
 		t.Fatalf("punch %d allowed within %s", maxRepunch+1, repunchWindow)
 	}
+	p.refund(a)
+	if !p.allow(a) || p.allow(a) {
+		t.Fatal("a refunded punch was not allowed again, or more were")
+	}
 	if !p.allow(b) {
 		t.Fatal("another peer's punch refused")
 	}
