@@ -107,7 +107,12 @@ var faults = []fault{
 		// rest of the trial (or its teardown) sees the lab as built.
 		upCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		return t.l.ip(upCtx, "-n", sites[0].rtr, "link", "set", "wan", "up")
+		if err := t.l.ip(upCtx, "-n", sites[0].rtr, "link", "set", "wan", "up"); err != nil {
+			return err
+		}
+		// The link going down took the router's default route (to nl-inet)
+		// with it; the link coming up does not bring it back.
+		return t.l.ip(upCtx, "-n", sites[0].rtr, "route", "replace", "default", "via", inetGateway(sites[0].wanIP))
 	}},
 	{name: "relay-restart", what: "relay killed (SIGTERM) and restarted with the same data directory and addresses", run: func(ctx context.Context, t *trial) error {
 		return t.restartRelay(ctx)
