@@ -151,9 +151,9 @@ func (l *lab) close() error {
 
 // build creates the topology:
 //
-//	nl-relay eth0 7.7.0.1 ─┐
-//	nl-rtrA  wan  7.7.1.1 ─┼─ br0 in nl-inet (7.7.0.0/16)
-//	nl-rtrB  wan  7.7.2.1 ─┘
+//	nl-relay eth0 7.7.0.1/24 ─┐
+//	nl-rtrA  wan  7.7.1.1/24 ─┼─ nl-inet, a router: 7.7.0.254, 7.7.1.254, 7.7.2.254
+//	nl-rtrB  wan  7.7.2.1/24 ─┘
 //	nl-rtrA lan 10.10.1.1/24 ── nl-peerA eth0 10.10.1.2 (default via 10.10.1.1)
 //	nl-rtrB lan 10.10.2.1/24 ── nl-peerB eth0 10.10.2.2 (default via 10.10.2.1)
 //
@@ -167,29 +167,31 @@ func (l *lab) close() error {
 // wan takes the router's public address), or put peer B on router A's LAN
 // (sameLAN: a bridge lan in nl-rtrA, peer B at 10.10.1.3, no nl-rtrB). No
 // namespace has a route out of the lab: the only links are veths between
-// lab namespaces.
+// lab namespaces. The internet routes (one hop, which decrements the IP
+// TTL) rather than switches, as between real sites: a packet sent with
+// TTL 2 from a peer leaves its router and dies in nl-inet.
 func (l *lab) build(ctx context.Context, sc scenario) error {
 	for _, ns := range sc.namespaces() {
 		if err := l.addNS(ctx, ns); err != nil {
 			return err
 		}
 	}
-	for _, s := range [][]string{
-		{"-n", nsInet, "link", "add", "br0", "type", "bridge"},
-		{"-n", nsInet, "link", "set", "br0", "up"},
-	} {
-		if err := l.ip(ctx, s...); err != nil {
-			return err
-		}
+	if err := l.cmd(ctx, "ip", "netns", "exec", nsInet, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+		return err
 	}
+	// attach links ns to the internet router: addr/24 on nsIf, the
+	// router's side .254 of the same /24, ns's default route through it.
 	attach := func(ns, inetIf, nsIf, addr string) error {
 		if err := l.veth(ctx, nsInet, inetIf, ns, nsIf); err != nil {
 			return err
 		}
+		gw := inetGateway(addr)
 		for _, s := range [][]string{
-			{"-n", nsInet, "link", "set", inetIf, "master", "br0", "up"},
+			{"-n", nsInet, "addr", "add", gw + inetPrefix, "dev", inetIf},
+			{"-n", nsInet, "link", "set", inetIf, "up"},
 			{"-n", ns, "addr", "add", addr + inetPrefix, "dev", nsIf},
 			{"-n", ns, "link", "set", nsIf, "up"},
+			{"-n", ns, "route", "add", "default", "via", gw},
 		} {
 			if err := l.ip(ctx, s...); err != nil {
 				return err
@@ -316,4 +318,10 @@ func filterRules(f filter) [][]string {
 		}
 	}
 	return rules
+}
+
+// inetGateway is nl-inet's address on the /24 of a lab address a.b.c.d:
+// a.b.c.254.
+func inetGateway(addr string) string {
+	return addr[:strings.LastIndex(addr, ".")] + ".254"
 }

@@ -30,9 +30,10 @@ import (
 
 // Addresses. The lab's "internet" is 7.7.0.0/16: manet.IsPublicAddr must
 // accept it, or go-libp2p would never treat the routers' mapped addresses as
-// public. It exists only on veths between the lab's namespaces.
+// public. It exists only on veths between the lab's namespaces: each site
+// on its own /24, routed by nl-inet.
 const (
-	inetPrefix = "/16"
+	inetPrefix = "/24"
 	relayIP    = "7.7.0.1"
 	relayTCP   = 4100
 	relayWS    = 4101

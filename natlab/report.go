@@ -222,7 +222,7 @@ func (t trialResult) timelineText() string {
 
 func (t trialResult) punchText() string {
 	if p := t.punches; p != nil {
-		return fmt.Sprintf("hole punches: %d attempts, %d succeeded, %d failed", p.Attempts, p.Succeeded, p.Failed)
+		return fmt.Sprintf("hole punches: %d attempts, %d succeeded, %d failed, %d pre-punch packets", p.Attempts, p.Succeeded, p.Failed, p.PrePunches)
 	}
 	return "hole punches: not reported"
 }

@@ -76,12 +76,16 @@ type punchStats struct {
 	Attempts  int `json:"attempts"`
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
+	// PrePunches: low-TTL packets sent before punches (0 from a binary
+	// without them).
+	PrePunches int `json:"pre_punches"`
 }
 
 func (p *punchStats) add(q punchStats) {
 	p.Attempts += q.Attempts
 	p.Succeeded += q.Succeeded
 	p.Failed += q.Failed
+	p.PrePunches += q.PrePunches
 }
 
 type peerJSON struct {

@@ -67,6 +67,7 @@ type Node struct {
 	certs     *certs.Manager // nil outside certificate mode
 	hs        *handshake.Runner
 	paths     *path.Manager
+	sockets   *path.Sockets // private, with QUIC: the host's QUIC sockets
 	relays    *client.Standing
 	notif     *network.NotifyBundle
 	msgr      *messaging.Messenger
@@ -233,6 +234,11 @@ func (n *Node) transports() []libp2p.Option {
 	if !n.cfg.WebSocketOnly {
 		// go-libp2p's QUIC transport; netcheck keeps its socket manager.
 		opts = append(opts, libp2p.Transport(n.nc.QUICTransport()))
+		if n.cfg.Role == protocol.RolePrivate {
+			// Hole punching sends its own packets from the QUIC socket.
+			n.sockets = path.NewSockets()
+			opts = append(opts, n.sockets.QUICReuse(n.regOrNil()))
+		}
 	}
 	return opts
 }
@@ -381,6 +387,7 @@ func (n *Node) startPaths() error {
 	if n.metrics != nil {
 		pc.HolePunchMetrics = n.metrics.HolePunch
 	}
+	pc.Sockets = n.sockets
 	m, err := path.New(pc)
 	if err != nil {
 		return err

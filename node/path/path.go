@@ -42,6 +42,9 @@ type Config struct {
 	Probe func(context.Context, network.Conn) error
 	// HolePunchMetrics, when set, also receives every hole-punch event.
 	HolePunchMetrics holepunch.MetricsTracer
+	// Sockets are the host's QUIC sockets (Sockets.QUICReuse), for the
+	// pre-punch over UDP; nil: pre-punch over TCP only.
+	Sockets *Sockets
 }
 
 // Manager keeps the node's paths. Its methods are safe for concurrent use.
@@ -74,7 +77,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("path emitter: %w", err)
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, em: em, paths: map[peer.ID]book.Path{},
-		observed: newObserved(cfg.Trusted), punch: &puncher{log: cfg.Logger},
+		observed: newObserved(cfg.Trusted),
+		punch:    &puncher{log: cfg.Logger, pre: &prePunch{host: cfg.Host, sockets: cfg.Sockets, log: cfg.Logger, ttl: prePunchTTL}},
 		retiring: &retiring{m: map[peer.ID]struct{}{}}, autonat: &reachability{}}
 	m.punch.punched = m.repunch
 	m.ctx, m.cancel = context.WithCancel(context.Background())

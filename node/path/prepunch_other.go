@@ -1,0 +1,14 @@
+//go:build !linux
+
+package path
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Pre-punching needs Linux's per-packet IP_TTL;
+// elsewhere the punch goes without it.
+
+func sendUDPWithTTL(*net.UDPConn, netip.AddrPort, int) error { return errors.ErrUnsupported }
