@@ -16,7 +16,7 @@ type Option func(*options)
 type options struct {
 	reg   prometheus.Registerer
 	vouch func(peer.ID) error // see WithVouch
-	guard Guard // guard.go
+	guard Guard               // guard.go
 }
 
 // WithRegisterer also feeds go-libp2p's own relay service metrics
