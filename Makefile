@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: plot-bin tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-revoke testnet-revoke-down testnet-down
+.PHONY: plot-bin tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-revoke testnet-revoke-down testnet-topics testnet-topics-down testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -181,6 +181,15 @@ testnet-revoke: build
 
 testnet-revoke-down:
 	$(COMPOSE) -p overlay-revoke -f testnet/revocation.yml down -v --remove-orphans
+
+# Group messaging in containers (testnet/topics, docs/topics.md): 2 relays,
+# 30 relayed-only members, 4 publishers, a relay stopped, a member cut off.
+testnet-topics: build
+	docker build --target testnet -t overlay-topics:local .
+	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/topics
+
+testnet-topics-down:
+	$(COMPOSE) -p overlay-topics -f testnet/topics.yml down -v --remove-orphans
 
 testnet-down:
 	$(TESTNET) --profile intruder down -v --remove-orphans

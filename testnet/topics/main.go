@@ -1,0 +1,314 @@
+// Command topics checks group messaging (docs/topics.md) in containers: 2
+// relays and N members (testnet/topics.yml) that reach each other only
+// through the relays (--ws-only, one internal network), every member
+// following one topic and several publishing, against issue 26's goals:
+// every follower receives every message exactly once, in order per
+// publisher; delivery goes on when a relay stops mid-run; a member cut off
+// for a while gets, after it heals, what gossip still holds and the rest is
+// reported missing by the node.
+//
+//	make build && docker build --target testnet -t overlay-topics:local .
+//	go run ./testnet/topics [-members 30] [-publishers 4] [-messages 2500] [-rate 25]
+//
+// It starts the network (compose project overlay-topics), waits until every
+// node is healthy, runs 'overlay sub --json' in every member (docker exec),
+// waits until each member's mesh holds both relays, then feeds each
+// publisher's 'overlay pub --stdin' at -rate lines a second. Each text
+// carries publisher, sequence and the host's clock; a follower's node
+// stamps when it got it (the containers share the host's clock). At a
+// third of the run relay1 stops; at two thirds one member is disconnected
+// from the network for -partition. It prints a table and exits 1 if a check
+// fails. The network is removed at the end, on an interrupt too, unless
+// -keep.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	project = "overlay-topics"
+	topic   = "fleet"
+)
+
+var (
+	members    = flag.Int("members", 30, "members to start")
+	publishers = flag.Int("publishers", 4, "members that publish")
+	messages   = flag.Int("messages", 2500, "messages per publisher")
+	rate       = flag.Float64("rate", 25, "messages a second per publisher")
+	size       = flag.Int("size", 200, "bytes per message text")
+	stopRelay  = flag.Bool("stop-relay", true, "stop relay1 at a third of the run")
+	partition  = flag.Duration("partition", 10*time.Second, "disconnect one member from the network this long at two thirds of the run (0: none)")
+	drain      = flag.Duration("drain", 60*time.Second, "how long after the last publish the followers may take")
+	keep       = flag.Bool("keep", false, "leave the network running")
+	file       = flag.String("f", "testnet/topics.yml", "compose file")
+	upWait     = flag.Duration("health-timeout", 3*time.Minute, "how long the nodes may take to be healthy")
+)
+
+type node struct {
+	id, svc, name string // container ID, compose service, container name
+}
+
+func main() {
+	flag.Parse()
+	compose, err := composeCommand()
+	if err != nil {
+		fatal(err)
+	}
+	compose = append(compose, "-p", project, "-f", *file)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ok := false
+	defer func() {
+		stop()
+		if !*keep {
+			if _, err := run(context.Background(), 2*time.Minute, compose[0], append(compose[1:], "down", "-v", "--remove-orphans", "-t", "2")...); err != nil {
+				fmt.Fprintf(os.Stderr, "remove the network: %v\n", err)
+			}
+		}
+		if !ok {
+			os.Exit(1)
+		}
+	}()
+	if _, err := run(ctx, 5*time.Minute, compose[0], append(compose[1:], "up", "-d", "--scale", fmt.Sprintf("member=%d", *members))...); err != nil {
+		fail(fmt.Errorf("start the network: %w", err))
+		return
+	}
+	ok = check(ctx)
+}
+
+func check(ctx context.Context) bool {
+	start := time.Now()
+	nodes, err := listNodes(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if err := waitHealthy(ctx, nodes, *upWait); err != nil {
+		return fail(err)
+	}
+	var ms []*node
+	var relay1 *node
+	for _, n := range nodes {
+		switch n.svc {
+		case "member":
+			ms = append(ms, n)
+		case "relay1":
+			relay1 = n
+		}
+	}
+	if len(ms) < *publishers+2 || relay1 == nil {
+		return fail(fmt.Errorf("%d members running, want at least %d, and relay1", len(ms), *publishers+2))
+	}
+	fmt.Printf("%d nodes healthy after %s (%d relays, %d members, all --ws-only)\n",
+		len(nodes), time.Since(start).Round(time.Second), len(nodes)-len(ms), len(ms))
+
+	fs := make([]*follower, len(ms))
+	for i, n := range ms {
+		fs[i] = newFollower(n)
+		cmd := exec.CommandContext(ctx, "docker", "exec", n.id, "/overlay", "sub", "--json", topic)
+		if err := follow(cmd, fs[i]); err != nil {
+			return fail(err)
+		}
+	}
+	// Both relays' meshes hold every member before the run (asking the
+	// relays: asking 30 members through docker exec takes a minute).
+	if err := eventually(ctx, 90*time.Second, func() error {
+		for _, n := range nodes {
+			if n.svc == "member" {
+				continue
+			}
+			if m, err := meshSize(ctx, n); err != nil || m < len(ms) {
+				return fmt.Errorf("%s: mesh of %d of %d members (%v)", n.name, m, len(ms), err)
+			}
+		}
+		return nil
+	}); err != nil {
+		return fail(fmt.Errorf("meshes: %w", err))
+	}
+	fmt.Printf("every member follows %q, both relays mesh with every member, %s after start\n", topic, time.Since(start).Round(time.Second))
+
+	pubs := ms[:*publishers]
+	victim := fs[len(fs)-1] // partitioned: not a publisher
+	total := *publishers * *messages
+	pad := strings.Repeat("x", max(0, *size-40))
+	var sent sync.WaitGroup
+	progress := make(chan int, 1024)
+	pubErrs := make([]error, len(pubs))
+	runStart := time.Now()
+	for i, p := range pubs {
+		sent.Add(1)
+		go func() {
+			defer sent.Done()
+			pubErrs[i] = publish(ctx, p, i, pad, progress)
+		}()
+	}
+	published := 0
+	var relayStopped, partFrom, partTo time.Time
+	done := make(chan struct{})
+	go func() { sent.Wait(); close(done) }()
+	var faults sync.WaitGroup
+loop:
+	for {
+		select {
+		case <-done:
+			break loop
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-progress:
+			published++
+			if *stopRelay && relayStopped.IsZero() && published >= total/3 {
+				relayStopped = time.Now()
+				faults.Add(1)
+				go func() {
+					defer faults.Done()
+					if _, err := run(ctx, 30*time.Second, "docker", "stop", "-t", "1", relay1.id); err != nil {
+						fmt.Fprintf(os.Stderr, "stop relay1: %v\n", err)
+					}
+				}()
+				fmt.Printf("stopping relay1 after %d of %d messages\n", published, total)
+			}
+			if *partition > 0 && partFrom.IsZero() && published >= 2*total/3 {
+				partFrom = time.Now()
+				faults.Add(1)
+				go func() {
+					defer faults.Done()
+					partTo = cut(ctx, victim.n, *partition)
+				}()
+				fmt.Printf("disconnecting %s for %s after %d messages\n", victim.n.name, *partition, published)
+			}
+		}
+	}
+	for len(progress) > 0 {
+		<-progress
+	}
+	lastPub := time.Now()
+	faults.Wait()
+	for i, err := range pubErrs {
+		if err != nil {
+			return fail(fmt.Errorf("publisher %d: %w", i, err))
+		}
+	}
+	fmt.Printf("published %d messages in %s\n", total, lastPub.Sub(runStart).Round(time.Millisecond))
+
+	// Drain: until every follower has everything (the cut one: everything
+	// delivered or reported missing), or no progress for 15 s, or -drain.
+	prev, still := -1, time.Now()
+	_ = eventually(ctx, *drain, func() error {
+		sum, short := 0, 0
+		for _, f := range fs {
+			c := f.count()
+			sum += c
+			if f == victim && !partFrom.IsZero() {
+				f.mu.Lock()
+				c += f.missedRep
+				f.mu.Unlock()
+			}
+			if c < total {
+				short++
+			}
+		}
+		if sum != prev {
+			prev, still = sum, time.Now()
+		} else if time.Since(still) > 15*time.Second {
+			return nil
+		}
+		if short > 0 {
+			return fmt.Errorf("%d followers short", short)
+		}
+		return nil
+	})
+	return report(fs, victim, total, runStart, relayStopped, partFrom, partTo)
+}
+
+// publish feeds 'overlay pub --stdin' in p's container with -messages
+// lines at -rate, one progress tick a line.
+func publish(ctx context.Context, p *node, idx int, pad string, progress chan<- int) error {
+	cmd := exec.CommandContext(ctx, "docker", "exec", "-i", p.id, "/overlay", "pub", "--stdin", topic)
+	cmd.WaitDelay = 5 * time.Second
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / *rate))
+	defer tick.Stop()
+	for seq := 1; seq <= *messages; seq++ {
+		select {
+		case <-ctx.Done():
+			in.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if _, err := fmt.Fprintln(in, messageText(idx, seq, pad)); err != nil {
+			return fmt.Errorf("%s: write line %d: %w", p.name, seq, err)
+		}
+		progress <- 1
+	}
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("%s: overlay pub --stdin: %w: %s", p.name, err, firstLine(errb.String()))
+	}
+	return nil
+}
+
+// cut disconnects n from the compose network for d, then reconnects it,
+// and returns when it did.
+func cut(ctx context.Context, n *node, d time.Duration) time.Time {
+	net := project + "_lan"
+	if _, err := run(ctx, 30*time.Second, "docker", "network", "disconnect", net, n.id); err != nil {
+		fmt.Fprintf(os.Stderr, "disconnect %s: %v\n", n.name, err)
+		return time.Now()
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	if _, err := run(context.Background(), 30*time.Second, "docker", "network", "connect", "--alias", "member", net, n.id); err != nil {
+		fmt.Fprintf(os.Stderr, "reconnect %s: %v\n", n.name, err)
+	}
+	return time.Now()
+}
+
+func meshSize(ctx context.Context, n *node) (int, error) {
+	out, err := run(ctx, 20*time.Second, "docker", "exec", n.id, "/overlay", "topics", "--json")
+	if err != nil {
+		return 0, err
+	}
+	var ts []struct {
+		Name string   `json:"name"`
+		Mesh []string `json:"mesh"`
+	}
+	if err := json.Unmarshal([]byte(out), &ts); err != nil {
+		return 0, fmt.Errorf("topics --json: %w", err)
+	}
+	for _, t := range ts {
+		if t.Name == topic {
+			return len(t.Mesh), nil
+		}
+	}
+	return 0, errors.New("topic not joined")
+}
+
+func fail(err error) bool {
+	fmt.Fprintf(os.Stderr, "topics check: %v\n", err)
+	return false
+}
+
+func fatal(err error) {
+	fmt.Fprintf(os.Stderr, "topics check: %v\n", err)
+	os.Exit(1)
+}
