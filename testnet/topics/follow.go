@@ -95,7 +95,7 @@ func (f *follower) read(r io.Reader) {
 			f.last[pub] = seq
 			f.seen[k] = true
 			f.got++
-			f.lat = append(f.lat, sample{sent, m.Received.Sub(sent)})
+			f.lat = append(f.lat, sample{sent, m.Received, m.Received.Sub(sent)})
 			f.lastAt = m.Received
 		}
 		f.mu.Unlock()
@@ -149,8 +149,8 @@ func follow(cmd *exec.Cmd, f *follower) error {
 
 // sample is one delivery's latency and when its message was published.
 type sample struct {
-	sent time.Time
-	d    time.Duration
+	sent, recv time.Time
+	d          time.Duration
 }
 
 func durations(s []sample, keep func(sample) bool) []time.Duration {

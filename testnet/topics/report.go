@@ -82,6 +82,22 @@ func report(fs []*follower, victim *follower, total int, runStart, relayStopped,
 		row("cut off "+victim.n.name, fmt.Sprintf("%s to %s: received %d, lost %d, reported missing %d",
 			partFrom.Sub(runStart).Round(time.Second), partTo.Sub(runStart).Round(time.Second),
 			victim.got, total-victim.got, victim.missedRep))
+		var first time.Time
+		during := 0
+		for _, x := range victim.lat {
+			if x.recv.After(partTo) && (first.IsZero() || x.recv.Before(first)) {
+				first = x.recv
+			}
+			if !x.sent.Before(partFrom) && x.sent.Before(partTo) {
+				during++
+			}
+		}
+		after := "none"
+		if !first.IsZero() {
+			after = first.Sub(partTo).Round(time.Millisecond).String() + " after reconnecting"
+		}
+		row("  its first delivery after the cut", after)
+		row("  messages published during the cut it got", during)
 		victim.mu.Unlock()
 	}
 	if ok {
