@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -86,6 +87,20 @@ func relayedConns(n *node.Node, p peer.ID) int {
 	return k
 }
 
+// describeConns lists n's connections to p with the protocols of their
+// open streams, for a failure message.
+func describeConns(n *node.Node, p peer.ID) string {
+	var b strings.Builder
+	for _, c := range n.Host().Network().ConnsToPeer(p) {
+		fmt.Fprintf(&b, "  %s %s closed=%v limited=%v streams:", c.Stat().Direction, c.RemoteMultiaddr(), c.IsClosed(), c.Stat().Limited)
+		for _, st := range c.GetStreams() {
+			fmt.Fprintf(&b, " %s(%s)", st.Protocol(), st.Stat().Direction)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
 // Two peers talking through a relay get a direct connection (as a hole
 // punch would give them): the message stream moves to it, the relayed
 // connection closes once idle, and when the direct connection dies the
@@ -94,9 +109,16 @@ func relayedConns(n *node.Node, p peer.ID) int {
 func TestMessagesMoveToDirectAndBack(t *testing.T) {
 	r := nt.Relay(t)
 	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
-	a := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
-	b := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
+	logA, logB := &nt.LogRecorder{Level: slog.LevelDebug}, &nt.LogRecorder{Level: slog.LevelDebug}
+	a := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond), nt.WithLogger(logA.Logger()))
+	b := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond), nt.WithLogger(logB.Logger()))
 	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("a logged:\n%s", strings.Join(logA.Records(), "\n"))
+			t.Logf("b logged:\n%s", strings.Join(logB.Records(), "\n"))
+		}
+	})
 
 	ctx := nt.Context(t, 60*time.Second)
 	if _, err := a.ConnectPeer(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.RelayedAddrs()}); err != nil {
@@ -117,6 +139,12 @@ func TestMessagesMoveToDirectAndBack(t *testing.T) {
 		return pathOf(a, b.ID()) == book.PathDirect && pathOf(b, a.ID()) == book.PathDirect
 	})
 	s.awaitMore(t, 20, "messages over the direct connection")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("a's connections to b:\n%s", describeConns(a, b.ID()))
+			t.Logf("b's connections to a:\n%s", describeConns(b, a.ID()))
+		}
+	})
 	nt.Eventually(t, 10*time.Second, "relayed connection closed once idle", func() bool {
 		return relayedConns(a, b.ID()) == 0 && relayedConns(b, a.ID()) == 0
 	})

@@ -60,10 +60,18 @@ func (m *Manager) retireRelayed(p peer.ID) {
 
 // closeIdleRelayed closes p's relayed connections once each has had no
 // stream for RelayedGrace, for as long as a direct connection lasts.
+//
+// While a relayed connection still carries streams, Repath is asked again
+// every repathEvery: a stream the peer reopened at the moment the direct
+// connection came up (before this side's swarm held it) lands on the
+// relayed connection after the first Repath, and would keep it busy for
+// good.
 func (m *Manager) closeIdleRelayed(p peer.ID) {
 	tick := min(time.Second, m.cfg.RelayedGrace/2)
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	repathEvery := max(time.Second, m.cfg.RelayedGrace)
+	lastRepath := time.Now() // watchPaths called Repath as it started this
 	idleSince := map[network.Conn]time.Time{}
 	for {
 		select {
@@ -74,8 +82,10 @@ func (m *Manager) closeIdleRelayed(p peer.ID) {
 			if !direct || len(relayed) == 0 {
 				return
 			}
+			busy := false
 			for _, c := range relayed {
 				if len(c.GetStreams()) > 0 {
+					busy = true
 					delete(idleSince, c)
 					continue
 				}
@@ -88,6 +98,10 @@ func (m *Manager) closeIdleRelayed(p peer.ID) {
 					m.log.Debug("relayed connection closed: the peer is reached directly", "peer", p, "via", c.RemoteMultiaddr())
 					_ = c.Close()
 				}
+			}
+			if busy && m.cfg.Repath != nil && now.Sub(lastRepath) >= repathEvery {
+				lastRepath = now
+				m.cfg.Repath(p)
 			}
 		}
 	}

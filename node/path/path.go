@@ -158,16 +158,25 @@ func (m *Manager) PathTo(p peer.ID) (book.Path, network.Conn) {
 
 // Connected takes a new connection: the path may change, and a peer that
 // comes in through a relay while a direct connection exists has its
-// direct connections checked (checkDirect).
+// direct connections checked (checkDirect). A relayed connection made
+// while a direct one exists is retired like the others once idle.
 func (m *Manager) Connected(c network.Conn) {
 	p := c.RemotePeer()
 	m.Refresh(p)
 	if m.ctx.Err() != nil {
 		return
 	}
-	if c.Stat().Direction == network.DirInbound && book.IsRelayed(c.RemoteMultiaddr()) {
-		if direct, _ := m.connsByPath(p); direct {
+	if !book.IsRelayed(c.RemoteMultiaddr()) {
+		return
+	}
+	if direct, _ := m.connsByPath(p); direct {
+		if c.Stat().Direction == network.DirInbound {
 			m.goRun(func() { m.checkDirect(p) })
+		}
+		// The path stays direct, so no path event starts a watcher for
+		// this relayed connection: start one here.
+		if m.cfg.RelayedGrace > 0 {
+			m.retireRelayed(p)
 		}
 	}
 }
