@@ -1,4 +1,7 @@
-package node
+// Package config is a node's configuration (package node's Config): the
+// struct, its defaults and its validation. It imports no part of the node
+// it configures, so tools and tests can build and check one alone.
+package config
 
 import (
 	"crypto/ed25519"
