@@ -4,14 +4,21 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node/config"
+	"github.com/overlay-net/overlay/node/status"
 	"github.com/overlay-net/overlay/protocol"
 )
 
-// The node's configuration lives in node/config; these names keep it where
-// callers have always found it.
+// The node's configuration lives in node/config and its status in
+// node/status; these names keep them where callers have always found them.
 type (
 	// Config is everything a node needs (config.Config).
 	Config = config.Config
+	// Status is what a node says about itself (status.Status).
+	Status = status.Status
+	// StatusAddrs are the node's own addresses (status.Addrs).
+	StatusAddrs = status.Addrs
+	// StatusReservation is one relay reservation held (status.Reservation).
+	StatusReservation = status.Reservation
 )
 
 // DefaultNetwork is the network name a node joins unless told otherwise.
