@@ -327,7 +327,7 @@ func (n *Node) start() error {
 		}
 	}
 	if n.cfg.DataDir != "" {
-		n.goRun(n.saveLoop)
+		n.goRun(func() { n.book.SaveLoop(n.ctx, n.bookPath(), n.log) })
 	}
 	n.goRun(n.pruneLoop)
 	if err := n.listen(); err != nil {
@@ -551,55 +551,25 @@ func (n *Node) Reservations() []client.Reservation {
 	return nil
 }
 
-func (n *Node) loadBook() error {
-	if n.cfg.DataDir == "" {
-		n.book = book.New(n.cfg.Book)
-		return nil
-	}
-	b, err := book.Load(filepath.Join(n.cfg.DataDir, bookFileName), n.cfg.Book)
-	switch {
-	case errors.Is(err, book.ErrCorrupt):
-		n.log.Error("peer book was corrupt, starting empty", "err", err)
-	case errors.Is(err, book.ErrSkipped):
-		n.log.Warn("peer book had invalid entries, skipped them", "err", err)
-	case err != nil:
-		return err
-	}
-	n.book = b
-	return nil
-}
-
-func (n *Node) saveBook() error {
-	if n.cfg.DataDir == "" || n.book == nil {
-		return nil
-	}
-	_, err := n.book.Save(filepath.Join(n.cfg.DataDir, bookFileName))
+func (n *Node) loadBook() (err error) {
+	n.book, err = book.Open(n.bookPath(), n.cfg.Book, n.log)
 	return err
 }
 
-// saveLoop writes the book shortly after it changes, batching bursts: a
-// second after a change, or 50 times as long as the last save took when
-// that is longer (a big relay's book), so that saving a busy book costs at
-// most about 2% of a core. A crash loses only that interval.
-func (n *Node) saveLoop() {
-	var took time.Duration
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-n.book.Changed():
-		}
-		select {
-		case <-n.ctx.Done():
-			return // Close saves
-		case <-time.After(max(time.Second, 50*took)):
-		}
-		start := time.Now()
-		if err := n.saveBook(); err != nil {
-			n.log.Error("save peer book", "err", err)
-		}
-		took = time.Since(start)
+// bookPath is the peer book's file, "" without a data directory.
+func (n *Node) bookPath() string {
+	if n.cfg.DataDir == "" {
+		return ""
 	}
+	return filepath.Join(n.cfg.DataDir, bookFileName)
+}
+
+func (n *Node) saveBook() error {
+	if n.bookPath() == "" || n.book == nil {
+		return nil
+	}
+	_, err := n.book.Save(n.bookPath())
+	return err
 }
 
 // pruneEvery is how often expired strangers leave the book and verdicts of
