@@ -105,7 +105,7 @@ func New(cfg Config) (*Node, error) {
 		err = n.openTrust()
 	}
 	if err == nil {
-		cfg.Certs.Revoked = n.revokedHook(cfg.Certs.Revoked)
+		cfg.Certs.Revoked = n.trust.RevokedHook(cfg.Certs.Revoked)
 		n.certs, err = certs.Open(cfg.Certs, cfg.Key, n.book, n.log)
 	}
 	if err != nil {
