@@ -6,7 +6,6 @@
 package node
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,20 +19,16 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/transport"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/overlay-net/overlay/internal/wstransport"
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/dht"
 	"github.com/overlay-net/overlay/node/handshake"
-	"github.com/overlay-net/overlay/node/limits"
+	"github.com/overlay-net/overlay/node/hostopts"
 	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/node/metrics"
-	"github.com/overlay-net/overlay/node/muxer"
 	"github.com/overlay-net/overlay/node/netcheck"
 	"github.com/overlay-net/overlay/node/path"
 	"github.com/overlay-net/overlay/node/resume"
@@ -60,7 +55,6 @@ type Node struct {
 
 	relaySvc  *relay.Service
 	refusals  *relay.Refusals  // public: what limits refused, for status and logs
-	gate      *relay.Gate      // public: bounds connections before their security handshake
 	strangers *relay.Strangers // public: closes strangers' connections after a grace
 	keeper    atomic.Pointer[client.Keeper]
 	verdicts  *verdict.Table
@@ -112,10 +106,12 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.joinTrust()
-	opts, err := n.hostOptions()
+	opts, parts, err := hostopts.Build(hostopts.Config{Node: n.cfg, Logger: n.log,
+		QUIC: n.nc.QUICTransport, RelayedAddrs: n.RelayedAddrs})
 	if err != nil {
 		return nil, err
 	}
+	n.refusals, n.metrics, n.sockets = parts.Refusals, parts.Metrics, parts.Sockets
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host: %w", err)
@@ -126,149 +122,6 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
-}
-
-// wsConfig is the WebSocket transport's configuration: the node's, logging
-// to the node's logger, with refusals over its pending caps counted with
-// the relay's other limits.
-func (n *Node) wsConfig() wstransport.Config {
-	c := n.cfg.WebSocket
-	if n.gate != nil {
-		// The gate sees these connections first and closes the oldest
-		// silent one for a newcomer; the transport's caps refuse the
-		// newcomer instead, so they must lie above the gate's, or they
-		// would refuse honest peers the gate lets in (docs/BENCHMARKS.md).
-		l := relay.LimitsFor(n.cfg.Relay)
-		c.MaxPending = max(cmp.Or(c.MaxPending, wstransport.DefaultMaxPending), 2*l.Pending)
-		c.MaxPendingPerIP = max(cmp.Or(c.MaxPendingPerIP, wstransport.DefaultMaxPendingPerIP), 2*l.PendingPerIP)
-	}
-	c.Logger = n.log
-	c.Refused = func(limit string) {
-		// Set before the host listens (relayLimits), nil on a private node.
-		if r := n.refusals; r != nil {
-			r.Add(limit)
-		}
-	}
-	return c
-}
-
-func (n *Node) hostOptions() ([]libp2p.Option, error) {
-	if n.cfg.Role == protocol.RolePublic {
-		n.refusals = relay.NewRefusals(n.log)
-		n.gate = relay.LimitsFor(n.cfg.Relay).Gate(n.refusals)
-	}
-	opts := []libp2p.Option{
-		libp2p.Identity(n.cfg.Key),
-		libp2p.UserAgent(Agent),
-		libp2p.EnableRelay(),
-	}
-	if reg := n.cfg.Metrics; reg != nil {
-		// go-libp2p's own collectors (swarm, identify, AutoNAT, event bus,
-		// resource manager) go to the node's registry too.
-		n.metrics = metrics.New(reg)
-		opts = append(opts, libp2p.PrometheusRegisterer(reg))
-	}
-	opts = append(opts, n.transports()...)
-	opts = append(opts, n.autonatOptions()...)
-	// The node listens once it is ready (start): a peer that connects
-	// earlier would find no handshake handler, take this node for a stock
-	// one, and be refused for as long as its connection lasts (a relay
-	// restarting while its peers retry every 300 ms).
-	opts = append(opts, libp2p.NoListenAddrs)
-	if n.cfg.Role == protocol.RolePrivate {
-		// A private node keeps libp2p's own limits (autoscaled from memory,
-		// hundreds of connections): it holds a few relays and members. Hole
-		// punching is the node's own (node/path), not libp2p's.
-		// Tunnels get room beyond those limits (node/limits).
-		extra, err := metrics.ResourceManagerOptions(n.regOrNil())
-		if err != nil {
-			return nil, err
-		}
-		rm, err := limits.Private(extra...)
-		if err != nil {
-			return nil, err
-		}
-		return append(opts, rm,
-			libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
-				direct, _ := book.SplitAddrs(addrs)
-				return append(direct, n.RelayedAddrs()...)
-			})), nil
-	}
-	rl, err := n.relayLimits()
-	if err != nil {
-		return nil, err
-	}
-	// Private peers learn from their relays whether they are reachable.
-	opts = append(opts, libp2p.EnableNATService())
-	return append(opts, rl...), nil
-}
-
-// transports are the node's libp2p transports. A public node's TCP and
-// WebSocket listeners pass through its Gate, so connections that never
-// finish their security handshake cannot crowd out newcomers.
-func (n *Node) transports() []libp2p.Option {
-	// Our own WebSocket transport, wire-compatible with go-libp2p's:
-	// buffers that hold a whole TLS record, pooled so idle connections hold
-	// none (docs/datapath.md). The gate sees its connections from the TCP
-	// accept until their security handshake ends, and takes one whose
-	// upgrade is followed by silence for silent (watchedConn.Upgraded).
-	ws := func(u transport.Upgrader, rm network.ResourceManager) (*wstransport.Transport, error) {
-		if n.gate != nil {
-			u = n.gate.Upgrader(u)
-		}
-		return wstransport.New(u, rm, wstransport.WithConfig(n.wsConfig()))
-	}
-	tcpT := any(tcp.NewTCPTransport)
-	if n.gate != nil {
-		tcpT = n.gate.TCP
-	}
-	opts := []libp2p.Option{libp2p.Transport(ws), muxer.Option()}
-	if !n.cfg.WebSocketOnly {
-		opts = append(opts, libp2p.Transport(tcpT))
-	}
-	if len(n.cfg.PSK) > 0 {
-		// libp2p's QUIC refuses a private network: its handshake is
-		// QUIC's own TLS, with no room for the PSK layer.
-		return append(opts, libp2p.PrivateNetwork(n.cfg.PSK))
-	}
-	if !n.cfg.WebSocketOnly {
-		// go-libp2p's QUIC transport; netcheck keeps its socket manager.
-		opts = append(opts, libp2p.Transport(n.nc.QUICTransport()))
-		if n.cfg.Role == protocol.RolePrivate {
-			// Hole punching sends its own packets from the QUIC socket.
-			n.sockets = path.NewSockets()
-			opts = append(opts, n.sockets.QUICReuse(n.regOrNil()))
-		}
-	}
-	return opts
-}
-
-// autonatOptions run AutoNAT v2, which checks each address on its own and serves
-// the check to others; reachability comes to status through events. A
-// WebSocket-only node listens nowhere, so it has nothing to check, and
-// AutoNAT v2's second libp2p host would double what the node costs to
-// start (half of a load generator's CPU in bench/capacity).
-func (n *Node) autonatOptions() []libp2p.Option {
-	if n.cfg.WebSocketOnly {
-		return nil
-	}
-	return []libp2p.Option{libp2p.EnableAutoNATv2()}
-}
-
-// relayLimits sizes a public node's resource and connection managers from
-// its relay settings (relay.LimitsFor), counting what they refuse.
-func (n *Node) relayLimits() ([]libp2p.Option, error) {
-	l := relay.LimitsFor(n.cfg.Relay)
-	l.Scale = limits.ScaleForTunnels
-	if short := l.FDShortfall(); short > 0 {
-		n.log.Warn("file descriptor limit too low for the relay's limits", "missing", short,
-			"hint", "raise ulimit -n, or lower --max-reservations")
-	}
-	extra, err := metrics.ResourceManagerOptions(n.regOrNil())
-	if err != nil {
-		return nil, err
-	}
-	return l.HostOptions(n.refusals, extra...)
 }
 
 func (n *Node) start() error {
