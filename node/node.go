@@ -10,10 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -36,13 +34,9 @@ import (
 	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
-	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 	"github.com/overlay-net/overlay/relay/client"
 )
-
-// bookFileName is the peer book's file in the data directory.
-const bookFileName = "peers.json"
 
 // Node is a running overlay node. Close stops everything it started.
 type Node struct {
@@ -124,129 +118,32 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// start wires the node's parts to the host in order, each concern in a
+// step of its own, and listens last: a peer that connects finds every
+// handler in place.
 func (n *Node) start() error {
-	if err := n.em.open(n.host.EventBus()); err != nil {
-		return err
+	steps := []func() error{
+		func() error { return n.em.open(n.host.EventBus()) }, // events.go
+		n.startPaths,      // path management, made before the first connection
+		n.startMembership, // handshake, certificates, connection and identify events
+		n.startMessaging,  // messages and topics
+		n.startTunnels,    // resumable sessions and tunnels (tunnels.go)
+		func() error { return n.paths.Start() },
+		n.startMetrics,
+		n.startPerf,
+		n.startRole,  // relay service or reservation keeper
+		n.startTrust, // trust.go
+		n.startDHT,   // dht.go
+		n.startBackground,
+		n.listen, // listen.go
+		n.startNetCheck,
 	}
-	if err := n.startPaths(); err != nil {
-		return err
-	}
-	n.hs = n.handshakes()
-	n.host.SetStreamHandler(protocol.HandshakeID, n.hs.Respond)
-	n.certs.Start(n.ctx, n.host, n.verdicts, n.goRun, func(c network.Conn) { n.hs.Initiate(n.ctx, c) })
-	n.notif = &network.NotifyBundle{
-		ConnectedF:    func(_ network.Network, c network.Conn) { n.onConnected(c) },
-		DisconnectedF: func(_ network.Network, c network.Conn) { n.onDisconnected(c) },
-	}
-	n.host.Network().Notify(n.notif)
-	if err := n.watchIdentify(); err != nil {
-		return fmt.Errorf("watch identify: %w", err)
-	}
-	if err := n.watchRelays(); err != nil {
-		return fmt.Errorf("watch relay events: %w", err)
-	}
-	n.msgr = messaging.New(n.host, n.policed(), n.log)
-	if !n.cfg.DisableTopics {
-		// A public node relays the topics its members follow.
-		ts, err := topics.New(topics.Config{Host: n.host, Members: n, Logger: n.log, Limits: n.cfg.Topics,
-			Router: n.cfg.Role == protocol.RolePublic})
-		if err != nil {
+	for _, step := range steps {
+		if err := step(); err != nil {
 			return err
 		}
-		n.topics = ts
-	}
-	if err := n.startTunnels(); err != nil {
-		return err
-	}
-	if err := n.paths.Start(); err != nil {
-		return err
-	}
-	if n.metrics != nil {
-		if err := n.metrics.Start(n.host.EventBus(), n.msgr, n.metricsState()); err != nil {
-			return fmt.Errorf("start metrics: %w", err)
-		}
-	}
-	n.host.SetStreamHandler(protocol.PerfID, protocol.HandlePerf)
-	n.host.SetStreamHandler(protocol.PerfResumeID, n.sessions.HandlePerf)
-	if err := n.startRole(); err != nil {
-		return err
-	}
-	if err := n.startTrust(); err != nil {
-		return err
-	}
-	if !n.cfg.DisableDHT {
-		if err := n.startDHT(); err != nil {
-			return err
-		}
-	}
-	if n.cfg.DataDir != "" {
-		n.goRun(func() { n.book.SaveLoop(n.ctx, n.bookPath(), n.log) })
-	}
-	n.goRun(n.pruneLoop)
-	if err := n.listen(); err != nil {
-		return err
-	}
-	if err := n.nc.Start(n.host); err != nil {
-		return err
 	}
 	n.log.Info("node started", "peer_id", n.host.ID(), "role", n.cfg.Role, "network", n.cfg.Network)
-	return nil
-}
-
-func (n *Node) startRole() error {
-	switch n.cfg.Role {
-	case protocol.RolePublic:
-		ropts := n.relayGuard()
-		if reg := n.regOrNil(); reg != nil {
-			ropts = append(ropts, relay.WithRegisterer(reg))
-		}
-		svc, err := relay.New(n.host, n.cfg.Relay, n, n.refusals, append(ropts, relay.WithVouch(n.certs.VouchFunc()))...)
-		if err != nil {
-			return err
-		}
-		n.relaySvc = svc
-		n.strangers = relay.NewStrangers(n.host, n.cfg.Relay, func(p peer.ID) bool {
-			return n.verdicts.Get(p) == book.StateMember
-		}, n.refusals, maxHeldStrangers)
-		n.goRun(func() { relay.WatchTrims(n.ctx, n.host.ConnManager(), n.refusals) })
-	case protocol.RolePrivate:
-		if len(n.cfg.Relays) == 0 {
-			return nil
-		}
-		kc := n.cfg.Keeper
-		kc.Relays, kc.Logger, kc.Admission = n.cfg.Relays, n.log, n
-		k, err := client.New(n.host, kc)
-		if err != nil {
-			return err
-		}
-		n.keeper.Store(k)
-		k.Start()
-	}
-	return nil
-}
-
-// startPaths starts path management (node/path): path events, observed
-// addresses, hole punching, migration off relays, reachability.
-func (n *Node) startPaths() error {
-	pc := path.Config{Host: n.host, Book: n.book, Logger: n.log, WebSocketOnly: n.cfg.WebSocketOnly,
-		RelayedGrace: n.cfg.RelayedGrace, Trusted: n.trustsObservation, Probe: messaging.Probe,
-		// The messenger is made later in start, before any connection.
-		Repath: func(p peer.ID) {
-			n.msgr.Repath(p)
-			if n.topics != nil {
-				n.topics.Repath(p)
-			}
-		}}
-	if n.metrics != nil {
-		pc.HolePunchMetrics = n.metrics.HolePunch
-	}
-	pc.Sockets = n.sockets
-	m, err := path.New(pc)
-	if err != nil {
-		return err
-	}
-	n.paths = m
-	n.observePunches()
 	return nil
 }
 
@@ -265,26 +162,6 @@ func (n *Node) regOrNil() prometheus.Registerer {
 	}
 	return n.cfg.Metrics
 }
-
-// metricsState is what the metrics' gauges read at each scrape.
-func (n *Node) metricsState() metrics.State {
-	return metrics.State{
-		Peers:        n.book.List,
-		Reservations: func() int { return len(n.Reservations()) },
-		Certs:        n.certs,
-		Relay: func() (relay.Stats, bool) {
-			if n.relaySvc == nil {
-				return relay.Stats{}, false
-			}
-			return n.relaySvc.Stats(), true
-		},
-		NetCheck: n.nc.Gauge(),
-	}
-}
-
-// maxHeldStrangers bounds the strangers a relay holds during their grace
-// (relay.DefaultMaxHeldStrangers; tests lower it).
-var maxHeldStrangers int64 = relay.DefaultMaxHeldStrangers
 
 // goRun runs fn in a goroutine that Close waits for.
 func (n *Node) goRun(fn func()) {
@@ -402,60 +279,4 @@ func (n *Node) Reservations() []client.Reservation {
 		return k.Reservations()
 	}
 	return nil
-}
-
-func (n *Node) loadBook() (err error) {
-	n.book, err = book.Open(n.bookPath(), n.cfg.Book, n.log)
-	return err
-}
-
-// bookPath is the peer book's file, "" without a data directory.
-func (n *Node) bookPath() string {
-	if n.cfg.DataDir == "" {
-		return ""
-	}
-	return filepath.Join(n.cfg.DataDir, bookFileName)
-}
-
-func (n *Node) saveBook() error {
-	if n.bookPath() == "" || n.book == nil {
-		return nil
-	}
-	_, err := n.book.Save(n.bookPath())
-	return err
-}
-
-// pruneEvery is how often expired strangers leave the book and verdicts of
-// peers long gone are forgotten.
-const pruneEvery = time.Minute
-
-// verdictLinger is how long a non-member's verdict outlives its last
-// connection: long enough for a Connect waiting on it to read it.
-const verdictLinger = time.Minute
-
-func (n *Node) pruneLoop() {
-	t := time.NewTicker(pruneEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case now := <-t.C:
-			n.prune(now)
-		}
-	}
-}
-
-func (n *Node) prune(now time.Time) {
-	connected := func(p peer.ID) bool { return n.host.Network().Connectedness(p) == network.Connected }
-	// Strangers gone for good leave libp2p's peerstore too; the book keeps them.
-	for _, p := range n.verdicts.Prune(now.Add(-verdictLinger), connected) {
-		if !n.isRelay(p) {
-			n.host.Peerstore().RemovePeer(p)
-			n.host.Peerstore().ClearAddrs(p)
-		}
-	}
-	if k := n.book.Evict(now, connected); k > 0 {
-		n.log.Debug("peer book: strangers evicted", "count", k, "left", n.book.Len())
-	}
 }
