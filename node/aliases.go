@@ -35,7 +35,8 @@ const DefaultRepublish = config.DefaultRepublish
 const Agent = config.Agent
 
 // DefaultRelayListen and DefaultPeerListen are the default listen
-// addresses of a public and of a private node (config).
+// addresses of a public and of a private node: copies of config's, which
+// DefaultConfig reads.
 var (
 	DefaultRelayListen = config.DefaultRelayListen
 	DefaultPeerListen  = config.DefaultPeerListen

@@ -1,5 +1,6 @@
 // Package node builds an overlay node: it owns the libp2p host's
-// construction and lifecycle, and wires to it the handshake
+// construction (options from node/hostopts, Config from node/config) and
+// lifecycle, and wires to it the handshake
 // (node/handshake), the peer book (node/book), paths (node/path),
 // messaging, tunnels, the DHT, metrics, and either the relay server
 // (public, relay/) or the reservation keeper (private, relay/client).

@@ -1,6 +1,6 @@
 // Package config is a node's configuration (package node's Config): the
-// struct, its defaults and its validation. It imports no part of the node
-// it configures, so tools and tests can build and check one alone.
+// struct, its defaults and its validation. It does not import package
+// node, so the node's subpackages and tools can use it.
 package config
 
 import (

@@ -2,7 +2,7 @@
 // configuration (node/config): identity, transports (WebSocket, TCP, QUIC,
 // or a private network's PSK), a public node's Gate and the resource and
 // connection limits sized from its relay settings, AutoNAT and metrics.
-// It imports no part of the node whose host it builds.
+// It does not import package node.
 package hostopts
 
 import (

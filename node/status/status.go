@@ -1,6 +1,6 @@
 // Package status is what a node says about itself (package node's Status):
 // the report's types as the API serves them, and the wording of its health.
-// It imports no part of the node it describes.
+// It does not import package node.
 package status
 
 import (
