@@ -17,7 +17,11 @@ import (
 // ErrNotFound means a DHT lookup found no address for the peer.
 var ErrNotFound = dht.ErrNotFound
 
+// startDHT joins the DHT (node/dht) unless DisableDHT.
 func (n *Node) startDHT() error {
+	if n.cfg.DisableDHT {
+		return nil
+	}
 	boot, err := client.ParseRelays(append(append([]ma.Multiaddr{}, n.cfg.Relays...), n.cfg.Bootstrap...))
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)

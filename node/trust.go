@@ -3,9 +3,6 @@ package node
 import (
 	"fmt"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/overlay-net/overlay/cert"
 	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/relay"
 )
@@ -23,44 +20,12 @@ func (n *Node) openTrust() (err error) {
 	return err
 }
 
-// revokedHook is the handshake's revocation check in certificate mode:
-// fromFile (a --revocations list, may be nil) and the trust store's newest
-// list, whichever revokes first.
-func (n *Node) revokedHook(fromFile func(*cert.Certificate) error) func(*cert.Certificate) error {
-	if n.trust == nil {
-		return fromFile
-	}
-	return func(c *cert.Certificate) error {
-		if fromFile != nil {
-			if err := fromFile(c); err != nil {
-				return err
-			}
-		}
-		return n.trust.CheckPeer(c.Peer, c)
-	}
-}
-
 // joinTrust lets the trust store see the certificates members presented
-// in the handshake: revocation by serial, and names and groups for the
-// policy.
+// in the handshake (trust.Store.JoinCerts).
 func (n *Node) joinTrust() {
-	if n.trust == nil || n.certs == nil {
-		return
+	if n.certs != nil {
+		n.trust.JoinCerts(n.certs.Members.Get, n.certs.Recheck)
 	}
-	n.trust.SetCertOf(func(p peer.ID) *cert.Certificate {
-		c, _ := n.certs.Members.Get(p)
-		return c
-	})
-	n.trust.SetMemberOf(func(p peer.ID) (cert.Member, bool) {
-		c, ok := n.certs.Members.Get(p)
-		if !ok {
-			return cert.Member{}, false
-		}
-		return c.Member(), true
-	})
-	// A newer list disconnects members it revokes at once, not at the
-	// next expiry sweep. The subscription lives as long as the store.
-	n.trust.Subscribe(func(trust.Change) { n.certs.Recheck() })
 }
 
 // startTrust spreads the store's documents and enforces revocations.
@@ -77,12 +42,7 @@ func (n *Node) startTrust() (err error) {
 
 // policed is the node as messaging and tunnels see it: with the access
 // policy's checks when it has a trust store.
-func (n *Node) policed() trust.NodeMembers {
-	if n.trust == nil {
-		return n
-	}
-	return n.trust.Police(n, n.ID())
-}
+func (n *Node) policed() trust.NodeMembers { return n.trust.PolicedMembers(n, n.ID()) }
 
 func (n *Node) relayGuard() []relay.Option {
 	if n.trust == nil {

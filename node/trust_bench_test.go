@@ -24,7 +24,7 @@ import (
 //	go test -run '^$' -bench RevocationSpread -benchtime 20x ./node/
 func BenchmarkRevocationSpread(b *testing.B) {
 	ca := newTestCA(b)
-	o := []nt.Option{withCAPub(ca.pub), nt.WithoutDHT()}
+	o := []nt.Option{withCAPub(ca.Pub), nt.WithoutDHT()}
 	r1, r2 := nt.Relay(b, o...), nt.Relay(b, o...)
 	on1, on2 := []ma.Multiaddr{nt.WSAddr(b, r1)}, []ma.Multiaddr{nt.WSAddr(b, r2)}
 	all := []*node.Node{r1, r2}
@@ -96,8 +96,8 @@ func BenchmarkRevocationSpread(b *testing.B) {
 	var worst time.Duration
 	for i := 0; i < b.N; i++ {
 		someone, _ := peer.IDFromPrivateKey(nt.Key(b))
-		doc := ca.revoke(someone)
-		d := held(ca.rev.Version, func() {
+		doc := ca.Revoke(someone)
+		d := held(ca.Rev.Version, func() {
 			if _, err := publisher.Trust().Offer(cert.KindRevocations, doc); err != nil {
 				b.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func BenchmarkRevocationSpread(b *testing.B) {
 	b.ReportMetric(float64(len(all)), "nodes")
 
 	// Once: a real member revoked, until nobody holds a connection to it.
-	doc := ca.revoke(victim.ID())
+	doc := ca.Revoke(victim.ID())
 	start := time.Now()
 	if _, err := publisher.Trust().Offer(cert.KindRevocations, doc); err != nil {
 		b.Fatal(err)

@@ -16,48 +16,15 @@ import (
 	"github.com/overlay-net/overlay/node/messaging"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/node/trust"
+	"github.com/overlay-net/overlay/node/trust/trusttest"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 )
 
 // testCA signs successive revocation lists and policies for a test.
-type testCA struct {
-	t    testing.TB
-	pub  ed25519.PublicKey
-	priv ed25519.PrivateKey
-	rev  *cert.RevocationList
-	pol  uint64
-}
+type testCA = trusttest.CA
 
-func newTestCA(t testing.TB) *testCA {
-	pub, priv, err := cert.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{t: t, pub: pub, priv: priv}
-}
-
-func (c *testCA) revoke(id peer.ID) []byte {
-	c.t.Helper()
-	l := c.rev.Revoke(cert.Serial{}, id)
-	b, err := l.Sign(c.priv, time.Now())
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.rev = l
-	return b
-}
-
-func (c *testCA) policy(def string, rules ...cert.Rule) []byte {
-	c.t.Helper()
-	c.pol++
-	p := &cert.Policy{Version: c.pol, Default: def, Rules: rules}
-	b, err := p.Sign(c.priv, time.Now())
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return b
-}
+func newTestCA(t testing.TB) *testCA { return trusttest.New(t) }
 
 func withCAPub(pub ed25519.PublicKey) nt.Option { return func(c *node.Config) { c.CAPub = pub } }
 
@@ -66,7 +33,7 @@ func withCAPub(pub ed25519.PublicKey) nt.Option { return func(c *node.Config) { 
 // relays and a peer to reach d. Every node trusts ca; none uses the DHT.
 func trustChain(t *testing.T, ca *testCA, opts ...nt.Option) (all []*node.Node, r1, r2, a, bridge, c, d *node.Node) {
 	t.Helper()
-	o := append([]nt.Option{withCAPub(ca.pub), nt.WithoutDHT()}, opts...)
+	o := append([]nt.Option{withCAPub(ca.Pub), nt.WithoutDHT()}, opts...)
 	r1, r2 = nt.Relay(t, o...), nt.Relay(t, o...)
 	on1, on2 := []ma.Multiaddr{nt.WSAddr(t, r1)}, []ma.Multiaddr{nt.WSAddr(t, r2)}
 	a = nt.Peer(t, on1, o...)
@@ -96,7 +63,7 @@ func TestRevocationSpreadsAndCutsOff(t *testing.T) {
 	}
 
 	start := time.Now()
-	if changed, err := a.Trust().Offer(cert.KindRevocations, ca.revoke(d.ID())); !changed || err != nil {
+	if changed, err := a.Trust().Offer(cert.KindRevocations, ca.Revoke(d.ID())); !changed || err != nil {
 		t.Fatalf("publish: changed=%v err=%v", changed, err)
 	}
 	nt.Eventually(t, 10*time.Second, "every node holds the list", func() bool {
@@ -155,8 +122,8 @@ func TestRollbackAndBogusListsRefused(t *testing.T) {
 	ca := newTestCA(t)
 	all, _, _, a, bridge, c, _ := trustChain(t, ca)
 	gone, _ := peer.IDFromPrivateKey(nt.Key(t))
-	v1 := ca.revoke(gone)
-	first := ca.revoke(c.ID()) // version 2 revokes c
+	v1 := ca.Revoke(gone)
+	first := ca.Revoke(c.ID()) // version 2 revokes c
 	if _, err := a.Trust().Offer(cert.KindRevocations, first); err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +140,8 @@ func TestRollbackAndBogusListsRefused(t *testing.T) {
 		t.Fatalf("publish version 1 after 2: %v, want rollback", err)
 	}
 	forger := newTestCA(t)
-	forger.rev = ca.rev
-	if _, err := a.Trust().Offer(cert.KindRevocations, forger.revoke(a.ID())); cert.ReasonOf(err) != cert.ReasonUnknownCA {
+	forger.Rev = ca.Rev
+	if _, err := a.Trust().Offer(cert.KindRevocations, forger.Revoke(a.ID())); cert.ReasonOf(err) != cert.ReasonUnknownCA {
 		t.Fatalf("publish another CA's list: %v", err)
 	}
 	counts := a.Trust().Counts()
@@ -192,12 +159,12 @@ func TestRollbackAndBogusListsRefused(t *testing.T) {
 func TestBogusListFloodIsRateLimited(t *testing.T) {
 	ca := newTestCA(t)
 	forger := newTestCA(t)
-	o := []nt.Option{withCAPub(ca.pub), nt.WithoutDHT()}
+	o := []nt.Option{withCAPub(ca.Pub), nt.WithoutDHT()}
 	r := nt.Relay(t, o...)
 	victim := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r)}, o...)
 	// The attacker holds the forger's key as its "CA": it accepts and
 	// offers the forged lists.
-	attacker := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r)}, withCAPub(forger.pub), nt.WithoutDHT())
+	attacker := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r)}, withCAPub(forger.Pub), nt.WithoutDHT())
 	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(victim, 1) && nt.Reserved(attacker, 1) })
 	ctx := nt.Context(t, 30*time.Second)
 	if _, err := attacker.Connect(ctx, victim.ID().String()); err != nil {
@@ -207,7 +174,7 @@ func TestBogusListFloodIsRateLimited(t *testing.T) {
 	for i := 0; i < flood; i++ {
 		// Not the victim: the attacker's own node would cut it off.
 		someone, _ := peer.IDFromPrivateKey(nt.Key(t))
-		if _, err := attacker.Trust().Offer(cert.KindRevocations, forger.revoke(someone)); err != nil {
+		if _, err := attacker.Trust().Offer(cert.KindRevocations, forger.Revoke(someone)); err != nil {
 			t.Fatal(err)
 		}
 		// Push it as the gossip would, one exchange per list.
@@ -237,7 +204,7 @@ func TestBogusListFloodIsRateLimited(t *testing.T) {
 // that holds none is refused by the receiver, naming the rule).
 func TestPolicyRefusesMessageAndTunnel(t *testing.T) {
 	ca := newTestCA(t)
-	o := []nt.Option{withCAPub(ca.pub), nt.WithoutDHT()}
+	o := []nt.Option{withCAPub(ca.Pub), nt.WithoutDHT()}
 	r := nt.Relay(t, o...)
 	on := []ma.Multiaddr{nt.WSAddr(t, r)}
 	a, b := nt.Peer(t, on, o...), nt.Peer(t, on, o...)
@@ -248,7 +215,7 @@ func TestPolicyRefusesMessageAndTunnel(t *testing.T) {
 	if _, err := b.Tunnels().Expose(tunnel.Exposure{Name: "db", Target: "127.0.0.1:1"}, false); err != nil {
 		t.Fatal(err)
 	}
-	pol := ca.policy(cert.Allow,
+	pol := ca.Policy(cert.Allow,
 		cert.Rule{Name: "b-is-quiet", Action: cert.Deny, From: []string{"peer:" + a.ID().String(), "peer:" + plain.ID().String()},
 			To: []string{"peer:" + b.ID().String()}, Messages: true},
 		cert.Rule{Name: "db-closed", Action: cert.Deny, From: []string{"*"}, To: []string{"peer:" + b.ID().String()},
@@ -293,11 +260,11 @@ func TestTrustPersistsAcrossRestart(t *testing.T) {
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	key := nt.Key(t)
-	o := []nt.Option{withCAPub(ca.pub), nt.WithoutDHT(), nt.WithDataDir(dir), nt.WithKey(key)}
+	o := []nt.Option{withCAPub(ca.Pub), nt.WithoutDHT(), nt.WithDataDir(dir), nt.WithKey(key)}
 	r := nt.Relay(t, o...)
 	revoked := nt.Key(t)
 	id, _ := peer.IDFromPrivateKey(revoked)
-	if _, err := r.Trust().Offer(cert.KindRevocations, ca.revoke(id)); err != nil {
+	if _, err := r.Trust().Offer(cert.KindRevocations, ca.Revoke(id)); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -305,7 +272,7 @@ func TestTrustPersistsAcrossRestart(t *testing.T) {
 	if v := revocationsVersion(r2); v != 1 {
 		t.Fatalf("after restart: version %d, want 1", v)
 	}
-	p := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r2)}, withCAPub(ca.pub), nt.WithoutDHT(), nt.WithKey(revoked))
+	p := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r2)}, withCAPub(ca.Pub), nt.WithoutDHT(), nt.WithKey(revoked))
 	// Its connections are closed once admitted, or its reservation refused
 	// if it asks first: which comes first depends on timing.
 	nt.Eventually(t, 30*time.Second, "the restarted relay cuts the revoked peer off", func() bool {
@@ -322,14 +289,14 @@ func TestTrustPersistsAcrossRestart(t *testing.T) {
 // other members are served.
 func TestRelayEnforcesPolicy(t *testing.T) {
 	ca := newTestCA(t)
-	o := []nt.Option{withCAPub(ca.pub), nt.WithoutDHT()}
+	o := []nt.Option{withCAPub(ca.Pub), nt.WithoutDHT()}
 	r := nt.Relay(t, o...)
 	on := []ma.Multiaddr{nt.WSAddr(t, r)}
 	outKey, aKey := nt.Key(t), nt.Key(t)
 	outID, _ := peer.IDFromPrivateKey(outKey)
 	aID, _ := peer.IDFromPrivateKey(aKey)
 	b := nt.Peer(t, on, o...)
-	pol := ca.policy(cert.Allow,
+	pol := ca.Policy(cert.Allow,
 		cert.Rule{Name: "no-reserve", Action: cert.Deny, From: []string{"peer:" + outID.String()}, To: []string{"*"},
 			Relay: []string{cert.RelayReserve}},
 		cert.Rule{Name: "a-not-to-b", Action: cert.Deny, From: []string{"peer:" + aID.String()},
@@ -361,7 +328,7 @@ func TestRelayEnforcesPolicy(t *testing.T) {
 // the node goes on exchanging with it and with others.
 func TestTrustGarbageResetsOneStream(t *testing.T) {
 	ca := newTestCA(t)
-	o := []nt.Option{withCAPub(ca.pub), nt.WithoutDHT()}
+	o := []nt.Option{withCAPub(ca.Pub), nt.WithoutDHT()}
 	r := nt.Relay(t, o...)
 	p := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r)}, o...)
 	nt.Eventually(t, 10*time.Second, "reserved", func() bool { return nt.Reserved(p, 1) })
@@ -383,7 +350,7 @@ func TestTrustGarbageResetsOneStream(t *testing.T) {
 		}
 		s.Reset()
 	}
-	if _, err := r.Trust().Offer(cert.KindRevocations, ca.revoke(newTestPeerID(t))); err != nil {
+	if _, err := r.Trust().Offer(cert.KindRevocations, ca.Revoke(newTestPeerID(t))); err != nil {
 		t.Fatal(err)
 	}
 	nt.Eventually(t, 10*time.Second, "the peer still takes the relay's list", func() bool { return revocationsVersion(p) == 1 })
@@ -405,19 +372,19 @@ func newTestPeerID(t testing.TB) peer.ID {
 // policy held and the members' traffic are unaffected.
 func TestTamperedPolicyOverTheWire(t *testing.T) {
 	ca := newTestCA(t)
-	o := []nt.Option{withCAPub(ca.pub), nt.WithoutDHT()}
+	o := []nt.Option{withCAPub(ca.Pub), nt.WithoutDHT()}
 	r := nt.Relay(t, o...)
 	on := []ma.Multiaddr{nt.WSAddr(t, r)}
 	a, b := nt.Peer(t, on, o...), nt.Peer(t, on, o...)
 	nt.Eventually(t, 10*time.Second, "reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
 	allowAll := cert.Rule{Name: "quiet-none", Action: cert.Allow, From: []string{"*"}, To: []string{"*"}, Messages: true}
-	if _, err := r.Trust().Offer(cert.KindPolicy, ca.policy(cert.Allow, allowAll)); err != nil {
+	if _, err := r.Trust().Offer(cert.KindPolicy, ca.Policy(cert.Allow, allowAll)); err != nil {
 		t.Fatal(err)
 	}
 	nt.Eventually(t, 10*time.Second, "a holds the policy", func() bool { _, v := a.Trust().Versions(); return v == 1 })
 
 	deny := cert.Rule{Name: "quiet-none", Action: cert.Deny, From: []string{"*"}, To: []string{"*"}, Messages: true}
-	doc := ca.policy(cert.Allow, deny) // version 2, signed; then a rule renamed
+	doc := ca.Policy(cert.Allow, deny) // version 2, signed; then a rule renamed
 	tampered := []byte(strings.Replace(string(doc), `"quiet-none"`, `"quiet-nonE"`, 1))
 	if string(tampered) == string(doc) {
 		t.Fatal("nothing tampered")

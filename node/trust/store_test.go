@@ -1,7 +1,6 @@
 package trust_test
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,25 +13,10 @@ import (
 
 	"github.com/overlay-net/overlay/cert"
 	"github.com/overlay-net/overlay/node/trust"
+	"github.com/overlay-net/overlay/node/trust/trusttest"
 )
 
-// ca is a test CA that signs successive revocation lists and policies.
-type ca struct {
-	t    testing.TB
-	pub  ed25519.PublicKey
-	priv ed25519.PrivateKey
-	rev  *cert.RevocationList
-	pol  uint64
-}
-
-func newCA(t testing.TB) *ca {
-	t.Helper()
-	pub, priv, err := cert.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &ca{t: t, pub: pub, priv: priv}
-}
+func newCA(t testing.TB) *trusttest.CA { return trusttest.New(t) }
 
 func newPeer(t testing.TB) peer.ID {
 	t.Helper()
@@ -47,33 +31,9 @@ func newPeer(t testing.TB) peer.ID {
 	return id
 }
 
-// revoke signs the next list, adding id.
-func (c *ca) revoke(id peer.ID) []byte {
-	c.t.Helper()
-	l := c.rev.Revoke(cert.Serial{}, id)
-	b, err := l.Sign(c.priv, time.Now())
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.rev = l
-	return b
-}
-
-// policy signs the next policy with rules.
-func (c *ca) policy(def string, rules ...cert.Rule) []byte {
-	c.t.Helper()
-	c.pol++
-	p := &cert.Policy{Version: c.pol, Default: def, Rules: rules}
-	b, err := p.Sign(c.priv, time.Now())
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return b
-}
-
 func TestOfferNewerStaleRollback(t *testing.T) {
 	c := newCA(t)
-	s, err := trust.Open("", c.pub)
+	s, err := trust.Open("", c.Pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +41,8 @@ func TestOfferNewerStaleRollback(t *testing.T) {
 	cancel := s.Subscribe(func(ch trust.Change) { changes = append(changes, ch) })
 	defer cancel()
 	a, b := newPeer(t), newPeer(t)
-	v1 := c.revoke(a)
-	v2 := c.revoke(b)
+	v1 := c.Revoke(a)
+	v2 := c.Revoke(b)
 	if changed, err := s.Offer(cert.KindRevocations, v2); !changed || err != nil {
 		t.Fatalf("offer v2: changed=%v err=%v", changed, err)
 	}
@@ -116,19 +76,19 @@ func TestOfferNewerStaleRollback(t *testing.T) {
 // the store holds is unchanged.
 func TestOfferRefusesBogus(t *testing.T) {
 	c, other := newCA(t), newCA(t)
-	s, err := trust.Open("", c.pub)
+	s, err := trust.Open("", c.Pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Offer(cert.KindRevocations, c.revoke(newPeer(t))); err != nil {
+	if _, err := s.Offer(cert.KindRevocations, c.Revoke(newPeer(t))); err != nil {
 		t.Fatal(err)
 	}
-	other.rev = c.rev // the same versions, so that only the signer differs
-	foreign := other.revoke(newPeer(t))
-	forged := c.revoke(newPeer(t))
+	other.Rev = c.Rev // the same versions, so that only the signer differs
+	foreign := other.Revoke(newPeer(t))
+	forged := c.Revoke(newPeer(t))
 	forged = append([]byte(nil), forged...)
 	forged[len(forged)-1] ^= 1
-	pol := c.policy(cert.Allow)
+	pol := c.Policy(cert.Allow)
 	for _, tc := range []struct {
 		name string
 		kind byte
@@ -158,19 +118,19 @@ func TestOfferRefusesBogus(t *testing.T) {
 func TestPersistAcrossRestart(t *testing.T) {
 	c := newCA(t)
 	dir := t.TempDir()
-	s, err := trust.Open(dir, c.pub)
+	s, err := trust.Open(dir, c.Pub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	revoked := newPeer(t)
-	if _, err := s.Offer(cert.KindRevocations, c.revoke(revoked)); err != nil {
+	if _, err := s.Offer(cert.KindRevocations, c.Revoke(revoked)); err != nil {
 		t.Fatal(err)
 	}
 	rule := cert.Rule{Name: "quiet", Action: cert.Deny, From: []string{"*"}, To: []string{"*"}, Messages: true}
-	if _, err := s.Offer(cert.KindPolicy, c.policy(cert.Allow, rule)); err != nil {
+	if _, err := s.Offer(cert.KindPolicy, c.Policy(cert.Allow, rule)); err != nil {
 		t.Fatal(err)
 	}
-	again, err := trust.Open(dir, c.pub)
+	again, err := trust.Open(dir, c.Pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +146,7 @@ func TestPersistAcrossRestart(t *testing.T) {
 	}
 	// Under another CA, the kept documents are set aside, not trusted.
 	other := newCA(t)
-	s3, err := trust.Open(dir, other.pub)
+	s3, err := trust.Open(dir, other.Pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +160,7 @@ func TestPersistAcrossRestart(t *testing.T) {
 
 func TestAllowNamesRule(t *testing.T) {
 	c := newCA(t)
-	s, err := trust.Open("", c.pub)
+	s, err := trust.Open("", c.Pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +168,7 @@ func TestAllowNamesRule(t *testing.T) {
 	if err := s.Allow(a, b, cert.Action{Kind: cert.ActionMessage}); err != nil {
 		t.Fatalf("no policy: %v", err)
 	}
-	_, err = s.Offer(cert.KindPolicy, c.policy(cert.Allow,
+	_, err = s.Offer(cert.KindPolicy, c.Policy(cert.Allow,
 		cert.Rule{Name: "no-db-from-guests", Action: cert.Deny, From: []string{"group:guests"}, To: []string{"name:db"},
 			Messages: true, Services: []string{"postgres"}}))
 	if err != nil {
@@ -239,11 +199,11 @@ func TestAllowNamesRule(t *testing.T) {
 
 func TestCollector(t *testing.T) {
 	c := newCA(t)
-	s, err := trust.Open("", c.pub)
+	s, err := trust.Open("", c.Pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Offer(cert.KindRevocations, c.revoke(newPeer(t))); err != nil {
+	if _, err := s.Offer(cert.KindRevocations, c.Revoke(newPeer(t))); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
@@ -280,7 +240,7 @@ func TestCollector(t *testing.T) {
 // and other peers stay members.
 func TestRevokeBySerial(t *testing.T) {
 	c := newCA(t)
-	s, err := trust.Open("", c.pub)
+	s, err := trust.Open("", c.Pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,14 +251,14 @@ func TestRevokeBySerial(t *testing.T) {
 			t.Fatal(err)
 		}
 		crt := &cert.Certificate{Serial: serial, Peer: id, Name: "laptop", NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-		if _, err := crt.Sign(c.priv); err != nil {
+		if _, err := crt.Sign(c.Priv); err != nil {
 			t.Fatal(err)
 		}
 		return crt
 	}
 	old, renewed := certFor(), certFor()
-	l := c.rev.Revoke(old.Serial, "")
-	doc, err := l.Sign(c.priv, time.Now())
+	l := c.Rev.Revoke(old.Serial, "")
+	doc, err := l.Sign(c.Priv, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package node
+package hostopts
 
 import (
 	"testing"
@@ -8,12 +8,12 @@ import (
 	"github.com/overlay-net/overlay/relay"
 )
 
-func relayNode(maxRes, perIP int) *Node {
-	n := &Node{}
+func relayNode(maxRes, perIP int) *builder {
+	n := &builder{}
 	n.cfg.Role = protocol.RolePublic
 	n.cfg.Relay = relay.DefaultConfig()
 	n.cfg.Relay.MaxReservations, n.cfg.Relay.MaxReservationsPerIP = maxRes, perIP
-	n.gate = relay.LimitsFor(n.cfg.Relay).Gate(nil)
+	n.Gate = relay.LimitsFor(n.cfg.Relay).Gate(nil)
 	return n
 }
 

@@ -1,4 +1,7 @@
-package node
+// Package config is a node's configuration (package node's Config): the
+// struct, its defaults and its validation. It does not import package
+// node, so the node's subpackages and tools can use it.
+package config
 
 import (
 	"crypto/ed25519"
