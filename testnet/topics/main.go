@@ -35,6 +35,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/overlay-net/overlay/testnet/internal/compose"
 )
 
 const (
@@ -54,25 +56,35 @@ var (
 	keep       = flag.Bool("keep", false, "leave the network running")
 	file       = flag.String("f", "testnet/topics.yml", "compose file")
 	upWait     = flag.Duration("health-timeout", 3*time.Minute, "how long the nodes may take to be healthy")
+	limit      = flag.Duration("timeout", 0, "give up the whole check after this long, then remove the network (0: no bound)")
 )
 
-type node struct {
-	id, svc, name string // container ID, compose service, container name
-}
+type node = compose.Node
+
+var (
+	run        = compose.Run
+	eventually = compose.Eventually
+	firstLine  = compose.FirstLine
+)
 
 func main() {
 	flag.Parse()
-	compose, err := composeCommand()
+	cc, err := compose.Command()
 	if err != nil {
 		fatal(err)
 	}
-	compose = append(compose, "-p", project, "-f", *file)
+	cc = append(cc, "-p", project, "-f", *file)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if *limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *limit)
+		defer cancel()
+	}
 	ok := false
 	defer func() {
 		stop()
 		if !*keep {
-			if _, err := run(context.Background(), 2*time.Minute, compose[0], append(compose[1:], "down", "-v", "--remove-orphans", "-t", "2")...); err != nil {
+			if _, err := run(context.Background(), 2*time.Minute, cc[0], append(cc[1:], "down", "-v", "--remove-orphans", "-t", "2")...); err != nil {
 				fmt.Fprintf(os.Stderr, "remove the network: %v\n", err)
 			}
 		}
@@ -80,7 +92,7 @@ func main() {
 			os.Exit(1)
 		}
 	}()
-	if _, err := run(ctx, 5*time.Minute, compose[0], append(compose[1:], "up", "-d", "--scale", fmt.Sprintf("member=%d", *members))...); err != nil {
+	if _, err := run(ctx, 5*time.Minute, cc[0], append(cc[1:], "up", "-d", "--scale", fmt.Sprintf("member=%d", *members))...); err != nil {
 		fail(fmt.Errorf("start the network: %w", err))
 		return
 	}
@@ -89,17 +101,17 @@ func main() {
 
 func check(ctx context.Context) bool {
 	start := time.Now()
-	nodes, err := listNodes(ctx)
+	nodes, err := compose.List(ctx, project)
 	if err != nil {
 		return fail(err)
 	}
-	if err := waitHealthy(ctx, nodes, *upWait); err != nil {
+	if err := compose.WaitHealthy(ctx, nodes, *upWait); err != nil {
 		return fail(err)
 	}
 	var ms []*node
 	var relay1 *node
 	for _, n := range nodes {
-		switch n.svc {
+		switch n.Service {
 		case "member":
 			ms = append(ms, n)
 		case "relay1":
@@ -115,7 +127,7 @@ func check(ctx context.Context) bool {
 	fs := make([]*follower, len(ms))
 	for i, n := range ms {
 		fs[i] = newFollower(n)
-		cmd := exec.CommandContext(ctx, "docker", "exec", n.id, "/overlay", "sub", "--json", topic)
+		cmd := exec.CommandContext(ctx, "docker", "exec", n.ID, "/overlay", "sub", "--json", topic)
 		if err := follow(cmd, fs[i]); err != nil {
 			return fail(err)
 		}
@@ -124,11 +136,11 @@ func check(ctx context.Context) bool {
 	// relays: asking 30 members through docker exec takes a minute).
 	if err := eventually(ctx, 90*time.Second, func() error {
 		for _, n := range nodes {
-			if n.svc == "member" {
+			if n.Service == "member" {
 				continue
 			}
 			if m, err := meshSize(ctx, n); err != nil || m < len(ms) {
-				return fmt.Errorf("%s: mesh of %d of %d members (%v)", n.name, m, len(ms), err)
+				return fmt.Errorf("%s: mesh of %d of %d members (%v)", n.Name, m, len(ms), err)
 			}
 		}
 		return nil
@@ -171,7 +183,7 @@ loop:
 				faults.Add(1)
 				go func() {
 					defer faults.Done()
-					if _, err := run(ctx, 30*time.Second, "docker", "stop", "-t", "1", relay1.id); err != nil {
+					if _, err := run(ctx, 30*time.Second, "docker", "stop", "-t", "1", relay1.ID); err != nil {
 						fmt.Fprintf(os.Stderr, "stop relay1: %v\n", err)
 					}
 				}()
@@ -184,7 +196,7 @@ loop:
 					defer faults.Done()
 					partTo = cut(ctx, victim.n, *partition)
 				}()
-				fmt.Printf("disconnecting %s for %s after %d messages\n", victim.n.name, *partition, published)
+				fmt.Printf("disconnecting %s for %s after %d messages\n", victim.n.Name, *partition, published)
 			}
 		}
 	}
@@ -233,7 +245,7 @@ loop:
 // publish feeds 'overlay pub --stdin' in p's container with -messages
 // lines at -rate, one progress tick a line.
 func publish(ctx context.Context, p *node, idx int, pad string, progress chan<- int) error {
-	cmd := exec.CommandContext(ctx, "docker", "exec", "-i", p.id, "/overlay", "pub", "--stdin", topic)
+	cmd := exec.CommandContext(ctx, "docker", "exec", "-i", p.ID, "/overlay", "pub", "--stdin", topic)
 	cmd.WaitDelay = 5 * time.Second
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -254,13 +266,13 @@ func publish(ctx context.Context, p *node, idx int, pad string, progress chan<- 
 		case <-tick.C:
 		}
 		if _, err := fmt.Fprintln(in, messageText(idx, seq, pad)); err != nil {
-			return fmt.Errorf("%s: write line %d: %w", p.name, seq, err)
+			return fmt.Errorf("%s: write line %d: %w", p.Name, seq, err)
 		}
 		progress <- 1
 	}
 	in.Close()
 	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("%s: overlay pub --stdin: %w: %s", p.name, err, firstLine(errb.String()))
+		return fmt.Errorf("%s: overlay pub --stdin: %w: %s", p.Name, err, firstLine(errb.String()))
 	}
 	return nil
 }
@@ -269,22 +281,22 @@ func publish(ctx context.Context, p *node, idx int, pad string, progress chan<- 
 // and returns when it did.
 func cut(ctx context.Context, n *node, d time.Duration) time.Time {
 	net := project + "_lan"
-	if _, err := run(ctx, 30*time.Second, "docker", "network", "disconnect", net, n.id); err != nil {
-		fmt.Fprintf(os.Stderr, "disconnect %s: %v\n", n.name, err)
+	if _, err := run(ctx, 30*time.Second, "docker", "network", "disconnect", net, n.ID); err != nil {
+		fmt.Fprintf(os.Stderr, "disconnect %s: %v\n", n.Name, err)
 		return time.Now()
 	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-	if _, err := run(context.Background(), 30*time.Second, "docker", "network", "connect", "--alias", "member", net, n.id); err != nil {
-		fmt.Fprintf(os.Stderr, "reconnect %s: %v\n", n.name, err)
+	if _, err := run(context.Background(), 30*time.Second, "docker", "network", "connect", "--alias", "member", net, n.ID); err != nil {
+		fmt.Fprintf(os.Stderr, "reconnect %s: %v\n", n.Name, err)
 	}
 	return time.Now()
 }
 
 func meshSize(ctx context.Context, n *node) (int, error) {
-	out, err := run(ctx, 20*time.Second, "docker", "exec", n.id, "/overlay", "topics", "--json")
+	out, err := run(ctx, 20*time.Second, "docker", "exec", n.ID, "/overlay", "topics", "--json")
 	if err != nil {
 		return 0, err
 	}
