@@ -44,6 +44,7 @@ import (
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 	"github.com/overlay-net/overlay/relay/client"
+	"github.com/overlay-net/overlay/relay/liveness"
 )
 
 // bookFileName is the peer book's file in the data directory.
@@ -356,6 +357,13 @@ func (n *Node) startRole() error {
 			return n.verdicts.Get(p) == book.StateMember
 		}, n.refusals, maxHeldStrangers)
 		n.goRun(func() { relay.WatchTrims(n.ctx, n.host.ConnManager(), n.refusals) })
+		// A member that reconnects has given up on its older connection,
+		// which this side may still think alive (relay/liveness).
+		n.goRun(func() {
+			d := liveness.NewDoubter(n.host, liveness.DoubtTimeout, n.log)
+			<-n.ctx.Done()
+			d.Close()
+		})
 	case protocol.RolePrivate:
 		if len(n.cfg.Relays) == 0 {
 			return nil
