@@ -297,7 +297,7 @@ func (n *Node) start() error {
 	if !n.cfg.DisableTopics {
 		// A public node relays the topics its members follow.
 		ts, err := topics.New(topics.Config{Host: n.host, Members: n, Logger: n.log, Limits: n.cfg.Topics,
-			Router: n.cfg.Role == protocol.RolePublic})
+			Router: n.cfg.Role == protocol.RolePublic, Policy: n.topicPolicy()})
 		if err != nil {
 			return err
 		}
