@@ -143,8 +143,10 @@ func printSubStats(errOut io.Writer, st topics.SubStats, asJSON bool) {
 
 func runTopics(args []string) error {
 	var cf clientFlags
-	fs := newFlags("topics", "topics [--json]\n\nThe topics the node has joined: members that follow each among its peers,\nits mesh, local followers, messages published, delivered, missing and dropped.")
+	var stats bool
+	fs := newFlags("topics", "topics [--json]\n       overlay topics --stats\n\nThe topics the node has joined: members that follow each among its peers,\nits mesh, local followers, messages published, delivered, missing and dropped.")
 	cf.register(fs, true, 30*time.Second)
+	fs.BoolVar(&stats, "stats", false, "print, as JSON, the node's gossipsub as a whole instead: RPCs and bytes it sent (wire), messages refused by reason, each peer's score, and the node's live heap after a garbage collection (heap_alloc, bytes)")
 	if err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -153,6 +155,20 @@ func runTopics(args []string) error {
 		return err
 	}
 	defer cancel()
+	if stats {
+		st, err := c.TopicStats(ctx)
+		if err != nil {
+			return err
+		}
+		rt, err := c.RuntimeAfterGC(ctx)
+		if err != nil {
+			return err
+		}
+		return printJSON(struct {
+			api.TopicStats
+			HeapAlloc uint64 `json:"heap_alloc"`
+		}{st, rt.HeapAlloc})
+	}
 	ts, err := c.Topics(ctx)
 	if err != nil {
 		return err

@@ -451,6 +451,18 @@ func (s *Service) Score(p peer.ID) (float64, bool) {
 	return sc.Score, true
 }
 
+// Scores returns gossipsub's latest score of every peer it scores (taken
+// each second).
+func (s *Service) Scores() map[peer.ID]float64 {
+	out := map[peer.ID]float64{}
+	if m := s.scores.Load(); m != nil {
+		for p, sc := range *m {
+			out[p] = sc.Score
+		}
+	}
+	return out
+}
+
 func (s *Service) keepScores(m map[peer.ID]*pubsub.PeerScoreSnapshot) { s.scores.Store(&m) }
 
 // Stats counts refused messages by reason, for status and tests.
