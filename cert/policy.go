@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,11 @@ import (
 //	          grants. For reserve, from is the member asking for a
 //	          reservation and to the relay; for circuit, from is the member
 //	          opening a relayed connection and to its destination.
+//	publish   array of topic names, or "*"; optional: publishing to a topic
+//	          (from: the author, to: the member that takes the message)
+//	follow    array of topic names, or "*"; optional: being in a topic's
+//	          mesh and receiving it (from: the member that follows, to: the
+//	          member that would send it the topic)
 //
 // A selector is "*" (every member), "group:G", "name:N" or "peer:ID". The
 // first rule whose from, to and action kind match decides; without a
@@ -44,6 +50,9 @@ import (
 // them: when none matches, they are allowed whatever the default (the
 // decision DecisionNoRelayRule), so that a deny-by-default policy written
 // for messages and services does not cut members off their relays.
+// Topic actions (publish, follow) likewise (DecisionNoTopicRule): a
+// policy without topic rules leaves topics open to every member, as they
+// were before topic rules existed.
 const (
 	MaxRules          = 1024
 	MaxRuleItems      = 64 // selectors, services or ports in one rule field
@@ -53,6 +62,9 @@ const (
 	// DecisionNoRelayRule: no rule covers a relay action, which is then
 	// allowed.
 	DecisionNoRelayRule = "no relay rule"
+	// DecisionNoTopicRule: no rule covers a topic action, which is then
+	// allowed.
+	DecisionNoTopicRule = "no topic rule"
 )
 
 // Relay action names of a rule's relay field.
@@ -84,6 +96,8 @@ const (
 	ActionIP                            // a packet on the network interface
 	ActionReserve                       // ask a relay for a reservation (to: the relay)
 	ActionCircuit                       // open a circuit through a relay (to: the destination)
+	ActionPublish                       // publish to Topic (to: the member taking the message)
+	ActionFollow                        // be in Topic's mesh and receive it (to: the member sending it)
 )
 
 // Action is one thing a member asks to do to another.
@@ -92,6 +106,7 @@ type Action struct {
 	Service string // ActionTunnel: the service name
 	Proto   string // ActionIP: "tcp", "udp" or "icmp"
 	Port    uint16 // ActionIP: destination port (tcp, udp)
+	Topic   string // ActionPublish, ActionFollow: the topic's name
 }
 
 // Decision is a policy's answer: allowed or not, and by which rule
@@ -111,6 +126,8 @@ type Rule struct {
 	Services []string `json:"services,omitempty"`
 	Ports    []string `json:"ports,omitempty"`
 	Relay    []string `json:"relay,omitempty"`
+	Publish  []string `json:"publish,omitempty"`
+	Follow   []string `json:"follow,omitempty"`
 
 	from, to []selector  // compiled from From and To
 	ports    []portRange // compiled from Ports
@@ -214,6 +231,24 @@ func validRuleName(n string) error {
 	return nil
 }
 
+// MaxTopicName is the longest topic name a rule names, in bytes (as
+// node/topics allows).
+const MaxTopicName = 256
+
+// validTopic checks a rule's topic entry: "*" or a topic name.
+func validTopic(t string) error {
+	if t == "*" {
+		return nil
+	}
+	if t == "" || len(t) > MaxTopicName {
+		return fmt.Errorf("topic of %d bytes, want 1 to %d", len(t), MaxTopicName)
+	}
+	if strings.IndexFunc(t, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return fmt.Errorf("topic %q: control character", t)
+	}
+	return nil
+}
+
 func parsePort(s string) (portRange, error) {
 	if s == "*" {
 		return portRange{lo: 0, hi: 65535}, nil
@@ -259,7 +294,7 @@ func (r *Rule) compile() error {
 	if len(r.From) == 0 || len(r.To) == 0 {
 		return fmt.Errorf("rule %s: needs from and to", r.Name)
 	}
-	for _, l := range [][]string{r.From, r.To, r.Services, r.Ports, r.Relay} {
+	for _, l := range [][]string{r.From, r.To, r.Services, r.Ports, r.Relay, r.Publish, r.Follow} {
 		if len(l) > MaxRuleItems {
 			return fmt.Errorf("rule %s: %d items in one field, at most %d", r.Name, len(l), MaxRuleItems)
 		}
@@ -300,8 +335,13 @@ func (r *Rule) compile() error {
 			return fmt.Errorf("rule %s: relay action %q: want %q, %q or \"*\"", r.Name, a, RelayReserve, RelayCircuit)
 		}
 	}
-	if !r.Messages && len(r.Services) == 0 && len(r.Ports) == 0 && len(r.Relay) == 0 {
-		return fmt.Errorf("rule %s: covers nothing (set messages, services, ports or relay)", r.Name)
+	for _, t := range append(slices.Clone(r.Publish), r.Follow...) {
+		if err := validTopic(t); err != nil {
+			return fmt.Errorf("rule %s: %v", r.Name, err)
+		}
+	}
+	if !r.Messages && len(r.Services) == 0 && len(r.Ports) == 0 && len(r.Relay) == 0 && len(r.Publish) == 0 && len(r.Follow) == 0 {
+		return fmt.Errorf("rule %s: covers nothing (set messages, services, ports, relay, publish or follow)", r.Name)
 	}
 	return nil
 }
@@ -419,6 +459,9 @@ func (p *Policy) Allows(from, to Member, a Action) Decision {
 	if a.Kind == ActionReserve || a.Kind == ActionCircuit {
 		return Decision{Allowed: true, Rule: DecisionNoRelayRule}
 	}
+	if a.Kind == ActionPublish || a.Kind == ActionFollow {
+		return Decision{Allowed: true, Rule: DecisionNoTopicRule}
+	}
 	return Decision{Allowed: p.Default == Allow, Rule: DecisionByDefault}
 }
 
@@ -442,6 +485,10 @@ func (r *Rule) covers(a Action) bool {
 				return true
 			}
 		}
+	case ActionPublish:
+		return slices.Contains(r.Publish, "*") || slices.Contains(r.Publish, a.Topic)
+	case ActionFollow:
+		return slices.Contains(r.Follow, "*") || slices.Contains(r.Follow, a.Topic)
 	case ActionIP:
 		for _, pr := range r.ports {
 			if pr.proto != "" && pr.proto != a.Proto {

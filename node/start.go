@@ -14,6 +14,7 @@ import (
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
 	"github.com/overlay-net/overlay/relay/client"
+	"github.com/overlay-net/overlay/relay/liveness"
 )
 
 // startMembership runs the handshake on every connection and follows the
@@ -45,7 +46,7 @@ func (n *Node) startMessaging() error {
 	}
 	// A public node relays the topics its members follow.
 	ts, err := topics.New(topics.Config{Host: n.host, Members: n, Logger: n.log, Limits: n.cfg.Topics,
-		Router: n.cfg.Role == protocol.RolePublic})
+		Router: n.cfg.Role == protocol.RolePublic, Policy: n.topicPolicy()})
 	if err != nil {
 		return err
 	}
@@ -101,6 +102,13 @@ func (n *Node) startRole() error {
 			return n.verdicts.Get(p) == book.StateMember
 		}, n.refusals, maxHeldStrangers)
 		n.goRun(func() { relay.WatchTrims(n.ctx, n.host.ConnManager(), n.refusals) })
+		// A member that reconnects has given up on its older connection,
+		// which this side may still think alive (relay/liveness).
+		n.goRun(func() {
+			d := liveness.NewDoubter(n.host, liveness.DoubtTimeout, n.log)
+			<-n.ctx.Done()
+			d.Close()
+		})
 	case protocol.RolePrivate:
 		if len(n.cfg.Relays) == 0 {
 			return nil

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 
+	"github.com/overlay-net/overlay/node/topics"
 	"github.com/overlay-net/overlay/node/trust"
 	"github.com/overlay-net/overlay/relay"
 )
@@ -54,3 +55,12 @@ func (n *Node) relayGuard() []relay.Option {
 // Trust returns the node's trust store (nil without Config.CAPub, which
 // its methods take as "no CA": nothing revoked, everything allowed).
 func (n *Node) Trust() *trust.Store { return n.trust }
+
+// topicPolicy is the access policy's say on topics (node/topics Policy),
+// nil without a trust store: every member may publish and follow.
+func (n *Node) topicPolicy() topics.Policy {
+	if n.trust == nil {
+		return nil
+	}
+	return n.trust.TopicGuard(n.ID())
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -142,8 +143,10 @@ func printSubStats(errOut io.Writer, st topics.SubStats, asJSON bool) {
 
 func runTopics(args []string) error {
 	var cf clientFlags
-	fs := newFlags("topics", "topics [--json]\n\nThe topics the node has joined: members that follow each among its peers,\nits mesh, local followers, messages published, delivered, missing and dropped.")
+	var stats bool
+	fs := newFlags("topics", "topics [--json]\n       overlay topics --stats\n\nThe topics the node has joined: members that follow each among its peers,\nits mesh, local followers, messages published, delivered, missing and dropped.")
 	cf.register(fs, true, 30*time.Second)
+	fs.BoolVar(&stats, "stats", false, "print, as JSON, the node's gossipsub as a whole instead: RPCs and bytes it sent (wire), messages refused by reason, each peer's score, and the node's live heap after a garbage collection (heap_alloc, bytes)")
 	if err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -152,6 +155,20 @@ func runTopics(args []string) error {
 		return err
 	}
 	defer cancel()
+	if stats {
+		st, err := c.TopicStats(ctx)
+		if err != nil {
+			return err
+		}
+		rt, err := c.RuntimeAfterGC(ctx)
+		if err != nil {
+			return err
+		}
+		return printJSON(struct {
+			api.TopicStats
+			HeapAlloc uint64 `json:"heap_alloc"`
+		}{st, rt.HeapAlloc})
+	}
 	ts, err := c.Topics(ctx)
 	if err != nil {
 		return err
@@ -174,4 +191,14 @@ func runTopics(args []string) error {
 			t.Followers, t.Published, t.Delivered, t.Missed, t.Dropped)
 	}
 	return tw.Flush()
+}
+
+// registerTopicLimits binds the daemon flags of group messaging to l
+// (node/topics Limits); Limits.Validate checks them when the node starts.
+func registerTopicLimits(fs *flag.FlagSet, l *topics.Limits) {
+	fs.IntVar(&l.MaxSize, "topic-max-size", l.MaxSize, fmt.Sprintf("largest topic message in bytes, published or accepted from a peer (a peer's larger one is refused and lowers its score); at most %d; give every member the same", topics.MaxData))
+	fs.Float64Var(&l.Rate, "topic-rate", l.Rate, "messages a second one author may publish to one topic: a local publisher waits for its turn; an author's messages from peers beyond it, once a bucket of twice --topic-burst is spent, are refused and lower the sender's score")
+	fs.IntVar(&l.Burst, "topic-burst", l.Burst, "messages one author may publish to one topic at once, above --topic-rate")
+	fs.IntVar(&l.History, "topic-history", l.History, fmt.Sprintf("gossipsub heartbeats (one a second) a message stays in this node's gossip, so that a member cut off for less than about this long gets it once back; older ones it reports missing; memory grows with it (1 to %d)", topics.MaxHistory))
+	fs.IntVar(&l.Buffer, "topic-buffer", l.Buffer, "messages queued for each local follower ('overlay sub', the API): one that falls further behind loses messages, counted as dropped")
 }

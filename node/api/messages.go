@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -93,12 +92,9 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, err)
 		return
 	}
-	data := []byte(req.Data)
-	if req.DataBase64 != "" {
-		if data, err = base64.StdEncoding.DecodeString(req.DataBase64); err != nil {
-			WriteError(w, http.StatusBadRequest, fmt.Errorf("bad data_base64: %w", err))
-			return
-		}
+	data, ok := bodyData(w, req.Data, req.DataBase64)
+	if !ok {
+		return
 	}
 	ctx, cancel, ok := RequestContext(w, r, req.Timeout, 30*time.Second)
 	if !ok {

@@ -89,6 +89,18 @@ func (s *Server) topicRoutes() {
 		WriteJSON(w, http.StatusOK, ts.Topics())
 	})
 	s.mux.HandleFunc("POST /v1/topics/publish", s.publish)
+	s.mux.HandleFunc("GET /v1/topics/stats", func(w http.ResponseWriter, r *http.Request) {
+		ts := s.n.Topics()
+		if ts == nil {
+			WriteError(w, http.StatusNotFound, errNoTopics)
+			return
+		}
+		st := TopicStats{Wire: ts.Wire(), Refusals: ts.Stats(), Scores: map[string]float64{}}
+		for p, v := range ts.Scores() {
+			st.Scores[p.String()] = v
+		}
+		WriteJSON(w, http.StatusOK, st)
+	})
 	s.mux.HandleFunc("GET /v1/topics/subscribe", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case streams <- struct{}{}:
@@ -111,13 +123,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, errNoTopics)
 		return
 	}
-	data := []byte(req.Data)
-	if req.DataBase64 != "" {
-		var err error
-		if data, err = base64.StdEncoding.DecodeString(req.DataBase64); err != nil {
-			WriteError(w, http.StatusBadRequest, fmt.Errorf("bad data_base64: %w", err))
-			return
-		}
+	data, ok := bodyData(w, req.Data, req.DataBase64)
+	if !ok {
+		return
 	}
 	ctx, cancel, ok := RequestContext(w, r, req.Timeout, 30*time.Second)
 	if !ok {
@@ -264,6 +272,20 @@ func ReadEvent(r *bufio.Reader, max int) (Event, error) {
 			data = append(data, append([]byte(nil), value...))
 		}
 	}
+}
+
+// TopicStats is the node's gossipsub as a whole: what it sent, what its
+// validator refused by reason, and each scored peer's score.
+type TopicStats struct {
+	Wire     topics.WireStats         `json:"wire"`
+	Refusals map[topics.Reason]uint64 `json:"refusals"`
+	Scores   map[string]float64       `json:"scores"`
+}
+
+// TopicStats returns the node's topic statistics.
+func (c *Client) TopicStats(ctx context.Context) (TopicStats, error) {
+	var st TopicStats
+	return st, c.Do(ctx, http.MethodGet, "/v1/topics/stats", nil, &st)
 }
 
 // PublishTopic publishes data to topic.

@@ -61,6 +61,10 @@ func TestTopicsAPI(t *testing.T) {
 			t.Fatalf("message %d: %+v (%q, %v)", i, m, data, err)
 		}
 	}
+	st, err := cp.TopicStats(ctx)
+	if err != nil || st.Wire.RPCs == 0 || st.Wire.Bytes == 0 || st.Refusals == nil {
+		t.Fatalf("publisher's topic stats %+v, %v; want RPCs and bytes sent", st, err)
+	}
 	if _, err := cp.PublishTopic(ctx, "", []byte("x"), time.Second); apiCode(err) != http.StatusBadRequest {
 		t.Fatalf("empty topic name: %v, want 400", err)
 	}

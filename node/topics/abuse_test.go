@@ -2,6 +2,7 @@ package topics_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/overlay-net/overlay/node"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/node/topics"
+	"github.com/overlay-net/overlay/protocol"
 )
 
 // rawMember is a member node whose topics are not the overlay's but a
@@ -101,6 +103,48 @@ func TestOversizeRefused(t *testing.T) {
 	got := recv(t, sub)
 	if got.From != m.ID() || got.Seq != 2 || len(got.Data) != topics.MaxData {
 		t.Fatalf("got seq %d, %d bytes from %s; want seq 2, %d bytes", got.Seq, len(got.Data), got.From, topics.MaxData)
+	}
+}
+
+// Limits.MaxSize (--topic-max-size) lowers the cap: a peer's message over
+// it is refused, one at it arrives, and publishing over it fails here.
+func TestMaxSizeLimit(t *testing.T) {
+	const max = 100
+	victim := nt.Peer(t, nil, nt.WithDirect(0), withLimits(func(l *topics.Limits) { l.MaxSize = max }))
+	sub := follow(t, victim, "t", 0)
+	_, pt := rawMember(t, victim, "t")
+	if err := pt.Publish(context.Background(), topics.Encode(1, 1, make([]byte, max+1))); err != nil {
+		t.Fatalf("publish over the limit: %v", err)
+	}
+	nt.Eventually(t, 20*time.Second, "over the limit refused", func() bool {
+		return victim.Topics().Stats()[topics.ReasonMalformed] > 0
+	})
+	if err := pt.Publish(context.Background(), topics.Encode(1, 2, make([]byte, max))); err != nil {
+		t.Fatalf("publish at the limit: %v", err)
+	}
+	if got := recv(t, sub); got.Seq != 2 || len(got.Data) != max {
+		t.Fatalf("got seq %d, %d bytes; want seq 2, %d bytes", got.Seq, len(got.Data), max)
+	}
+	if _, err := victim.Topics().Publish(context.Background(), "t", make([]byte, max+1)); !errors.Is(err, protocol.ErrTooLarge) {
+		t.Fatalf("local publish over the limit: %v, want ErrTooLarge", err)
+	}
+}
+
+func TestLimitsValidate(t *testing.T) {
+	for _, fn := range []func(*topics.Limits){
+		func(l *topics.Limits) { l.MaxSize = 0 },
+		func(l *topics.Limits) { l.MaxSize = topics.MaxData + 1 },
+		func(l *topics.Limits) { l.History = 0 },
+		func(l *topics.Limits) { l.History = topics.MaxHistory + 1 },
+	} {
+		l := topics.DefaultLimits()
+		fn(&l)
+		if l.Validate() == nil {
+			t.Errorf("%+v accepted", l)
+		}
+	}
+	if err := topics.DefaultLimits().Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
 

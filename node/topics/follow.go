@@ -325,16 +325,27 @@ func (o *orderer) deliver(m Message) {
 	}
 }
 
+// peersFollowing are the peers that follow or relay the topic and that gossipsub
+// may send it to (its peer filter, mayJoin): gossipsub's own list holds
+// every peer that announced the topic.
+func (t *topic) peersFollowing() []peer.ID {
+	var out []peer.ID
+	for _, p := range t.pt.ListPeers() {
+		if t.s.mayJoin(p, t.name) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // info reports the topic for Topics.
 func (t *topic) info() TopicInfo {
 	ti := TopicInfo{Name: t.name, Peers: []string{}, Mesh: []string{}, Published: t.published.Load(), Delivered: t.delivered.Load(),
 		Missed: t.missed.Load(), Dropped: t.dropped.Load(), Late: t.late.Load()}
 	peers := map[string]bool{}
-	for _, p := range t.pt.ListPeers() {
-		if t.s.mayJoin(p, t.name) {
-			ti.Peers = append(ti.Peers, p.String())
-			peers[p.String()] = true
-		}
+	for _, p := range t.peersFollowing() {
+		ti.Peers = append(ti.Peers, p.String())
+		peers[p.String()] = true
 	}
 	// The trace has no event for a mesh peer that went away: only those
 	// still following count.

@@ -92,11 +92,29 @@ type Limits struct {
 	// history) and than the lag between two paths, as when a relay stops
 	// and the other path is seconds behind.
 	Hold time.Duration
+	// MaxSize is the largest message, in bytes, this node publishes or
+	// accepts from a peer (a larger one is refused as malformed and counts
+	// against its sender): at most MaxData. Every member of a network
+	// should use the same.
+	MaxSize int
+	// History is how many gossipsub heartbeats (one a second) a message
+	// stays in the gossip this node sends (IHAVE) and can still be asked
+	// for (IWANT): a member that was cut off for less than about this
+	// long gets what it missed once it is back; older messages are
+	// reported missing. Each heartbeat of history holds that second's
+	// messages in memory.
+	History int
 }
 
-// DefaultLimits are the limits a node starts with.
+// MaxHistory bounds Limits.History: the message cache holds every message
+// of the window.
+const MaxHistory = 120
+
+// DefaultLimits are the limits a node starts with. History is gossipsub's
+// own default (3 heartbeats advertised).
 func DefaultLimits() Limits {
-	return Limits{Rate: 500, Burst: 1000, Buffer: 1024, MaxTopics: 64, Hold: 10 * time.Second}
+	return Limits{Rate: 500, Burst: 1000, Buffer: 1024, MaxTopics: 64, Hold: 10 * time.Second,
+		MaxSize: MaxData, History: 3}
 }
 
 // Validate reports a limit that cannot work.
@@ -104,6 +122,12 @@ func (l Limits) Validate() error {
 	if l.Rate <= 0 || l.Burst <= 0 || l.Buffer <= 0 || l.MaxTopics <= 0 || l.Hold <= 0 {
 		return fmt.Errorf("topic limits must be positive (rate %v, burst %d, buffer %d, max topics %d, hold %s)",
 			l.Rate, l.Burst, l.Buffer, l.MaxTopics, l.Hold)
+	}
+	if l.MaxSize <= 0 || l.MaxSize > MaxData {
+		return fmt.Errorf("topic message size limit must be between 1 and %d bytes, not %d", MaxData, l.MaxSize)
+	}
+	if l.History < 1 || l.History > MaxHistory {
+		return fmt.Errorf("topic history must be between 1 and %d heartbeats, not %d", MaxHistory, l.History)
 	}
 	return nil
 }
@@ -171,6 +195,9 @@ func New(cfg Config) (*Service, error) {
 	// peers not to send it (IDONTWANT): with two relays in every member's
 	// mesh, each would otherwise get every message back from every member.
 	gp.IDontWantMessageThreshold = idontwantThreshold
+	// Gossip covers History heartbeats; the cache keeps two more, as
+	// gossipsub's defaults (3 and 5) do, for IWANTs that come late.
+	gp.HistoryGossip, gp.HistoryLength = cfg.Limits.History, cfg.Limits.History+2
 	if cfg.Router {
 		// A router may be the only path between members: it keeps every
 		// member that follows a topic in its mesh, up to routerMesh. Dlo
@@ -335,8 +362,8 @@ type PublishResult struct {
 // Publish sends data to every member following topic, joining it first.
 // It waits while this node publishes faster than Limits.Rate.
 func (s *Service) Publish(ctx context.Context, name string, data []byte) (PublishResult, error) {
-	if len(data) > MaxData {
-		return PublishResult{}, fmt.Errorf("publish to %q: %w", name, protocol.ErrTooLarge)
+	if len(data) > s.cfg.Limits.MaxSize {
+		return PublishResult{}, fmt.Errorf("publish to %q: %d bytes, over %d: %w", name, len(data), s.cfg.Limits.MaxSize, protocol.ErrTooLarge)
 	}
 	if s.cfg.Policy != nil && !s.cfg.Policy.MayPublish(s.self, name) {
 		return PublishResult{}, fmt.Errorf("publish to %q: %w", name, ErrNotAllowed)
@@ -359,7 +386,7 @@ func (s *Service) Publish(ctx context.Context, name string, data []byte) (Publis
 	}
 	t.pubSeq = seq
 	t.published.Add(1)
-	return PublishResult{Seq: seq, Peers: len(t.pt.ListPeers())}, nil
+	return PublishResult{Seq: seq, Peers: len(t.peersFollowing())}, nil
 }
 
 // Subscribe follows topic, joining it first, until sub.Close or ctx is
@@ -422,6 +449,18 @@ func (s *Service) Score(p peer.ID) (float64, bool) {
 		return 0, false
 	}
 	return sc.Score, true
+}
+
+// Scores returns gossipsub's latest score of every peer it scores (taken
+// each second).
+func (s *Service) Scores() map[peer.ID]float64 {
+	out := map[peer.ID]float64{}
+	if m := s.scores.Load(); m != nil {
+		for p, sc := range *m {
+			out[p] = sc.Score
+		}
+	}
+	return out
 }
 
 func (s *Service) keepScores(m map[peer.ID]*pubsub.PeerScoreSnapshot) { s.scores.Store(&m) }

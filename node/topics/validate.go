@@ -23,7 +23,7 @@ const (
 	ReasonForwarder Reason = "forwarder-not-member" // the peer it came from did not pass the handshake
 	ReasonAuthor    Reason = "author-not-member"    // its author is known not to be a member
 	ReasonPolicy    Reason = "policy"               // the access policy does not let its author publish there
-	ReasonMalformed Reason = "malformed"            // not a topic envelope, or over MaxData
+	ReasonMalformed Reason = "malformed"            // not a topic envelope, or over Limits.MaxSize
 	ReasonRate      Reason = "rate"                 // its author sent above Limits.Rate
 	// ReasonOverload: gossipsub's validation queue was full (it drops
 	// the message unseen; another copy may still come).
@@ -58,7 +58,7 @@ func (s *Service) validate(ctx context.Context, from peer.ID, m *pubsub.Message)
 	if s.cfg.Policy != nil && !s.cfg.Policy.MayPublish(author, topic) {
 		return s.refuse(ReasonPolicy, pubsub.ValidationReject)
 	}
-	if _, err := decodeEnvelope(m.GetData()); err != nil {
+	if e, err := decodeEnvelope(m.GetData()); err != nil || len(e.data) > s.cfg.Limits.MaxSize {
 		return s.refuse(ReasonMalformed, pubsub.ValidationReject)
 	}
 	if author != s.self && !s.rates.allow(topic, author, time.Now()) {

@@ -50,6 +50,10 @@ func ActionString(a cert.Action) string {
 		return "relay reservations"
 	case cert.ActionCircuit:
 		return "relayed connections"
+	case cert.ActionPublish:
+		return fmt.Sprintf("publishing to topic %q", a.Topic)
+	case cert.ActionFollow:
+		return fmt.Sprintf("following topic %q", a.Topic)
 	}
 	return fmt.Sprintf("action %d", a.Kind)
 }

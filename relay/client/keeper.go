@@ -25,6 +25,7 @@ import (
 
 	"github.com/overlay-net/overlay/events"
 	"github.com/overlay-net/overlay/internal/backoff"
+	"github.com/overlay-net/overlay/relay/liveness"
 )
 
 // ErrRefused marks an Admission error that means the relay refused this
@@ -57,6 +58,10 @@ type Config struct {
 	// admitted this node.
 	Admission Admission
 	Logger    *slog.Logger
+	// Liveness pings each direct connection to a relay and closes one
+	// that stalls (relay/liveness), so that the keeper reconnects on a
+	// fresh connection; a zero Interval turns it off.
+	Liveness liveness.Config
 }
 
 // DefaultConfig returns retry settings for a daemon: quick first
@@ -65,7 +70,8 @@ type Config struct {
 // that end within seconds.
 func DefaultConfig() Config {
 	return Config{MinBackoff: time.Second, MaxBackoff: 30 * time.Second,
-		FastRetry: 300 * time.Millisecond, FastWindow: 30 * time.Second, DialTimeout: 20 * time.Second}
+		FastRetry: 300 * time.Millisecond, FastWindow: 30 * time.Second, DialTimeout: 20 * time.Second,
+		Liveness: liveness.DefaultConfig()}
 }
 
 // Validate reports the first setting that cannot work.
@@ -81,6 +87,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("keeper: fast retry wait must be positive and its window not negative (%s, %s)", c.FastRetry, c.FastWindow)
 	case c.DialTimeout <= 0:
 		return fmt.Errorf("keeper: dial timeout must be positive, not %s", c.DialTimeout)
+	}
+	if err := c.Liveness.Validate(); err != nil {
+		return fmt.Errorf("keeper: %w", err)
 	}
 	_, err := ParseRelays(c.Relays)
 	return err
@@ -170,10 +179,14 @@ func (k *Keeper) Start() {
 	for _, r := range k.relays {
 		// Our relays are the node's lifeline: never trimmed.
 		k.h.ConnManager().Protect(r.ID, "overlay-relay")
-		k.wg.Add(1)
+		k.wg.Add(2)
 		go func() {
 			defer k.wg.Done()
 			k.keep(ctx, r)
+		}()
+		go func() {
+			defer k.wg.Done()
+			liveness.Watch(ctx, k.h, r.ID, k.cfg.Liveness, k.log)
 		}()
 	}
 }

@@ -12,20 +12,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/overlay-net/overlay/testnet/internal/compose"
 )
 
 const project = "overlay-testnet"
@@ -96,11 +95,11 @@ func main() {
 	wait := flag.Bool("wait", false, "only wait until every node of the testnet is healthy")
 	file := flag.String("f", "docker-compose.yml", "compose file")
 	flag.Parse()
-	compose, err := composeCommand()
+	cc, err := compose.Command()
 	if err != nil {
 		fatal(err)
 	}
-	c := &checker{compose: append(compose, "-p", project, "-f", *file),
+	c := &checker{compose: append(cc, "-p", project, "-f", *file),
 		ids: map[string]string{}, peerIDs: map[string]string{}, names: map[string]string{},
 		runID: fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffff)}
 	if *wait {
@@ -132,54 +131,9 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
-// composeCommand is $COMPOSE, else "docker compose" if it answers, else
-// "docker-compose".
-func composeCommand() ([]string, error) {
-	if v := strings.Fields(os.Getenv("COMPOSE")); len(v) > 0 {
-		return v, nil
-	}
-	if _, err := runCmd(20*time.Second, "docker", "compose", "version"); err == nil {
-		return []string{"docker", "compose"}, nil
-	}
-	if _, err := runCmd(20*time.Second, "docker-compose", "version"); err == nil {
-		return []string{"docker-compose"}, nil
-	}
-	return nil, errors.New("neither `docker compose` nor `docker-compose` answers")
-}
-
-// runCmd runs a command with a deadline and returns its standard output; the
-// error carries its standard error.
+// runCmd runs a command with a deadline (compose.Run).
 func runCmd(timeout time.Duration, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.WaitDelay = 2 * time.Second
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		return out.String(), fmt.Errorf("%s %s: no answer within %s", name, strings.Join(args, " "), timeout)
-	}
-	if err != nil {
-		return out.String(), fmt.Errorf("%w: %s", err, firstLine(errb.String(), out.String()))
-	}
-	return out.String(), nil
-}
-
-// firstLine returns the first non-empty line of the first non-empty text,
-// cut to a table cell's width.
-func firstLine(texts ...string) string {
-	for _, t := range texts {
-		for _, l := range strings.Split(t, "\n") {
-			if l = strings.TrimSpace(l); l != "" {
-				if len(l) > 200 {
-					l = l[:200] + "..."
-				}
-				return l
-			}
-		}
-	}
-	return "(no output)"
+	return compose.Run(context.Background(), timeout, name, args...)
 }
 
 func (c *checker) composeRun(timeout time.Duration, args ...string) (string, error) {

@@ -18,19 +18,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/overlay-net/overlay/testnet/internal/compose"
 )
 
 const project = "overlay-revoke"
@@ -46,23 +45,23 @@ var (
 )
 
 type node struct {
-	id, svc, name string // container ID, compose service, container name
-	peer          string
+	*compose.Node
+	peer string
 }
 
 func main() {
 	flag.Parse()
-	compose, err := composeCommand()
+	cc, err := compose.Command()
 	if err != nil {
 		fatal(err)
 	}
-	compose = append(compose, "-p", project, "-f", *file)
-	if _, err := run(5*time.Minute, compose[0], append(compose[1:], "up", "-d", "--scale", fmt.Sprintf("member=%d", *members))...); err != nil {
+	cc = append(cc, "-p", project, "-f", *file)
+	if _, err := run(5*time.Minute, cc[0], append(cc[1:], "up", "-d", "--scale", fmt.Sprintf("member=%d", *members))...); err != nil {
 		fatal(fmt.Errorf("start the network: %w", err))
 	}
 	ok := check()
 	if !*keep {
-		if _, err := run(2*time.Minute, compose[0], append(compose[1:], "down", "-v", "--remove-orphans")...); err != nil {
+		if _, err := run(2*time.Minute, cc[0], append(cc[1:], "down", "-v", "--remove-orphans")...); err != nil {
 			fmt.Fprintf(os.Stderr, "remove the network: %v\n", err)
 		}
 	}
@@ -86,7 +85,7 @@ func check() bool {
 			return fail(err)
 		}
 		n.peer = st.PeerID
-		if n.svc == "member" {
+		if n.Service == "member" {
 			ms = append(ms, n)
 		}
 	}
@@ -95,14 +94,14 @@ func check() bool {
 	}
 	publisher, victim := ms[0], ms[1]
 	fmt.Printf("%d nodes healthy (%d relays, %d members); revoking %s (%s), publishing at %s\n",
-		len(nodes), len(nodes)-len(ms), len(ms), victim.name, victim.peer, publisher.name)
+		len(nodes), len(nodes)-len(ms), len(ms), victim.Name, victim.peer, publisher.Name)
 
 	// Before: the member to be revoked reaches the publisher (through a
 	// relay), so that what fails afterwards is the revocation, not a path.
 	if _, err := ov(victim, 40*time.Second, "send", "--timeout", "30s", publisher.peer, "before revocation"); err != nil {
 		return fail(fmt.Errorf("before the revocation: %w", err))
 	}
-	fmt.Printf("before: %s sent a message to %s\n", victim.name, publisher.name)
+	fmt.Printf("before: %s sent a message to %s\n", victim.Name, publisher.Name)
 	list, err := signRevocation(victim.peer)
 	if list != "" {
 		defer os.RemoveAll(filepath.Dir(list))
@@ -110,8 +109,8 @@ func check() bool {
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := run(30*time.Second, "docker", "cp", list, publisher.id+":/data/publish.pem"); err != nil {
-		return fail(fmt.Errorf("copy the list into %s: %w", publisher.name, err))
+	if _, err := run(30*time.Second, "docker", "cp", list, publisher.ID+":/data/publish.pem"); err != nil {
+		return fail(fmt.Errorf("copy the list into %s: %w", publisher.Name, err))
 	}
 
 	// When each node took the list is read from its own log line ("new
@@ -127,11 +126,11 @@ func check() bool {
 	_ = eventually(*goal+20*time.Second, func() error {
 		missing := 0
 		for _, n := range nodes {
-			if _, ok := held[n.name]; ok {
+			if _, ok := held[n.Name]; ok {
 				continue
 			}
 			if at, ok := tookList(n); ok {
-				held[n.name] = at
+				held[n.Name] = at
 			} else {
 				missing++
 			}
@@ -141,9 +140,9 @@ func check() bool {
 		}
 		return nil
 	})
-	published, ok := held[publisher.name]
+	published, ok := held[publisher.Name]
 	if !ok {
-		return fail(fmt.Errorf("the publisher %s logged no new list", publisher.name))
+		return fail(fmt.Errorf("the publisher %s logged no new list", publisher.Name))
 	}
 	fmt.Printf("the publisher took the list %s after 'ca publish' started (docker exec and the API)\n",
 		published.Sub(start).Round(time.Millisecond))
@@ -152,7 +151,7 @@ func check() bool {
 	var slowest time.Duration
 	names := make([]string, 0, len(nodes))
 	for _, n := range nodes {
-		names = append(names, n.name)
+		names = append(names, n.Name)
 	}
 	sort.Strings(names)
 	fmt.Printf("\n%-36s %s\n", "node", "holds the list (so refuses the revoked member) after")
@@ -163,7 +162,7 @@ func check() bool {
 		switch {
 		case !got:
 			res, ok = "NEVER", false
-		case name == victim.name:
+		case name == victim.Name:
 			res += " (the revoked member, told why)"
 		default:
 			slowest = max(slowest, d)
@@ -194,19 +193,19 @@ func check() bool {
 		ok = false
 		fmt.Printf("FAIL: the revoked member sent a message: %s\n", out)
 	} else {
-		fmt.Printf("revoked member's message refused: %s\n", firstLine(err.Error()))
+		fmt.Printf("revoked member's message refused: %s\n", compose.FirstLine(err.Error()))
 	}
 	if _, err := ov(publisher, 20*time.Second, "connect", "--timeout", "10s", victim.peer); err == nil {
 		ok = false
 		fmt.Println("FAIL: a member reached the revoked member")
 	} else {
-		fmt.Printf("member cannot reach the revoked member: %s\n", firstLine(err.Error()))
+		fmt.Printf("member cannot reach the revoked member: %s\n", compose.FirstLine(err.Error()))
 	}
 	for _, n := range nodes {
-		if n.svc != "member" && n != victim {
+		if n.Service != "member" && n != victim {
 			st, err := status(n)
 			if err == nil {
-				fmt.Printf("%s refusals: revoked (reservation) %d, revoked (circuit) %d\n", n.name,
+				fmt.Printf("%s refusals: revoked (reservation) %d, revoked (circuit) %d\n", n.Name,
 					st.Service.Refusals["revoked (reservation)"], st.Service.Refusals["revoked (circuit)"])
 			}
 		}
@@ -232,7 +231,7 @@ func status(n *node) (nodeStatus, error) {
 		return st, err
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return st, fmt.Errorf("%s: status --json: %w", n.name, err)
+		return st, fmt.Errorf("%s: status --json: %w", n.Name, err)
 	}
 	return st, nil
 }
@@ -241,7 +240,7 @@ func status(n *node) (nodeStatus, error) {
 func tookList(n *node) (time.Time, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", "logs", n.id).CombinedOutput() // the node logs to stderr
+	out, err := exec.CommandContext(ctx, "docker", "logs", n.ID).CombinedOutput() // the node logs to stderr
 	if err != nil {
 		return time.Time{}, false
 	}
@@ -285,102 +284,32 @@ func signRevocation(id string) (string, error) {
 }
 
 func listNodes() ([]*node, error) {
-	out, err := run(30*time.Second, "docker", "ps", "--filter", "label=com.docker.compose.project="+project,
-		"--format", `{{.ID}} {{.Label "com.docker.compose.service"}} {{.Names}}`)
-	if err != nil {
-		return nil, err
+	cs, err := compose.List(context.Background(), project)
+	nodes := make([]*node, len(cs))
+	for i, n := range cs {
+		nodes[i] = &node{Node: n}
 	}
-	var nodes []*node
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		f := strings.Fields(l)
-		if len(f) == 3 {
-			nodes = append(nodes, &node{id: f[0], svc: f[1], name: f[2]})
-		}
-	}
-	slices.SortFunc(nodes, func(a, b *node) int { return strings.Compare(a.name, b.name) })
-	return nodes, nil
+	return nodes, err
 }
 
 func waitHealthy(nodes []*node, d time.Duration) error {
-	return eventually(d, func() error {
-		for _, n := range nodes {
-			out, err := run(10*time.Second, "docker", "inspect", "--format", "{{.State.Health.Status}}", n.id)
-			if err != nil {
-				return err
-			}
-			if s := strings.TrimSpace(out); s != "healthy" {
-				return fmt.Errorf("%s is %s", n.name, s)
-			}
-		}
-		return nil
-	})
+	cs := make([]*compose.Node, len(nodes))
+	for i, n := range nodes {
+		cs[i] = n.Node
+	}
+	return compose.WaitHealthy(context.Background(), cs, d)
 }
 
 func ov(n *node, timeout time.Duration, args ...string) (string, error) {
-	out, err := run(timeout, "docker", append([]string{"exec", n.id, "/overlay"}, args...)...)
-	if err != nil {
-		return out, fmt.Errorf("%s: overlay %s: %w", n.name, args[0], err)
-	}
-	return out, nil
+	return compose.Exec(context.Background(), n.Node, timeout, args...)
 }
 
 func eventually(d time.Duration, fn func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := fn()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	return compose.Eventually(context.Background(), d, fn)
 }
 
-// composeCommand is $COMPOSE, else "docker compose" if it answers, else
-// "docker-compose".
-func composeCommand() ([]string, error) {
-	if v := strings.Fields(os.Getenv("COMPOSE")); len(v) > 0 {
-		return v, nil
-	}
-	if _, err := run(20*time.Second, "docker", "compose", "version"); err == nil {
-		return []string{"docker", "compose"}, nil
-	}
-	if _, err := run(20*time.Second, "docker-compose", "version"); err == nil {
-		return []string{"docker-compose"}, nil
-	}
-	return nil, errors.New("neither `docker compose` nor `docker-compose` answers")
-}
-
-// run runs a command with a deadline and returns its standard output; the
-// error carries its standard error.
 func run(timeout time.Duration, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.WaitDelay = 2 * time.Second
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		return out.String(), fmt.Errorf("%s %s: no answer within %s", name, strings.Join(args, " "), timeout)
-	}
-	if err != nil {
-		return out.String(), fmt.Errorf("%w: %s", err, firstLine(errb.String(), out.String()))
-	}
-	return out.String(), nil
-}
-
-func firstLine(texts ...string) string {
-	for _, t := range texts {
-		for _, l := range strings.Split(t, "\n") {
-			if l = strings.TrimSpace(l); l != "" {
-				if len(l) > 200 {
-					l = l[:200] + "..."
-				}
-				return l
-			}
-		}
-	}
-	return "(no output)"
+	return compose.Run(context.Background(), timeout, name, args...)
 }
 
 func fail(err error) bool {

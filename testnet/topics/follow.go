@@ -134,7 +134,7 @@ func follow(cmd *exec.Cmd, f *follower) error {
 		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: overlay sub: %w", f.n.name, err)
+		return fmt.Errorf("%s: overlay sub: %w", f.n.Name, err)
 	}
 	go f.read(out)
 	go func() {

@@ -35,14 +35,16 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/overlay-net/overlay/testnet/internal/compose"
 )
 
 const (
-	project = "overlay-topics"
-	topic   = "fleet"
+	topic = "fleet"
 )
 
 var (
+	project    = flag.String("project", "overlay-topics", "compose project name (its network is PROJECT_lan)")
 	members    = flag.Int("members", 30, "members to start")
 	publishers = flag.Int("publishers", 4, "members that publish")
 	messages   = flag.Int("messages", 2500, "messages per publisher")
@@ -54,25 +56,35 @@ var (
 	keep       = flag.Bool("keep", false, "leave the network running")
 	file       = flag.String("f", "testnet/topics.yml", "compose file")
 	upWait     = flag.Duration("health-timeout", 3*time.Minute, "how long the nodes may take to be healthy")
+	limit      = flag.Duration("timeout", 0, "give up the whole check after this long, then remove the network (0: no bound)")
 )
 
-type node struct {
-	id, svc, name string // container ID, compose service, container name
-}
+type node = compose.Node
+
+var (
+	run        = compose.Run
+	eventually = compose.Eventually
+	firstLine  = compose.FirstLine
+)
 
 func main() {
 	flag.Parse()
-	compose, err := composeCommand()
+	cc, err := compose.Command()
 	if err != nil {
 		fatal(err)
 	}
-	compose = append(compose, "-p", project, "-f", *file)
+	cc = append(cc, "-p", *project, "-f", *file)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if *limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *limit)
+		defer cancel()
+	}
 	ok := false
 	defer func() {
 		stop()
 		if !*keep {
-			if _, err := run(context.Background(), 2*time.Minute, compose[0], append(compose[1:], "down", "-v", "--remove-orphans", "-t", "2")...); err != nil {
+			if _, err := run(context.Background(), 2*time.Minute, cc[0], append(cc[1:], "down", "-v", "--remove-orphans", "-t", "2")...); err != nil {
 				fmt.Fprintf(os.Stderr, "remove the network: %v\n", err)
 			}
 		}
@@ -80,7 +92,13 @@ func main() {
 			os.Exit(1)
 		}
 	}()
-	if _, err := run(ctx, 5*time.Minute, compose[0], append(compose[1:], "up", "-d", "--scale", fmt.Sprintf("member=%d", *members))...); err != nil {
+	limitEnv()
+	flooders := 0
+	if *flood > 0 {
+		flooders = 1
+	}
+	if _, err := run(ctx, 5*time.Minute, cc[0], append(cc[1:], "up", "-d", "--scale", fmt.Sprintf("member=%d", *members),
+		"--scale", fmt.Sprintf("flooder=%d", flooders))...); err != nil {
 		fail(fmt.Errorf("start the network: %w", err))
 		return
 	}
@@ -89,33 +107,55 @@ func main() {
 
 func check(ctx context.Context) bool {
 	start := time.Now()
-	nodes, err := listNodes(ctx)
+	nodes, err := compose.List(ctx, *project)
 	if err != nil {
 		return fail(err)
 	}
-	if err := waitHealthy(ctx, nodes, *upWait); err != nil {
+	if err := compose.WaitHealthy(ctx, nodes, *upWait); err != nil {
 		return fail(err)
 	}
-	var ms []*node
-	var relay1 *node
+	var ms, relays []*node
+	var relay1, flooder *node
 	for _, n := range nodes {
-		switch n.svc {
+		switch n.Service {
 		case "member":
 			ms = append(ms, n)
-		case "relay1":
-			relay1 = n
+		case "flooder":
+			flooder = n
+		case "relay1", "relay2":
+			relays = append(relays, n)
+			if n.Service == "relay1" {
+				relay1 = n
+			}
+		}
+	}
+	if *flood > 0 && flooder == nil {
+		return fail(fmt.Errorf("-flood: no flooder running"))
+	}
+	var relayHeap []uint64
+	if *memTopics > 0 {
+		for _, r := range relays {
+			st, err := nodeStats(ctx, r)
+			if err != nil {
+				return fail(err)
+			}
+			relayHeap = append(relayHeap, st.HeapAlloc)
 		}
 	}
 	if len(ms) < *publishers+2 || relay1 == nil {
 		return fail(fmt.Errorf("%d members running, want at least %d, and relay1", len(ms), *publishers+2))
 	}
-	fmt.Printf("%d nodes healthy after %s (%d relays, %d members, all --ws-only)\n",
-		len(nodes), time.Since(start).Round(time.Second), len(nodes)-len(ms), len(ms))
+	fl := ""
+	if flooder != nil {
+		fl = ", a flooder"
+	}
+	fmt.Printf("%d nodes healthy after %s (%d relays, %d members%s, all --ws-only)\n",
+		len(nodes), time.Since(start).Round(time.Second), len(relays), len(ms), fl)
 
 	fs := make([]*follower, len(ms))
 	for i, n := range ms {
 		fs[i] = newFollower(n)
-		cmd := exec.CommandContext(ctx, "docker", "exec", n.id, "/overlay", "sub", "--json", topic)
+		cmd := exec.CommandContext(ctx, "docker", "exec", n.ID, "/overlay", "sub", "--json", topic)
 		if err := follow(cmd, fs[i]); err != nil {
 			return fail(err)
 		}
@@ -123,12 +163,9 @@ func check(ctx context.Context) bool {
 	// Both relays' meshes hold every member before the run (asking the
 	// relays: asking 30 members through docker exec takes a minute).
 	if err := eventually(ctx, 90*time.Second, func() error {
-		for _, n := range nodes {
-			if n.svc == "member" {
-				continue
-			}
+		for _, n := range relays {
 			if m, err := meshSize(ctx, n); err != nil || m < len(ms) {
-				return fmt.Errorf("%s: mesh of %d of %d members (%v)", n.name, m, len(ms), err)
+				return fmt.Errorf("%s: mesh of %d of %d members (%v)", n.Name, m, len(ms), err)
 			}
 		}
 		return nil
@@ -136,6 +173,37 @@ func check(ctx context.Context) bool {
 		return fail(fmt.Errorf("meshes: %w", err))
 	}
 	fmt.Printf("every member follows %q, both relays mesh with every member, %s after start\n", topic, time.Since(start).Round(time.Second))
+	for i, h := range relayHeap {
+		st, err := nodeStats(ctx, relays[i])
+		if err == nil {
+			fmt.Printf("heap of %s: %d bytes before the members followed, %d after: %+.0f bytes per follower\n",
+				relays[i].Name, h, st.HeapAlloc, (float64(st.HeapAlloc)-float64(h))/float64(len(ms)))
+		}
+	}
+	var w *wire
+	var idleRate float64 // bytes a second the whole network sends with no messages
+	if *baseline > 0 {
+		if w, err = newWire(ctx, nodes); err != nil {
+			return fail(err)
+		}
+		a, err := w.sent()
+		if err != nil {
+			return fail(err)
+		}
+		t0 := time.Now()
+		select {
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-time.After(10 * time.Second): // a fixed window of idle traffic
+		}
+		b, _ := w.sent()
+		idleRate = float64(b-a) / time.Since(t0).Seconds()
+		fmt.Printf("idle: the network sends %.0f bytes/s (heartbeats, pings, gossip)\n", idleRate)
+	}
+	var wire0 uint64
+	if w != nil {
+		wire0, _ = w.sent()
+	}
 
 	pubs := ms[:*publishers]
 	victim := fs[len(fs)-1] // partitioned: not a publisher
@@ -153,7 +221,9 @@ func check(ctx context.Context) bool {
 		}()
 	}
 	published := 0
-	var relayStopped, partFrom, partTo time.Time
+	var relayStopped, partFrom, partTo, floodFrom, floodTo time.Time
+	var floodErr error
+	flooding := false // floodFrom, floodTo and floodErr are the flood's, read after faults.Wait
 	done := make(chan struct{})
 	go func() { sent.Wait(); close(done) }()
 	var faults sync.WaitGroup
@@ -171,11 +241,20 @@ loop:
 				faults.Add(1)
 				go func() {
 					defer faults.Done()
-					if _, err := run(ctx, 30*time.Second, "docker", "stop", "-t", "1", relay1.id); err != nil {
+					if _, err := run(ctx, 30*time.Second, "docker", "stop", "-t", "1", relay1.ID); err != nil {
 						fmt.Fprintf(os.Stderr, "stop relay1: %v\n", err)
 					}
 				}()
 				fmt.Printf("stopping relay1 after %d of %d messages\n", published, total)
+			}
+			if *flood > 0 && !flooding && published >= total/2 {
+				flooding = true
+				faults.Add(1)
+				go func() {
+					defer faults.Done()
+					floodFrom, floodTo, floodErr = floodAt(ctx, flooder)
+				}()
+				fmt.Printf("flooding from %s after %d messages\n", flooder.Name, published)
 			}
 			if *partition > 0 && partFrom.IsZero() && published >= 2*total/3 {
 				partFrom = time.Now()
@@ -184,7 +263,7 @@ loop:
 					defer faults.Done()
 					partTo = cut(ctx, victim.n, *partition)
 				}()
-				fmt.Printf("disconnecting %s for %s after %d messages\n", victim.n.name, *partition, published)
+				fmt.Printf("disconnecting %s for %s after %d messages\n", victim.n.Name, *partition, published)
 			}
 		}
 	}
@@ -227,13 +306,42 @@ loop:
 		}
 		return nil
 	})
-	return report(fs, victim, total, runStart, relayStopped, partFrom, partTo)
+	runEnd := time.Now()
+	var wire1 uint64
+	if w != nil {
+		wire1, _ = w.sent()
+	}
+	ok := report(fs, victim, total, runStart, relayStopped, partFrom, partTo)
+	if *flood > 0 {
+		if floodErr != nil {
+			fmt.Printf("flooder's pub --stdin: %v\n", floodErr)
+		}
+		floodReport(ctx, fs, relays, flooder, floodFrom, floodTo)
+	}
+	if w != nil {
+		deliveries := total * (len(ms) - 1)
+		topicBytes := float64(wire1-wire0) - idleRate*runEnd.Sub(runStart).Seconds()
+		n, took, err := baselineRun(ctx, pubs, ms)
+		b1, _ := w.sent()
+		baseBytes := float64(b1-wire1) - idleRate*took.Seconds()
+		if err != nil {
+			fmt.Printf("baseline: %v\n", err)
+		}
+		fmt.Printf("%-44s %.0f bytes (%.0f less idle) for %d deliveries: %.0f bytes per delivery\n", "on the wire, topic",
+			float64(wire1-wire0), topicBytes, deliveries, topicBytes/float64(deliveries))
+		fmt.Printf("%-44s %.0f bytes (%.0f less idle) for %d deliveries in %s: %.0f bytes per delivery\n", "on the wire, one send per follower",
+			float64(b1-wire1), baseBytes, n, took.Round(time.Millisecond), baseBytes/float64(n))
+	}
+	if *memTopics > 0 {
+		memReport(ctx, ms[1], relays)
+	}
+	return ok
 }
 
 // publish feeds 'overlay pub --stdin' in p's container with -messages
 // lines at -rate, one progress tick a line.
 func publish(ctx context.Context, p *node, idx int, pad string, progress chan<- int) error {
-	cmd := exec.CommandContext(ctx, "docker", "exec", "-i", p.id, "/overlay", "pub", "--stdin", topic)
+	cmd := exec.CommandContext(ctx, "docker", "exec", "-i", p.ID, "/overlay", "pub", "--stdin", topic)
 	cmd.WaitDelay = 5 * time.Second
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -254,13 +362,13 @@ func publish(ctx context.Context, p *node, idx int, pad string, progress chan<- 
 		case <-tick.C:
 		}
 		if _, err := fmt.Fprintln(in, messageText(idx, seq, pad)); err != nil {
-			return fmt.Errorf("%s: write line %d: %w", p.name, seq, err)
+			return fmt.Errorf("%s: write line %d: %w", p.Name, seq, err)
 		}
 		progress <- 1
 	}
 	in.Close()
 	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("%s: overlay pub --stdin: %w: %s", p.name, err, firstLine(errb.String()))
+		return fmt.Errorf("%s: overlay pub --stdin: %w: %s", p.Name, err, firstLine(errb.String()))
 	}
 	return nil
 }
@@ -268,23 +376,23 @@ func publish(ctx context.Context, p *node, idx int, pad string, progress chan<- 
 // cut disconnects n from the compose network for d, then reconnects it,
 // and returns when it did.
 func cut(ctx context.Context, n *node, d time.Duration) time.Time {
-	net := project + "_lan"
-	if _, err := run(ctx, 30*time.Second, "docker", "network", "disconnect", net, n.id); err != nil {
-		fmt.Fprintf(os.Stderr, "disconnect %s: %v\n", n.name, err)
+	net := *project + "_lan"
+	if _, err := run(ctx, 30*time.Second, "docker", "network", "disconnect", net, n.ID); err != nil {
+		fmt.Fprintf(os.Stderr, "disconnect %s: %v\n", n.Name, err)
 		return time.Now()
 	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-	if _, err := run(context.Background(), 30*time.Second, "docker", "network", "connect", "--alias", "member", net, n.id); err != nil {
-		fmt.Fprintf(os.Stderr, "reconnect %s: %v\n", n.name, err)
+	if _, err := run(context.Background(), 30*time.Second, "docker", "network", "connect", "--alias", "member", net, n.ID); err != nil {
+		fmt.Fprintf(os.Stderr, "reconnect %s: %v\n", n.Name, err)
 	}
 	return time.Now()
 }
 
 func meshSize(ctx context.Context, n *node) (int, error) {
-	out, err := run(ctx, 20*time.Second, "docker", "exec", n.id, "/overlay", "topics", "--json")
+	out, err := run(ctx, 20*time.Second, "docker", "exec", n.ID, "/overlay", "topics", "--json")
 	if err != nil {
 		return 0, err
 	}

@@ -43,7 +43,7 @@ func report(fs []*follower, victim *follower, total int, runStart, relayStopped,
 		if f.lastAt.After(last) {
 			last = f.lastAt
 		}
-		fmt.Printf("%-28s %8d %6d %5d %6d %8d %9s %9s%s\n", f.n.name, f.got, l, f.dups, f.disorder, f.missedRep,
+		fmt.Printf("%-28s %8d %6d %5d %6d %8d %9s %9s%s\n", f.n.Name, f.got, l, f.dups, f.disorder, f.missedRep,
 			percentile(durations(f.lat, nil), 0.5).Round(time.Millisecond), percentile(durations(f.lat, nil), 0.99).Round(time.Millisecond), note)
 		for _, e := range f.errs {
 			fmt.Printf("    %s\n", e)
@@ -51,12 +51,16 @@ func report(fs []*follower, victim *follower, total int, runStart, relayStopped,
 		f.mu.Unlock()
 	}
 	span := last.Sub(runStart)
+	counted := len(fs)
+	if !partFrom.IsZero() {
+		counted-- // the cut-off member is reported apart
+	}
 	fmt.Printf("\n%-44s %s\n", "figure", "value")
 	row := func(k string, v any) { fmt.Printf("%-44s %v\n", k, v) }
 	row("members (followers) / publishers", fmt.Sprintf("%d / %d", len(fs), *publishers))
 	row("messages published", fmt.Sprintf("%d (%d x %d at %.0f/s each, %d-byte texts)", total, *publishers, *messages, *rate, *size))
 	row("deliveries, followers not cut off", fmt.Sprintf("%d of %d: %d lost, %d duplicated, %d out of order",
-		deliveries, total*(len(fs)-1), lost, dups, disorder))
+		deliveries, total*counted, lost, dups, disorder))
 	lat := func(k string, keep func(sample) bool) {
 		d := durations(all, keep)
 		row("latency publish -> follower "+k, fmt.Sprintf("p50 %s, p99 %s, max %s (%d deliveries)",
@@ -79,7 +83,7 @@ func report(fs []*follower, victim *follower, total int, runStart, relayStopped,
 	}
 	if !partFrom.IsZero() {
 		victim.mu.Lock()
-		row("cut off "+victim.n.name, fmt.Sprintf("%s to %s: received %d, lost %d, reported missing %d",
+		row("cut off "+victim.n.Name, fmt.Sprintf("%s to %s: received %d, lost %d, reported missing %d",
 			partFrom.Sub(runStart).Round(time.Second), partTo.Sub(runStart).Round(time.Second),
 			victim.got, total-victim.got, victim.missedRep))
 		var first time.Time
