@@ -320,14 +320,17 @@ func (t *trial) setup(ctx context.Context) error {
 }
 
 // relayListen is the relay's listen addresses in the lab: TCP, WebSocket,
-// and QUIC when the binary has it.
+// and QUIC when the binary has it, on two UDP ports: the relay answers
+// netcheck on both, so a peer tells a NAT that maps per destination
+// (symmetric) from one that does not with the lab's one relay.
 func relayListen(quic bool) []string {
 	out := []string{
 		fmt.Sprintf("/ip4/%s/tcp/%d", relayIP, relayTCP),
 		fmt.Sprintf("/ip4/%s/tcp/%d/ws", relayIP, relayWS),
 	}
 	if quic {
-		out = append(out, fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", relayIP, relayTCP))
+		out = append(out, fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", relayIP, relayTCP),
+			fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", relayIP, relayQUIC2))
 	}
 	return out
 }
