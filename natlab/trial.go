@@ -79,9 +79,25 @@ type punchStats struct {
 	// PrePunches: low-TTL packets sent before punches (0 from a binary
 	// without them).
 	PrePunches int `json:"pre_punches"`
+	// Spray: port spraying against a symmetric NAT (0 from a binary
+	// without it).
+	Spray sprayStats `json:"spray"`
+}
+
+type sprayStats struct {
+	Attempts int `json:"attempts"`
+	Refused  int `json:"refused"`
+	Direct   int `json:"direct"`
+	Packets  int `json:"packets"`
+	Probes   int `json:"probes"`
 }
 
 func (p *punchStats) add(q punchStats) {
+	p.Spray.Attempts += q.Spray.Attempts
+	p.Spray.Refused += q.Spray.Refused
+	p.Spray.Direct += q.Spray.Direct
+	p.Spray.Packets += q.Spray.Packets
+	p.Spray.Probes += q.Spray.Probes
 	p.Attempts += q.Attempts
 	p.Succeeded += q.Succeeded
 	p.Failed += q.Failed

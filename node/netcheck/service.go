@@ -18,7 +18,7 @@ import (
 // UDP answer is repeated sooner, retryEvery, as relays may not have been
 // reachable yet. A run costs probesPerRelay small packets per relay.
 const (
-	DefaultFirstAfter = 3 * time.Second
+	DefaultFirstAfter = time.Second
 	DefaultEvery      = 5 * time.Minute
 	retryEvery        = 30 * time.Second
 	selfTestTimeout   = 2 * time.Second

@@ -53,10 +53,11 @@ const (
 )
 
 // sprayBackoff is the hard side's wait before each attempt while the peer
-// stays relayed; a wait in which netcheck has no verdict yet is repeated
-// (at most sprayUnknownWaits times), not counted.
+// stays relayed; a wait after which netcheck has no verdict yet, or the
+// peer is not yet a member, is repeated (at most sprayUnknownWaits times),
+// not counted.
 var sprayBackoff = []time.Duration{
-	2 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
+	time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
 }
 
 const sprayUnknownWaits = 15
@@ -224,7 +225,7 @@ func (s *sprayer) peerStatus(p peer.ID) (sprayStatus, bool) {
 // through a relay, once per peer. The loop decides from netcheck's verdict
 // whether this node is the hard side.
 func (m *Manager) maybeSpray(p peer.ID) {
-	if m.cfg.Packets == nil || m.cfg.WebSocketOnly || m.ctx.Err() != nil || !m.cfg.Trusted(p) {
+	if m.cfg.Packets == nil || m.cfg.WebSocketOnly || m.ctx.Err() != nil {
 		return
 	}
 	s := m.spray
@@ -261,15 +262,17 @@ func (m *Manager) keepSpraying(p peer.ID) {
 		if direct, relayed := m.connsByPath(p); direct || len(relayed) == 0 {
 			return
 		}
-		switch natClass(m.nat().Class) {
-		case classHard:
-		case classUnknown:
+		class := natClass(m.nat().Class)
+		if class == classUnknown || !m.cfg.Trusted(p) {
+			// No verdict yet, or p not yet a member (the handshake runs
+			// over this very connection): look again soon.
 			if unknown++; unknown > sprayUnknownWaits {
 				return
 			}
 			i--
 			continue
-		default:
+		}
+		if class != classHard {
 			return // not the hard side: the peer sprays, if either
 		}
 		if !m.spray.allow(p) {
