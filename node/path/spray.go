@@ -100,13 +100,18 @@ type sprayer struct {
 	peerSaid map[peer.ID]sprayStatus // the last refusal, for Why
 	// public says whether an address may be sprayed or dialled.
 	public func(netip.Addr) bool
+	// portMin and ports are the ports sprayed: [portMin, portMin+ports).
+	portMin, ports int
+	// dial dials p at the address its probe came from (Manager.sprayDial).
+	dial func(ctx context.Context, p peer.ID, from netip.AddrPort) bool
 
 	attempts, refused, direct, packets, probes atomic.Int64
 }
 
 func newSprayer() *sprayer {
 	return &sprayer{hits: map[[16]byte]chan netip.AddrPort{}, tries: map[peer.ID][]time.Time{},
-		looping: map[peer.ID]struct{}{}, peerSaid: map[peer.ID]sprayStatus{}, public: publicIPv4}
+		looping: map[peer.ID]struct{}{}, peerSaid: map[peer.ID]sprayStatus{}, public: publicIPv4,
+		portMin: sprayPortMin, ports: sprayPorts}
 }
 
 // SprayStats counts spraying since the manager started.
@@ -391,10 +396,8 @@ func (m *Manager) handleSpray(st network.Stream) {
 		return
 	}
 	status, mapped, sock := m.sprayVerdict(p, req)
-	if _, err := st.Write(sprayReply{status: status, addr: mapped}.marshal()); err != nil || status != sprayOK {
-		if status == sprayOK {
-			m.spray.endBusy()
-		}
+	if status != sprayOK {
+		_, _ = st.Write(sprayReply{status: status}.marshal())
 		_ = st.Close()
 		return
 	}
@@ -409,13 +412,20 @@ func (m *Manager) handleSpray(st network.Stream) {
 		delete(m.spray.hits, req.token)
 		m.spray.mu.Unlock()
 	}()
+	if _, err := st.Write(sprayReply{status: status, addr: mapped}.marshal()); err != nil {
+		return
+	}
 	if _, err := io.ReadFull(st, b[:1]); err != nil || b[0] != sprayGo {
 		m.log.Debug("spray go", "peer", p, "err", err)
 		return
 	}
 	_ = st.SetDeadline(time.Time{})
 	from, ok := m.sprayPorts(ctx, sock, req, hit)
-	if ok && m.sprayDial(ctx, p, from) {
+	dial := m.spray.dial
+	if dial == nil {
+		dial = m.sprayDial
+	}
+	if ok && dial(ctx, p, from) {
 		m.spray.direct.Add(1)
 	}
 	_ = st.Close()
@@ -476,13 +486,13 @@ func (s *sprayer) endBusy() {
 // sprayLinger after the last: it returns the first probe's source address.
 func (m *Manager) sprayPorts(ctx context.Context, sock PacketSocket, req sprayRequest, hit <-chan netip.AddrPort) (netip.AddrPort, bool) {
 	pkt := sprayPacket(kindSpray, req.token)
-	perm := mrand.Perm(sprayPorts)
+	perm := mrand.Perm(m.spray.ports)
 	to := &net.UDPAddr{IP: req.ip.AsSlice()}
 	tick := time.NewTicker(sprayTick)
 	defer tick.Stop()
 	for i := 0; i < len(perm); i += sprayBatch {
 		for _, off := range perm[i:min(i+sprayBatch, len(perm))] {
-			to.Port = sprayPortMin + off
+			to.Port = m.spray.portMin + off
 			if _, err := sock.WriteTo(pkt, to); err == nil {
 				m.spray.packets.Add(1)
 			}
