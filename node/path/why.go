@@ -212,9 +212,9 @@ func (m *Manager) Why(p peer.ID, nat LocalNAT) Why {
 	case peerSaid == sprayNoUDP:
 		w.Reason, w.Detail = WhyPeerUDPBlocked, "the peer has no UDP, and TCP punching failed; "+failed
 	case nat.Symmetric:
-		w.Reason, w.Detail = WhySymmetric, fmt.Sprintf("netcheck: this node's NAT maps a new port per destination; %s; %d port sprays asked of peers, none direct yet", failed, sprays.Attempts)
+		w.Reason, w.Detail = WhySymmetric, fmt.Sprintf("netcheck: this node's NAT maps a new port per destination; %s; %d port sprays asked of peers so far (all peers)", failed, sprays.Attempts)
 	case peerSaid == sprayHardToo:
-		w.Reason, w.Detail = WhyPeerSymmetric, fmt.Sprintf("the peer's NAT maps a new port per destination; %s; %d port sprays here, %d direct", failed, sprays.Attempts, sprays.Direct)
+		w.Reason, w.Detail = WhyPeerSymmetric, fmt.Sprintf("the peer's NAT maps a new port per destination; %s; %d port sprays made here (all peers), %d direct", failed, sprays.Attempts, sprays.Direct)
 	default:
 		w.Reason, w.Detail = WhyPunchFailed, failed
 	}
