@@ -37,6 +37,7 @@ const (
 	relayIP    = "7.7.0.1"
 	relayTCP   = 4100
 	relayWS    = 4101
+	relayQUIC2 = 4102 // a second QUIC port, for netcheck (relayListen)
 	network    = "natlab"
 )
 

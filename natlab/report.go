@@ -222,7 +222,8 @@ func (t trialResult) timelineText() string {
 
 func (t trialResult) punchText() string {
 	if p := t.punches; p != nil {
-		return fmt.Sprintf("hole punches: %d attempts, %d succeeded, %d failed, %d pre-punch packets", p.Attempts, p.Succeeded, p.Failed, p.PrePunches)
+		return fmt.Sprintf("hole punches: %d attempts, %d succeeded, %d failed, %d pre-punch packets; sprays: %d attempts (both sides), %d refused, %d direct, %d packets, %d probes",
+			p.Attempts, p.Succeeded, p.Failed, p.PrePunches, p.Spray.Attempts, p.Spray.Refused, p.Spray.Direct, p.Spray.Packets, p.Spray.Probes)
 	}
 	return "hole punches: not reported"
 }

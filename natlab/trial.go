@@ -79,9 +79,25 @@ type punchStats struct {
 	// PrePunches: low-TTL packets sent before punches (0 from a binary
 	// without them).
 	PrePunches int `json:"pre_punches"`
+	// Spray: port spraying against a symmetric NAT (0 from a binary
+	// without it).
+	Spray sprayStats `json:"spray"`
+}
+
+type sprayStats struct {
+	Attempts int `json:"attempts"`
+	Refused  int `json:"refused"`
+	Direct   int `json:"direct"`
+	Packets  int `json:"packets"`
+	Probes   int `json:"probes"`
 }
 
 func (p *punchStats) add(q punchStats) {
+	p.Spray.Attempts += q.Spray.Attempts
+	p.Spray.Refused += q.Spray.Refused
+	p.Spray.Direct += q.Spray.Direct
+	p.Spray.Packets += q.Spray.Packets
+	p.Spray.Probes += q.Spray.Probes
 	p.Attempts += q.Attempts
 	p.Succeeded += q.Succeeded
 	p.Failed += q.Failed
@@ -320,14 +336,17 @@ func (t *trial) setup(ctx context.Context) error {
 }
 
 // relayListen is the relay's listen addresses in the lab: TCP, WebSocket,
-// and QUIC when the binary has it.
+// and QUIC when the binary has it, on two UDP ports: the relay answers
+// netcheck on both, so a peer tells a NAT that maps per destination
+// (symmetric) from one that does not with the lab's one relay.
 func relayListen(quic bool) []string {
 	out := []string{
 		fmt.Sprintf("/ip4/%s/tcp/%d", relayIP, relayTCP),
 		fmt.Sprintf("/ip4/%s/tcp/%d/ws", relayIP, relayWS),
 	}
 	if quic {
-		out = append(out, fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", relayIP, relayTCP))
+		out = append(out, fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", relayIP, relayTCP),
+			fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", relayIP, relayQUIC2))
 	}
 	return out
 }

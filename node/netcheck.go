@@ -36,3 +36,25 @@ func (n *Node) observePunches() {
 		n.paths.ObservePunches(func(o path.PunchOutcome) { n.metrics.Punch(string(o), n.nc.Class()) })
 	}
 }
+
+// sprayConfig gives path spraying (node/path/spray.go) netcheck's verdict
+// and the QUIC socket's non-QUIC packet path; a node that probes no relays
+// has no verdict and does not spray.
+func (n *Node) sprayConfig(pc *path.Config) {
+	if n.nc.Gauge() == nil {
+		return
+	}
+	pc.NAT = func() path.NATInfo {
+		r := n.nc.Latest()
+		if r == nil {
+			return path.NATInfo{Class: netcheck.ClassUnknown}
+		}
+		return path.NATInfo{Class: r.Class(), Mapped: r.Mapped}
+	}
+	pc.Packets = func() path.PacketSocket {
+		if s := n.nc.Socket(); s != nil {
+			return s
+		}
+		return nil
+	}
+}

@@ -141,6 +141,7 @@ func (n *Node) startPaths() error {
 		pc.HolePunchMetrics = n.metrics.HolePunch
 	}
 	pc.Sockets = n.sockets
+	n.sprayConfig(&pc)
 	m, err := path.New(pc)
 	if err != nil {
 		return err

@@ -111,6 +111,10 @@ func runStatus(args []string) error {
 	if hp := s.HolePunch; hp.Attempts > 0 {
 		fmt.Printf("hole punches: %d attempts, %d succeeded, %d failed\n", hp.Attempts, hp.Succeeded, hp.Failed)
 	}
+	if sp := s.HolePunch.Spray; sp.Attempts > 0 {
+		fmt.Printf("port sprays: %d attempts, %d refused, %d direct, %d packets, %d probes\n",
+			sp.Attempts, sp.Refused, sp.Direct, sp.Packets, sp.Probes)
+	}
 	if r := s.NetCheck; r != nil && s.Role == "private" {
 		fmt.Printf("NAT (netcheck %s): %s, UDP %s, public address %s, preferred relay %s\n",
 			ago(r.At), r.Class(), yesNo(r.UDP), orDash(r.Mapped), orDash(r.Preferred))

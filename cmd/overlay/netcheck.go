@@ -50,9 +50,9 @@ func printNetcheck(r netcheck.Report) {
 	line("from", orDash(r.Local)+" (the QUIC socket)")
 	line("UDP", yesNo(r.UDP))
 	line("public address", orDash(r.Mapped))
-	mapping := "unknown (fewer than two relays answered)"
+	mapping := "unknown (fewer than two relay addresses answered)"
 	if v := r.MappingVaries; v != nil && *v {
-		mapping = "varies by destination (endpoint-dependent, \"symmetric\": hole punching rarely works)"
+		mapping = "varies by destination (endpoint-dependent, \"symmetric\": hole punching fails; port spraying by an endpoint-independent peer can work)"
 	} else if v != nil {
 		mapping = "the same for every relay (endpoint-independent: hole punching can work)"
 	}

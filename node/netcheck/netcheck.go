@@ -54,7 +54,8 @@ type Report struct {
 	Mapped string `json:"mapped,omitempty"`
 	// MappingVaries is true when relays saw different public addresses
 	// (endpoint-dependent mapping, a "symmetric" NAT: hole punching with
-	// the observed port fails); nil when fewer than two relays answered.
+	// the observed port fails); nil when fewer than two destinations (relay
+	// addresses, see OtherMapped) answered.
 	MappingVaries *bool `json:"mapping_varies_by_dest,omitempty"`
 	// BehindNAT is true when the mapped address is not one of this host's.
 	BehindNAT *bool `json:"behind_nat,omitempty"`
@@ -79,12 +80,15 @@ type RelayReport struct {
 	// was answered.
 	RTTMs  float64 `json:"rtt_ms,omitempty"`
 	Mapped string  `json:"mapped,omitempty"`
-	Error  string  `json:"error,omitempty"`
+	// OtherMapped is what the relay's other UDP addresses (another port)
+	// saw: each is one more destination for telling the mapping apart.
+	OtherMapped []string `json:"other_mapped,omitempty"`
+	Error       string   `json:"error,omitempty"`
 }
 
 // NAT classes, for status and metrics labels.
 const (
-	ClassUnknown             = "unknown"              // no run yet, or one relay answered
+	ClassUnknown             = "unknown"              // no run yet, or one destination answered
 	ClassNoUDP               = "no-udp"               // this node sends no UDP (--ws-only, --psk)
 	ClassUDPBlocked          = "udp-blocked"          // no relay answered over UDP
 	ClassEndpointIndependent = "endpoint-independent" // the same public port for every relay
@@ -147,6 +151,7 @@ func (r *Report) sum() {
 		}
 		r.UDP = true
 		mapped = append(mapped, rr.Mapped)
+		mapped = append(mapped, rr.OtherMapped...)
 		if best < 0 || rr.RTTMs < best {
 			best, r.Preferred = rr.RTTMs, rr.Relay
 		}
@@ -186,18 +191,35 @@ func (r *Report) hairpin(ctx context.Context, s *Socket, mapped *net.UDPAddr) {
 	r.Hairpin = &ok
 }
 
-// probeRelay probes each of t's addresses in turn until one answers.
+// maxOtherAddrs bounds the extra addresses of one relay probed for
+// OtherMapped once one has answered.
+const maxOtherAddrs = 3
+
+// probeRelay probes each of t's addresses in turn until one answers, then
+// the relay's other addresses on the same IP (another port: another
+// destination for a NAT that maps per destination), up to maxOtherAddrs.
 func probeRelay(ctx context.Context, s *Socket, t Target) RelayReport {
 	rr := RelayReport{Relay: t.ID.String()}
 	if len(t.Addrs) == 0 {
 		rr.Error = "no UDP (QUIC) address known for this relay"
 		return rr
 	}
-	for _, a := range t.Addrs {
+	for i, a := range t.Addrs {
 		rr.Addr = a.String()
 		rtt, mapped, err := probe(ctx, s, a)
 		if err == nil {
 			rr.RTTMs, rr.Mapped, rr.Error = ms(rtt), mapped.String(), ""
+			for _, o := range t.Addrs[i+1:] {
+				if len(rr.OtherMapped) == maxOtherAddrs || ctx.Err() != nil {
+					break
+				}
+				if !o.IP.Equal(a.IP) || o.Port == a.Port {
+					continue
+				}
+				if _, m, err := probe(ctx, s, o); err == nil {
+					rr.OtherMapped = append(rr.OtherMapped, m.String())
+				}
+			}
 			return rr
 		}
 		rr.Error = err.Error()

@@ -49,10 +49,14 @@ func (c *capture) QUICTransport() any {
 // the first IPv4 QUIC listener among listen (IPv6 if none), through
 // go-libp2p's SharedNonQUICPacketConn. The QUIC listener must exist.
 func (c *capture) open(listen []ma.Multiaddr) (net.PacketConn, error) {
+	return c.openAddr(quicListenAddr(listen))
+}
+
+// openAddr is open for the QUIC listener on laddr.
+func (c *capture) openAddr(laddr *net.UDPAddr) (net.PacketConn, error) {
 	c.mu.Lock()
 	cms := slices.Clone(c.cms)
 	c.mu.Unlock()
-	laddr := quicListenAddr(listen)
 	if len(cms) == 0 || laddr == nil {
 		return nil, ErrNoQUIC
 	}
@@ -85,6 +89,20 @@ func quicListenAddr(listen []ma.Multiaddr) *net.UDPAddr {
 		}
 	}
 	return v6
+}
+
+// otherQUICAddrs are the UDP addresses of the QUIC listen addresses of
+// first's family other than first, at most max.
+func otherQUICAddrs(listen []ma.Multiaddr, first *net.UDPAddr, max int) []*net.UDPAddr {
+	var out []*net.UDPAddr
+	for _, a := range listen {
+		u := quicUDPAddr(a)
+		if u == nil || u.String() == first.String() || !sameFamily(u, first) || len(out) == max {
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
 }
 
 // quicUDPAddr is the UDP address of a /ip4|ip6/.../udp/PORT/quic-v1

@@ -18,7 +18,7 @@ import (
 // UDP answer is repeated sooner, retryEvery, as relays may not have been
 // reachable yet. A run costs probesPerRelay small packets per relay.
 const (
-	DefaultFirstAfter = 3 * time.Second
+	DefaultFirstAfter = time.Second
 	DefaultEvery      = 5 * time.Minute
 	retryEvery        = 30 * time.Second
 	selfTestTimeout   = 2 * time.Second
@@ -50,6 +50,7 @@ type Service struct {
 	capture
 
 	sock   *Socket
+	extra  []*Socket // a relay's other QUIC listeners, serving only
 	host   host.Host
 	off    atomic.Pointer[string] // why nothing is probed, if so
 	runMu  sync.Mutex             // one run at a time
@@ -108,6 +109,18 @@ func (s *Service) Start(h host.Host) error {
 	}
 	s.sock = NewSocket(pc, s.cfg.Serve, s.log)
 	s.host = h
+	if s.cfg.Serve {
+		// Every QUIC port answers: a client behind a NAT that maps per
+		// destination sees a new port on each, one relay is enough to tell.
+		for _, a := range otherQUICAddrs(h.Network().ListenAddresses(), s.sock.LocalAddr(), maxOtherAddrs) {
+			pc, err := s.openAddr(a)
+			if err != nil {
+				s.log.Warn("netcheck: not serving on a QUIC listener", "addr", a, "err", err)
+				continue
+			}
+			s.extra = append(s.extra, NewSocket(pc, true, s.log))
+		}
+	}
 	s.goRun(func() {
 		ctx, cancel := context.WithTimeout(s.ctx, selfTestTimeout)
 		defer cancel()
@@ -216,5 +229,8 @@ func (s *Service) Close() {
 	s.wg.Wait()
 	if s.sock != nil {
 		_ = s.sock.Close()
+	}
+	for _, x := range s.extra {
+		_ = x.Close()
 	}
 }

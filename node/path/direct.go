@@ -29,6 +29,9 @@ func (m *Manager) watchPaths() error {
 		if ev.Path == book.PathRelayed && ev.Prev == book.PathDirect {
 			m.repunch(ev.Peer)
 		}
+		if ev.Path == book.PathRelayed {
+			m.maybeSpray(ev.Peer)
+		}
 		if ev.Path != book.PathDirect {
 			return
 		}

@@ -52,6 +52,9 @@ type PunchStats struct {
 	// PrePunches counts pre-punch packets sent (low-TTL, one per address
 	// of the peer per punch exchange; prepunch.go).
 	PrePunches int64 `json:"pre_punches"`
+	// Spray counts port spraying against a NAT that maps per destination
+	// (spray.go).
+	Spray SprayStats `json:"spray"`
 }
 
 // startPunching starts the hole-punching service once; a node that cannot
@@ -118,7 +121,11 @@ func (p *puncher) close() {
 }
 
 // PunchStats counts hole punching since the manager started.
-func (m *Manager) PunchStats() PunchStats { return m.punch.stats() }
+func (m *Manager) PunchStats() PunchStats {
+	st := m.punch.stats()
+	st.Spray = m.SprayStats()
+	return st
+}
 
 func (p *puncher) stats() PunchStats {
 	return PunchStats{Attempts: p.attempts.Load(), Succeeded: p.succeeded.Load(), Failed: p.failed.Load(),

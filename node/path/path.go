@@ -45,6 +45,12 @@ type Config struct {
 	// Sockets are the host's QUIC sockets (Sockets.QUICReuse), for the
 	// pre-punch over UDP; nil: pre-punch over TCP only.
 	Sockets *Sockets
+	// NAT is what netcheck found of this node's NAT, and Packets the QUIC
+	// socket's path for non-QUIC packets (nil before it exists): with both,
+	// the node sprays ports to beat a NAT that maps per destination
+	// (spray.go). Nil: no spraying.
+	NAT     func() NATInfo
+	Packets func() PacketSocket
 }
 
 // Manager keeps the node's paths. Its methods are safe for concurrent use.
@@ -58,6 +64,7 @@ type Manager struct {
 
 	observed *observed
 	punch    *puncher
+	spray    *sprayer
 	retiring *retiring
 	autonat  *reachability
 
@@ -79,7 +86,7 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: cfg.Logger, em: em, paths: map[peer.ID]book.Path{},
 		observed: newObserved(cfg.Trusted),
 		punch:    &puncher{log: cfg.Logger, pre: &prePunch{host: cfg.Host, sockets: cfg.Sockets, log: cfg.Logger, ttl: prePunchTTL}},
-		retiring: &retiring{m: map[peer.ID]struct{}{}}, autonat: &reachability{}}
+		retiring: &retiring{m: map[peer.ID]struct{}{}}, autonat: &reachability{}, spray: newSprayer()}
 	m.punch.punched = m.repunch
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m, nil
@@ -94,12 +101,16 @@ func (m *Manager) Start() error {
 	if err := m.watchReachability(); err != nil {
 		return fmt.Errorf("watch reachability: %w", err)
 	}
+	if m.cfg.Packets != nil && !m.cfg.WebSocketOnly {
+		m.cfg.Host.SetStreamHandler(SprayProtocol, m.handleSpray)
+	}
 	return nil
 }
 
 // Stop ends hole punching and the background work; call it before the
 // host closes. Paths still change (and are emitted) until Close.
 func (m *Manager) Stop() {
+	m.cfg.Host.RemoveStreamHandler(SprayProtocol)
 	m.cancel()
 	m.punch.close()
 }

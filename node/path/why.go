@@ -34,6 +34,15 @@ const (
 	// a new port per destination, so the port the peer punches towards is
 	// not the one it would meet.
 	WhySymmetric WhyReason = "symmetric-nat"
+	// WhyBothSymmetric: both NATs map a new port per destination (netcheck
+	// here, the peer's spray answer there): neither punching nor spraying
+	// can meet.
+	WhyBothSymmetric WhyReason = "symmetric-nat-both"
+	// WhyPeerSymmetric: the peer's NAT maps a new port per destination
+	// (its spray request said so); this node sprays for it.
+	WhyPeerSymmetric WhyReason = "peer-symmetric-nat"
+	// WhyPeerUDPBlocked: the peer answered a spray request that it has no UDP.
+	WhyPeerUDPBlocked WhyReason = "peer-udp-blocked"
 	// WhyDirectLost: a punch succeeded, but the direct connection is gone.
 	WhyDirectLost WhyReason = "direct-lost"
 )
@@ -176,6 +185,11 @@ func (m *Manager) Why(p peer.ID, nat LocalNAT) Why {
 	m.punch.mu.Lock()
 	punching := m.punch.svc != nil
 	m.punch.mu.Unlock()
+	peerSaid, said := m.spray.peerStatus(p)
+	if !said {
+		peerSaid = sprayOK
+	}
+	sprays := m.SprayStats()
 	failed := fmt.Sprintf("%d of %d hole punches failed", rec.failures, max(rec.attempts, rec.failures))
 	if rec.lastErr != "" {
 		failed += "; last: " + rec.lastErr
@@ -193,8 +207,14 @@ func (m *Manager) Why(p peer.ID, nat LocalNAT) Why {
 		w.Reason, w.Detail = WhyDirectLost, fmt.Sprintf("hole punched %d times, but the direct connection did not last", rec.successes)
 	case nat.UDPBlocked:
 		w.Reason, w.Detail = WhyUDPBlocked, "netcheck: no UDP reaches the relays from here; "+failed
+	case nat.Symmetric && peerSaid == sprayHardToo:
+		w.Reason, w.Detail = WhyBothSymmetric, "symmetric NAT on both sides (netcheck here, the peer's answer there): a new port per destination on each, nothing to punch or spray towards; "+failed
+	case peerSaid == sprayNoUDP:
+		w.Reason, w.Detail = WhyPeerUDPBlocked, "the peer has no UDP, and TCP punching failed; "+failed
 	case nat.Symmetric:
-		w.Reason, w.Detail = WhySymmetric, "netcheck: this node's NAT maps a new port per destination; "+failed
+		w.Reason, w.Detail = WhySymmetric, fmt.Sprintf("netcheck: this node's NAT maps a new port per destination; %s; %d port sprays asked of peers so far (all peers)", failed, sprays.Attempts)
+	case peerSaid == sprayHardToo:
+		w.Reason, w.Detail = WhyPeerSymmetric, fmt.Sprintf("the peer's NAT maps a new port per destination; %s; %d port sprays made here (all peers), %d direct", failed, sprays.Attempts, sprays.Direct)
 	default:
 		w.Reason, w.Detail = WhyPunchFailed, failed
 	}

@@ -1,0 +1,543 @@
+package path
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/overlay-net/overlay/node/netcheck"
+)
+
+// Spraying gets two members direct when one side's NAT maps a new port per
+// destination (symmetric, MASQUERADE --random-fully: the hard side H) and
+// the other's maps endpoint-independently (the easy side E). H's port
+// towards E is random and unknown, so E opens its own NAT (which filters by
+// address and port) towards every port of H's IP, and learns the port from
+// H's probe once it passes (SprayProtocol has the flow). Only the easy side
+// sprays, only for a member, one spray at a time.
+//
+// The cost of one attempt, bounded: E sends at most sprayPorts packets of
+// sprayPacketLen bytes (plus IP and UDP headers), sprayRate a second; H
+// sends at most maxSprayProbes probes. Each leaves one NAT entry per
+// packet on E's routers, which expires as an unanswered UDP flow does (30 s
+// on Linux); H's router sees the packets for every other port unsolicited.
+const (
+	sprayPorts      = 65536 - sprayPortMin
+	sprayBatch      = 200                   // packets per tick
+	sprayTick       = 10 * time.Millisecond // so 20,000 packets a second
+	sprayLinger     = 1500 * time.Millisecond
+	sprayProbeEvery = 20 * time.Millisecond
+	maxSprayProbes  = 500
+	// sprayTimeout bounds one attempt on either side, the dial included.
+	sprayTimeout = 20 * time.Second
+	sprayDial    = 10 * time.Second
+	sprayStep    = 5 * time.Second // deadline of each exchange step
+	// maxSprays bounds the attempts per peer (on each side) within
+	// repunchWindow.
+	maxSprays = 4
+	// maxSprayPeers bounds the peers the sprayer remembers.
+	maxSprayPeers = 1024
+)
+
+// sprayBackoff is the hard side's wait before each attempt while the peer
+// stays relayed; a wait after which netcheck has no verdict yet, or the
+// peer is not yet a member, is repeated (at most sprayUnknownWaits times),
+// not counted.
+var sprayBackoff = []time.Duration{
+	time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
+}
+
+const sprayUnknownWaits = 15
+
+// PacketSocket is the QUIC socket's path for packets that are not QUIC
+// (netcheck.Socket).
+type PacketSocket interface {
+	WriteTo(b []byte, to *net.UDPAddr) (int, error)
+	HandleOther(fn func(b []byte, from *net.UDPAddr))
+}
+
+// NATInfo is what netcheck found of this node's NAT: Class is one of
+// netcheck's Class* values, Mapped the public address of the QUIC socket
+// ("ip:port"), "" if unknown.
+type NATInfo struct {
+	Class, Mapped string
+}
+
+// SprayStats counts spraying since the node started (status shows it).
+type SprayStats struct {
+	// Attempts counts exchanges started, on either side; Refused those the
+	// peer (or this node) turned down; Direct those that ended in a direct
+	// connection.
+	Attempts int64 `json:"attempts"`
+	Refused  int64 `json:"refused"`
+	Direct   int64 `json:"direct"`
+	// Packets counts spray packets sent (the easy side), Probes probes
+	// sent (the hard side).
+	Packets int64 `json:"packets"`
+	Probes  int64 `json:"probes"`
+}
+
+type sprayer struct {
+	mu       sync.Mutex
+	sock     PacketSocket // the one HandleOther is registered on
+	hits     map[[16]byte]chan netip.AddrPort
+	busy     bool
+	tries    map[peer.ID][]time.Time
+	looping  map[peer.ID]struct{}
+	peerSaid map[peer.ID]sprayStatus // the last refusal, for Why
+	// public says whether an address may be sprayed or dialled.
+	public func(netip.Addr) bool
+	// portMin and ports are the ports sprayed: [portMin, portMin+ports).
+	portMin, ports int
+	// dial dials p at the address its probe came from (Manager.sprayDial).
+	dial func(ctx context.Context, p peer.ID, from netip.AddrPort) bool
+
+	attempts, refused, direct, packets, probes atomic.Int64
+}
+
+func newSprayer() *sprayer {
+	return &sprayer{hits: map[[16]byte]chan netip.AddrPort{}, tries: map[peer.ID][]time.Time{},
+		looping: map[peer.ID]struct{}{}, peerSaid: map[peer.ID]sprayStatus{}, public: publicIPv4,
+		portMin: sprayPortMin, ports: sprayPorts}
+}
+
+// SprayStats counts spraying since the manager started.
+func (m *Manager) SprayStats() SprayStats {
+	s := m.spray
+	return SprayStats{Attempts: s.attempts.Load(), Refused: s.refused.Load(), Direct: s.direct.Load(),
+		Packets: s.packets.Load(), Probes: s.probes.Load()}
+}
+
+func natClass(c string) sprayClass {
+	switch c {
+	case netcheck.ClassEndpointIndependent:
+		return classEasy
+	case netcheck.ClassEndpointDependent:
+		return classHard
+	case netcheck.ClassUDPBlocked, netcheck.ClassNoUDP:
+		return classNoUDP
+	}
+	return classUnknown
+}
+
+func (m *Manager) nat() NATInfo {
+	if m.cfg.NAT == nil {
+		return NATInfo{Class: netcheck.ClassUnknown}
+	}
+	return m.cfg.NAT()
+}
+
+// packets returns the QUIC socket's packet path with the sprayer's reader
+// registered on it; nil if the node has none.
+func (m *Manager) packets() PacketSocket {
+	if m.cfg.Packets == nil {
+		return nil
+	}
+	sock := m.cfg.Packets()
+	if sock == nil {
+		return nil
+	}
+	s := m.spray
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sock != sock {
+		s.sock = sock
+		sock.HandleOther(s.arrived)
+	}
+	return sock
+}
+
+// arrived takes a non-QUIC packet from the QUIC socket (the socket's
+// reader goroutine: it must not block).
+func (s *sprayer) arrived(b []byte, from *net.UDPAddr) {
+	kind, token, ok := parseSprayPacket(b)
+	if !ok || kind != kindProbe {
+		return
+	}
+	ap := from.AddrPort()
+	s.mu.Lock()
+	ch := s.hits[token]
+	s.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()):
+		default:
+		}
+	}
+}
+
+// allow counts an attempt with p, refusing past maxSprays within
+// repunchWindow.
+func (s *sprayer) allow(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	recent := s.tries[p][:0]
+	for _, at := range s.tries[p] {
+		if now.Sub(at) < repunchWindow {
+			recent = append(recent, at)
+		}
+	}
+	if len(recent) >= maxSprays {
+		s.tries[p] = recent
+		return false
+	}
+	if _, ok := s.tries[p]; !ok && len(s.tries) >= maxSprayPeers {
+		for id := range s.tries {
+			delete(s.tries, id)
+			break
+		}
+	}
+	s.tries[p] = append(recent, now)
+	return true
+}
+
+func (s *sprayer) said(p peer.ID, st sprayStatus) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.peerSaid[p]; !ok && len(s.peerSaid) >= maxSprayPeers {
+		for id := range s.peerSaid {
+			delete(s.peerSaid, id)
+			break
+		}
+	}
+	s.peerSaid[p] = st
+}
+
+// peerStatus is p's last answer to a spray request (or, on the easy side,
+// what p's request said of its NAT); ok false if none.
+func (s *sprayer) peerStatus(p peer.ID) (sprayStatus, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.peerSaid[p]
+	return st, ok
+}
+
+// maybeSpray starts the hard side's loop for p, a peer now reached only
+// through a relay, once per peer. The loop decides from netcheck's verdict
+// whether this node is the hard side.
+func (m *Manager) maybeSpray(p peer.ID) {
+	if m.cfg.Packets == nil || m.cfg.WebSocketOnly || m.ctx.Err() != nil {
+		return
+	}
+	s := m.spray
+	s.mu.Lock()
+	if _, ok := s.looping[p]; ok {
+		s.mu.Unlock()
+		return
+	}
+	s.looping[p] = struct{}{}
+	s.mu.Unlock()
+	m.goRun(func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.looping, p)
+			s.mu.Unlock()
+		}()
+		m.keepSpraying(p)
+	})
+}
+
+// keepSpraying runs the hard side's attempts with p, sprayBackoff apart,
+// while p stays relayed, this node's NAT is hard and p has not said that
+// spraying cannot help.
+func (m *Manager) keepSpraying(p peer.ID) {
+	unknown := 0
+	for i := 0; i < len(sprayBackoff); i++ {
+		t := time.NewTimer(sprayBackoff[i])
+		select {
+		case <-m.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if direct, relayed := m.connsByPath(p); direct || len(relayed) == 0 {
+			return
+		}
+		class := natClass(m.nat().Class)
+		if class == classUnknown || !m.cfg.Trusted(p) {
+			// No verdict yet, or p not yet a member (the handshake runs
+			// over this very connection): look again soon.
+			if unknown++; unknown > sprayUnknownWaits {
+				return
+			}
+			i--
+			continue
+		}
+		if class != classHard {
+			return // not the hard side: the peer sprays, if either
+		}
+		if !m.spray.allow(p) {
+			return
+		}
+		st, err := m.sprayHard(p)
+		switch {
+		case err != nil:
+			m.log.Debug("spray failed", "peer", p, "err", err)
+		case st == sprayHardToo || st == sprayNoUDP:
+			m.log.Debug("spray cannot help", "peer", p, "why", st)
+			return
+		case st != sprayOK:
+			m.log.Debug("spray refused", "peer", p, "why", st)
+		}
+	}
+}
+
+// sprayHard is one attempt on the hard side: ask p to spray, probe from
+// the QUIC socket towards p's address until p ends the stream. A nil error
+// with sprayOK means the exchange ran, not that it went direct.
+func (m *Manager) sprayHard(p peer.ID) (sprayStatus, error) {
+	sock := m.packets()
+	if sock == nil {
+		return 0, errors.New("no QUIC socket")
+	}
+	mapped, err := netip.ParseAddrPort(m.nat().Mapped)
+	if err != nil {
+		return 0, fmt.Errorf("own public address %q: %w", m.nat().Mapped, err)
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, sprayTimeout)
+	defer cancel()
+	m.spray.attempts.Add(1)
+	st, err := m.cfg.Host.NewStream(network.WithAllowLimitedConn(ctx, "spray"), p, SprayProtocol)
+	if err != nil {
+		return 0, fmt.Errorf("open spray stream: %w", err)
+	}
+	defer st.Reset() // after Close, a no-op
+	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	defer stop()
+	req := sprayRequest{class: classHard, ip: mapped.Addr().Unmap()}
+	if _, err := rand.Read(req.token[:]); err != nil {
+		return 0, fmt.Errorf("spray token: %w", err)
+	}
+	_ = st.SetDeadline(time.Now().Add(sprayStep))
+	if _, err := st.Write(req.marshal()); err != nil {
+		return 0, fmt.Errorf("send spray request: %w", err)
+	}
+	b := make([]byte, sprayReplyLen)
+	if _, err := io.ReadFull(st, b); err != nil {
+		return 0, fmt.Errorf("read spray reply: %w", err)
+	}
+	reply, err := parseSprayReply(b)
+	if err != nil {
+		return 0, fmt.Errorf("read spray reply: %w", err)
+	}
+	if reply.status != sprayOK {
+		m.spray.refused.Add(1)
+		m.spray.said(p, reply.status)
+		return reply.status, nil
+	}
+	if !m.spray.public(reply.addr.Addr()) {
+		return 0, fmt.Errorf("spray reply: address %s is not public", reply.addr)
+	}
+	to := net.UDPAddrFromAddrPort(reply.addr)
+	probe := sprayPacket(kindProbe, req.token)
+	send := func() {
+		if _, err := sock.WriteTo(probe, to); err == nil {
+			m.spray.probes.Add(1)
+		}
+	}
+	send() // the mapping exists before E sprays
+	if _, err := st.Write([]byte{sprayGo}); err != nil {
+		return 0, fmt.Errorf("send spray go: %w", err)
+	}
+	_ = st.SetDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() { // ends with the stream: Reset by the deferred calls at the latest
+		defer close(done)
+		_, _ = io.Copy(io.Discard, io.LimitReader(st, 1))
+	}()
+	tick := time.NewTicker(sprayProbeEvery)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-done:
+			return sprayOK, nil
+		case <-ctx.Done():
+			return sprayOK, fmt.Errorf("spray: %w", ctx.Err())
+		case <-tick.C:
+		}
+		if n < maxSprayProbes {
+			send()
+		}
+	}
+}
+
+// handleSpray is the easy side: answer a hard peer's request, spray its
+// IP, and dial the address its probe came from.
+func (m *Manager) handleSpray(st network.Stream) {
+	p := st.Conn().RemotePeer()
+	defer st.Reset() // after Close, a no-op
+	ctx, cancel := context.WithTimeout(m.ctx, sprayTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	defer stop()
+	_ = st.SetDeadline(time.Now().Add(sprayStep))
+	b := make([]byte, sprayRequestLen)
+	if _, err := io.ReadFull(st, b); err != nil {
+		m.log.Debug("spray request", "peer", p, "err", err)
+		return
+	}
+	req, err := parseSprayRequest(b)
+	if err != nil {
+		m.log.Debug("spray request", "peer", p, "err", err)
+		return
+	}
+	status, mapped, sock := m.sprayVerdict(p, req)
+	if status != sprayOK {
+		_, _ = st.Write(sprayReply{status: status}.marshal())
+		_ = st.Close()
+		return
+	}
+	defer m.spray.endBusy()
+	m.spray.attempts.Add(1)
+	hit := make(chan netip.AddrPort, 1)
+	m.spray.mu.Lock()
+	m.spray.hits[req.token] = hit
+	m.spray.mu.Unlock()
+	defer func() {
+		m.spray.mu.Lock()
+		delete(m.spray.hits, req.token)
+		m.spray.mu.Unlock()
+	}()
+	if _, err := st.Write(sprayReply{status: status, addr: mapped}.marshal()); err != nil {
+		return
+	}
+	if _, err := io.ReadFull(st, b[:1]); err != nil || b[0] != sprayGo {
+		m.log.Debug("spray go", "peer", p, "err", err)
+		return
+	}
+	_ = st.SetDeadline(time.Time{})
+	from, ok := m.sprayPorts(ctx, sock, req, hit)
+	dial := m.spray.dial
+	if dial == nil {
+		dial = m.sprayDial
+	}
+	if ok && dial(ctx, p, from) {
+		m.spray.direct.Add(1)
+	}
+	_ = st.Close()
+}
+
+// sprayVerdict decides whether this node sprays for p, and reserves the
+// one spray slot when it does.
+func (m *Manager) sprayVerdict(p peer.ID, req sprayRequest) (sprayStatus, netip.AddrPort, PacketSocket) {
+	if req.class == classHard {
+		m.spray.said(p, sprayHardToo) // p's NAT is hard, whatever we answer
+	}
+	nat := m.nat()
+	switch natClass(nat.Class) {
+	case classHard:
+		return sprayHardToo, netip.AddrPort{}, nil
+	case classNoUDP:
+		return sprayNoUDP, netip.AddrPort{}, nil
+	case classUnknown:
+		return sprayUnknownNAT, netip.AddrPort{}, nil
+	}
+	mapped, err := netip.ParseAddrPort(nat.Mapped)
+	sock := m.packets()
+	if err != nil || sock == nil || !m.cfg.Trusted(p) || !m.spray.public(req.ip) {
+		return sprayUnknownNAT, netip.AddrPort{}, nil
+	}
+	mapped = netip.AddrPortFrom(mapped.Addr().Unmap(), mapped.Port())
+	if !mapped.Addr().Is4() {
+		return sprayUnknownNAT, netip.AddrPort{}, nil
+	}
+	if !m.spray.startBusy() {
+		return sprayBusy, netip.AddrPort{}, nil
+	}
+	if !m.spray.allow(p) {
+		m.spray.endBusy()
+		return sprayBusy, netip.AddrPort{}, nil
+	}
+	return sprayOK, mapped, sock
+}
+
+func (s *sprayer) startBusy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy {
+		return false
+	}
+	s.busy = true
+	return true
+}
+
+func (s *sprayer) endBusy() {
+	s.mu.Lock()
+	s.busy = false
+	s.mu.Unlock()
+}
+
+// sprayPorts sends one spray packet to each port of req.ip from
+// sprayPortMin up, in random order, sprayBatch per sprayTick, and waits
+// sprayLinger after the last: it returns the first probe's source address.
+func (m *Manager) sprayPorts(ctx context.Context, sock PacketSocket, req sprayRequest, hit <-chan netip.AddrPort) (netip.AddrPort, bool) {
+	pkt := sprayPacket(kindSpray, req.token)
+	perm := mrand.Perm(m.spray.ports)
+	to := &net.UDPAddr{IP: req.ip.AsSlice()}
+	tick := time.NewTicker(sprayTick)
+	defer tick.Stop()
+	for i := 0; i < len(perm); i += sprayBatch {
+		for _, off := range perm[i:min(i+sprayBatch, len(perm))] {
+			to.Port = m.spray.portMin + off
+			if _, err := sock.WriteTo(pkt, to); err == nil {
+				m.spray.packets.Add(1)
+			}
+		}
+		select {
+		case from := <-hit:
+			return from, true
+		case <-ctx.Done():
+			return netip.AddrPort{}, false
+		case <-tick.C:
+		}
+	}
+	t := time.NewTimer(sprayLinger)
+	defer t.Stop()
+	select {
+	case from := <-hit:
+		return from, true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return netip.AddrPort{}, false
+}
+
+// sprayDial dials p's QUIC at from, the address its probe came from, over
+// the QUIC listen socket (quicreuse dials from it), so the packets leave
+// through the NAT entries the spray opened.
+func (m *Manager) sprayDial(ctx context.Context, p peer.ID, from netip.AddrPort) bool {
+	if !m.spray.public(from.Addr()) {
+		return false
+	}
+	addr, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", from.Addr(), from.Port()))
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, sprayDial)
+	defer cancel()
+	m.cfg.Host.Peerstore().AddAddr(p, addr, peerstore.TempAddrTTL)
+	err = m.cfg.Host.Connect(network.WithForceDirectDial(ctx, "spray"), peer.AddrInfo{ID: p, Addrs: []ma.Multiaddr{addr}})
+	if err != nil {
+		m.log.Debug("spray dial failed", "peer", p, "to", addr, "err", err)
+		return false
+	}
+	direct, _ := m.connsByPath(p)
+	if direct {
+		m.log.Info("direct connection by port spraying", "peer", p, "via", addr)
+	}
+	return direct
+}
