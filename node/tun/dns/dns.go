@@ -153,3 +153,16 @@ func Label(id peer.ID) string {
 	}
 	return s
 }
+
+// Resolve maps a host name under .overlay (any case, with or without the
+// final dot) to the member's addresses through lookup, as the server
+// would answer it; ok is false for an unknown member or another domain.
+func Resolve(lookup Lookup, host string) (v4, v6 netip.Addr, ok bool) {
+	name := strings.TrimSuffix(host, ".")
+	label, found := strings.CutSuffix(strings.ToLower(name), "."+Domain)
+	if !found || label == "" || strings.Contains(label, ".") {
+		return v4, v6, false
+	}
+	s := Server{cfg: Config{Lookup: lookup}}
+	return s.lookup(name[:len(label)])
+}

@@ -167,3 +167,20 @@ func TestRegisterResolvedSkipsQuietlyWithoutResolvectl(t *testing.T) {
 	}
 	undo()
 }
+
+func TestResolve(t *testing.T) {
+	id := newPeerID(t)
+	a := netip.MustParseAddr("100.64.3.4")
+	lookup := func(name string) (netip.Addr, netip.Addr, bool) {
+		return a, netip.Addr{}, name == "alice" || name == id.String()
+	}
+	for host, want := range map[string]bool{
+		"alice.overlay": true, "Alice.OVERLAY.": true, id.String() + ".overlay": true,
+		dns.Label(id) + ".overlay": true, "alice": false, "alice.overlay.com": false,
+		"x.alice.overlay": false, ".overlay": false, "bob.overlay": false,
+	} {
+		if v4, _, ok := dns.Resolve(lookup, host); ok != want || ok && v4 != a {
+			t.Errorf("Resolve(%q) = %v, %v; want ok=%v", host, v4, ok, want)
+		}
+	}
+}
