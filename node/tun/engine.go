@@ -10,7 +10,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/overlay-net/overlay/events"
+	"github.com/overlay-net/overlay/protocol"
 )
 
 // Engine moves packets between Config.Device and the members over
@@ -20,6 +24,12 @@ type Engine struct {
 	log     *slog.Logger
 	self    peer.ID
 	members *members
+	filter  *filter
+	counts  counters
+
+	mu      sync.Mutex
+	links   map[peer.ID]*link           // send side, by member
+	inbound map[network.Stream]struct{} // receive side, reset by Close
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -46,10 +56,25 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, self: cfg.Host.ID()}
+	e := &Engine{cfg: cfg, log: cfg.Logger, self: cfg.Host.ID(),
+		links: map[peer.ID]*link{}, inbound: map[network.Stream]struct{}{}}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.members = newMembers(cfg.Members, e.self, e.log)
-	// TODO: stream handler, path events, read loop.
+	e.filter = newFilter(cfg.Policy, e.self)
+	// A direct connection to a member moves its stream there, as
+	// messaging's Repath does: path.Manager emits the event once the
+	// direct connection is up.
+	err := events.Follow(e.ctx, cfg.Host.EventBus(), new(events.EvtPath), e.goRun, func(ev any) {
+		if p := ev.(events.EvtPath); p.Path == events.PathDirect {
+			e.repath(p.Peer)
+		}
+	})
+	if err != nil {
+		e.cancel()
+		return nil, fmt.Errorf("tun: follow path events: %w", err)
+	}
+	cfg.Host.SetStreamHandler(protocol.IPID, e.handle)
+	e.goRun(e.readLoop)
 	return e, nil
 }
 
@@ -59,7 +84,14 @@ func (e *Engine) Close() error {
 	var err error
 	e.closed.Do(func() {
 		e.cancel()
+		e.cfg.Host.RemoveStreamHandler(protocol.IPID)
+		// Closing the device ends the read loop's Read.
 		err = e.cfg.Device.Close()
+		e.mu.Lock()
+		for s := range e.inbound {
+			s.Reset()
+		}
+		e.mu.Unlock()
 		e.wg.Wait()
 	})
 	return err
@@ -83,6 +115,9 @@ func (e *Engine) Lookup(name string) (v4, v6 netip.Addr, ok bool) {
 		return e.cfg.Addr4, e.cfg.Addr6, true
 	}
 	m, found := t.byID[id]
+	if !found {
+		m, found = e.members.want(id).byID[id]
+	}
 	if !found {
 		return netip.Addr{}, netip.Addr{}, false
 	}

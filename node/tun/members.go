@@ -35,10 +35,16 @@ type members struct {
 	t        *table
 	built    time.Time
 	reported map[peer.ID]peer.ID // collisions already logged
+	wanted   map[peer.ID]struct{} // peers looked up by ID before the node knew them
 }
 
+// maxWanted bounds the peers looked up by ID that the table holds before
+// the node knows them as members.
+const maxWanted = 1024
+
 func newMembers(src Source, self peer.ID, log *slog.Logger) *members {
-	m := &members{src: src, self: self, log: log, t: &table{}, reported: map[peer.ID]peer.ID{}}
+	m := &members{src: src, self: self, log: log, t: &table{}, reported: map[peer.ID]peer.ID{},
+		wanted: map[peer.ID]struct{}{}}
 	m.refresh(true)
 	return m
 }
@@ -69,6 +75,12 @@ func (m *members) refresh(force bool) *table {
 // reported once and reachable at its IPv6 address only. m.mu is held.
 func (m *members) build() *table {
 	known := m.src.Known()
+	for _, k := range known {
+		delete(m.wanted, k.ID) // the node knows it now
+	}
+	for p := range m.wanted {
+		known = append(known, Known{ID: p})
+	}
 	slices.SortFunc(known, func(a, b Known) int { return cmp.Compare(a.ID, b.ID) })
 	t := &table{byAddr: map[netip.Addr]peer.ID{}, byID: map[peer.ID]Member{}, byName: map[string]peer.ID{}}
 	for _, k := range known {
@@ -99,6 +111,24 @@ func (m *members) build() *table {
 		}
 	}
 	return t
+}
+
+// want adds p to the table ahead of the node knowing it: a program that
+// looked p up by its ID (PEERID.overlay) can send to it at once; sending
+// reaches p, and the handshake then says whether it is a member.
+func (m *members) want(p peer.ID) *table {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.t.byID[p]; ok || p == m.self {
+		return m.t
+	}
+	if len(m.wanted) >= maxWanted {
+		clear(m.wanted)
+	}
+	m.wanted[p] = struct{}{}
+	m.t = m.build()
+	m.built = time.Now()
+	return m.t
 }
 
 // lookup returns the member at address a, refreshing the table once when
