@@ -39,6 +39,7 @@ import (
 	"github.com/overlay-net/overlay/node/resume"
 	"github.com/overlay-net/overlay/node/topics"
 	"github.com/overlay-net/overlay/node/trust"
+	"github.com/overlay-net/overlay/node/tun"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/protocol"
@@ -76,6 +77,7 @@ type Node struct {
 	trust     *trust.Store    // nil without Config.CAPub (trust.go)
 	trustSvc  *trust.Service  // spreads and enforces trust's documents
 	topics    *topics.Service // nil with DisableTopics
+	tun       *tun.Interface  // nil without Config.TUN (tun.go)
 	em        emitters
 
 	dht *dht.DHT
@@ -333,6 +335,9 @@ func (n *Node) start() error {
 	if err := n.listen(); err != nil {
 		return err
 	}
+	if err := n.startTUN(); err != nil {
+		return err
+	}
 	if err := n.nc.Start(n.host); err != nil {
 		return err
 	}
@@ -449,6 +454,9 @@ func (n *Node) Close() error {
 	var err error
 	n.closed.Do(func() {
 		n.cancel()
+		if n.tun != nil {
+			n.tun.Close()
+		}
 		if n.metrics != nil {
 			n.metrics.Close()
 		}
