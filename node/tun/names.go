@@ -44,4 +44,3 @@ func kernelDNS(i *Interface, o Options) (io.Closer, error) {
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
-
