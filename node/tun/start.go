@@ -28,6 +28,9 @@ type Options struct {
 	// Userspace-mode settings are the userspace mode's own (userspace*.go).
 	SOCKS string `yaml:"socks,omitempty"` // SOCKS5 listen address (userspace)
 	HTTP  string `yaml:"http,omitempty"`  // HTTP CONNECT proxy listen address (userspace)
+	// Accept are the TCP ports members may connect to in userspace mode,
+	// each carried to the same port on the host's loopback (userspace*.go).
+	Accept []uint16 `yaml:"accept,omitempty"`
 }
 
 // Validate checks o.

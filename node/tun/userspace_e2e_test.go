@@ -22,10 +22,10 @@ import (
 )
 
 // withUserspace runs the node's overlay in userspace mode with a SOCKS5
-// proxy on an ephemeral loopback port.
-func withUserspace() nt.Option {
+// proxy on an ephemeral loopback port, members let in on the accept ports.
+func withUserspace(accept ...uint16) nt.Option {
 	return func(c *node.Config) {
-		c.TUN = &tun.Options{Mode: tun.ModeUserspace, SOCKS: "127.0.0.1:0"}
+		c.TUN = &tun.Options{Mode: tun.ModeUserspace, SOCKS: "127.0.0.1:0", Accept: accept}
 	}
 }
 
@@ -34,11 +34,23 @@ func withUserspace() nt.Option {
 // one member's stack is fetched from the other through its SOCKS5 proxy by
 // name (PEERID.overlay, base58 and case-insensitive), with Go's client and
 // with curl --socks5-hostname; the other member's DNS server answers for
-// the overlay's names through the overlay itself.
+// the overlay's names through the overlay itself. A port a accepts
+// reaches a's host service on loopback.
 func TestUserspaceThroughRelay(t *testing.T) {
+	host, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostWeb := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s from a's host", r.URL.Path)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go hostWeb.Serve(host)
+	t.Cleanup(func() { hostWeb.Close() })
+	hostPort := uint16(host.Addr().(*net.TCPAddr).Port)
+
 	r := nt.Relay(t)
 	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
-	a := nt.Peer(t, relays, withUserspace())
+	a := nt.Peer(t, relays, withUserspace(hostPort))
 	b := nt.Peer(t, relays, withUserspace())
 	nt.Eventually(t, 30*time.Second, "both peers reserved", func() bool {
 		return nt.Reserved(a, 1) && nt.Reserved(b, 1)
@@ -93,6 +105,17 @@ func TestUserspaceThroughRelay(t *testing.T) {
 		}
 	}
 
+	hostURL := fmt.Sprintf("http://%s.overlay:%d/accepted", a.ID(), hostPort)
+	resp, err := client.Get(hostURL)
+	if err != nil {
+		t.Fatalf("GET %s: %v", hostURL, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hello /accepted from a's host" {
+		t.Errorf("GET %s: %q", hostURL, body)
+	}
+
 	if curl, err := exec.LookPath("curl"); err == nil {
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
@@ -117,12 +140,12 @@ func TestUserspaceThroughRelay(t *testing.T) {
 	q := new(mdns.Msg)
 	q.SetQuestion(b.ID().String()+".overlay.", mdns.TypeA)
 	c := &mdns.Client{Timeout: 30 * time.Second}
-	resp, _, err := c.ExchangeWithConn(q, &mdns.Conn{Conn: uc})
+	ans, _, err := c.ExchangeWithConn(q, &mdns.Conn{Conn: uc})
 	if err != nil {
 		t.Fatalf("DNS query to a over the overlay: %v", err)
 	}
-	if len(resp.Answer) != 1 || resp.Answer[0].(*mdns.A).A.String() != b4.String() {
-		t.Errorf("a's DNS answer for b: %v, want %s", resp.Answer, b4)
+	if len(ans.Answer) != 1 || ans.Answer[0].(*mdns.A).A.String() != b4.String() {
+		t.Errorf("a's DNS answer for b: %v, want %s", ans.Answer, b4)
 	}
 }
 

@@ -2,9 +2,11 @@ package tun
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 
 	"github.com/overlay-net/overlay/node/tun/dns"
 	"github.com/overlay-net/overlay/node/tun/proxy"
@@ -91,9 +93,36 @@ func startUserspace(o Options, d Deps) (*Interface, error) {
 				"proxy", p.what, "addr", l.Addr())
 		}
 	}
+	for _, port := range o.Accept {
+		if err := acceptPort(a.proxy, stack, port); err != nil {
+			return fail(err)
+		}
+	}
 	d.Logger.Info("userspace overlay up", "ipv4", v4, "ipv6", v6, "mtu", mtu,
-		"socks5", addrOrNone(a.socks), "http_proxy", addrOrNone(a.http))
+		"socks5", addrOrNone(a.socks), "http_proxy", addrOrNone(a.http), "accept", o.Accept)
 	return NewInterface(e, ModeUserspace, "", a), nil
+}
+
+// acceptPort lets members connect to port on the stack's addresses and
+// carries each connection to the same port on the host's loopback (IPv4,
+// then IPv6): what a service listening on the overlay address would get
+// in kernel mode. The access policy applies to the packets before.
+func acceptPort(p *proxy.Server, stack *Userspace, port uint16) error {
+	if port == 0 {
+		return errors.New("userspace overlay: accept port 0")
+	}
+	ps := strconv.Itoa(int(port))
+	for _, a := range stack.Addrs() {
+		l, err := stack.Net().ListenTCPAddrPort(netip.AddrPortFrom(a, port))
+		if err != nil {
+			return fmt.Errorf("userspace overlay: accept port %d on %s: %w", port, a, err)
+		}
+		if err := p.ServeForward(l, net.JoinHostPort("127.0.0.1", ps), net.JoinHostPort("::1", ps)); err != nil {
+			l.Close()
+			return err
+		}
+	}
+	return nil
 }
 
 // serveDNSInStack serves s on addr, port 53, UDP and TCP, inside the stack.

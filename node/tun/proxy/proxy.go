@@ -232,3 +232,30 @@ func pipe(a, b net.Conn) {
 	go cp(b, a)
 	wg.Wait()
 }
+
+// ServeForward accepts connections on l (inside the userspace stack: a
+// member connecting to this node) and carries each to the first of
+// targets (host addresses, such as 127.0.0.1:22) that accepts, until
+// Close. It returns at once.
+func (s *Server) ServeForward(l net.Listener, targets ...string) error {
+	return s.acceptLoop(l, func(c net.Conn) {
+		ctx, cancel := context.WithTimeout(s.ctx, DialTimeout)
+		defer cancel()
+		var d net.Dialer
+		var errs []error
+		for _, t := range targets {
+			target, err := d.DialContext(ctx, "tcp", t)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !s.track(target) {
+				return
+			}
+			defer s.untrack(target)
+			pipe(c, target)
+			return
+		}
+		s.log.Debug("forward: no target accepts", "from", c.RemoteAddr(), "err", errors.Join(errs...))
+	})
+}
