@@ -56,7 +56,10 @@ func (s *Server) ServeHTTP(l net.Listener) error {
 	}
 	s.closers = append(s.closers, srv, closerFunc(tr.CloseIdleConnections))
 	s.mu.Unlock()
-	s.goServe(func() { srv.Serve(l) })
+	if !s.goServe(func() { srv.Serve(l) }) {
+		l.Close()
+		return errors.New("proxy: server closed")
+	}
 	return nil
 }
 
