@@ -74,7 +74,7 @@ func startUserspace(o Options, d Deps) (*Interface, error) {
 		bound *net.Addr
 	}{
 		{o.SOCKS, "SOCKS5 proxy", a.proxy.ServeSOCKS5, &a.socks},
-		{o.HTTP, "HTTP proxy", a.proxy.ServeHTTP, &a.http},
+		{o.HTTP, "HTTP proxy", a.proxy.ServeHTTPProxy, &a.http},
 	} {
 		if p.addr == "" {
 			continue

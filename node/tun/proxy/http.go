@@ -21,10 +21,10 @@ const (
 	IdleTimeout = 90 * time.Second
 )
 
-// ServeHTTP serves the HTTP proxy on l until Close: CONNECT host:port opens
+// ServeHTTPProxy serves the HTTP proxy on l until Close: CONNECT host:port opens
 // a tunnel, and a request for an absolute http:// URL is forwarded. It
 // returns at once.
-func (s *Server) ServeHTTP(l net.Listener) error {
+func (s *Server) ServeHTTPProxy(l net.Listener) error {
 	tr := &http.Transport{
 		DialContext:           s.dialHostPort,
 		MaxIdleConnsPerHost:   4,

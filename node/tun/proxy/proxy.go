@@ -62,7 +62,7 @@ type Server struct {
 	wg        sync.WaitGroup
 }
 
-// New returns a server serving nothing until ServeSOCKS5 or ServeHTTP.
+// New returns a server serving nothing until ServeSOCKS5, ServeHTTPProxy or ServeForward.
 func New(cfg Config) *Server {
 	log := cfg.Logger
 	if log == nil {

@@ -72,7 +72,7 @@ func stack(t *testing.T) (socks, httpProxy string) {
 	if err := p.ServeSOCKS5(ls); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.ServeHTTP(lh); err != nil {
+	if err := p.ServeHTTPProxy(lh); err != nil {
 		t.Fatal(err)
 	}
 	return ls.Addr().String(), lh.Addr().String()
