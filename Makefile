@@ -47,7 +47,8 @@ FUZZ_TARGETS = \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
 	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore \
 	./node/trust:FuzzReadExchange ./node/netcheck:FuzzDecode \
-	./node/topics:FuzzDecodeEnvelope ./node/api:FuzzReadEvent
+	./node/topics:FuzzDecodeEnvelope ./node/api:FuzzReadEvent \
+	./protocol:FuzzReadIPFrame ./node/tun:FuzzParse
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:
