@@ -48,6 +48,7 @@ FUZZ_TARGETS = \
 	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore \
 	./node/trust:FuzzReadExchange ./node/netcheck:FuzzDecode \
 	./node/topics:FuzzDecodeEnvelope ./node/api:FuzzReadEvent \
+	./protocol:FuzzReadIPFrame ./node/tun:FuzzParse \
 	./node/tun/dns:FuzzAnswer ./node/tun/proxy:FuzzReadRequest
 FUZZTIME ?= 30s
 

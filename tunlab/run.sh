@@ -6,7 +6,7 @@
 #   MEASURE=1 tunlab/run.sh BIN  also the measurements of docs/tun.md
 #
 # Every namespace is called otk-*; all are deleted on exit, failure included.
-set -euo pipefail
+set -Eeuo pipefail
 
 BIN=$(realpath "${1:?usage: run.sh OVERLAY-BINARY}")
 MEASURE=${MEASURE:-0}
@@ -28,11 +28,12 @@ cleanup() {
 		ip netns del "$ns" 2>/dev/null || true
 	done
 	if [ "$rc" != 0 ] || [ "$FAILED" != 0 ]; then
-		for f in "$DIR"/*.log; do [ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -30 "$f"; }; done
+		for f in "$DIR"/*.log "$DIR"/*.json "$DIR"/*.out; do [ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -30 "$f"; }; done
 	fi
 	rm -rf "$DIR"
 }
 trap cleanup EXIT
+trap 'log "line $LINENO: \"$BASH_COMMAND\" failed"' ERR
 trap 'exit 130' INT TERM
 
 nsx() { local ns=$1; shift; ip netns exec "otk-$ns" "$@"; }
@@ -118,8 +119,11 @@ block -I
 nsx a "$BIN" ping --count 1 "${ID[b]}" >/dev/null
 nsx b "$BIN" ping --count 1 "${ID[c]}" >/dev/null
 addr() { # addr FROM-NS PEER v4|v6
-	nsx "$1" "$BIN" peers --json | jq -r --arg id "$2" --arg f "ipv${3#v}" '.[] | select(.peer_id == $id) | .[$f]'
+	nsx "$1" "$BIN" peers --json | jq -r --arg id "$2" --arg f "ipv${3#v}" '.[] | select(.peer_id == $id) | .[$f] // empty'
 }
+has_addr() { [ -n "$(addr "$1" "$2" v4)" ]; }
+wait_for 10 "B in A's peers with an overlay address" has_addr a "${ID[b]}"
+wait_for 10 "C in B's peers with an overlay address" has_addr b "${ID[c]}"
 B4=$(addr a "${ID[b]}" v4); B6=$(addr a "${ID[b]}" v6); C4=$(addr b "${ID[c]}" v4)
 A4=$(nsx a ip -4 -o addr show dev overlay0 | awk '{print $4}' | cut -d/ -f1)
 log "A ${ID[a]} $A4; B ${ID[b]} $B4 $B6; C ${ID[c]} $C4"
@@ -190,6 +194,58 @@ iperf_moved_ok() { wait "$IPERF" && [ "$(jq -r '.end.sum_received.bytes' "$DIR/i
 check "iperf3 B->C survives relayed -> direct" iperf_moved_ok
 ssh_moved_ok() { wait "$SSHP" && [ "$(grep -c '^tick' "$DIR/ssh-bc.out")" = 55 ]; }
 check "ssh session B->C survives relayed -> direct" ssh_moved_ok
+
+# --- a relay restart under an open connection (A-B has only the relay) -----
+RELAY_ARGS=(relay --data "$DIR/relay" --api 127.0.0.1:7400 --no-dht --network otk
+	--listen /ip4/0.0.0.0/tcp/4100 --listen /ip4/0.0.0.0/udp/4100/quic-v1)
+nsx a iperf3 -c "$B4" -p 5201 -t 30 -i 5 -J >"$DIR/iperf-restart.json" 2>&1 &
+IPERF=$!
+nsx a "${SSH[@]}" "root@$B4" 'for i in $(seq 1 30); do echo tick $i; sleep 1; done' >"$DIR/ssh-restart.out" 2>&1 &
+SSHP=$!
+sleep 5
+kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+log "relay stopped; starting it again"
+sleep 1
+start relay relay2 "${RELAY_ARGS[@]}"
+iperf_restart_ok() { wait "$IPERF" && [ "$(jq -r '.end.sum_received.bytes' "$DIR/iperf-restart.json")" -gt 0 ] && ! jq -e '.error' "$DIR/iperf-restart.json" >/dev/null; }
+check "iperf3 A->B survives a relay restart" iperf_restart_ok
+ssh_restart_ok() { wait "$SSHP" && [ "$(grep -c '^tick' "$DIR/ssh-restart.out")" = 30 ]; }
+check "ssh session A->B survives a relay restart" ssh_restart_ok
+
+# --- measurements (MEASURE=1; docs/tun.md) -----------------------------------
+median() { sort -n | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+cpu() { # cpu PID: user+system seconds so far
+	awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"
+}
+measure() { # measure FROM TO-NS TO-ID TO-ADDR LABEL
+	local from=$1 tons=$2 id=$3 to=$4 label=$5 pf pt c0 c1 d0 d1
+	pf=$(pidof_ns "$from"); pt=$(pidof_ns "$tons")
+	nsx "$from" "$BIN" perf --json --upload 1073741824 --download 0 "$id" >"$DIR/perf-$label.json"
+	c0=$(cpu "$pf"); d0=$(cpu "$pt")
+	nsx "$from" iperf3 -c "$to" -p 5201 -t 10 -J >"$DIR/iperf-$label.json"
+	c1=$(cpu "$pf"); d1=$(cpu "$pt")
+	local gb; gb=$(jq -r '.end.sum_received.bytes / 1e9' "$DIR/iperf-$label.json")
+	local ping_p50 oping_p50
+	ping_p50=$(nsx "$from" ping -c 100 -i 0.02 "$to" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | median)
+	oping_p50=$(nsx "$from" "$BIN" ping --json --count 100 --interval 20ms "$id" | jq -r '.. | .rtt_ms? // empty' | median)
+	printf 'measure %-8s iperf3 %s Mbit/s (sender %s); overlay perf %s; CPU s/GB sender %s receiver %s; ping p50 %s ms; overlay ping p50 %s ms\n' \
+		"$label" "$(jq -r '.end.sum_received.bits_per_second / 1e6 | floor' "$DIR/iperf-$label.json")" \
+		"$(jq -r '.end.sum_sent.bits_per_second / 1e6 | floor' "$DIR/iperf-$label.json")" \
+		"$(jq -c . "$DIR/perf-$label.json")" \
+		"$(awk -v a="$c0" -v b="$c1" -v g="$gb" 'BEGIN{printf "%.2f", (b-a)/g}')" \
+		"$(awk -v a="$d0" -v b="$d1" -v g="$gb" 'BEGIN{printf "%.2f", (b-a)/g}')" \
+		"$ping_p50" "$oping_p50"
+}
+pidof_ns() { # the overlay peer's PID in namespace otk-NS
+	for p in $(ip netns pids "otk-$1"); do
+		if [ "$(readlink "/proc/$p/exe")" = "$BIN" ]; then echo "$p"; return 0; fi
+	done
+	return 1
+}
+if [ "$MEASURE" = 1 ]; then
+	measure a b "${ID[b]}" "$B4" relayed
+	measure b c "${ID[c]}" "$C4" direct
+fi
 
 # --- cleanup on stop ----------------------------------------------------------
 kill "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true # peer A: SIGTERM

@@ -102,7 +102,10 @@ func (e *Engine) Close() error {
 // server asks for NAME.overlay and PEERID.overlay, without the suffix.
 // The node itself is found too, at its own addresses.
 func (e *Engine) Lookup(name string) (v4, v6 netip.Addr, ok bool) {
-	t := e.members.refresh(false)
+	t := e.members.get()
+	if _, ok := t.byName[strings.ToLower(name)]; !ok {
+		t = e.members.refresh(true) // a member that joined since the last build
+	}
 	id, found := t.byName[strings.ToLower(name)]
 	if !found {
 		p, err := peer.Decode(name)
@@ -130,7 +133,7 @@ func (e *Engine) Lookup(name string) (v4, v6 netip.Addr, ok bool) {
 
 // Members lists the members the interface reaches, sorted by peer ID.
 func (e *Engine) Members() []Member {
-	t := e.members.refresh(false)
+	t := e.members.refresh(true)
 	out := make([]Member, 0, len(t.byID))
 	for _, m := range t.byID {
 		out = append(out, m)
