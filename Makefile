@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: plot-bin tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-revoke testnet-revoke-down testnet-topics testnet-topics-down testnet-down
+.PHONY: tun-check tun-measure plot-bin tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-revoke testnet-revoke-down testnet-topics testnet-topics-down testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -216,3 +216,13 @@ swarm-check: build
 # docs/cli: one page per command from its own --help (TestCLIDocs checks it).
 docs:
 	$(GO) test -count=1 -run TestCLIDocs ./cmd/overlay -args -update
+
+# The overlay interface with real programs (tunlab/README.md; root): ping,
+# curl, ssh and iperf3 between members in NAT namespaces, across a path
+# change and a relay restart; about 2 minutes. tun-measure adds the
+# figures of docs/tun.md (TUN_MTU=... to try another interface MTU).
+tun-check: build
+	tunlab/run.sh $(BIN)
+
+tun-measure: build
+	MEASURE=1 tunlab/run.sh $(BIN)

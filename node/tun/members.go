@@ -34,7 +34,7 @@ type members struct {
 	mu       sync.Mutex
 	t        *table
 	built    time.Time
-	reported map[peer.ID]peer.ID // collisions already logged
+	reported map[peer.ID]peer.ID  // collisions already logged
 	wanted   map[peer.ID]struct{} // peers looked up by ID before the node knew them
 }
 
