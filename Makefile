@@ -221,8 +221,11 @@ docs:
 # curl, ssh and iperf3 between members in NAT namespaces, across a path
 # change and a relay restart; about 2 minutes. tun-measure adds the
 # figures of docs/tun.md (TUN_MTU=... to try another interface MTU).
+# tunlab/userspace.sh then checks --tun userspace against a kernel member
+# (docs/tun-userspace.md), about 30 s.
 tun-check: build
 	tunlab/run.sh $(BIN)
+	tunlab/userspace.sh $(BIN)
 
 tun-measure: build
 	MEASURE=1 tunlab/run.sh $(BIN)
