@@ -153,7 +153,7 @@ for s in b c; do
 	ip netns exec "otk-$s" iperf3 -s -p 5201 >"$DIR/iperf-$s.log" 2>&1 &
 	PIDS+=($!)
 done
-wait_for 10 "servers on B" nsx b sh -c 'ss -ltn | grep -q ":5201" && ss -ltn | grep -q ":8080" && ss -ltn | grep -q ":2222"'
+wait_for 30 "servers on B" nsx b sh -c 'ss -ltn | grep -q ":5201" && ss -ltn | grep -q ":8080" && ss -ltn | grep -q ":2222"'
 
 # --- checks: A-B, relayed only ----------------------------------------------
 check "A-B relayed only" test "$(path a "${ID[b]}")" = relayed

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -31,7 +32,9 @@ type members struct {
 	self peer.ID
 	log  *slog.Logger
 
-	mu       sync.Mutex
+	cur atomic.Pointer[table] // read on every packet without the lock
+
+	mu       sync.Mutex // serializes builds
 	t        *table
 	built    time.Time
 	reported map[peer.ID]peer.ID  // collisions already logged
@@ -49,13 +52,16 @@ func newMembers(src Source, self peer.ID, log *slog.Logger) *members {
 	return m
 }
 
-// get returns the current table, rebuilding it when it is older than
-// refreshEvery and force is set (a packet to an unknown address).
-func (m *members) get() *table {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.t
+// swap makes t the current table. m.mu is held.
+func (m *members) swap(t *table) *table {
+	m.t = t
+	m.built = time.Now()
+	m.cur.Store(t)
+	return t
 }
+
+// get returns the current table.
+func (m *members) get() *table { return m.cur.Load() }
 
 // refresh rebuilds the table if it is older than refreshEvery (always
 // with force) and returns it.
@@ -65,9 +71,7 @@ func (m *members) refresh(force bool) *table {
 	if !force && time.Since(m.built) < refreshEvery {
 		return m.t
 	}
-	m.t = m.build()
-	m.built = time.Now()
-	return m.t
+	return m.swap(m.build())
 }
 
 // build makes a table from the Source. Of two members with one derived
@@ -126,9 +130,7 @@ func (m *members) want(p peer.ID) *table {
 		clear(m.wanted)
 	}
 	m.wanted[p] = struct{}{}
-	m.t = m.build()
-	m.built = time.Now()
-	return m.t
+	return m.swap(m.build())
 }
 
 // lookup returns the member at address a, refreshing the table once when

@@ -41,7 +41,11 @@ func (e *Engine) readLoop() {
 	for {
 		cnt, err := dev.Read(bufs, sizes, 0)
 		if err != nil {
-			if e.ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+			if e.ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, os.ErrClosed) {
+				e.log.Warn("the overlay interface went away (deleted?): no more packets are read from it", "err", err)
 				return
 			}
 			// A batch the offload code could not split, say: the kernel
