@@ -1,7 +1,7 @@
 GO ?= go
 BIN ?= bin/overlay
 
-.PHONY: plot-bin tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-revoke testnet-revoke-down testnet-topics testnet-topics-ci testnet-topics-down testnet-down
+.PHONY: tun-check tun-measure plot-bin tidy-check fmt-check fuzz-ci docs swarm-check systemd-verify screenshot build test vet fuzz natlab natlab-bin natlab-check natlab-measure natlab-clean bench bench-capacity bench-datapath bench-tunnel bench-tunnel-shaped bench-churn bench-smoke abuse clean testnet testnet-check testnet-revoke testnet-revoke-down testnet-topics testnet-topics-ci testnet-topics-down testnet-down
 
 # The build stamps its version and commit (overlay version), read from git
 # when there is one: CI builds with -buildvcs=false, so Go stamps nothing.
@@ -47,7 +47,9 @@ FUZZ_TARGETS = \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
 	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore \
 	./node/trust:FuzzReadExchange ./node/netcheck:FuzzDecode \
-	./node/topics:FuzzDecodeEnvelope ./node/api:FuzzReadEvent ./node/path:FuzzSprayWire
+	./node/topics:FuzzDecodeEnvelope ./node/api:FuzzReadEvent ./node/path:FuzzSprayWire \
+	./protocol:FuzzReadIPFrame ./node/tun:FuzzParse \
+	./node/tun/dns:FuzzAnswer ./node/tun/proxy:FuzzReadRequest
 FUZZTIME ?= 30s
 
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:
@@ -222,3 +224,16 @@ swarm-check: build
 # docs/cli: one page per command from its own --help (TestCLIDocs checks it).
 docs:
 	$(GO) test -count=1 -run TestCLIDocs ./cmd/overlay -args -update
+
+# The overlay interface with real programs (tunlab/README.md; root): ping,
+# curl, ssh and iperf3 between members in NAT namespaces, across a path
+# change and a relay restart; about 2 minutes. tun-measure adds the
+# figures of docs/tun.md (TUN_MTU=... to try another interface MTU).
+# tunlab/userspace.sh then checks --tun userspace against a kernel member
+# (docs/tun-userspace.md), about 30 s.
+tun-check: build
+	tunlab/run.sh $(BIN)
+	tunlab/userspace.sh $(BIN)
+
+tun-measure: build
+	MEASURE=1 tunlab/run.sh $(BIN)

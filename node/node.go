@@ -33,6 +33,7 @@ import (
 	"github.com/overlay-net/overlay/node/resume"
 	"github.com/overlay-net/overlay/node/topics"
 	"github.com/overlay-net/overlay/node/trust"
+	"github.com/overlay-net/overlay/node/tun"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/node/verdict"
 	"github.com/overlay-net/overlay/relay"
@@ -65,6 +66,7 @@ type Node struct {
 	trust     *trust.Store    // nil without Config.CAPub (trust.go)
 	trustSvc  *trust.Service  // spreads and enforces trust's documents
 	topics    *topics.Service // nil with DisableTopics
+	tun       *tun.Interface  // nil without Config.TUN (tun.go)
 	em        emitters
 
 	dht *dht.DHT
@@ -136,7 +138,8 @@ func (n *Node) start() error {
 		n.startTrust, // trust.go
 		n.startDHT,   // dht.go
 		n.startBackground,
-		n.listen, // listen.go
+		n.listen,   // listen.go
+		n.startTUN, // tun.go
 		n.startNetCheck,
 	}
 	for _, step := range steps {
@@ -180,6 +183,9 @@ func (n *Node) Close() error {
 	var err error
 	n.closed.Do(func() {
 		n.cancel()
+		if n.tun != nil {
+			n.tun.Close()
+		}
 		if n.metrics != nil {
 			n.metrics.Close()
 		}

@@ -231,7 +231,15 @@ func runPeers(args []string) error {
 		return printJSON(ps)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER ID\tNAME\tGROUPS\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON\tWHY RELAYED")
+	tunCols := false
+	for _, p := range ps {
+		tunCols = tunCols || p.IPv4 != "" || p.IPv6 != ""
+	}
+	head := "PEER ID\tNAME\tGROUPS\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON\tWHY RELAYED"
+	if tunCols {
+		head += "\tIPV4\tIPV6"
+	}
+	fmt.Fprintln(tw, head)
 	var whys []string
 	for _, p := range ps {
 		why := "-"
@@ -239,9 +247,13 @@ func runPeers(args []string) error {
 			why = string(w.Reason)
 			whys = append(whys, fmt.Sprintf("%s is relayed: %s: %s", p.ID, w.Reason, w.Detail))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", p.ID, orDash(p.Name), orDash(strings.Join(p.Groups, ",")),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s", p.ID, orDash(p.Name), orDash(strings.Join(p.Groups, ",")),
 			orDash(string(p.Role)), p.State, p.Path,
 			len(p.Direct), len(p.Relayed), p.LastSeen.Local().Format(time.DateTime), orDash(p.Reason), why)
+		if tunCols {
+			fmt.Fprintf(tw, "\t%s\t%s", orDash(p.IPv4), orDash(p.IPv6))
+		}
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -37,6 +37,8 @@ type daemonFlags struct {
 	certs                                                                           certFlags
 	listen                                                                          maddrs
 	forwards                                                                        forwardSpecs
+	tun                                                                             tunFlags
+	tunProxy                                                                        tunProxyFlags
 	// droppedQUIC are default listen addresses left out for --psk.
 	droppedQUIC []string
 }
@@ -140,6 +142,8 @@ func newPeer() (*daemon, *flag.FlagSet) {
 	fs.DurationVar(&kc.MaxBackoff, "retry-max", kc.MaxBackoff, "longest wait between attempts to reach a relay")
 	fs.DurationVar(&kc.FastRetry, "retry-fast", kc.FastRetry, "wait between attempts right after losing a relay, so a restarted relay is reserved on again at once")
 	fs.DurationVar(&kc.FastWindow, "retry-fast-for", kc.FastWindow, "how long after losing a relay to keep retrying at --retry-fast before backing off (0: back off at once)")
+	x.d.tun.register(fs)
+	x.d.tunProxy.register(fs)
 	return x, fs
 }
 
@@ -171,6 +175,13 @@ func (x *daemon) finish() error {
 			}
 		}
 		x.cfg.Listen = keep
+	}
+	if o, err := x.d.tun.options(); err != nil {
+		errs = append(errs, err)
+	} else if err := x.d.tunProxy.apply(o); err != nil {
+		errs = append(errs, err)
+	} else {
+		x.cfg.TUN = o
 	}
 	if x.role == "relay" {
 		acl, err := relay.ParseACL(x.d.acl)

@@ -128,6 +128,14 @@ func splitArgs(fs *flag.FlagSet, args []string, omit string) (flags, pos []strin
 			name, hasValue = k, true
 		}
 		take := 1
+		if f := fs.Lookup(name); f != nil && !hasValue && isBool(f) && i+1 < len(args) && acceptsNext(f, args[i+1]) {
+			// A flag that stands alone or takes a value (--tun userspace).
+			if name != omit || omit == "" {
+				flags = append(flags, "--"+name+"="+args[i+1])
+			}
+			i++
+			continue
+		}
 		if f := fs.Lookup(name); f != nil && !hasValue && !isBool(f) && i+1 < len(args) {
 			take = 2 // the value is the next argument, whatever it looks like
 		}
@@ -137,6 +145,12 @@ func splitArgs(fs *flag.FlagSet, args []string, omit string) (flags, pos []strin
 		i += take - 1
 	}
 	return flags, pos
+}
+
+// acceptsNext reports whether boolean-looking flag f takes v as its value.
+func acceptsNext(f *flag.Flag, v string) bool {
+	o, ok := f.Value.(interface{ AcceptsNext(string) bool })
+	return ok && o.AcceptsNext(v)
 }
 
 func isBool(f *flag.Flag) bool {

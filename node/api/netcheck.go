@@ -16,14 +16,22 @@ import (
 type Peer struct {
 	book.PeerInfo
 	Why *path.Why `json:"why,omitempty"`
+	// IPv4 and IPv6 are the member's overlay addresses, when this node
+	// runs the overlay interface (node/tun).
+	IPv4 string `json:"ipv4,omitempty"`
+	IPv6 string `json:"ipv6,omitempty"`
 }
 
 // peers lists the book, with Why for relayed members.
 func peers(n *node.Node) []Peer {
 	list := n.Book().List()
 	out := make([]Peer, len(list))
+	addrs := tunAddrs(n)
 	for i, p := range list {
 		out[i] = Peer{PeerInfo: p}
+		if m, ok := addrs[p.ID]; ok {
+			out[i].IPv4, out[i].IPv6 = addrString(m.V4), addrString(m.V6)
+		}
 		if p.State == book.StateMember && p.Path == book.PathRelayed {
 			w := n.WhyRelayed(p.ID)
 			out[i].Why = &w

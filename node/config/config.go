@@ -19,6 +19,7 @@ import (
 	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/topics"
+	"github.com/overlay-net/overlay/node/tun"
 	"github.com/overlay-net/overlay/node/tunnel"
 	"github.com/overlay-net/overlay/protocol"
 	"github.com/overlay-net/overlay/relay"
@@ -128,6 +129,8 @@ type Config struct {
 	// HandshakeVersion is the version announced in the handshake. Tests
 	// set it to pose as another release.
 	HandshakeVersion int
+	// TUN, when set, brings up the overlay network interface (node/tun).
+	TUN *tun.Options
 }
 
 // DefaultConfig returns the configuration of a node of role with every
