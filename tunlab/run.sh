@@ -213,8 +213,7 @@ measure() { # measure FROM TO-NS TO-ID TO-ADDR LABEL
 	local ping_p50 oping_p50
 	ping_p50=$(nsx "$from" ping -c 100 -i 0.02 "$to" | tee "$DIR/ping-$label.out" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | median)
 	nsx "$from" "$BIN" ping --json --count 100 --interval 20ms "$id" >"$DIR/oping-$label.json" || log "overlay ping $label failed"
-	oping_p50=$(jq -r '.. | numbers' "$DIR/oping-$label.json" | head -0; jq -r '[.. | objects | (.rtt_ms? // .rtt? // empty)] | .[]' "$DIR/oping-$label.json" | median)
-	cp "$DIR/oping-$label.json" /tmp/otk-oping-$label.json
+	oping_p50=$(jq -r '.rtts_ns[]? / 1e6' "$DIR/oping-$label.json" | median)
 	printf 'measure %-8s iperf3 %s Mbit/s (sender %s); overlay perf %s; CPU s/GB sender %s receiver %s; ping p50 %s ms; overlay ping p50 %s ms\n' \
 		"$label" "$(jq -r '.end.sum_received.bits_per_second / 1e6 | floor' "$DIR/iperf-$label.json")" \
 		"$(jq -r '.end.sum_sent.bits_per_second / 1e6 | floor' "$DIR/iperf-$label.json")" \
