@@ -101,7 +101,7 @@ declare -A ID
 for s in a b c; do
 	mkdir -p "$DIR/$s"
 	ID[$s]=$("$BIN" id --key "$DIR/$s/identity.key")
-	start "$s" "$s" peer --data "$DIR/$s" --no-dht --network otk --relay "$RELAY" --tun --tun-mtu "${TUN_MTU:-1420}"
+	start "$s" "$s" peer --data "$DIR/$s" --no-dht --network otk --relay "$RELAY" --tun --tun-mtu "${TUN_MTU:-16000}"
 done
 for s in a b c; do wait_for 30 "peer $s reserved on the relay" nsx "$s" "$BIN" health; done
 for s in a b c; do wait_for 10 "peer $s's interface" nsx "$s" ip -o addr show dev overlay0; done
