@@ -101,7 +101,7 @@ declare -A ID
 for s in a b c; do
 	mkdir -p "$DIR/$s"
 	ID[$s]=$("$BIN" id --key "$DIR/$s/identity.key")
-	start "$s" "$s" peer --data "$DIR/$s" --no-dht --network otk --relay "$RELAY" --tun --tun-mtu "${TUN_MTU:-1420}"
+	start "$s" "$s" peer --data "$DIR/$s" --no-dht --network otk --relay "$RELAY" --tun --tun-mtu "${TUN_MTU:-16000}"
 done
 for s in a b c; do wait_for 30 "peer $s reserved on the relay" nsx "$s" "$BIN" health; done
 for s in a b c; do wait_for 10 "peer $s's interface" nsx "$s" ip -o addr show dev overlay0; done
@@ -196,23 +196,6 @@ check "iperf3 B->C survives relayed -> direct" iperf_moved_ok
 ssh_moved_ok() { wait "$SSHP" && [ "$(grep -c '^tick' "$DIR/ssh-bc.out")" = 25 ]; }
 check "ssh session B->C survives relayed -> direct" ssh_moved_ok
 
-# --- a relay restart under an open connection (A-B has only the relay) -----
-RELAY_ARGS=(relay --data "$DIR/relay" --api 127.0.0.1:7400 --no-dht --network otk
-	--listen /ip4/0.0.0.0/tcp/4100 --listen /ip4/0.0.0.0/udp/4100/quic-v1)
-nsx a iperf3 -c "$B4" -p 5201 -t 20 -i 5 -J >"$DIR/iperf-restart.json" 2>&1 &
-IPERF=$!
-nsx a "${SSH[@]}" "root@$B4" 'for i in $(seq 1 20); do echo tick $i; sleep 1; done' >"$DIR/ssh-restart.out" 2>&1 &
-SSHP=$!
-sleep 5
-kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
-log "relay stopped; starting it again"
-sleep 1
-start relay relay2 "${RELAY_ARGS[@]}"
-iperf_restart_ok() { wait "$IPERF" && [ "$(jq -r '.end.sum_received.bytes' "$DIR/iperf-restart.json")" -gt 0 ] && ! jq -e '.error' "$DIR/iperf-restart.json" >/dev/null; }
-check "iperf3 A->B survives a relay restart" iperf_restart_ok
-ssh_restart_ok() { wait "$SSHP" && [ "$(grep -c '^tick' "$DIR/ssh-restart.out")" = 20 ]; }
-check "ssh session A->B survives a relay restart" ssh_restart_ok
-
 # --- measurements (MEASURE=1; docs/tun.md) -----------------------------------
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 cpu() { # cpu PID: user+system seconds so far
@@ -221,16 +204,16 @@ cpu() { # cpu PID: user+system seconds so far
 measure() { # measure FROM TO-NS TO-ID TO-ADDR LABEL
 	local from=$1 tons=$2 id=$3 to=$4 label=$5 pf pt c0 c1 d0 d1
 	pf=$(pidof_ns "$from"); pt=$(pidof_ns "$tons")
-	nsx "$from" "$BIN" perf --json --upload 1073741824 --download 0 "$id" >"$DIR/perf-$label.json"
+	nsx "$from" "$BIN" perf --json --upload 1073741824 --download 0 "$id" >"$DIR/perf-$label.json" 2>"$DIR/perf-$label.err" ||
+		log "overlay perf $label failed: $(cat "$DIR/perf-$label.err")"
 	c0=$(cpu "$pf"); d0=$(cpu "$pt")
-	nsx "$from" iperf3 -c "$to" -p 5201 -t 10 -J >"$DIR/iperf-$label.json"
+	nsx "$from" iperf3 -c "$to" -p 5201 -t 10 -J >"$DIR/iperf-$label.json" || log "iperf3 $label failed: $(jq -r .error "$DIR/iperf-$label.json")"
 	c1=$(cpu "$pf"); d1=$(cpu "$pt")
 	local gb; gb=$(jq -r '.end.sum_received.bytes / 1e9' "$DIR/iperf-$label.json")
 	local ping_p50 oping_p50
-	ping_p50=$(nsx "$from" ping -c 100 -i 0.02 "$to" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | median)
-	nsx "$from" "$BIN" ping --json --count 100 --interval 20ms "$id" >"$DIR/oping-$label.json"
-	oping_p50=$(jq -r '.. | numbers' "$DIR/oping-$label.json" | head -0; jq -r '[.. | objects | (.rtt_ms? // .rtt? // empty)] | .[]' "$DIR/oping-$label.json" | median)
-	cp "$DIR/oping-$label.json" /tmp/otk-oping-$label.json
+	ping_p50=$(nsx "$from" ping -c 100 -i 0.02 "$to" | tee "$DIR/ping-$label.out" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | median)
+	nsx "$from" "$BIN" ping --json --count 100 --interval 20ms "$id" >"$DIR/oping-$label.json" || log "overlay ping $label failed"
+	oping_p50=$(jq -r '.rtts_ns[]? / 1e6' "$DIR/oping-$label.json" | median)
 	printf 'measure %-8s iperf3 %s Mbit/s (sender %s); overlay perf %s; CPU s/GB sender %s receiver %s; ping p50 %s ms; overlay ping p50 %s ms\n' \
 		"$label" "$(jq -r '.end.sum_received.bits_per_second / 1e6 | floor' "$DIR/iperf-$label.json")" \
 		"$(jq -r '.end.sum_sent.bits_per_second / 1e6 | floor' "$DIR/iperf-$label.json")" \
@@ -249,6 +232,23 @@ if [ "$MEASURE" = 1 ]; then
 	measure a b "${ID[b]}" "$B4" relayed
 	measure b c "${ID[c]}" "$C4" direct
 fi
+
+# --- a relay restart under an open connection (A-B has only the relay) -----
+RELAY_ARGS=(relay --data "$DIR/relay" --api 127.0.0.1:7400 --no-dht --network otk
+	--listen /ip4/0.0.0.0/tcp/4100 --listen /ip4/0.0.0.0/udp/4100/quic-v1)
+nsx a iperf3 -c "$B4" -p 5201 -t 20 -i 5 -J >"$DIR/iperf-restart.json" 2>&1 &
+IPERF=$!
+nsx a "${SSH[@]}" "root@$B4" 'for i in $(seq 1 20); do echo tick $i; sleep 1; done' >"$DIR/ssh-restart.out" 2>&1 &
+SSHP=$!
+sleep 5
+kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+log "relay stopped; starting it again"
+sleep 1
+start relay relay2 "${RELAY_ARGS[@]}"
+iperf_restart_ok() { wait "$IPERF" && [ "$(jq -r '.end.sum_received.bytes' "$DIR/iperf-restart.json")" -gt 0 ] && ! jq -e '.error' "$DIR/iperf-restart.json" >/dev/null; }
+check "iperf3 A->B survives a relay restart" iperf_restart_ok
+ssh_restart_ok() { wait "$SSHP" && [ "$(grep -c '^tick' "$DIR/ssh-restart.out")" = 20 ]; }
+check "ssh session A->B survives a relay restart" ssh_restart_ok
 
 # --- cleanup on stop ----------------------------------------------------------
 kill "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true # peer A: SIGTERM

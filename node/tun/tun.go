@@ -30,11 +30,12 @@ import (
 // DefaultMTU is the interface MTU. Packets travel whole inside a libp2p
 // stream (TCP, QUIC or WebSocket below it), never as IP datagrams of their
 // own on the path, so no size needs fragmenting there; the MTU only bounds
-// a packet frame. 1420 keeps a packet that leaves the overlay (a member
-// that forwards it onto an Ethernet LAN) under 1500, is above IPv6's 1280
-// minimum, and is the MTU WireGuard interfaces use, which programs and
-// path-MTU discovery already handle (docs/tun.md).
-const DefaultMTU = 1420
+// a packet frame. A large one means fewer packets per byte for the engine
+// and the kernel's segmentation offload; 16000 measured 0.83-0.89x of
+// overlay perf where 1420 gave 0.57-0.70x (docs/tun.md). A member with a
+// smaller MTU answers larger packets with ICMP too-big, and TCP's MSS is
+// the smaller side's anyway.
+const DefaultMTU = 16000
 
 // Known is one member as the node knows it: what Source lists.
 type Known struct {
