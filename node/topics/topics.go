@@ -98,11 +98,12 @@ type Limits struct {
 	// should use the same.
 	MaxSize int
 	// History is how many gossipsub heartbeats (one a second) a message
-	// stays in the gossip this node sends (IHAVE) and can still be asked
-	// for (IWANT): a member that was cut off for less than about this
-	// long gets what it missed once it is back; older messages are
-	// reported missing. Each heartbeat of history holds that second's
-	// messages in memory.
+	// stays in the gossip this node sends to peers outside its mesh
+	// (IHAVE) and can still be asked for (IWANT). It recovers messages
+	// lost on one path; a member cut off from every path is meshed again
+	// on return and gets no gossip of what it missed, which it reports
+	// missing. Each heartbeat of history holds that second's messages in
+	// memory.
 	History int
 }
 

@@ -22,7 +22,7 @@ var (
 	memberBurst = flag.Int("member-burst", 0, "relays' and members' --topic-burst (0: the node's default)")
 	memberHist  = flag.Int("member-history", 0, "relays' and members' --topic-history (0: the node's default)")
 	baseline    = flag.Int("baseline", 0, "after the run, each publisher sends this many messages with 'overlay send --stdin' to every other member (the naive fan-out), and the bytes both put on the network are compared (0: no baseline)")
-	memTopics   = flag.Int("mem-topics", 0, "after the run, one member joins this many more topics; its and the relays' live heap before and after (0: none)")
+	memTopics   = flag.Int("mem-topics", 0, "after the run, one member follows this many more topics; its and the relays' live heap before and after (0: none)")
 )
 
 // limitEnv passes -member-rate, -member-burst and -member-history to the
@@ -227,8 +227,9 @@ func baselineRun(ctx context.Context, pubs, ms []*node) (int, time.Duration, err
 	return n, time.Since(start), nil
 }
 
-// memReport has one member join -mem-topics more topics (by publishing
-// one message to each) and prints its and the relays' live heap per topic.
+// memReport has one member follow -mem-topics more topics ('overlay sub',
+// each through docker exec, stopped at the end) and prints its and the
+// relays' live heap per topic.
 func memReport(ctx context.Context, m *node, relays []*node) {
 	heaps := func() []uint64 {
 		var h []uint64
@@ -242,13 +243,18 @@ func memReport(ctx context.Context, m *node, relays []*node) {
 		return h
 	}
 	before := heaps()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
 	for i := 1; i <= *memTopics; i++ {
-		if _, err := run(ctx, 30*time.Second, "docker", "exec", m.ID, "/overlay", "pub", fmt.Sprintf("mem-%d", i), "x"); err != nil {
-			fmt.Printf("join topic %d: %v\n", i, err)
+		cmd := exec.CommandContext(sctx, "docker", "exec", m.ID, "/overlay", "sub", fmt.Sprintf("mem-%d", i))
+		cmd.WaitDelay = 5 * time.Second
+		if err := cmd.Start(); err != nil {
+			fmt.Printf("follow topic %d: %v\n", i, err)
 			return
 		}
+		go func() { _ = cmd.Wait() }()
 	}
-	// Relays join a topic at their member's announcement.
+	// Relays relay a topic once a member announces it follows it.
 	if err := eventually(ctx, 60*time.Second, func() error {
 		for _, r := range relays {
 			out, err := run(ctx, 20*time.Second, "docker", "exec", r.ID, "/overlay", "topics", "--json")
@@ -265,7 +271,7 @@ func memReport(ctx context.Context, m *node, relays []*node) {
 	}
 	after := heaps()
 	for i, n := range append([]*node{m}, relays...) {
-		fmt.Printf("%-44s %d -> %d bytes: %+.0f bytes per topic\n", "heap of "+n.Name+", "+strconv.Itoa(*memTopics)+" more topics",
+		fmt.Printf("%-44s %d -> %d bytes: %+.0f bytes per topic\n", "heap of "+n.Name+", "+strconv.Itoa(*memTopics)+" more topics followed",
 			before[i], after[i], (float64(after[i])-float64(before[i]))/float64(*memTopics))
 	}
 }
