@@ -26,6 +26,7 @@ cleanup() {
 		# Whatever still runs in a namespace (a program a check left) goes first.
 		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
 		ip netns del "$ns" 2>/dev/null || true
+		rm -rf "/etc/netns/$ns"
 	done
 	if [ "$rc" != 0 ] || [ "$FAILED" != 0 ]; then
 		for f in "$DIR"/*.log "$DIR"/*.json "$DIR"/*.out; do [ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -30 "$f"; }; done
@@ -162,6 +163,13 @@ check "ping A->B over the interface (IPv6)" nsx a ping -6 -c 3 -i 0.2 -W 5 "$B6"
 curl_ok() { nsx a curl -sf --max-time 20 -o "$DIR/got.bin" "http://$1/www.bin" && cmp -s "$DIR/got.bin" "$DIR/www.bin"; }
 check "curl A->B, 1 MB over HTTP" curl_ok "$B4:8080"
 check "curl A->B over IPv6" curl_ok "[$B6]:8080"
+# Names: each node answers DNS for NAME.overlay and PEERID.overlay on its
+# interface address; `ip netns exec` puts /etc/netns/NS/resolv.conf in
+# place of the host's, so A's programs resolve through A's node.
+mkdir -p /etc/netns/otk-a
+echo "nameserver $A4" >/etc/netns/otk-a/resolv.conf
+check "ping A->B by name (PEERID.overlay)" nsx a ping -c 2 -i 0.2 -W 5 "${ID[b]}.overlay"
+check "curl A->B by name" curl_ok "${ID[b]}.overlay:8080"
 ssh_ok() { [ "$(nsx a "${SSH[@]}" "root@$B4" 'echo hello from $(hostname -I | wc -w) addrs; exit 0' | cut -d' ' -f1-2)" = "hello from" ]; }
 check "ssh A->B with a command" ssh_ok
 iperf_ok() { # iperf_ok FROM TO-ADDR SECONDS OUT
