@@ -29,6 +29,10 @@ func (n *Node) Status() Status {
 		Certificate:  n.certs.StatusOf(),
 	}
 	s.RelaysConfigured = len(s.Relays)
+	if n.tun != nil {
+		ts := n.tun.Status()
+		s.TUN = &ts
+	}
 	if n.trust != nil {
 		ts := n.trust.Status()
 		s.Trust = &ts

@@ -30,6 +30,13 @@ func (n *Node) startTUN() error {
 		return fmt.Errorf("start overlay interface: %w", err)
 	}
 	n.tun = i
+	if reg := n.cfg.Metrics; reg != nil {
+		if err := reg.Register(i.Collector()); err != nil {
+			i.Close()
+			n.tun = nil
+			return fmt.Errorf("overlay interface metrics: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/overlay-net/overlay/node/api"
 	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/identity"
+	"github.com/overlay-net/overlay/node/tun"
 )
 
 // clientFlags are the flags of commands that talk to a running node.
@@ -134,7 +135,29 @@ func runStatus(args []string) error {
 		printRefusals(sv.Refusals)
 	}
 	printCertificate(s.Certificate)
+	printTUN(s.TUN)
 	return nil
+}
+
+// printTUN shows the overlay interface: addresses, traffic and drops.
+func printTUN(t *tun.Status) {
+	if t == nil {
+		return
+	}
+	name := t.Name
+	if name == "" {
+		name = t.Mode
+	}
+	fmt.Printf("interface: %s %s %s mtu %d; %d packets out (%s), %d in (%s)\n", name, t.IPv4, t.IPv6, t.MTU,
+		t.Stats.PacketsOut, humanBytes(int64(t.Stats.BytesOut)), t.Stats.PacketsIn, humanBytes(int64(t.Stats.BytesIn)))
+	if len(t.Stats.Drops) > 0 {
+		keys := slices.Sorted(maps.Keys(t.Stats.Drops))
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %d", k, t.Stats.Drops[k]))
+		}
+		fmt.Printf("interface drops: %s\n", strings.Join(parts, ", "))
+	}
 }
 
 // printCertificate shows this node's certificate (certificate mode) and

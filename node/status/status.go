@@ -5,6 +5,7 @@ package status
 
 import (
 	"fmt"
+	"github.com/overlay-net/overlay/node/tun"
 	"strings"
 	"time"
 
@@ -49,6 +50,8 @@ type Status struct {
 	// NetCheck is the latest netcheck report (node/netcheck), nil before
 	// the first run.
 	NetCheck *netcheck.Report `json:"netcheck,omitempty"`
+	// TUN is the overlay network interface (node/tun), nil without one.
+	TUN *tun.Status `json:"tun,omitempty"`
 }
 
 // MaxReservations is the relay's reservation cap, 0 for a private node.

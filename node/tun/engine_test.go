@@ -10,6 +10,9 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -220,6 +223,19 @@ func TestPolicyDeniesPackets(t *testing.T) {
 	if n := a.e.Stats().Drops["denied-out"]; n != 1 {
 		t.Errorf("denied-out %d, want 1", n)
 	}
+	// The same count reaches Prometheus, and every reason is exported.
+	if got := testutil.CollectAndCount(a.e.Collector()); got != 4+len(tun.DropReasons()) {
+		t.Errorf("collector exports %d series, want %d", got, 4+len(tun.DropReasons()))
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(a.e.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := dropCount(mfs, "denied-out"); v != 1 {
+		t.Errorf("overlay_tun_drops_total{reason=denied-out} = %v, want 1", v)
+	}
 	// Receiving side: b refuses what a sends, answering through the stream.
 	a2, b2 := pair(t, nil, noSSH)
 	a2.send(t, tcp4(a2.v4, b2.v4, 40000, 22))
@@ -310,4 +326,21 @@ func TestCloseStopsEverything(t *testing.T) {
 	if err := a.e.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
+}
+
+// dropCount is overlay_tun_drops_total{reason} in mfs; -1 when absent.
+func dropCount(mfs []*dto.MetricFamily, reason string) float64 {
+	for _, mf := range mfs {
+		if mf.GetName() != "overlay_tun_drops_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }

@@ -23,6 +23,9 @@ const (
 var dropNames = [numDrops]string{"no-member", "denied-out", "denied-in", "unreachable", "queue-full",
 	"spoofed", "not-ours", "too-big", "malformed", "off-overlay"}
 
+// DropReasons are the reasons a drop is counted under, in order.
+func DropReasons() []string { return dropNames[:] }
+
 func (d Drop) String() string {
 	if d < 0 || d >= numDrops {
 		return "unknown"

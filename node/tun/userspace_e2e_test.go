@@ -115,6 +115,11 @@ func TestUserspaceThroughRelay(t *testing.T) {
 	if string(body) != "hello /accepted from a's host" {
 		t.Errorf("GET %s: %q", hostURL, body)
 	}
+	// overlay status shows the interface and what it carried.
+	st := b.Status().TUN
+	if st == nil || st.Mode != "userspace" || st.IPv4 != b.TUN().Status().IPv4 || st.Stats.PacketsOut == 0 || st.Stats.PacketsIn == 0 {
+		t.Errorf("b's status shows the interface as %+v, want userspace with packets both ways", st)
+	}
 
 	if curl, err := exec.LookPath("curl"); err == nil {
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
