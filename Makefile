@@ -55,14 +55,21 @@ FUZZTIME ?= 30s
 # Every fuzz target beyond its seed corpus, FUZZTIME each (longer runs:
 # make fuzz FUZZTIME=10m). A failing input is written to the package's
 # testdata/fuzz/TARGET/, where `make test` replays it from then on.
+#
+# Go 1.26's fuzz coordinator sometimes fails a target with a bare "context
+# deadline exceeded" as -fuzztime ends, having found nothing (go.dev/issue/75804,
+# fixed in Go 1.27); seen here in 2 of 13 targets at 6 s. A run that says so
+# and wrote no failing input is run again, up to 4 tries; any other failure,
+# or a failing input, fails at once.
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
-		out=$$($(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) 2>&1) && { echo "$$out" | tail -2; continue; }; \
-		echo "$$out"; \
-		if echo "$$out" | grep -q 'Failing input' || ! echo "$$out" | grep -q 'context deadline exceeded'; then exit 1; fi; \
-		echo "fuzz $${t#*:}: the fuzzer's own 'context deadline exceeded' at the end of its time, no failing input: running it once more"; \
-		$(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME); \
+		for try in 1 2 3 4; do \
+			out=$$($(GO) test $${t%%:*} -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) 2>&1) && { echo "$$out" | tail -2; break; }; \
+			echo "$$out"; \
+			if echo "$$out" | grep -q 'Failing input' || ! echo "$$out" | grep -q 'context deadline exceeded' || [ $$try = 4 ]; then exit 1; fi; \
+			echo "fuzz $${t#*:}: the fuzzer's own 'context deadline exceeded' at the end of its time, no failing input (go.dev/issue/75804): try $$((try + 1)) of 4"; \
+		done; \
 	done
 
 # As CI runs it (.ci/run): every target, 6 s each, about 4 min with builds on 2 cores.
