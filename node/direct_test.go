@@ -77,16 +77,6 @@ func pathOf(n *node.Node, p peer.ID) book.Path {
 	return info.Path
 }
 
-func relayedConns(n *node.Node, p peer.ID) int {
-	k := 0
-	for _, c := range n.Host().Network().ConnsToPeer(p) {
-		if book.IsRelayed(c.RemoteMultiaddr()) {
-			k++
-		}
-	}
-	return k
-}
-
 // describeConns lists n's connections to p with the protocols of their
 // open streams, for a failure message.
 func describeConns(n *node.Node, p peer.ID) string {
@@ -131,10 +121,7 @@ func TestMessagesMoveToDirectAndBack(t *testing.T) {
 	s := startSender(a, b.ID())
 	s.awaitMore(t, 20, "messages through the relay")
 
-	direct := network.WithForceDirectDial(ctx, "test: as a hole punch would")
-	if err := a.Host().Connect(direct, peer.AddrInfo{ID: b.ID(), Addrs: b.DirectAddrs()}); err != nil {
-		t.Fatalf("direct connection: %v", err)
-	}
+	nt.ConnectDirect(ctx, t, a, b)
 	nt.Eventually(t, 10*time.Second, "path direct on both sides", func() bool {
 		return pathOf(a, b.ID()) == book.PathDirect && pathOf(b, a.ID()) == book.PathDirect
 	})
@@ -146,12 +133,12 @@ func TestMessagesMoveToDirectAndBack(t *testing.T) {
 		}
 	})
 	nt.Eventually(t, 10*time.Second, "relayed connection closed once idle", func() bool {
-		return relayedConns(a, b.ID()) == 0 && relayedConns(b, a.ID()) == 0
+		return nt.RelayedConns(a, b.ID()) == 0 && nt.RelayedConns(b, a.ID()) == 0
 	})
 	s.awaitMore(t, 20, "messages with the relayed connection gone")
 
 	// The direct path dies for good: b stops listening, the connection drops.
-	closeListeners(b)
+	nt.CloseListeners(b)
 	for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
 		_ = c.Close()
 	}
@@ -228,15 +215,8 @@ func checkOnceInOrder(t *testing.T, msgs []messaging.Message, from peer.ID, acke
 // idle timeout: the stalled connection is probed, closed, and the messages
 // go through the relay, with no error for the sender.
 func TestMessagesLeaveSilentlyDeadPath(t *testing.T) {
-	r := nt.Relay(t)
-	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
-	a := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
-	b := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
-	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
 	ctx := nt.Context(t, 60*time.Second)
-	if _, err := a.ConnectPeer(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.RelayedAddrs()}); err != nil {
-		t.Fatalf("connect through the relay: %v", err)
-	}
+	a, b := nt.RelayedPair(ctx, t)
 	got := collect(t, b)
 	s := startSender(a, b.ID())
 	s.awaitMore(t, 10, "messages through the relay")
@@ -254,11 +234,11 @@ func TestMessagesLeaveSilentlyDeadPath(t *testing.T) {
 		}
 	}
 	nt.Eventually(t, 10*time.Second, "relayed connection closed once idle", func() bool {
-		return pathOf(a, b.ID()) == book.PathDirect && relayedConns(a, b.ID()) == 0
+		return pathOf(a, b.ID()) == book.PathDirect && nt.RelayedConns(a, b.ID()) == 0
 	})
 	s.awaitMore(t, 10, "messages over the direct connection")
 
-	closeListeners(b) // no new direct connection: only the relay is left
+	nt.CloseListeners(b) // no new direct connection: only the relay is left
 	hole.swallow()
 	s.awaitMore(t, 10, "messages through the relay after the direct path died silently")
 	// b only receives, so only a's relayed connection tells it: it checks
@@ -270,16 +250,6 @@ func TestMessagesLeaveSilentlyDeadPath(t *testing.T) {
 		t.Errorf("sender saw: %v", err)
 	}
 	checkOnceInOrder(t, got(), a.ID(), s.acked.Load())
-}
-
-func closeListeners(n *node.Node) {
-	var tcp []ma.Multiaddr
-	for _, l := range n.Host().Network().ListenAddresses() {
-		if !book.IsRelayed(l) {
-			tcp = append(tcp, l)
-		}
-	}
-	n.Host().Network().(interface{ ListenClose(...ma.Multiaddr) }).ListenClose(tcp...)
 }
 
 // blackhole forwards TCP connections to a target until swallow is called;

@@ -4,9 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/book"
@@ -37,15 +35,8 @@ func perfPath(n *node.Node, p peer.ID) (string, uint64) {
 // one appears, and back to the relay when it dies, and ends without an
 // error, every byte counted.
 func TestPerfMovesToDirectAndBack(t *testing.T) {
-	r := nt.Relay(t)
-	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
-	a := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
-	b := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
-	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
 	ctx := nt.Context(t, 180*time.Second)
-	if _, err := a.ConnectPeer(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.RelayedAddrs()}); err != nil {
-		t.Fatalf("connect through the relay: %v", err)
-	}
+	a, b := nt.RelayedPair(ctx, t)
 	// A first run measures the relay here, to size the run under test: it
 	// must last long enough on the relay at its end.
 	warm, err := a.Perf(ctx, b.ID().String(), 8<<20, 0)
@@ -70,10 +61,7 @@ func TestPerfMovesToDirectAndBack(t *testing.T) {
 		return p == "relayed" && sent > 1<<20
 	})
 
-	direct := network.WithForceDirectDial(ctx, "test: as a hole punch would")
-	if err := a.Host().Connect(direct, peer.AddrInfo{ID: b.ID(), Addrs: b.DirectAddrs()}); err != nil {
-		t.Fatalf("direct connection: %v", err)
-	}
+	nt.ConnectDirect(ctx, t, a, b)
 	var atDirect uint64
 	nt.Eventually(t, 20*time.Second, "perf on the direct connection", func() bool {
 		p, sent := perfPath(a, b.ID())
@@ -88,7 +76,7 @@ func TestPerfMovesToDirectAndBack(t *testing.T) {
 		t.Fatalf("perf run ended or left the direct connection early (%q): make it longer", p)
 	}
 
-	closeListeners(b)
+	nt.CloseListeners(b)
 	for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
 		if !book.IsRelayed(c.RemoteMultiaddr()) {
 			_ = c.Close()

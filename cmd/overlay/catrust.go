@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/overlay-net/overlay/cert"
 	"github.com/overlay-net/overlay/internal/atomicfile"
+	"github.com/overlay-net/overlay/node/api"
 	"github.com/overlay-net/overlay/node/trust"
 )
 
@@ -28,24 +30,16 @@ func runCAPublish(args []string) error {
 	if _, _, err := cert.Decode(b); err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}
-	c, ctx, cancel, err := cf.client()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	res, err := c.Publish(ctx, b)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(res)
-	}
-	if res.Changed {
-		fmt.Printf("published %s version %d: the node holds it and passes it on\n", res.Kind, res.Version)
-	} else {
-		fmt.Printf("%s version %d: the node held it already\n", res.Kind, res.Version)
-	}
-	return nil
+	return fetch(&cf, func(ctx context.Context, c *api.Client) (api.PublishResult, error) {
+		return c.Publish(ctx, b)
+	}, func(res api.PublishResult) error {
+		if res.Changed {
+			fmt.Printf("published %s version %d: the node holds it and passes it on\n", res.Kind, res.Version)
+		} else {
+			fmt.Printf("%s version %d: the node held it already\n", res.Kind, res.Version)
+		}
+		return nil
+	})
 }
 
 func runCAStatus(args []string) error {
@@ -58,31 +52,23 @@ func runCAStatus(args []string) error {
 	if err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	c, ctx, cancel, err := cf.client()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	st, err := c.Trust(ctx)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(st)
-	}
-	if !st.Enabled {
-		fmt.Println("the node has no CA public key (--ca-pub): it holds no revocation list or policy")
+	return fetch(&cf, func(ctx context.Context, c *api.Client) (api.TrustReply, error) {
+		return c.Trust(ctx)
+	}, func(st api.TrustReply) error {
+		if !st.Enabled {
+			fmt.Println("the node has no CA public key (--ca-pub): it holds no revocation list or policy")
+			return nil
+		}
+		fmt.Printf("CA:              %s\n", st.CA)
+		fmt.Printf("revocations:     version %d (%d peers, %d serials)\n", st.RevocationsVersion, st.RevokedPeers, st.RevokedSerials)
+		fmt.Printf("policy:          version %d\n", st.PolicyVersion)
+		fmt.Printf("revoked cut off: %d\n", st.ClosedRevoked)
+		fmt.Println("offers:")
+		for _, o := range trust.Outcomes {
+			fmt.Printf("  %-14s %d\n", o, st.Offers[o])
+		}
 		return nil
-	}
-	fmt.Printf("CA:              %s\n", st.CA)
-	fmt.Printf("revocations:     version %d (%d peers, %d serials)\n", st.RevocationsVersion, st.RevokedPeers, st.RevokedSerials)
-	fmt.Printf("policy:          version %d\n", st.PolicyVersion)
-	fmt.Printf("revoked cut off: %d\n", st.ClosedRevoked)
-	fmt.Println("offers:")
-	for _, o := range trust.Outcomes {
-		fmt.Printf("  %-14s %d\n", o, st.Offers[o])
-	}
-	return nil
+	})
 }
 
 // printTrust is the status lines of a node given a CA public key.

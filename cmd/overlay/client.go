@@ -15,6 +15,7 @@ import (
 
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/api"
+	"github.com/overlay-net/overlay/node/book"
 	"github.com/overlay-net/overlay/node/certs"
 	"github.com/overlay-net/overlay/node/identity"
 	"github.com/overlay-net/overlay/node/tun"
@@ -49,6 +50,24 @@ func (c *clientFlags) client() (*api.Client, context.Context, context.CancelFunc
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	return cl, ctx, cancel, nil
+}
+
+// fetch makes one request of the node's API with cf's client and deadline,
+// then prints the answer: as JSON with --json, else through text.
+func fetch[T any](cf *clientFlags, req func(context.Context, *api.Client) (T, error), text func(T) error) error {
+	c, ctx, cancel, err := cf.client()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	v, err := req(ctx, c)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(v)
+	}
+	return text(v)
 }
 
 func printJSON(v any) error {
@@ -87,56 +106,48 @@ func runStatus(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, ctx, cancel, err := cf.client()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	s, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(s)
-	}
-	fmt.Printf("peer ID:  %s\nrole:     %s\nnetwork:  %s\nagent:    %s\nbuild:    %s\nconnected peers: %d\n",
-		s.PeerID, s.Role, s.Network, s.Agent, s.Build, s.Peers)
-	printList("direct addresses", s.Addrs.Direct)
-	printList("relayed addresses", s.Addrs.Relayed)
-	if r := s.Reachability; r.Why != "" {
-		fmt.Printf("reachability: %s (by %s)\n", r.State, r.Why)
-	} else {
-		fmt.Printf("reachability: %s\n", r.State)
-	}
-	printList("observed public addresses", s.Reachability.Observed)
-	if hp := s.HolePunch; hp.Attempts > 0 {
-		fmt.Printf("hole punches: %d attempts, %d succeeded, %d failed\n", hp.Attempts, hp.Succeeded, hp.Failed)
-	}
-	if sp := s.HolePunch.Spray; sp.Attempts > 0 {
-		fmt.Printf("port sprays: %d attempts, %d refused, %d direct, %d packets, %d probes\n",
-			sp.Attempts, sp.Refused, sp.Direct, sp.Packets, sp.Probes)
-	}
-	if r := s.NetCheck; r != nil && s.Role == "private" {
-		fmt.Printf("NAT (netcheck %s): %s, UDP %s, public address %s, preferred relay %s\n",
-			ago(r.At), r.Class(), yesNo(r.UDP), orDash(r.Mapped), orDash(r.Preferred))
-	}
-	if s.Role == "private" {
-		printRelays(s)
-	}
-	if ts := s.Trust; ts != nil {
-		printTrust(*ts)
-	}
-	if sv := s.Service; sv != nil {
-		fmt.Printf("relay service: %d reservations held (of %d), %d circuits open, %s relayed\n",
-			sv.Reservations, s.MaxReservations(), sv.Circuits, humanBytes(sv.RelayedBytes))
-		if sv.StrangerReservations > 0 {
-			fmt.Printf("open relay: %d reservations held by non-members (stock limits)\n", sv.StrangerReservations)
+	return fetch(&cf, func(ctx context.Context, c *api.Client) (node.Status, error) {
+		return c.Status(ctx)
+	}, func(s node.Status) error {
+		fmt.Printf("peer ID:  %s\nrole:     %s\nnetwork:  %s\nagent:    %s\nbuild:    %s\nconnected peers: %d\n",
+			s.PeerID, s.Role, s.Network, s.Agent, s.Build, s.Peers)
+		printList("direct addresses", s.Addrs.Direct)
+		printList("relayed addresses", s.Addrs.Relayed)
+		if r := s.Reachability; r.Why != "" {
+			fmt.Printf("reachability: %s (by %s)\n", r.State, r.Why)
+		} else {
+			fmt.Printf("reachability: %s\n", r.State)
 		}
-		printRefusals(sv.Refusals)
-	}
-	printCertificate(s.Certificate)
-	printTUN(s.TUN)
-	return nil
+		printList("observed public addresses", s.Reachability.Observed)
+		if hp := s.HolePunch; hp.Attempts > 0 {
+			fmt.Printf("hole punches: %d attempts, %d succeeded, %d failed\n", hp.Attempts, hp.Succeeded, hp.Failed)
+		}
+		if sp := s.HolePunch.Spray; sp.Attempts > 0 {
+			fmt.Printf("port sprays: %d attempts, %d refused, %d direct, %d packets, %d probes\n",
+				sp.Attempts, sp.Refused, sp.Direct, sp.Packets, sp.Probes)
+		}
+		if r := s.NetCheck; r != nil && s.Role == "private" {
+			fmt.Printf("NAT (netcheck %s): %s, UDP %s, public address %s, preferred relay %s\n",
+				ago(r.At), r.Class(), yesNo(r.UDP), orDash(r.Mapped), orDash(r.Preferred))
+		}
+		if s.Role == "private" {
+			printRelays(s)
+		}
+		if ts := s.Trust; ts != nil {
+			printTrust(*ts)
+		}
+		if sv := s.Service; sv != nil {
+			fmt.Printf("relay service: %d reservations held (of %d), %d circuits open, %s relayed\n",
+				sv.Reservations, s.MaxReservations(), sv.Circuits, humanBytes(sv.RelayedBytes))
+			if sv.StrangerReservations > 0 {
+				fmt.Printf("open relay: %d reservations held by non-members (stock limits)\n", sv.StrangerReservations)
+			}
+			printRefusals(sv.Refusals)
+		}
+		printCertificate(s.Certificate)
+		printTUN(s.TUN)
+		return nil
+	})
 }
 
 // printTUN shows the overlay interface: addresses, traffic and drops.
@@ -241,53 +252,45 @@ func runPeers(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, ctx, cancel, err := cf.client()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	ps, err := c.Peers(ctx)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(ps)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	tunCols := false
-	for _, p := range ps {
-		tunCols = tunCols || p.IPv4 != "" || p.IPv6 != ""
-	}
-	head := "PEER ID\tNAME\tGROUPS\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON\tWHY RELAYED"
-	if tunCols {
-		head += "\tIPV4\tIPV6"
-	}
-	fmt.Fprintln(tw, head)
-	var whys []string
-	for _, p := range ps {
-		why := "-"
-		if w := p.Why; w != nil {
-			why = string(w.Reason)
-			whys = append(whys, fmt.Sprintf("%s is relayed: %s: %s", p.ID, w.Reason, w.Detail))
+	return fetch(&cf, func(ctx context.Context, c *api.Client) ([]api.Peer, error) {
+		return c.Peers(ctx)
+	}, func(ps []api.Peer) error {
+		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		tunCols := false
+		for _, p := range ps {
+			tunCols = tunCols || p.IPv4 != "" || p.IPv6 != ""
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s", p.ID, orDash(p.Name), orDash(strings.Join(p.Groups, ",")),
-			orDash(string(p.Role)), p.State, p.Path,
-			len(p.Direct), len(p.Relayed), p.LastSeen.Local().Format(time.DateTime), orDash(p.Reason), why)
+		head := "PEER ID\tNAME\tGROUPS\tROLE\tSTATE\tPATH\tDIRECT\tRELAYED\tLAST SEEN\tREASON\tWHY RELAYED"
 		if tunCols {
-			fmt.Fprintf(tw, "\t%s\t%s", orDash(p.IPv4), orDash(p.IPv6))
+			head += "\tIPV4\tIPV6"
 		}
-		fmt.Fprintln(tw)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(whys) > 0 {
-		fmt.Println()
-	}
-	for _, w := range whys {
-		fmt.Println(w)
-	}
-	return nil
+		fmt.Fprintln(tw, head)
+		var whys []string
+		for _, p := range ps {
+			why := "-"
+			if w := p.Why; w != nil {
+				why = string(w.Reason)
+				whys = append(whys, fmt.Sprintf("%s is relayed: %s: %s", p.ID, w.Reason, w.Detail))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s", p.ID, orDash(p.Name), orDash(strings.Join(p.Groups, ",")),
+				orDash(string(p.Role)), p.State, p.Path,
+				len(p.Direct), len(p.Relayed), p.LastSeen.Local().Format(time.DateTime), orDash(p.Reason), why)
+			if tunCols {
+				fmt.Fprintf(tw, "\t%s\t%s", orDash(p.IPv4), orDash(p.IPv6))
+			}
+			fmt.Fprintln(tw)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if len(whys) > 0 {
+			fmt.Println()
+		}
+		for _, w := range whys {
+			fmt.Println(w)
+		}
+		return nil
+	})
 }
 
 // ago says how long ago t was, for people.
@@ -312,20 +315,12 @@ func runConnect(args []string) error {
 	if err := parseArgs(fs, args, 1); err != nil {
 		return err
 	}
-	c, ctx, cancel, err := cf.client()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	p, err := c.Connect(ctx, fs.Arg(0), cf.timeout)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(p)
-	}
-	fmt.Printf("connected to %s: %s, %s, path %s\n", p.ID, p.Role, p.State, p.Path)
-	return nil
+	return fetch(&cf, func(ctx context.Context, c *api.Client) (book.PeerInfo, error) {
+		return c.Connect(ctx, fs.Arg(0), cf.timeout)
+	}, func(p book.PeerInfo) error {
+		fmt.Printf("connected to %s: %s, %s, path %s\n", p.ID, p.Role, p.State, p.Path)
+		return nil
+	})
 }
 
 func runHealth(args []string) error {

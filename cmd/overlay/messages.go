@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/overlay-net/overlay/node/api"
+	"github.com/overlay-net/overlay/node/messaging"
 	"github.com/overlay-net/overlay/protocol"
 )
 
@@ -148,25 +150,17 @@ func runInbox(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, ctx, cancel, err := cf.client()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	msgs, err := c.Inbox(ctx, limit)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(msgs)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RECEIVED\tFROM\tSEQ\tDATA")
-	for _, m := range msgs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", m.ReceivedAt.Local().Format(time.TimeOnly), m.From, m.Seq,
-			strconv.Quote(truncateText(string(m.Data), 80)))
-	}
-	return tw.Flush()
+	return fetch(&cf, func(ctx context.Context, c *api.Client) ([]messaging.Message, error) {
+		return c.Inbox(ctx, limit)
+	}, func(msgs []messaging.Message) error {
+		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RECEIVED\tFROM\tSEQ\tDATA")
+		for _, m := range msgs {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", m.ReceivedAt.Local().Format(time.TimeOnly), m.From, m.Seq,
+				strconv.Quote(truncateText(string(m.Data), 80)))
+		}
+		return tw.Flush()
+	})
 }
 
 func truncateText(s string, n int) string {
@@ -190,28 +184,20 @@ func runPing(args []string) error {
 	if cf.timeout <= 0 {
 		cf.timeout = api.PingBudget(count, interval)
 	}
-	c, ctx, cancel, err := cf.client()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	res, err := c.Ping(ctx, api.PingRequest{Target: fs.Arg(0), Count: count, Interval: interval.String(), Timeout: cf.timeout.String()})
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(res)
-	}
-	for i, rtt := range res.RTTs {
-		fmt.Printf("pong from %s: seq=%d time=%s\n", fs.Arg(0), i+1, rtt.Round(time.Microsecond))
-	}
-	st := summarize(res.RTTs)
-	fmt.Printf("%d sent, %d answered; rtt min/avg/max = %s/%s/%s\n", count, len(res.RTTs),
-		st.min.Round(time.Microsecond), st.avg.Round(time.Microsecond), st.max.Round(time.Microsecond))
-	if res.Error != "" {
-		return fmt.Errorf("stopped early: %s", res.Error)
-	}
-	return nil
+	return fetch(&cf, func(ctx context.Context, c *api.Client) (api.PingResult, error) {
+		return c.Ping(ctx, api.PingRequest{Target: fs.Arg(0), Count: count, Interval: interval.String(), Timeout: cf.timeout.String()})
+	}, func(res api.PingResult) error {
+		for i, rtt := range res.RTTs {
+			fmt.Printf("pong from %s: seq=%d time=%s\n", fs.Arg(0), i+1, rtt.Round(time.Microsecond))
+		}
+		st := summarize(res.RTTs)
+		fmt.Printf("%d sent, %d answered; rtt min/avg/max = %s/%s/%s\n", count, len(res.RTTs),
+			st.min.Round(time.Microsecond), st.avg.Round(time.Microsecond), st.max.Round(time.Microsecond))
+		if res.Error != "" {
+			return fmt.Errorf("stopped early: %s", res.Error)
+		}
+		return nil
+	})
 }
 
 func runPerf(args []string) error {
@@ -224,22 +210,14 @@ func runPerf(args []string) error {
 	if err := parseArgs(fs, args, 1); err != nil {
 		return err
 	}
-	c, ctx, cancel, err := cf.client()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	res, err := c.Perf(ctx, api.PerfRequest{Target: fs.Arg(0), Upload: up, Download: down, Timeout: cf.timeout.String()})
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(res)
-	}
-	fmt.Printf("upload:   %d bytes in %s = %s\n", res.Upload, res.UploadTime.Round(time.Millisecond), rate(res.Upload, res.UploadTime))
-	fmt.Printf("download: %d bytes in %s = %s\n", res.Download, res.DownloadTime.Round(time.Millisecond), rate(res.Download, res.DownloadTime))
-	fmt.Printf("total:    %s\n", res.Total.Round(time.Millisecond))
-	return nil
+	return fetch(&cf, func(ctx context.Context, c *api.Client) (protocol.PerfResult, error) {
+		return c.Perf(ctx, api.PerfRequest{Target: fs.Arg(0), Upload: up, Download: down, Timeout: cf.timeout.String()})
+	}, func(res protocol.PerfResult) error {
+		fmt.Printf("upload:   %d bytes in %s = %s\n", res.Upload, res.UploadTime.Round(time.Millisecond), rate(res.Upload, res.UploadTime))
+		fmt.Printf("download: %d bytes in %s = %s\n", res.Download, res.DownloadTime.Round(time.Millisecond), rate(res.Download, res.DownloadTime))
+		fmt.Printf("total:    %s\n", res.Total.Round(time.Millisecond))
+		return nil
+	})
 }
 
 func rate(n uint64, d time.Duration) string {

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"text/tabwriter"
 	"time"
 
+	"github.com/overlay-net/overlay/node/api"
 	"github.com/overlay-net/overlay/node/netcheck"
 )
 
@@ -22,20 +24,12 @@ func runNetcheck(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, ctx, cancel, err := cf.client()
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	r, err := c.NetCheck(ctx, cf.timeout)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(r)
-	}
-	printNetcheck(r)
-	return nil
+	return fetch(&cf, func(ctx context.Context, c *api.Client) (netcheck.Report, error) {
+		return c.NetCheck(ctx, cf.timeout)
+	}, func(r netcheck.Report) error {
+		printNetcheck(r)
+		return nil
+	})
 }
 
 // printNetcheck prints a report for people.

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	dto "github.com/prometheus/client_model/go"
@@ -95,10 +94,7 @@ func TestMetricsScrape(t *testing.T) {
 	if _, err := a.Messages().Send(ctx, b.ID(), []byte("counted")); err != nil {
 		t.Fatal(err)
 	}
-	direct := network.WithForceDirectDial(ctx, "test: as a hole punch would")
-	if err := a.Host().Connect(direct, peer.AddrInfo{ID: b.ID(), Addrs: b.DirectAddrs()}); err != nil {
-		t.Fatal(err)
-	}
+	nt.ConnectDirect(ctx, t, a, b)
 	nt.Eventually(t, 10*time.Second, "a reaches b directly", func() bool {
 		info, _ := a.Book().Get(b.ID())
 		return info.Path == book.PathDirect

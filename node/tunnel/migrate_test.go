@@ -12,10 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
-
 	"github.com/overlay-net/overlay/node"
 	"github.com/overlay-net/overlay/node/book"
 	nt "github.com/overlay-net/overlay/node/nodetest"
@@ -149,28 +145,6 @@ func tunnelPath(t *testing.T, n *node.Node) string {
 	return "direct"
 }
 
-func relayedConns(n *node.Node, p peer.ID) int {
-	k := 0
-	for _, c := range n.Host().Network().ConnsToPeer(p) {
-		if book.IsRelayed(c.RemoteMultiaddr()) {
-			k++
-		}
-	}
-	return k
-}
-
-// closeListeners closes n's direct (TCP) listeners: no new direct
-// connection reaches it.
-func closeListeners(n *node.Node) {
-	var tcp []ma.Multiaddr
-	for _, l := range n.Host().Network().ListenAddresses() {
-		if !book.IsRelayed(l) {
-			tcp = append(tcp, l)
-		}
-	}
-	n.Host().Network().(interface{ ListenClose(...ma.Multiaddr) }).ListenClose(tcp...)
-}
-
 // A forwarded TCP connection carrying a continuous stream starts on the
 // relay; a direct connection appears (as a hole punch gives one), and the
 // tunnel moves to it, which lets the relayed connection close once idle;
@@ -178,15 +152,8 @@ func closeListeners(n *node.Node) {
 // relay. The program at either end sees no error, and every byte arrives
 // once, in order.
 func TestTunnelMovesToDirectAndBack(t *testing.T) {
-	r := nt.Relay(t)
-	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
-	a := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
-	b := nt.Peer(t, relays, nt.WithDirect(300*time.Millisecond))
-	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
 	ctx := nt.Context(t, 120*time.Second)
-	if _, err := a.ConnectPeer(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.RelayedAddrs()}); err != nil {
-		t.Fatalf("connect through the relay: %v", err)
-	}
+	a, b := nt.RelayedPair(ctx, t)
 	svc := serve(t, echo)
 	expose(t, b, "echo", svc.addr())
 	s := startStream(dial(t, forward(t, a, b, "echo")))
@@ -195,21 +162,18 @@ func TestTunnelMovesToDirectAndBack(t *testing.T) {
 		t.Fatalf("tunnel path before the direct connection = %q, want relayed", p)
 	}
 
-	direct := network.WithForceDirectDial(ctx, "test: as a hole punch would")
-	if err := a.Host().Connect(direct, peer.AddrInfo{ID: b.ID(), Addrs: b.DirectAddrs()}); err != nil {
-		t.Fatalf("direct connection: %v", err)
-	}
+	nt.ConnectDirect(ctx, t, a, b)
 	nt.Eventually(t, 20*time.Second, "tunnel on the direct connection, both sides", func() bool {
 		return tunnelPath(t, a) == "direct" && tunnelPath(t, b) == "direct"
 	})
 	s.awaitMore(t, 1<<20, "bytes over the direct connection")
 	nt.Eventually(t, 20*time.Second, "relayed connection closed once idle", func() bool {
-		return relayedConns(a, b.ID()) == 0 && relayedConns(b, a.ID()) == 0
+		return nt.RelayedConns(a, b.ID()) == 0 && nt.RelayedConns(b, a.ID()) == 0
 	})
 	s.awaitMore(t, 256<<10, "bytes with the relayed connection gone")
 
 	// The direct path dies for good: b stops listening, the connection drops.
-	closeListeners(b)
+	nt.CloseListeners(b)
 	for _, c := range a.Host().Network().ConnsToPeer(b.ID()) {
 		_ = c.Close()
 	}
