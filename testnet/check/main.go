@@ -303,6 +303,8 @@ func (c *checker) run() bool {
 	c.checkMessages("message", pairs(), 30*time.Second, time.Now(), true)
 	c.progress("tunnel peer1 -> peer2")
 	c.checkTunnel("peer1", "peer2", 30*time.Second)
+	c.progress("interface: real programs over the overlay interface")
+	c.checkInterface()
 	// Stopping relay2 first leaves every pair connected through relay1, so
 	// that stopping relay1 next makes each of them find its way through
 	// relay2 again.
