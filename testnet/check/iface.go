@@ -140,21 +140,35 @@ func (c *checker) checkInterface() {
 		}
 	}
 
-	dir, err := os.MkdirTemp("", "overlay-testnet-iface-")
+	var dir string
+	rmDir, err := c.owned(func() (err error) {
+		dir, err = os.MkdirTemp("", "overlay-testnet-iface-")
+		return err
+	}, func() {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	})
+	defer rmDir()
 	if err != nil {
 		fail("-", "temp dir: %v", err)
 		return
 	}
-	c.onCleanup(func() { os.RemoveAll(dir) })
 	// Each namespace resolves through its own node's DNS (U's has none a
 	// host program can reach: its lookups are refused at once).
-	nsA, errA := c.enterNS(ifaceA, a4.String())
-	nsB, errB := c.enterNS(ifaceB, b4.String())
-	nsU, errU := c.enterNS(ifaceU, "127.0.0.1")
-	if err := firstErr(errA, errB, errU); err != nil {
-		fail("-", "%v", err)
-		return
+	ns := map[string]string{}
+	for svc, resolver := range map[string]string{ifaceA: a4.String(), ifaceB: b4.String(), ifaceU: "127.0.0.1"} {
+		name, undo, err := c.enterNS(svc, resolver)
+		if undo != nil {
+			defer undo()
+		}
+		if err != nil {
+			fail(svc, "%v", err)
+			return
+		}
+		ns[svc] = name
 	}
+	nsA, nsB, nsU := ns[ifaceA], ns[ifaceB], ns[ifaceU]
 
 	c.progress("interface: servers on %s (%s)", ifaceB, b4)
 	www := make([]byte, wwwSize)
@@ -168,9 +182,17 @@ func (c *checker) checkInterface() {
 		return
 	}
 	if _, err := os.Stat("/run/sshd"); os.IsNotExist(err) { // sshd's privilege separation directory
-		if err := os.MkdirAll("/run/sshd", 0o755); err == nil {
-			c.onCleanup(func() { os.Remove("/run/sshd") })
-		}
+		made := false
+		rm, _ := c.owned(func() error {
+			err := os.Mkdir("/run/sshd", 0o755)
+			made = err == nil
+			return err
+		}, func() {
+			if made {
+				os.Remove("/run/sshd")
+			}
+		})
+		defer rm()
 	}
 	servers := []struct {
 		name, port string
@@ -236,15 +258,6 @@ func (c *checker) notice(format string, args ...any) {
 	msg := "NOTICE: " + fmt.Sprintf(format, args...)
 	c.progress("%s", msg)
 	c.note("%s", msg)
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // waitMemberAddr waits until svc's peer book lists id as a member with

@@ -14,6 +14,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -89,6 +90,7 @@ type checker struct {
 	rows    []row
 	notes   []string
 	cleanup []func()
+	cleaned bool // runCleanup ran: a cleanup registered now runs at once
 }
 
 func main() {
@@ -202,14 +204,42 @@ func (c *checker) note(format string, args ...any) {
 }
 
 // onCleanup registers f to run at exit (or on interrupt) and returns it
-// wrapped to run at most once, for calling earlier.
+// wrapped to run at most once, for calling earlier. Once the cleanups
+// ran, f runs at once.
 func (c *checker) onCleanup(f func()) func() {
 	var once sync.Once
 	g := func() { once.Do(f) }
 	c.mu.Lock()
+	if c.cleaned {
+		c.mu.Unlock()
+		g()
+		return g
+	}
 	defer c.mu.Unlock()
 	c.cleanup = append(c.cleanup, g)
 	return g
+}
+
+// owned runs start with undo registered as a cleanup, so that whatever
+// start made is undone at exit or on interrupt, even one that comes while
+// start runs: undo then waits for start to return. If the cleanups already
+// ran, start does not run. undo must cope with a start that failed part
+// way. It returns undo, wrapped to run at most once, for calling earlier.
+func (c *checker) owned(start func() error, undo func()) (func(), error) {
+	var mu sync.Mutex
+	done := false
+	stop := c.onCleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		undo()
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if done {
+		return stop, errors.New("interrupted: not started")
+	}
+	return stop, start()
 }
 
 // runCleanup runs the cleanups once, newest first.
@@ -217,6 +247,7 @@ func (c *checker) runCleanup() {
 	c.mu.Lock()
 	fs := c.cleanup
 	c.cleanup = nil
+	c.cleaned = true
 	c.mu.Unlock()
 	for i := len(fs) - 1; i >= 0; i-- {
 		fs[i]()

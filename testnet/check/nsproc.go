@@ -20,47 +20,50 @@ import (
 // `ip netns exec`: /run/netns/NAME, a symbolic link to the container's
 // /proc/PID/ns/net, and /etc/netns/NAME/resolv.conf naming nameserver,
 // which `ip netns exec` mounts over /etc/resolv.conf for the program it
-// runs. Both are removed at cleanup. It returns the name.
+// runs. It returns the name and the function that removes both, which
+// the checker's cleanup runs too.
 //
 // The names are fixed (overlay-testnet-SVC): a link a killed run left is
 // replaced. The link does not keep the namespace alive; it points at the
 // container's process, which outlives the check.
-func (c *checker) enterNS(svc, nameserver string) (string, error) {
+func (c *checker) enterNS(svc, nameserver string) (string, func(), error) {
 	id, ok := c.ids[svc]
 	if !ok {
-		return "", fmt.Errorf("no container for %s", svc)
+		return "", nil, fmt.Errorf("no container for %s", svc)
 	}
 	out, err := runCmd(20*time.Second, "docker", "inspect", "--format", "{{.State.Pid}}", id)
 	if err != nil {
-		return "", fmt.Errorf("PID of %s: %w", svc, err)
+		return "", nil, fmt.Errorf("PID of %s: %w", svc, err)
 	}
 	pid := strings.TrimSpace(out)
 	if pid == "" || pid == "0" {
-		return "", fmt.Errorf("%s: no running process (PID %q)", svc, pid)
+		return "", nil, fmt.Errorf("%s: no running process (PID %q)", svc, pid)
 	}
 	name := project + "-" + svc
 	link := filepath.Join("/run/netns", name)
 	conf := filepath.Join("/etc/netns", name)
-	if err := os.MkdirAll("/run/netns", 0o755); err != nil {
-		return "", fmt.Errorf("name the namespace of %s: %w", svc, err)
-	}
-	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("name the namespace of %s: %w", svc, err)
-	}
-	c.onCleanup(func() {
+	undo, err := c.owned(func() error {
+		if err := os.MkdirAll("/run/netns", 0o755); err != nil {
+			return err
+		}
+		if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := os.Symlink("/proc/"+pid+"/ns/net", link); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(conf, 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(conf, "resolv.conf"), []byte("nameserver "+nameserver+"\noptions timeout:2 attempts:2\n"), 0o644)
+	}, func() {
 		os.Remove(link)
 		os.RemoveAll(conf)
 	})
-	if err := os.Symlink("/proc/"+pid+"/ns/net", link); err != nil {
-		return "", fmt.Errorf("name the namespace of %s: %w", svc, err)
+	if err != nil {
+		return "", undo, fmt.Errorf("name the namespace of %s: %w", svc, err)
 	}
-	if err := os.MkdirAll(conf, 0o755); err != nil {
-		return "", fmt.Errorf("resolv.conf for %s: %w", svc, err)
-	}
-	if err := os.WriteFile(filepath.Join(conf, "resolv.conf"), []byte("nameserver "+nameserver+"\noptions timeout:2 attempts:2\n"), 0o644); err != nil {
-		return "", fmt.Errorf("resolv.conf for %s: %w", svc, err)
-	}
-	return name, nil
+	return name, undo, nil
 }
 
 // inNS runs a program in the named namespace with a deadline and returns
@@ -92,15 +95,20 @@ func (c *checker) startIn(ns, dir, name string, args ...string) (*server, func()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start %s: %w", name, err)
-	}
 	s := &server{name: name, cmd: cmd, log: log, done: make(chan struct{})}
-	go func() {
-		s.err = cmd.Wait()
-		close(s.done)
-	}()
-	stop := c.onCleanup(func() {
+	stop, err := c.owned(func() error {
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		go func() {
+			s.err = cmd.Wait()
+			close(s.done)
+		}()
+		return nil
+	}, func() {
+		if cmd.Process == nil {
+			return // never started
+		}
 		pg := -cmd.Process.Pid
 		_ = syscall.Kill(pg, syscall.SIGTERM)
 		select {
@@ -110,6 +118,9 @@ func (c *checker) startIn(ns, dir, name string, args ...string) (*server, func()
 			<-s.done
 		}
 	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start %s: %w", name, err)
+	}
 	return s, stop, nil
 }
 
