@@ -8,7 +8,10 @@
 // It talks to the nodes only through `docker exec CONTAINER /overlay ...`
 // (each node's control API is on its own loopback) and drives the net with
 // the compose tool: $COMPOSE if set ("docker compose" or "docker-compose"),
-// else whichever answers. Every wait is bounded.
+// else whichever answers. Every wait is bounded. As root, the interface
+// step also runs the host's ping, curl, ssh, sshd, iperf3 and python3
+// inside the containers' network namespaces (iface.go); without root or
+// a program, it is skipped with a NOTICE.
 package main
 
 import (
