@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -298,20 +299,32 @@ var (
 // round trip; all three must be answered.
 func pingByName(ns, target, family string) (string, error) {
 	out, err := inNS(ns, 30*time.Second, "ping", family, "-c", "3", "-i", "0.2", "-W", "5", target)
-	m := pingRecv.FindStringSubmatch(out)
+	sent, got, avg, ok := parsePing(out)
 	switch {
-	case m == nil && err != nil:
+	case !ok && err != nil:
 		return "-", fmt.Errorf("ping %s: %w", target, err)
-	case m == nil:
+	case !ok:
 		return "-", fmt.Errorf("ping %s: no summary in %q", target, out)
-	case m[2] != "3":
-		return "-", fmt.Errorf("ping %s: %s of %s answered", target, m[2], m[1])
+	case sent != 3 || got != 3:
+		return "-", fmt.Errorf("ping %s: %d of %d answered", target, got, sent)
 	}
-	rtt := "-"
+	return avg, nil
+}
+
+// parsePing reads iputils ping's summary: packets sent and received, and
+// the average round trip ("-" if none was answered).
+func parsePing(out string) (sent, got int, avg string, ok bool) {
+	m := pingRecv.FindStringSubmatch(out)
+	if m == nil {
+		return 0, 0, "", false
+	}
+	sent, _ = strconv.Atoi(m[1])
+	got, _ = strconv.Atoi(m[2])
+	avg = "-"
 	if a := pingAvg.FindStringSubmatch(out); a != nil {
-		rtt = a[1] + "ms"
+		avg = a[1] + "ms"
 	}
-	return rtt, nil
+	return sent, got, avg, true
 }
 
 // curlFile fetches a URL from ns with the given curl arguments into
