@@ -8,12 +8,16 @@
 // It talks to the nodes only through `docker exec CONTAINER /overlay ...`
 // (each node's control API is on its own loopback) and drives the net with
 // the compose tool: $COMPOSE if set ("docker compose" or "docker-compose"),
-// else whichever answers. Every wait is bounded.
+// else whichever answers. Every wait is bounded. As root, the interface
+// step also runs the host's ping, curl, ssh, sshd, iperf3 and python3
+// inside the containers' network namespaces (iface.go); without root or
+// a program, it is skipped with a NOTICE.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -89,6 +93,7 @@ type checker struct {
 	rows    []row
 	notes   []string
 	cleanup []func()
+	cleaned bool // runCleanup ran: a cleanup registered now runs at once
 }
 
 func main() {
@@ -202,14 +207,42 @@ func (c *checker) note(format string, args ...any) {
 }
 
 // onCleanup registers f to run at exit (or on interrupt) and returns it
-// wrapped to run at most once, for calling earlier.
+// wrapped to run at most once, for calling earlier. Once the cleanups
+// ran, f runs at once.
 func (c *checker) onCleanup(f func()) func() {
 	var once sync.Once
 	g := func() { once.Do(f) }
 	c.mu.Lock()
+	if c.cleaned {
+		c.mu.Unlock()
+		g()
+		return g
+	}
 	defer c.mu.Unlock()
 	c.cleanup = append(c.cleanup, g)
 	return g
+}
+
+// owned runs start with undo registered as a cleanup, so that whatever
+// start made is undone at exit or on interrupt, even one that comes while
+// start runs: undo then waits for start to return. If the cleanups already
+// ran, start does not run. undo must cope with a start that failed part
+// way. It returns undo, wrapped to run at most once, for calling earlier.
+func (c *checker) owned(start func() error, undo func()) (func(), error) {
+	var mu sync.Mutex
+	done := false
+	stop := c.onCleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		undo()
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if done {
+		return stop, errors.New("interrupted: not started")
+	}
+	return stop, start()
 }
 
 // runCleanup runs the cleanups once, newest first.
@@ -217,6 +250,7 @@ func (c *checker) runCleanup() {
 	c.mu.Lock()
 	fs := c.cleanup
 	c.cleanup = nil
+	c.cleaned = true
 	c.mu.Unlock()
 	for i := len(fs) - 1; i >= 0; i-- {
 		fs[i]()
@@ -303,6 +337,8 @@ func (c *checker) run() bool {
 	c.checkMessages("message", pairs(), 30*time.Second, time.Now(), true)
 	c.progress("tunnel peer1 -> peer2")
 	c.checkTunnel("peer1", "peer2", 30*time.Second)
+	c.progress("interface: real programs over the overlay interface")
+	c.checkInterface()
 	// Stopping relay2 first leaves every pair connected through relay1, so
 	// that stopping relay1 next makes each of them find its way through
 	// relay2 again.

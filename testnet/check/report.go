@@ -31,7 +31,8 @@ func (c *checker) report() {
 	}
 	tw.Flush()
 	fmt.Println("\nPATH: how the first node reaches the second, from its peer book. RTT: one ping to the")
-	fmt.Println("relay (reservation rows); send to acknowledgement (message rows).")
+	fmt.Println("relay (reservation rows); send to acknowledgement (message rows); ping's average over")
+	fmt.Println("the overlay interface (interface rows).")
 	fmt.Println()
 	for _, n := range c.notes {
 		fmt.Println(n)
