@@ -110,7 +110,12 @@ func (e *Engine) Lookup(name string) (v4, v6 netip.Addr, ok bool) {
 	if !found {
 		p, err := peer.Decode(name)
 		if err != nil {
-			return netip.Addr{}, netip.Addr{}, false
+			// A base58 ID whose case a program changed (OpenSSH lowercases
+			// host names): base58 is case-sensitive, so match it against
+			// the members the node knows, ignoring case.
+			if p, found = t.foldID(name); !found {
+				return netip.Addr{}, netip.Addr{}, false
+			}
 		}
 		id = p
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,7 +289,9 @@ func TestSpoofedSourceDropped(t *testing.T) {
 
 func TestLookupAndMembers(t *testing.T) {
 	a, b := pair(t, nil, nil)
-	for _, name := range []string{"beta", "BETA", b.h.ID().String()} {
+	id := b.h.ID().String()
+	// A base58 ID in another case (OpenSSH lowercases host names) too.
+	for _, name := range []string{"beta", "BETA", id, strings.ToLower(id), strings.ToUpper(id)} {
 		v4, v6, ok := a.e.Lookup(name)
 		if !ok || v4 != b.v4 || v6 != b.v6 {
 			t.Errorf("Lookup(%q) = %s %s %v, want %s %s", name, v4, v6, ok, b.v4, b.v6)

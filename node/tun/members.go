@@ -117,6 +117,20 @@ func (m *members) build() *table {
 	return t
 }
 
+// foldID finds the member whose base58 peer ID equals s ignoring case.
+// Two members whose IDs differ only in case would be ambiguous: neither is
+// returned then (with 46-character IDs it does not happen by chance).
+func (t *table) foldID(s string) (peer.ID, bool) {
+	var hit peer.ID
+	n := 0
+	for id := range t.byID {
+		if strings.EqualFold(id.String(), s) {
+			hit, n = id, n+1
+		}
+	}
+	return hit, n == 1
+}
+
 // want adds p to the table ahead of the node knowing it: a program that
 // looked p up by its ID (PEERID.overlay) can send to it at once; sending
 // reaches p, and the handshake then says whether it is a member.

@@ -30,7 +30,9 @@ const Domain = "overlay"
 const DefaultTTL = 30 * time.Second
 
 // Lookup returns the overlay addresses of the member called name (a
-// certificate name, or a peer ID in its base58 form). An invalid address
+// certificate name, or a peer ID in its base58 form, which the server may
+// pass lowercased: a Lookup should match known members' IDs ignoring
+// case, as node/tun's Engine.Lookup does). An invalid address
 // means the member has none of that family.
 type Lookup func(name string) (v4, v6 netip.Addr, ok bool)
 
