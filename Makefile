@@ -176,7 +176,9 @@ testnet: build
 	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/check -wait
 
 # End-to-end checks against the running net; prints a summary table.
-# CHECK_FLAGS: see `go run ./testnet/check -h` (bounds of the waits).
+# CHECK_FLAGS: see `go run ./testnet/check -h` (bounds of the waits). Its
+# interface step runs the host's ping, curl, ssh and iperf3 inside the
+# containers' namespaces: it needs root (else a NOTICE and no rows).
 testnet-check:
 	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/check $(CHECK_FLAGS)
 
