@@ -48,6 +48,8 @@ type topic struct {
 	pubSeq uint64
 
 	published, delivered, missed, dropped, late atomic.Uint64
+	// backfilled counts messages a backfill brought that were new here.
+	backfilled atomic.Uint64
 
 	mu        sync.Mutex
 	followers map[*Sub]struct{}
@@ -160,11 +162,15 @@ func (t *topic) read(sub *pubsub.Subscription, in chan<- *pubsub.Message) {
 // followers, until read closes in.
 func (t *topic) order(in <-chan *pubsub.Message) {
 	defer t.wg.Done()
-	o := orderer{t: t, pubs: map[peer.ID]*pubState{}}
-	tick := time.NewTicker(t.s.cfg.Limits.Hold / 4)
+	ctx, cancel := context.WithCancel(t.s.ctx)
+	defer cancel() // ends the fetches, which t.wg waits for
+	o := orderer{t: t, pubs: map[peer.ID]*pubState{}, ctx: ctx, bf: make(chan backfillResult, 16)}
+	tick := time.NewTicker(min(t.s.cfg.Limits.Hold/4, backfillDelay/2))
 	defer tick.Stop()
 	for {
 		select {
+		case r := <-o.bf:
+			o.backfilled(r, time.Now())
 		case m, ok := <-in:
 			if !ok {
 				return
@@ -187,16 +193,37 @@ type pubState struct {
 	held    map[uint64]Message
 	since   time.Time // when held last became non-empty or made progress
 	seen    time.Time
+	// fetching: a backfill of the gap before the earliest held message
+	// runs; triedNext and triedFirst are the gap (next, earliest held)
+	// last asked for, which is not asked for again.
+	fetching              bool
+	triedNext, triedFirst uint64
+	// skipLo..skipHi are the last run given up as missed: a copy of one
+	// of them that comes later counts as late, any other older than next
+	// is a duplicate.
+	skipLo, skipHi uint64
 }
 
 // orderer is order's state: one goroutine owns it.
 type orderer struct {
 	t    *topic
 	pubs map[peer.ID]*pubState
+	// ctx and bf are for backfill (nil: none): ctx ends the fetches,
+	// which hand their results to the orderer through bf.
+	ctx     context.Context
+	bf      chan backfillResult
+	fetches int // running
 }
 
-func (o *orderer) add(from peer.ID, env envelope, now time.Time) {
+func (o *orderer) add(from peer.ID, env envelope, now time.Time) { o.put(from, env, now, false) }
+
+// put orders one message of from's; backfilled ones come from a fetch,
+// for a session known already.
+func (o *orderer) put(from peer.ID, env envelope, now time.Time, backfilled bool) {
 	st := o.pubs[from]
+	if backfilled && (st == nil || st.session != env.session) {
+		return // the publisher restarted or was forgotten meanwhile
+	}
 	if st == nil || st.session != env.session {
 		if st == nil && len(o.pubs) >= maxPublishers {
 			o.evict()
@@ -208,12 +235,20 @@ func (o *orderer) add(from peer.ID, env envelope, now time.Time) {
 	m := Message{Topic: o.t.name, From: from, Seq: env.seq, Data: env.data, Received: now}
 	switch {
 	case st.next != 0 && env.seq < st.next:
-		o.t.late.Add(1) // given up for missing already
-		return
+		if !backfilled && env.seq >= st.skipLo && env.seq <= st.skipHi {
+			o.t.late.Add(1) // given up for missing already
+		}
+		return // else delivered already (the other path's copy)
 	case st.next == env.seq:
+		if backfilled {
+			o.t.backfilled.Add(1)
+		}
 		o.deliver(m)
 		st.next++
 	default:
+		if _, dup := st.held[env.seq]; backfilled && !dup {
+			o.t.backfilled.Add(1)
+		}
 		if len(st.held) == 0 {
 			st.since = now
 		}
@@ -223,9 +258,62 @@ func (o *orderer) add(from peer.ID, env envelope, now time.Time) {
 		}
 	}
 	o.drain(st, now)
-	if len(st.held) > maxHeld {
+	limit := maxHeld
+	if st.fetching {
+		limit = 4 * maxHeld // a backfill is about to fill the gap
+	}
+	if len(st.held) > limit {
 		o.skip(st, now)
 	}
+	o.maybeFetch(from, st, now)
+}
+
+// maybeFetch starts a backfill of the gap before st's earliest held
+// message once it is backfillDelay old (gossip may fill it first), unless
+// one runs or this gap was asked for already.
+func (o *orderer) maybeFetch(from peer.ID, st *pubState, now time.Time) {
+	if o.bf == nil || o.t.s.store == nil || st.fetching || st.next == 0 || len(st.held) == 0 ||
+		o.fetches >= maxFetches || now.Sub(st.since) < backfillDelay {
+		return
+	}
+	first := earliest(st.held)
+	if first <= st.next || (st.triedNext == st.next && st.triedFirst == first) {
+		return
+	}
+	last := min(first-1, st.next+maxBackfillRange-1)
+	st.fetching, st.triedNext, st.triedFirst = true, st.next, first
+	o.fetches++
+	o.t.wg.Add(1)
+	go o.t.fetch(o.ctx, gap{author: from, session: st.session, first: st.next, last: last}, o.bf, o.t.s.cfg.Limits.Hold)
+}
+
+// backfilled takes a fetch's result.
+func (o *orderer) backfilled(r backfillResult, now time.Time) {
+	if r.done {
+		o.fetches--
+		if st := o.pubs[r.author]; st != nil && st.session == r.session {
+			st.fetching = false
+		}
+		return
+	}
+	for _, m := range r.msgs {
+		env, err := decodeEnvelope(m.GetData())
+		if err != nil {
+			continue // checked by the fetch already
+		}
+		o.t.s.store.add(m, now)
+		o.put(r.author, env, now, true)
+	}
+}
+
+func earliest(held map[uint64]Message) uint64 {
+	var first uint64
+	for seq := range held {
+		if first == 0 || seq < first {
+			first = seq
+		}
+	}
+	return first
 }
 
 // drain delivers held messages that are next in sequence.
@@ -244,17 +332,13 @@ func (o *orderer) drain(st *pubState, now time.Time) {
 
 // skip gives up on the messages missing before the earliest held one.
 func (o *orderer) skip(st *pubState, now time.Time) {
-	var first uint64
-	for seq := range st.held {
-		if first == 0 || seq < first {
-			first = seq
-		}
-	}
+	first := earliest(st.held)
 	if first == 0 {
 		return
 	}
 	if st.next != 0 && first > st.next {
 		gap := first - st.next
+		st.skipLo, st.skipHi = st.next, first-1
 		m := st.held[first]
 		m.Missed = gap
 		st.held[first] = m
@@ -277,7 +361,8 @@ func (o *orderer) tick(now time.Time) {
 			// yet, so its earliest message waits less for earlier ones.
 			hold /= 10
 		}
-		if len(st.held) > 0 && now.Sub(st.since) >= hold {
+		o.maybeFetch(p, st, now)
+		if len(st.held) > 0 && now.Sub(st.since) >= hold && !st.fetching {
 			o.skip(st, now)
 		}
 		if len(st.held) == 0 && now.Sub(st.seen) > publisherIdle {
@@ -341,7 +426,8 @@ func (t *topic) peersFollowing() []peer.ID {
 // info reports the topic for Topics.
 func (t *topic) info() TopicInfo {
 	ti := TopicInfo{Name: t.name, Peers: []string{}, Mesh: []string{}, Published: t.published.Load(), Delivered: t.delivered.Load(),
-		Missed: t.missed.Load(), Dropped: t.dropped.Load(), Late: t.late.Load()}
+		Missed: t.missed.Load(), Dropped: t.dropped.Load(), Late: t.late.Load(),
+		Backfilled: t.backfilled.Load()}
 	peers := map[string]bool{}
 	for _, p := range t.peersFollowing() {
 		ti.Peers = append(ti.Peers, p.String())

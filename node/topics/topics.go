@@ -105,7 +105,16 @@ type Limits struct {
 	// missing. Each heartbeat of history holds that second's messages in
 	// memory.
 	History int
+	// Backfill is how long this node keeps the messages it delivers or
+	// relays (up to storeMessages and storeBytes for all topics), to
+	// answer members that missed them (BackfillID); a follower that finds
+	// a gap asks its peers for it. 0 turns both off: gaps are then only
+	// reported missing.
+	Backfill time.Duration
 }
+
+// MaxBackfill bounds Limits.Backfill.
+const MaxBackfill = time.Hour
 
 // MaxHistory bounds Limits.History: the message cache holds every message
 // of the window.
@@ -115,7 +124,7 @@ const MaxHistory = 120
 // own default (3 heartbeats advertised).
 func DefaultLimits() Limits {
 	return Limits{Rate: 500, Burst: 1000, Buffer: 1024, MaxTopics: 64, Hold: 10 * time.Second,
-		MaxSize: MaxData, History: 3}
+		MaxSize: MaxData, History: 3, Backfill: 2 * time.Minute}
 }
 
 // Validate reports a limit that cannot work.
@@ -129,6 +138,9 @@ func (l Limits) Validate() error {
 	}
 	if l.History < 1 || l.History > MaxHistory {
 		return fmt.Errorf("topic history must be between 1 and %d heartbeats, not %d", MaxHistory, l.History)
+	}
+	if l.Backfill < 0 || l.Backfill > MaxBackfill {
+		return fmt.Errorf("topic backfill must be between 0 (off) and %s, not %s", MaxBackfill, l.Backfill)
 	}
 	return nil
 }
@@ -166,6 +178,13 @@ type Service struct {
 	vouched vouched
 	relayQ  chan relayWish // Router: topics peers follow
 
+	// Backfill (nil store: off): what this node keeps and serves.
+	store         *store
+	serveLimits   serveLimits
+	serveSem      chan struct{}
+	backfillStats backfillCounts
+	handlers      sync.WaitGroup // serveBackfill calls, added under mu
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -185,7 +204,11 @@ func New(cfg Config) (*Service, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	s := &Service{cfg: cfg, log: cfg.Logger, self: cfg.Host.ID(), session: binary.BigEndian.Uint64(b[:]),
-		topics: map[string]*topic{}, rates: newRates(cfg.Limits), relayQ: make(chan relayWish, 64)}
+		topics: map[string]*topic{}, rates: newRates(cfg.Limits), relayQ: make(chan relayWish, 64),
+		serveSem: make(chan struct{}, serveConcurrent)}
+	if cfg.Limits.Backfill > 0 {
+		s.store = newStore(cfg.Limits.Backfill)
+	}
 	// The context pubsub keeps for its life lets its streams use limited
 	// (relayed) connections; limitedHost lets it see peers reached only so.
 	ctx := allowLimited(context.Background())
@@ -230,6 +253,9 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("start gossipsub: %w", err)
 	}
 	s.ps = ps
+	if s.store != nil {
+		cfg.Host.SetStreamHandler(BackfillID, s.serveBackfill)
+	}
 	if cfg.Router {
 		s.wg.Add(1)
 		go s.route()
@@ -262,6 +288,9 @@ func (s *Service) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.store != nil {
+		s.cfg.Host.RemoveStreamHandler(BackfillID)
+	}
 	ts := make([]*topic, 0, len(s.topics))
 	for _, t := range s.topics {
 		ts = append(ts, t)
@@ -272,6 +301,7 @@ func (s *Service) Close() error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.handlers.Wait()
 	return nil
 }
 
@@ -420,6 +450,9 @@ type TopicInfo struct {
 	// Late messages arrived after the follower had given them up as
 	// missed; they are not delivered.
 	Late uint64 `json:"late"`
+	// Backfilled messages were missing here and came from a peer that
+	// kept them (BackfillID).
+	Backfilled uint64 `json:"backfilled"`
 }
 
 // Topics lists the joined topics, by name.

@@ -206,7 +206,15 @@ func (t tracer) Graft(p peer.ID, topic string) { t.s.mesh.set(topic, p, true) }
 func (t tracer) Prune(p peer.ID, topic string) { t.s.mesh.set(topic, p, false) }
 
 func (tracer) ValidateMessage(*pubsub.Message) {}
-func (tracer) DeliverMessage(*pubsub.Message)  {}
+
+// DeliverMessage sees every message gossipsub accepted, the node's own,
+// followed and relayed topics alike (its notifySubs): the backfill store
+// keeps them. It runs in gossipsub's event loop.
+func (t tracer) DeliverMessage(m *pubsub.Message) {
+	if t.s.store != nil && m.Message != nil {
+		t.s.store.add(m.Message, time.Now())
+	}
+}
 
 // RejectMessage counts what gossipsub drops for want of room.
 func (t tracer) RejectMessage(_ *pubsub.Message, reason string) {
