@@ -68,6 +68,11 @@ func (s *Service) validate(ctx context.Context, from peer.ID, m *pubsub.Message)
 		// The forwarder is not to blame for what its author sends.
 		return s.refuse(ReasonRate, pubsub.ValidationIgnore)
 	}
+	if from == s.self && s.store != nil {
+		// The node's own message: gossipsub's raw tracer does not see
+		// these (DeliverMessage), and this is the last check it passes.
+		s.store.add(m.Message, time.Now())
+	}
 	return pubsub.ValidationAccept
 }
 
