@@ -4,8 +4,10 @@
 // following one topic and several publishing, against issue 26's goals:
 // every follower receives every message exactly once, in order per
 // publisher; delivery goes on when a relay stops mid-run; a member cut off
-// for a while gets, after it heals, what gossip still holds and the rest is
-// reported missing by the node.
+// for a while gets, after it heals, what was published meanwhile from its
+// peers' backfill store (all of it when the cut is shorter than
+// -member-backfill), and what it still lacks is reported missing by its
+// node.
 //
 //	make build && docker build --target testnet -t overlay-topics:local .
 //	go run ./testnet/topics [-members 30] [-publishers 4] [-messages 2500] [-rate 25]
