@@ -47,7 +47,7 @@ FUZZ_TARGETS = \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
 	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore \
 	./node/trust:FuzzReadExchange ./node/netcheck:FuzzDecode \
-	./node/topics:FuzzDecodeEnvelope ./node/api:FuzzReadEvent ./node/path:FuzzSprayWire \
+	./node/topics:FuzzDecodeEnvelope ./node/topics:FuzzDecodeBackfillRequest ./node/api:FuzzReadEvent ./node/path:FuzzSprayWire \
 	./protocol:FuzzReadIPFrame ./node/tun:FuzzParse \
 	./node/tun/dns:FuzzAnswer ./node/tun/proxy:FuzzReadRequest
 FUZZTIME ?= 30s
