@@ -117,7 +117,7 @@ func TestBackfillAfterCut(t *testing.T) {
 // What is older than the peers' store is reported missing, counted on the
 // next message, as without backfill.
 func TestBackfillOlderThanStoreReportedMissing(t *testing.T) {
-	short := withLimits(func(l *topics.Limits) { l.Backfill, l.Hold = time.Millisecond, 2 * time.Second })
+	short := withLimits(func(l *topics.Limits) { l.Backfill, l.Hold = time.Millisecond, 2*time.Second })
 	a := nt.Peer(t, nil, nt.WithDirect(0), short)
 	b := nt.Peer(t, nil, nt.WithDirect(0), short)
 	connect(t, a, b)
