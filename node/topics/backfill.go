@@ -182,6 +182,8 @@ type gap struct {
 	author      peer.ID
 	session     uint64
 	first, last uint64
+	// peers, when set, are the only ones asked (a probe); else askOrder.
+	peers []peer.ID
 }
 
 // backfillResult is what a fetch hands the orderer: verified messages of
@@ -211,7 +213,11 @@ func (t *topic) fetch(ctx context.Context, g gap, out chan<- backfillResult, wit
 	defer cancel()
 	got := map[uint64]bool{}
 	lo := g.first
-	for _, p := range t.askOrder(g.author) {
+	peers := g.peers
+	if peers == nil {
+		peers = t.askOrder(g.author)
+	}
+	for _, p := range peers {
 		for lo <= g.last && actx.Err() == nil {
 			msgs, err := t.s.ask(actx, p, backfillRequest{topic: t.name, author: g.author, session: g.session, first: lo, last: g.last})
 			if err != nil {

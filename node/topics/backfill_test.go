@@ -279,3 +279,41 @@ func TestBackfillNonMemberRefused(t *testing.T) {
 		t.Fatal("stranger neither refused nor cut off")
 	}
 }
+
+// A follower back from a cut after the author's last message gets what
+// was published during it with nothing newer to show the gap: it asks each
+// peer grafted into its mesh for what follows the last it got.
+func TestBackfillTailAfterCut(t *testing.T) {
+	a := nt.Peer(t, nil, nt.WithDirect(0))
+	c := nt.Peer(t, nil, nt.WithDirect(0))
+	b := nt.Peer(t, nil, nt.WithDirect(0))
+	connect(t, a, c)
+	connect(t, c, b)
+	follow(t, c, "t", 0)
+	sub := follow(t, b, "t", 0)
+	if err := a.Topics().Join("t"); err != nil {
+		t.Fatal(err)
+	}
+	waitPeers(t, a, "t", c.ID())
+	waitMesh(t, c, "t", b.ID())
+	publish(t, a, "t", "1")
+	recv(t, sub)
+	cut(t, c, b)
+	const during = 20
+	for i := 2; i <= during+1; i++ {
+		publish(t, a, "t", fmt.Sprint(i))
+	}
+	nt.Eventually(t, 20*time.Second, "c has every message", func() bool {
+		return topicInfo(t, c, "t").Delivered == during+1
+	})
+	connect(t, c, b)
+	for i := 2; i <= during+1; i++ {
+		m := recv(t, sub)
+		if m.Seq != uint64(i) || string(m.Data) != fmt.Sprint(i) || m.Missed != 0 {
+			t.Fatalf("message %d: got seq %d %q, missed %d", i, m.Seq, m.Data, m.Missed)
+		}
+	}
+	if ti := topicInfo(t, b, "t"); ti.Backfilled != during {
+		t.Fatalf("b backfilled %d, want %d", ti.Backfilled, during)
+	}
+}

@@ -50,6 +50,8 @@ type topic struct {
 	published, delivered, missed, dropped, late atomic.Uint64
 	// backfilled counts messages a backfill brought that were new here.
 	backfilled atomic.Uint64
+	// probeQ: peers newly in the topic's mesh (grafted), for the orderer.
+	probeQ chan peer.ID
 
 	mu        sync.Mutex
 	followers map[*Sub]struct{}
@@ -61,7 +63,7 @@ type topic struct {
 }
 
 func newTopic(s *Service, name string, pt *pubsub.Topic) *topic {
-	return &topic{s: s, name: name, pt: pt, followers: map[*Sub]struct{}{},
+	return &topic{s: s, name: name, pt: pt, followers: map[*Sub]struct{}{}, probeQ: make(chan peer.ID, 16),
 		limit:     rate.NewLimiter(rate.Limit(s.cfg.Limits.Rate), s.cfg.Limits.Burst),
 		missedLog: rate.Sometimes{Interval: 10 * time.Second}}
 }
@@ -171,6 +173,8 @@ func (t *topic) order(in <-chan *pubsub.Message) {
 		select {
 		case r := <-o.bf:
 			o.backfilled(r, time.Now())
+		case p := <-t.probeQ:
+			o.probe(p, time.Now())
 		case m, ok := <-in:
 			if !ok {
 				return
@@ -285,6 +289,39 @@ func (o *orderer) maybeFetch(from peer.ID, st *pubState, now time.Time) {
 	o.fetches++
 	o.t.wg.Add(1)
 	go o.t.fetch(o.ctx, gap{author: from, session: st.session, first: st.next, last: last}, o.bf, o.t.s.cfg.Limits.Hold)
+}
+
+// grafted tells the orderer that p joined this node's mesh of the topic.
+// It never blocks (gossipsub's event loop calls it): a full queue drops p.
+func (t *topic) grafted(p peer.ID) {
+	select {
+	case t.probeQ <- p:
+	default:
+	}
+}
+
+// probe asks p, newly in the mesh, for each publisher's messages from the
+// next one expected on, so that a member back from a partition gets what
+// was published during it even when nothing newer comes to show the gap.
+// Only publishers heard from within Limits.Backfill are asked for, and
+// not while a fetch of theirs runs.
+func (o *orderer) probe(p peer.ID, now time.Time) {
+	if o.bf == nil || o.t.s.store == nil {
+		return
+	}
+	for author, st := range o.pubs {
+		if o.fetches >= maxFetches {
+			return
+		}
+		if st.next == 0 || st.fetching || author == o.t.s.self || now.Sub(st.seen) > o.t.s.cfg.Limits.Backfill {
+			continue
+		}
+		st.fetching = true
+		o.fetches++
+		o.t.wg.Add(1)
+		g := gap{author: author, session: st.session, first: st.next, last: st.next + maxBackfillRange - 1, peers: []peer.ID{p}}
+		go o.t.fetch(o.ctx, g, o.bf, o.t.s.cfg.Limits.Hold)
+	}
 }
 
 // backfilled takes a fetch's result.

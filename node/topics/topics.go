@@ -184,6 +184,9 @@ type Service struct {
 	serveSem      chan struct{}
 	backfillStats backfillCounts
 	handlers      sync.WaitGroup // serveBackfill calls, added under mu
+	// joined is topics by name for gossipsub's event loop (the tracer),
+	// which must not take mu: join holds it while gossipsub joins.
+	joined sync.Map
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -372,6 +375,7 @@ func (s *Service) join(name string) (*topic, error) {
 	}
 	t := newTopic(s, name, pt)
 	s.topics[name] = t
+	s.joined.Store(name, t)
 	return t, nil
 }
 

@@ -206,8 +206,15 @@ func (tracer) OnClosedOutboundStream(peer.ID)              {}
 func (tracer) Join(string)                                 {}
 func (tracer) Leave(string)                                {}
 
-// Graft and Prune keep the mesh view (Topics' Mesh).
-func (t tracer) Graft(p peer.ID, topic string) { t.s.mesh.set(topic, p, true) }
+// Graft and Prune keep the mesh view (Topics' Mesh). A graft also has the
+// topic's follower ask the new mesh peer for what it may have missed
+// (topic.grafted): a member back from a partition is grafted again.
+func (t tracer) Graft(p peer.ID, name string) {
+	t.s.mesh.set(name, p, true)
+	if v, ok := t.s.joined.Load(name); ok {
+		v.(*topic).grafted(p)
+	}
+}
 func (t tracer) Prune(p peer.ID, topic string) { t.s.mesh.set(topic, p, false) }
 
 func (tracer) ValidateMessage(*pubsub.Message) {}
