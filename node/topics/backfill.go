@@ -68,13 +68,14 @@ func (s *Service) serve(st network.Stream) error {
 	_ = st.SetDeadline(time.Now().Add(serveTimeout))
 	ctx, cancel := context.WithTimeout(s.ctx, serveTimeout)
 	defer cancel()
-	if !s.forwarderIsMember(ctx, p) {
-		s.backfillStats.refused.Add(1)
-		return errors.New("not a member")
-	}
+	// The rate first: a stranger's streams, each waited on below, count.
 	if !s.serveLimits.allow(p, time.Now()) {
 		s.backfillStats.refused.Add(1)
 		return errors.New("over the request rate")
+	}
+	if !s.forwarderIsMember(ctx, p) {
+		s.backfillStats.refused.Add(1)
+		return errors.New("not a member")
 	}
 	select {
 	case s.serveSem <- struct{}{}:

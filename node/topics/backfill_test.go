@@ -317,3 +317,35 @@ func TestBackfillTailAfterCut(t *testing.T) {
 		t.Fatalf("b backfilled %d, want %d", ti.Backfilled, during)
 	}
 }
+
+// A member asking far more often than the served rate gets refusals
+// (reset streams), counted, and its connection stays.
+func TestBackfillRequestsRateLimited(t *testing.T) {
+	a := nt.Peer(t, nil, nt.WithDirect(0))
+	b := nt.Peer(t, nil, nt.WithDirect(0))
+	connect(t, a, b)
+	ctx := nt.Context(t, 60*time.Second)
+	payload := request("t", a.ID(), 1, 1, 10)
+	raw := append([]byte{1, 0, 0, 0, byte(len(payload))}, payload...)
+	const n = 40
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := exchange(t, ctx, b.Host(), a.ID(), raw)
+			errs <- err
+		}()
+	}
+	refused := 0
+	for range n {
+		if <-errs != nil {
+			refused++
+		}
+	}
+	// Every refusal resets a stream; a stream may also fail on its own.
+	if c := a.Topics().Backfill().Refused; refused == 0 || c == 0 || c > uint64(refused) {
+		t.Fatalf("%d of %d refused, a counted %d", refused, n, a.Topics().Backfill().Refused)
+	}
+	if b.Host().Network().Connectedness(a.ID()) != network.Connected {
+		t.Fatal("the connection went with the refusals")
+	}
+}
