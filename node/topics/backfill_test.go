@@ -12,10 +12,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/overlay-net/overlay/node"
 	nt "github.com/overlay-net/overlay/node/nodetest"
 	"github.com/overlay-net/overlay/node/topics"
+	"github.com/overlay-net/overlay/relay"
 )
 
 // cut closes every connection between a and b and waits until neither
@@ -347,5 +349,66 @@ func TestBackfillRequestsRateLimited(t *testing.T) {
 	}
 	if b.Host().Network().Connectedness(a.ID()) != network.Connected {
 		t.Fatal("the connection went with the refusals")
+	}
+}
+
+// Backfill works over a limited relay circuit (the relay cuts circuits
+// after an hour, so libp2p marks them limited, and takes no part in
+// topics): the follower asks the author, reached only so.
+func TestBackfillOverLimitedCircuit(t *testing.T) {
+	r := nt.Relay(t, noTopics, nt.WithRelayConfig(func(c *relay.Config) { c.LimitDuration = time.Hour }))
+	relays := []ma.Multiaddr{nt.WSAddr(t, r)}
+	a, b := nt.Peer(t, relays), nt.Peer(t, relays)
+	nt.Eventually(t, 10*time.Second, "both reserved", func() bool { return nt.Reserved(a, 1) && nt.Reserved(b, 1) })
+	overCircuit := func() {
+		// As in TestLimitedMemberReceives: identify over a limited circuit
+		// sometimes stalls, so the connection is tried again.
+		nt.Eventually(t, 60*time.Second, "a connects to b over the limited relay", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := a.Connect(ctx, b.ID().String())
+			return err == nil
+		})
+		if a.Host().Network().Connectedness(b.ID()) != network.Limited {
+			t.Fatalf("a reaches b %v, want limited only", a.Host().Network().Connectedness(b.ID()))
+		}
+	}
+	overCircuit()
+	sub := follow(t, b, "t", 0)
+	if err := a.Topics().Join("t"); err != nil {
+		t.Fatal(err)
+	}
+	waitPeers(t, a, "t", b.ID())
+	publish(t, a, "t", "1")
+	recv(t, sub)
+	cut(t, a, b)
+	const during = 10
+	for i := 2; i <= during+1; i++ {
+		publish(t, a, "t", fmt.Sprint(i))
+	}
+	overCircuit()
+	last := during + 1
+	var first topics.Message
+	nt.Eventually(t, 30*time.Second, "b gets a message after the cut", func() bool {
+		last++
+		publish(t, a, "t", fmt.Sprint(last))
+		select {
+		case first = <-sub.C():
+			return true
+		case <-time.After(2 * time.Second):
+			return false
+		}
+	})
+	for i := 2; i <= last; i++ {
+		m := first
+		if i > 2 {
+			m = recv(t, sub)
+		}
+		if m.Seq != uint64(i) || m.Missed != 0 {
+			t.Fatalf("message %d: got seq %d, missed %d", i, m.Seq, m.Missed)
+		}
+	}
+	if bs := a.Topics().Backfill(); bs.Served < during {
+		t.Fatalf("a served %d messages, want at least %d", bs.Served, during)
 	}
 }
