@@ -340,6 +340,13 @@ loop:
 		wire1, _ = w.sent()
 	}
 	ok := report(fs, victim, total, runStart, relayStopped, partFrom, partTo)
+	if !partFrom.IsZero() {
+		if ti, err := topicInfo(ctx, victim.n); err == nil {
+			fmt.Printf("%-44s %d backfilled, %d missed, %d late\n", "the cut-off member's node counted", ti.Backfilled, ti.Missed, ti.Late)
+		} else {
+			fmt.Printf("the cut-off member's topic counts: %v\n", err)
+		}
+	}
 	if *flood > 0 {
 		if floodErr != nil {
 			fmt.Printf("flooder's pub --stdin: %v\n", floodErr)
@@ -420,23 +427,34 @@ func cut(ctx context.Context, n *node, d time.Duration) time.Time {
 }
 
 func meshSize(ctx context.Context, n *node) (int, error) {
+	ti, err := topicInfo(ctx, n)
+	return len(ti.Mesh), err
+}
+
+// nodeTopic is what 'overlay topics --json' says of the topic.
+type nodeTopic struct {
+	Name       string   `json:"name"`
+	Mesh       []string `json:"mesh"`
+	Missed     uint64   `json:"missed"`
+	Late       uint64   `json:"late"`
+	Backfilled uint64   `json:"backfilled"`
+}
+
+func topicInfo(ctx context.Context, n *node) (nodeTopic, error) {
 	out, err := run(ctx, 20*time.Second, "docker", "exec", n.ID, "/overlay", "topics", "--json")
 	if err != nil {
-		return 0, err
+		return nodeTopic{}, err
 	}
-	var ts []struct {
-		Name string   `json:"name"`
-		Mesh []string `json:"mesh"`
-	}
+	var ts []nodeTopic
 	if err := json.Unmarshal([]byte(out), &ts); err != nil {
-		return 0, fmt.Errorf("topics --json: %w", err)
+		return nodeTopic{}, fmt.Errorf("topics --json: %w", err)
 	}
 	for _, t := range ts {
 		if t.Name == topic {
-			return len(t.Mesh), nil
+			return t, nil
 		}
 	}
-	return 0, errors.New("topic not joined")
+	return nodeTopic{}, errors.New("topic not joined")
 }
 
 func fail(err error) bool {
