@@ -22,12 +22,15 @@ import (
 )
 
 // Serving backfill requests: each member may ask serveRate times a second
-// (serveBurst at once), serveConcurrent requests are served at a time over
-// all peers, each within serveTimeout.
+// (serveBurst at once), and have servePerPeer requests served at a time;
+// serveConcurrent are served at a time over all peers, each within
+// serveTimeout. A member that reads its replies slowly thus holds at most
+// servePerPeer of the serveConcurrent slots.
 const (
 	serveRate       = 2
 	serveBurst      = 8
-	serveConcurrent = 4
+	servePerPeer    = 2
+	serveConcurrent = 8
 	serveTimeout    = 15 * time.Second
 	maxServeLimits  = 4096
 )
@@ -69,9 +72,11 @@ func (s *Service) serve(st network.Stream) error {
 	ctx, cancel := context.WithTimeout(s.ctx, serveTimeout)
 	defer cancel()
 	// The rate first: a stranger's streams, each waited on below, count.
-	if !s.serveLimits.allow(p, time.Now()) {
+	allowed := s.serveLimits.allow(p, time.Now())
+	defer s.serveLimits.done(p)
+	if !allowed {
 		s.backfillStats.refused.Add(1)
-		return errors.New("over the request rate")
+		return errors.New("over the request rate or too many at once")
 	}
 	if !s.forwarderIsMember(ctx, p) {
 		s.backfillStats.refused.Add(1)
@@ -123,12 +128,16 @@ func (s *Service) serve(st network.Stream) error {
 	return nil
 }
 
-// serveLimits holds a token bucket per asking peer.
+// serveLimits holds a token bucket per asking peer and its requests being
+// served.
 type serveLimits struct {
-	mu sync.Mutex
-	m  map[peer.ID]*rate.Limiter
+	mu     sync.Mutex
+	m      map[peer.ID]*rate.Limiter
+	active map[peer.ID]int
 }
 
+// allow reports whether p may be served now; every call must be followed
+// by done(p), whatever it returned.
 func (l *serveLimits) allow(p peer.ID, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -137,12 +146,24 @@ func (l *serveLimits) allow(p peer.ID, now time.Time) bool {
 		// costs at most serveBurst requests per peer.
 		l.m = map[peer.ID]*rate.Limiter{}
 	}
+	if l.active == nil {
+		l.active = map[peer.ID]int{}
+	}
+	l.active[p]++
 	lim := l.m[p]
 	if lim == nil {
 		lim = rate.NewLimiter(serveRate, serveBurst)
 		l.m[p] = lim
 	}
-	return lim.AllowN(now, 1)
+	return l.active[p] <= servePerPeer && lim.AllowN(now, 1)
+}
+
+func (l *serveLimits) done(p peer.ID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.active[p]--; l.active[p] <= 0 {
+		delete(l.active, p)
+	}
 }
 
 // backfillCounts counts backfill on both sides.

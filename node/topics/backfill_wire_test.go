@@ -194,3 +194,36 @@ func TestOrderBackfilled(t *testing.T) {
 		t.Fatalf("delivered %v, late %d; want [7], 1", got, tp.late.Load())
 	}
 }
+
+// A peer has at most servePerPeer requests served at once and serveBurst
+// in a row; refused calls release their place too.
+func TestServeLimits(t *testing.T) {
+	var l serveLimits
+	now := time.Unix(1000, 0)
+	for i := 0; i < servePerPeer; i++ {
+		if !l.allow("a", now) {
+			t.Fatalf("request %d refused", i)
+		}
+	}
+	if l.allow("a", now) {
+		t.Fatal("one more than servePerPeer at once allowed")
+	}
+	if !l.allow("b", now) {
+		t.Fatal("another peer refused")
+	}
+	l.done("b")
+	for i := 0; i <= servePerPeer; i++ {
+		l.done("a")
+	}
+	n := servePerPeer
+	for ; n < 100 && l.allow("a", now); n++ {
+		l.done("a")
+	}
+	if n != serveBurst {
+		t.Fatalf("%d in a row allowed, want the burst %d", n, serveBurst)
+	}
+	l.done("a")
+	if len(l.active) != 0 {
+		t.Fatalf("places held after every done: %v", l.active)
+	}
+}
