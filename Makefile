@@ -47,7 +47,7 @@ FUZZ_TARGETS = \
 	./cert:FuzzParseCertificate ./cert:FuzzParseRevocations ./cert:FuzzParsePolicy \
 	./cert:FuzzDecodeFile ./node/tunnel:FuzzParseStore \
 	./node/trust:FuzzReadExchange ./node/netcheck:FuzzDecode \
-	./node/topics:FuzzDecodeEnvelope ./node/api:FuzzReadEvent ./node/path:FuzzSprayWire \
+	./node/topics:FuzzDecodeEnvelope ./node/topics:FuzzDecodeBackfillRequest ./node/api:FuzzReadEvent ./node/path:FuzzSprayWire \
 	./protocol:FuzzReadIPFrame ./node/tun:FuzzParse \
 	./node/tun/dns:FuzzAnswer ./node/tun/proxy:FuzzReadRequest
 FUZZTIME ?= 30s
@@ -200,9 +200,10 @@ testnet-topics: build
 	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/topics
 
 # The short version CI runs (.ci/run): 2 relays, 10 relayed-only members,
-# 2 publishers of 300 messages, relay1 stopped after a third; 0 lost, no
-# partition. Bounded to 3 min in all; the network is removed whatever happens.
-TOPICS_CI_FLAGS ?= -members 10 -publishers 2 -messages 300 -rate 20 -partition 0 -drain 30s -health-timeout 90s -timeout 3m
+# 2 publishers of 300 messages, relay1 stopped after a third, one member cut
+# off for 5 s after two thirds; 0 lost (the cut one too: backfill), or it
+# fails. Bounded to 3 min in all; the network is removed whatever happens.
+TOPICS_CI_FLAGS ?= -members 10 -publishers 2 -messages 300 -rate 20 -partition 5s -drain 30s -health-timeout 90s -timeout 3m
 testnet-topics-ci: build
 	docker build --target testnet -t overlay-topics:local .
 	COMPOSE="$(COMPOSE)" $(GO) run ./testnet/topics $(TOPICS_CI_FLAGS)

@@ -136,6 +136,8 @@ func TestLimitsValidate(t *testing.T) {
 		func(l *topics.Limits) { l.MaxSize = topics.MaxData + 1 },
 		func(l *topics.Limits) { l.History = 0 },
 		func(l *topics.Limits) { l.History = topics.MaxHistory + 1 },
+		func(l *topics.Limits) { l.Backfill = -time.Second },
+		func(l *topics.Limits) { l.Backfill = topics.MaxBackfill + time.Second },
 	} {
 		l := topics.DefaultLimits()
 		fn(&l)

@@ -25,18 +25,6 @@ type Message struct {
 	Received time.Time `json:"received"`
 }
 
-// Bounds of the per-publisher ordering.
-const (
-	// maxHeld is how many messages one publisher may have waiting for an
-	// earlier one; beyond it the missing ones are given up.
-	maxHeld = 256
-	// maxPublishers bounds the publishers a topic remembers; the one
-	// silent longest is forgotten first.
-	maxPublishers = 4096
-	// publisherIdle is how long a silent publisher is remembered.
-	publisherIdle = time.Hour
-)
-
 // topic is one joined topic.
 type topic struct {
 	s     *Service
@@ -48,6 +36,10 @@ type topic struct {
 	pubSeq uint64
 
 	published, delivered, missed, dropped, late atomic.Uint64
+	// backfilled counts messages a backfill brought that were new here.
+	backfilled atomic.Uint64
+	// probeQ: peers newly in the topic's mesh (grafted), for the orderer.
+	probeQ chan peer.ID
 
 	mu        sync.Mutex
 	followers map[*Sub]struct{}
@@ -59,7 +51,7 @@ type topic struct {
 }
 
 func newTopic(s *Service, name string, pt *pubsub.Topic) *topic {
-	return &topic{s: s, name: name, pt: pt, followers: map[*Sub]struct{}{},
+	return &topic{s: s, name: name, pt: pt, followers: map[*Sub]struct{}{}, probeQ: make(chan peer.ID, 16),
 		limit:     rate.NewLimiter(rate.Limit(s.cfg.Limits.Rate), s.cfg.Limits.Burst),
 		missedLog: rate.Sometimes{Interval: 10 * time.Second}}
 }
@@ -156,175 +148,6 @@ func (t *topic) read(sub *pubsub.Subscription, in chan<- *pubsub.Message) {
 	}
 }
 
-// order puts each publisher's messages in sequence and hands them to the
-// followers, until read closes in.
-func (t *topic) order(in <-chan *pubsub.Message) {
-	defer t.wg.Done()
-	o := orderer{t: t, pubs: map[peer.ID]*pubState{}}
-	tick := time.NewTicker(t.s.cfg.Limits.Hold / 4)
-	defer tick.Stop()
-	for {
-		select {
-		case m, ok := <-in:
-			if !ok {
-				return
-			}
-			env, err := decodeEnvelope(m.GetData())
-			author := m.GetFrom()
-			if err != nil {
-				continue // the validator refused it already
-			}
-			o.add(author, env, time.Now())
-		case now := <-tick.C:
-			o.tick(now)
-		}
-	}
-}
-
-type pubState struct {
-	session uint64
-	next    uint64 // the seq to deliver next; 0 until known
-	held    map[uint64]Message
-	since   time.Time // when held last became non-empty or made progress
-	seen    time.Time
-}
-
-// orderer is order's state: one goroutine owns it.
-type orderer struct {
-	t    *topic
-	pubs map[peer.ID]*pubState
-}
-
-func (o *orderer) add(from peer.ID, env envelope, now time.Time) {
-	st := o.pubs[from]
-	if st == nil || st.session != env.session {
-		if st == nil && len(o.pubs) >= maxPublishers {
-			o.evict()
-		}
-		st = &pubState{session: env.session, held: map[uint64]Message{}}
-		o.pubs[from] = st
-	}
-	st.seen = now
-	m := Message{Topic: o.t.name, From: from, Seq: env.seq, Data: env.data, Received: now}
-	switch {
-	case st.next != 0 && env.seq < st.next:
-		o.t.late.Add(1) // given up for missing already
-		return
-	case st.next == env.seq:
-		o.deliver(m)
-		st.next++
-	default:
-		if len(st.held) == 0 {
-			st.since = now
-		}
-		st.held[env.seq] = m
-		if st.next == 0 && env.seq == 1 {
-			st.next = 1 // a session's first message: nothing came before
-		}
-	}
-	o.drain(st, now)
-	if len(st.held) > maxHeld {
-		o.skip(st, now)
-	}
-}
-
-// drain delivers held messages that are next in sequence.
-func (o *orderer) drain(st *pubState, now time.Time) {
-	for st.next != 0 {
-		m, ok := st.held[st.next]
-		if !ok {
-			return
-		}
-		delete(st.held, st.next)
-		o.deliver(m)
-		st.next++
-		st.since = now
-	}
-}
-
-// skip gives up on the messages missing before the earliest held one.
-func (o *orderer) skip(st *pubState, now time.Time) {
-	var first uint64
-	for seq := range st.held {
-		if first == 0 || seq < first {
-			first = seq
-		}
-	}
-	if first == 0 {
-		return
-	}
-	if st.next != 0 && first > st.next {
-		gap := first - st.next
-		m := st.held[first]
-		m.Missed = gap
-		st.held[first] = m
-		o.t.missed.Add(gap)
-		o.t.missedLog.Do(func() {
-			o.t.s.log.Warn("topic messages missed", "topic", o.t.name, "publisher", m.From, "count", gap)
-		})
-	}
-	st.next = first
-	o.drain(st, now)
-}
-
-// tick gives up on messages missing longer than Limits.Hold and forgets
-// publishers silent for publisherIdle.
-func (o *orderer) tick(now time.Time) {
-	for p, st := range o.pubs {
-		hold := o.t.s.cfg.Limits.Hold
-		if st.next == 0 {
-			// A publisher first heard mid-stream: nothing is known missing
-			// yet, so its earliest message waits less for earlier ones.
-			hold /= 10
-		}
-		if len(st.held) > 0 && now.Sub(st.since) >= hold {
-			o.skip(st, now)
-		}
-		if len(st.held) == 0 && now.Sub(st.seen) > publisherIdle {
-			delete(o.pubs, p)
-		}
-	}
-}
-
-func (o *orderer) evict() {
-	var oldest peer.ID
-	var at time.Time
-	for p, st := range o.pubs {
-		if at.IsZero() || st.seen.Before(at) {
-			oldest, at = p, st.seen
-		}
-	}
-	delete(o.pubs, oldest)
-}
-
-// deliver hands m to every follower that has room, counting the others'
-// loss. A follower never blocks the topic.
-func (o *orderer) deliver(m Message) {
-	t := o.t
-	t.delivered.Add(1)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for f := range t.followers {
-		select {
-		case f.ch <- m:
-			f.delivered.Add(1)
-			f.missed.Add(m.Missed)
-			if f.dropping {
-				t.s.log.Warn("topic follower caught up", "topic", t.name, "dropped", f.dropRun)
-				f.dropping, f.dropRun = false, 0
-			}
-		default:
-			f.dropped.Add(1)
-			t.dropped.Add(1)
-			if !f.dropping {
-				t.s.log.Warn("topic follower fell behind: dropping messages", "topic", t.name, "buffer", cap(f.ch))
-				f.dropping = true
-			}
-			f.dropRun++
-		}
-	}
-}
-
 // peersFollowing are the peers that follow or relay the topic and that gossipsub
 // may send it to (its peer filter, mayJoin): gossipsub's own list holds
 // every peer that announced the topic.
@@ -341,7 +164,8 @@ func (t *topic) peersFollowing() []peer.ID {
 // info reports the topic for Topics.
 func (t *topic) info() TopicInfo {
 	ti := TopicInfo{Name: t.name, Peers: []string{}, Mesh: []string{}, Published: t.published.Load(), Delivered: t.delivered.Load(),
-		Missed: t.missed.Load(), Dropped: t.dropped.Load(), Late: t.late.Load()}
+		Missed: t.missed.Load(), Dropped: t.dropped.Load(), Late: t.late.Load(),
+		Backfilled: t.backfilled.Load()}
 	peers := map[string]bool{}
 	for _, p := range t.peersFollowing() {
 		ti.Peers = append(ti.Peers, p.String())

@@ -25,6 +25,14 @@ import (
 // refuses to start on another version until the test that a member reached
 // only over a limited circuit receives (TestLimitedMemberReceives) has run
 // against it and auditedPubsub has been raised.
+//
+// Backfill relies on the same version in three more ways: its raw
+// tracer's DeliverMessage reports every message accepted from a peer, of
+// relayed topics too, but not the node's own (which the validator stores
+// instead); a graft is traced for both sides of a new mesh link; and its
+// StrictSign signature is what verifySignature checks. TestBackfillAfterCut,
+// TestBackfillTailAfterCut, TestBackfillNonMemberRefused and
+// TestBackfillSignatureMatchesGossipsub cover them: run them too.
 const auditedPubsub = "v0.19.0"
 
 const pubsubModule = "github.com/libp2p/go-libp2p-pubsub"

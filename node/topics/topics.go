@@ -73,66 +73,6 @@ type Policy interface {
 	MayPublish(author peer.ID, topic string) bool
 }
 
-// Limits bound what topics cost and what a peer may send.
-type Limits struct {
-	// Rate is how many messages per second an author may publish to one
-	// topic, Burst how many at once. A local publisher waits for its turn;
-	// a peer's messages above twice the burst are refused and count
-	// against its score.
-	Rate  float64
-	Burst int
-	// Buffer is each local follower's queue, in messages: a follower that
-	// falls further behind loses messages (counted as dropped).
-	Buffer int
-	// MaxTopics bounds the topics this node joins, followed or relayed.
-	MaxTopics int
-	// Hold is how long a message that arrived ahead of its predecessors
-	// from the same publisher waits for them before they count as missed:
-	// longer than gossipsub's own retrieval (IHAVE/IWANT within its ~5 s
-	// history) and than the lag between two paths, as when a relay stops
-	// and the other path is seconds behind.
-	Hold time.Duration
-	// MaxSize is the largest message, in bytes, this node publishes or
-	// accepts from a peer (a larger one is refused as malformed and counts
-	// against its sender): at most MaxData. Every member of a network
-	// should use the same.
-	MaxSize int
-	// History is how many gossipsub heartbeats (one a second) a message
-	// stays in the gossip this node sends to peers outside its mesh
-	// (IHAVE) and can still be asked for (IWANT). It recovers messages
-	// lost on one path; a member cut off from every path is meshed again
-	// on return and gets no gossip of what it missed, which it reports
-	// missing. Each heartbeat of history holds that second's messages in
-	// memory.
-	History int
-}
-
-// MaxHistory bounds Limits.History: the message cache holds every message
-// of the window.
-const MaxHistory = 120
-
-// DefaultLimits are the limits a node starts with. History is gossipsub's
-// own default (3 heartbeats advertised).
-func DefaultLimits() Limits {
-	return Limits{Rate: 500, Burst: 1000, Buffer: 1024, MaxTopics: 64, Hold: 10 * time.Second,
-		MaxSize: MaxData, History: 3}
-}
-
-// Validate reports a limit that cannot work.
-func (l Limits) Validate() error {
-	if l.Rate <= 0 || l.Burst <= 0 || l.Buffer <= 0 || l.MaxTopics <= 0 || l.Hold <= 0 {
-		return fmt.Errorf("topic limits must be positive (rate %v, burst %d, buffer %d, max topics %d, hold %s)",
-			l.Rate, l.Burst, l.Buffer, l.MaxTopics, l.Hold)
-	}
-	if l.MaxSize <= 0 || l.MaxSize > MaxData {
-		return fmt.Errorf("topic message size limit must be between 1 and %d bytes, not %d", MaxData, l.MaxSize)
-	}
-	if l.History < 1 || l.History > MaxHistory {
-		return fmt.Errorf("topic history must be between 1 and %d heartbeats, not %d", MaxHistory, l.History)
-	}
-	return nil
-}
-
 // Config is what New needs.
 type Config struct {
 	Host    host.Host
@@ -166,6 +106,16 @@ type Service struct {
 	vouched vouched
 	relayQ  chan relayWish // Router: topics peers follow
 
+	// Backfill (nil store: off): what this node keeps and serves.
+	store         *store
+	serveLimits   serveLimits
+	serveSem      chan struct{}
+	backfillStats backfillCounts
+	handlers      sync.WaitGroup // serveBackfill calls, added under mu
+	// joined is topics by name for gossipsub's event loop (the tracer),
+	// which must not take mu: join holds it while gossipsub joins.
+	joined sync.Map
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -185,7 +135,11 @@ func New(cfg Config) (*Service, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	s := &Service{cfg: cfg, log: cfg.Logger, self: cfg.Host.ID(), session: binary.BigEndian.Uint64(b[:]),
-		topics: map[string]*topic{}, rates: newRates(cfg.Limits), relayQ: make(chan relayWish, 64)}
+		topics: map[string]*topic{}, rates: newRates(cfg.Limits), relayQ: make(chan relayWish, 64),
+		serveSem: make(chan struct{}, serveConcurrent)}
+	if cfg.Limits.Backfill > 0 {
+		s.store = newStore(cfg.Limits.Backfill)
+	}
 	// The context pubsub keeps for its life lets its streams use limited
 	// (relayed) connections; limitedHost lets it see peers reached only so.
 	ctx := allowLimited(context.Background())
@@ -230,6 +184,9 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("start gossipsub: %w", err)
 	}
 	s.ps = ps
+	if s.store != nil {
+		cfg.Host.SetStreamHandler(BackfillID, s.serveBackfill)
+	}
 	if cfg.Router {
 		s.wg.Add(1)
 		go s.route()
@@ -262,6 +219,9 @@ func (s *Service) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.store != nil {
+		s.cfg.Host.RemoveStreamHandler(BackfillID)
+	}
 	ts := make([]*topic, 0, len(s.topics))
 	for _, t := range s.topics {
 		ts = append(ts, t)
@@ -272,6 +232,7 @@ func (s *Service) Close() error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.handlers.Wait()
 	return nil
 }
 
@@ -342,6 +303,7 @@ func (s *Service) join(name string) (*topic, error) {
 	}
 	t := newTopic(s, name, pt)
 	s.topics[name] = t
+	s.joined.Store(name, t)
 	return t, nil
 }
 
@@ -420,6 +382,9 @@ type TopicInfo struct {
 	// Late messages arrived after the follower had given them up as
 	// missed; they are not delivered.
 	Late uint64 `json:"late"`
+	// Backfilled messages were missing here and came from a peer that
+	// kept them (BackfillID).
+	Backfilled uint64 `json:"backfilled"`
 }
 
 // Topics lists the joined topics, by name.

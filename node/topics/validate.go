@@ -68,6 +68,11 @@ func (s *Service) validate(ctx context.Context, from peer.ID, m *pubsub.Message)
 		// The forwarder is not to blame for what its author sends.
 		return s.refuse(ReasonRate, pubsub.ValidationIgnore)
 	}
+	if from == s.self && s.store != nil {
+		// The node's own message: gossipsub's raw tracer does not see
+		// these (DeliverMessage), and this is the last check it passes.
+		s.store.add(m.Message, time.Now())
+	}
 	return pubsub.ValidationAccept
 }
 
@@ -201,12 +206,27 @@ func (tracer) OnClosedOutboundStream(peer.ID)              {}
 func (tracer) Join(string)                                 {}
 func (tracer) Leave(string)                                {}
 
-// Graft and Prune keep the mesh view (Topics' Mesh).
-func (t tracer) Graft(p peer.ID, topic string) { t.s.mesh.set(topic, p, true) }
+// Graft and Prune keep the mesh view (Topics' Mesh). A graft also has the
+// topic's follower ask the new mesh peer for what it may have missed
+// (topic.grafted): a member back from a partition is grafted again.
+func (t tracer) Graft(p peer.ID, name string) {
+	t.s.mesh.set(name, p, true)
+	if v, ok := t.s.joined.Load(name); ok {
+		v.(*topic).grafted(p)
+	}
+}
 func (t tracer) Prune(p peer.ID, topic string) { t.s.mesh.set(topic, p, false) }
 
 func (tracer) ValidateMessage(*pubsub.Message) {}
-func (tracer) DeliverMessage(*pubsub.Message)  {}
+
+// DeliverMessage sees every message gossipsub accepted, the node's own,
+// followed and relayed topics alike (its notifySubs): the backfill store
+// keeps them. It runs in gossipsub's event loop.
+func (t tracer) DeliverMessage(m *pubsub.Message) {
+	if t.s.store != nil && m.Message != nil {
+		t.s.store.add(m.Message, time.Now())
+	}
+}
 
 // RejectMessage counts what gossipsub drops for want of room.
 func (t tracer) RejectMessage(_ *pubsub.Message, reason string) {

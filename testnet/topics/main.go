@@ -4,11 +4,17 @@
 // following one topic and several publishing, against issue 26's goals:
 // every follower receives every message exactly once, in order per
 // publisher; delivery goes on when a relay stops mid-run; a member cut off
-// for a while gets, after it heals, what gossip still holds and the rest is
-// reported missing by the node.
+// for a while gets, after it heals, what was published meanwhile from its
+// peers' backfill store (all of it when the cut is shorter than
+// -member-backfill), and what it still lacks is reported missing by its
+// node.
 //
 //	make build && docker build --target testnet -t overlay-topics:local .
-//	go run ./testnet/topics [-members 30] [-publishers 4] [-messages 2500] [-rate 25]
+//	go run ./testnet/topics [-members 30] [-publishers 4] [-messages 2500] [-rate 25] [-direct 0]
+//
+// With -direct N, N more members also listen on TCP and are connected to
+// each other directly before the run; the publishers are taken among them
+// first.
 //
 // It starts the network (compose project overlay-topics), waits until every
 // node is healthy, runs 'overlay sub --json' in every member (docker exec),
@@ -98,7 +104,7 @@ func main() {
 		flooders = 1
 	}
 	if _, err := run(ctx, 5*time.Minute, cc[0], append(cc[1:], "up", "-d", "--scale", fmt.Sprintf("member=%d", *members),
-		"--scale", fmt.Sprintf("flooder=%d", flooders))...); err != nil {
+		"--scale", fmt.Sprintf("flooder=%d", flooders), "--scale", fmt.Sprintf("dmember=%d", *direct))...); err != nil {
 		fail(fmt.Errorf("start the network: %w", err))
 		return
 	}
@@ -114,12 +120,14 @@ func check(ctx context.Context) bool {
 	if err := compose.WaitHealthy(ctx, nodes, *upWait); err != nil {
 		return fail(err)
 	}
-	var ms, relays []*node
+	var ms, dms, relays []*node
 	var relay1, flooder *node
 	for _, n := range nodes {
 		switch n.Service {
 		case "member":
 			ms = append(ms, n)
+		case "dmember":
+			dms = append(dms, n)
 		case "flooder":
 			flooder = n
 		case "relay1", "relay2":
@@ -142,15 +150,29 @@ func check(ctx context.Context) bool {
 			relayHeap = append(relayHeap, st.HeapAlloc)
 		}
 	}
-	if len(ms) < *publishers+2 || relay1 == nil {
-		return fail(fmt.Errorf("%d members running, want at least %d, and relay1", len(ms), *publishers+2))
+	if len(ms) < 1 || len(ms)+len(dms) < *publishers+2 || relay1 == nil {
+		return fail(fmt.Errorf("%d members (%d --ws-only) running, want at least %d, one --ws-only, and relay1",
+			len(ms)+len(dms), len(ms), *publishers+2))
 	}
 	fl := ""
 	if flooder != nil {
 		fl = ", a flooder"
 	}
-	fmt.Printf("%d nodes healthy after %s (%d relays, %d members%s, all --ws-only)\n",
-		len(nodes), time.Since(start).Round(time.Second), len(relays), len(ms), fl)
+	how := "all --ws-only"
+	if len(dms) > 0 {
+		how = fmt.Sprintf("%d also connected directly to each other, the others --ws-only", len(dms))
+	}
+	// Direct members first: the publishers are taken from the front, the
+	// member cut off from the back.
+	ms = append(dms, ms...)
+	fmt.Printf("%d nodes healthy after %s (%d relays, %d members%s, %s)\n",
+		len(nodes), time.Since(start).Round(time.Second), len(relays), len(ms), fl, how)
+	if len(dms) > 1 {
+		if err := connectDirect(ctx, dms); err != nil {
+			return fail(err)
+		}
+		fmt.Printf("%d direct members connected to each other over TCP\n", len(dms))
+	}
 
 	fs := make([]*follower, len(ms))
 	for i, n := range ms {
@@ -173,6 +195,12 @@ func check(ctx context.Context) bool {
 		return fail(fmt.Errorf("meshes: %w", err))
 	}
 	fmt.Printf("every member follows %q, both relays mesh with every member, %s after start\n", topic, time.Since(start).Round(time.Second))
+	if len(dms) > 1 {
+		if err := directMeshes(ctx, dms, len(relays)); err != nil {
+			return fail(err)
+		}
+		fmt.Printf("each direct member meshes with the relays and the other direct members\n")
+	}
 	for i, h := range relayHeap {
 		st, err := nodeStats(ctx, relays[i])
 		if err == nil {
@@ -312,6 +340,13 @@ loop:
 		wire1, _ = w.sent()
 	}
 	ok := report(fs, victim, total, runStart, relayStopped, partFrom, partTo)
+	if !partFrom.IsZero() {
+		if ti, err := topicInfo(ctx, victim.n); err == nil {
+			fmt.Printf("%-44s %d backfilled, %d missed, %d late\n", "the cut-off member's node counted", ti.Backfilled, ti.Missed, ti.Late)
+		} else {
+			fmt.Printf("the cut-off member's topic counts: %v\n", err)
+		}
+	}
 	if *flood > 0 {
 		if floodErr != nil {
 			fmt.Printf("flooder's pub --stdin: %v\n", floodErr)
@@ -392,23 +427,34 @@ func cut(ctx context.Context, n *node, d time.Duration) time.Time {
 }
 
 func meshSize(ctx context.Context, n *node) (int, error) {
+	ti, err := topicInfo(ctx, n)
+	return len(ti.Mesh), err
+}
+
+// nodeTopic is what 'overlay topics --json' says of the topic.
+type nodeTopic struct {
+	Name       string   `json:"name"`
+	Mesh       []string `json:"mesh"`
+	Missed     uint64   `json:"missed"`
+	Late       uint64   `json:"late"`
+	Backfilled uint64   `json:"backfilled"`
+}
+
+func topicInfo(ctx context.Context, n *node) (nodeTopic, error) {
 	out, err := run(ctx, 20*time.Second, "docker", "exec", n.ID, "/overlay", "topics", "--json")
 	if err != nil {
-		return 0, err
+		return nodeTopic{}, err
 	}
-	var ts []struct {
-		Name string   `json:"name"`
-		Mesh []string `json:"mesh"`
-	}
+	var ts []nodeTopic
 	if err := json.Unmarshal([]byte(out), &ts); err != nil {
-		return 0, fmt.Errorf("topics --json: %w", err)
+		return nodeTopic{}, fmt.Errorf("topics --json: %w", err)
 	}
 	for _, t := range ts {
 		if t.Name == topic {
-			return len(t.Mesh), nil
+			return t, nil
 		}
 	}
-	return 0, errors.New("topic not joined")
+	return nodeTopic{}, errors.New("topic not joined")
 }
 
 func fail(err error) bool {

@@ -21,13 +21,15 @@ var (
 	memberRate  = flag.Float64("member-rate", 0, "relays' and members' --topic-rate (0: the node's default)")
 	memberBurst = flag.Int("member-burst", 0, "relays' and members' --topic-burst (0: the node's default)")
 	memberHist  = flag.Int("member-history", 0, "relays' and members' --topic-history (0: the node's default)")
+	memberFill  = flag.Duration("member-backfill", 2*time.Minute, "relays' and members' --topic-backfill (0: off); a member cut off for less than it must lose nothing")
 	baseline    = flag.Int("baseline", 0, "after the run, each publisher sends this many messages with 'overlay send --stdin' to every other member (the naive fan-out), and the bytes both put on the network are compared (0: no baseline)")
 	memTopics   = flag.Int("mem-topics", 0, "after the run, one member follows this many more topics; its and the relays' live heap before and after (0: none)")
 )
 
-// limitEnv passes -member-rate, -member-burst and -member-history to the
-// compose file.
+// limitEnv passes -member-rate, -member-burst, -member-history and
+// -member-backfill to the compose file.
 func limitEnv() {
+	os.Setenv("OTT_TOPIC_BACKFILL", memberFill.String())
 	if *memberRate > 0 {
 		os.Setenv("OTT_TOPIC_RATE", strconv.FormatFloat(*memberRate, 'f', -1, 64))
 	}

@@ -7,8 +7,9 @@ import (
 
 // report prints a row per follower and the totals, and says whether every
 // check passed: each follower not cut off got every message once and in
-// order; the cut-off one got none twice nor out of order, and what it
-// lacks is what its node reported missing.
+// order; the cut-off one got none twice nor out of order, what it lacks
+// is what its node reported missing, and it lacks nothing when the cut was
+// shorter than the backfill window.
 func report(fs []*follower, victim *follower, total int, runStart, relayStopped, partFrom, partTo time.Time) bool {
 	ok := true
 	var all []sample
@@ -24,6 +25,12 @@ func report(fs []*follower, victim *follower, total int, runStart, relayStopped,
 			if l != f.missedRep {
 				ok = false
 				note += " FAIL: lost != reported missing"
+			}
+			// Peers keep what they relay for -member-backfill: a member
+			// cut off for less gets it all once back.
+			if l != 0 && partTo.Sub(partFrom) < *memberFill {
+				ok = false
+				note += fmt.Sprintf(" FAIL: lost messages of a cut shorter than the backfill (%s)", *memberFill)
 			}
 		} else {
 			all = append(all, f.lat...)
