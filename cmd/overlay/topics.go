@@ -146,7 +146,7 @@ func runTopics(args []string) error {
 	var stats bool
 	fs := newFlags("topics", "topics [--json]\n       overlay topics --stats\n\nThe topics the node has joined: members that follow each among its peers,\nits mesh, local followers, messages published, delivered, missing and dropped.")
 	cf.register(fs, true, 30*time.Second)
-	fs.BoolVar(&stats, "stats", false, "print, as JSON, the node's gossipsub as a whole instead: RPCs and bytes it sent (wire), messages refused by reason, each peer's score, and the node's live heap after a garbage collection (heap_alloc, bytes)")
+	fs.BoolVar(&stats, "stats", false, "print, as JSON, the node's gossipsub as a whole instead: RPCs and bytes it sent (wire), messages refused by reason, each peer's score, backfill requests asked, served and refused, and the node's live heap after a garbage collection (heap_alloc, bytes)")
 	if err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}

@@ -95,7 +95,7 @@ func (s *Server) topicRoutes() {
 			WriteError(w, http.StatusNotFound, errNoTopics)
 			return
 		}
-		st := TopicStats{Wire: ts.Wire(), Refusals: ts.Stats(), Scores: map[string]float64{}}
+		st := TopicStats{Wire: ts.Wire(), Refusals: ts.Stats(), Scores: map[string]float64{}, Backfill: ts.Backfill()}
 		for p, v := range ts.Scores() {
 			st.Scores[p.String()] = v
 		}
@@ -280,6 +280,9 @@ type TopicStats struct {
 	Wire     topics.WireStats         `json:"wire"`
 	Refusals map[topics.Reason]uint64 `json:"refusals"`
 	Scores   map[string]float64       `json:"scores"`
+	// Backfill counts missed messages asked for and served
+	// (/overlay/topics/backfill/1.0.0).
+	Backfill topics.BackfillStats `json:"backfill"`
 }
 
 // TopicStats returns the node's topic statistics.

@@ -65,6 +65,9 @@ func TestTopicsAPI(t *testing.T) {
 	if err != nil || st.Wire.RPCs == 0 || st.Wire.Bytes == 0 || st.Refusals == nil {
 		t.Fatalf("publisher's topic stats %+v, %v; want RPCs and bytes sent", st, err)
 	}
+	if st.Backfill.Held < 2 {
+		t.Fatalf("publisher's backfill %+v, want its 2 messages held for backfill", st.Backfill)
+	}
 	if _, err := cp.PublishTopic(ctx, "", []byte("x"), time.Second); apiCode(err) != http.StatusBadRequest {
 		t.Fatalf("empty topic name: %v, want 400", err)
 	}

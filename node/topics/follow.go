@@ -171,8 +171,9 @@ func (t *topic) info() TopicInfo {
 		ti.Peers = append(ti.Peers, p.String())
 		peers[p.String()] = true
 	}
-	// The trace has no event for a mesh peer that went away: only those
-	// still following count.
+	// Only mesh peers still following count: the view learns of a peer
+	// that left from gossipsub's trace, a moment after its subscription
+	// ends.
 	for _, p := range t.s.mesh.peers(t.name) {
 		if peers[p] {
 			ti.Mesh = append(ti.Mesh, p)

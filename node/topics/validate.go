@@ -202,9 +202,13 @@ type tracer struct{ s *Service }
 
 func (tracer) RecvRPC(*pubsub.RPC)                         {}
 func (tracer) OnNewOutboundStream(peer.ID, libp2pproto.ID) {}
-func (tracer) OnClosedOutboundStream(peer.ID)              {}
-func (tracer) Join(string)                                 {}
-func (tracer) Leave(string)                                {}
+
+// OnClosedOutboundStream is gossipsub's word that a peer is gone: it then
+// removes the peer from every mesh without a Prune (gossipsub.go,
+// GossipSubRouter.OnClosedOutboundStream), so the view drops it too.
+func (t tracer) OnClosedOutboundStream(p peer.ID) { t.s.mesh.drop(p) }
+func (tracer) Join(string)                        {}
+func (tracer) Leave(string)                       {}
 
 // Graft and Prune keep the mesh view (Topics' Mesh). A graft also has the
 // topic's follower ask the new mesh peer for what it may have missed
