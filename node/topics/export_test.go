@@ -8,6 +8,3 @@ func Encode(session, seq uint64, data []byte) []byte {
 
 // Thresholds for tests.
 const GraylistThreshold = graylistThreshold
-
-// MeshView is the raw mesh view of topic, unfiltered by who still follows.
-func (s *Service) MeshView(topic string) []string { return s.mesh.peers(topic) }

@@ -304,22 +304,3 @@ func TestTopicsMoveOffRelay(t *testing.T) {
 		}
 	})
 }
-
-// A peer that goes away without leaving the topic leaves the mesh view
-// too: gossipsub drops it from its meshes without a Prune, which the
-// tracer must see, or the view grows with every peer that ever left.
-func TestMeshForgetsPeerThatLeft(t *testing.T) {
-	r := nt.Relay(t)
-	p := nt.Peer(t, []ma.Multiaddr{nt.WSAddr(t, r)})
-	follow(t, r, "m", 0)
-	follow(t, p, "m", 0)
-	waitMesh(t, r, "m", p.ID())
-	// The peer's host goes without its node leaving the topic (no PRUNE),
-	// as when a process dies or its network goes.
-	if err := p.Host().Close(); err != nil {
-		t.Fatalf("close the peer's host: %v", err)
-	}
-	nt.Eventually(t, 20*time.Second, "the relay's mesh view without the peer", func() bool {
-		return len(r.Topics().MeshView("m")) == 0
-	})
-}
