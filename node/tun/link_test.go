@@ -91,5 +91,3 @@ func TestPacketAfterADeadStreamArrives(t *testing.T) {
 		t.Errorf("a opened %d streams, want 2", s.StreamsOpened)
 	}
 }
-
-
