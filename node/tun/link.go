@@ -3,6 +3,7 @@ package tun
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -172,6 +173,12 @@ func (l *link) flush(now time.Time) {
 	e.mu.Unlock()
 	if more || err != nil {
 		l.signal()
+	}
+	if err == nil {
+		// The write woke the transport's sending goroutine (yamux's send
+		// loop, quic-go's connection): let it run now rather than after
+		// this loop's next read from the device.
+		runtime.Gosched()
 	}
 }
 
