@@ -153,9 +153,10 @@ func (l *link) flush(now time.Time) {
 	}
 	s, out := l.take(now)
 	e.mu.Unlock()
-	_ = s.SetWriteDeadline(now.Add(inlineTimeout))
+	t0 := time.Now()
+	_ = s.SetWriteDeadline(t0.Add(inlineTimeout))
 	_, err := s.Write(out)
-	slow := time.Since(now) > slowWrite
+	slow := time.Since(t0) > slowWrite
 	e.mu.Lock()
 	if err != nil {
 		// The goroutine writes the batch first, on a fresh stream. Frames
