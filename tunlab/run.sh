@@ -218,17 +218,27 @@ measure() { # measure FROM TO-NS TO-ID TO-ADDR LABEL
 	nsx "$from" iperf3 -c "$to" -p 5201 -t 10 -J >"$DIR/iperf-$label.json" || log "iperf3 $label failed: $(jq -r .error "$DIR/iperf-$label.json")"
 	c1=$(cpu "$pf"); d1=$(cpu "$pt")
 	local gb; gb=$(jq -r '.end.sum_received.bytes / 1e9' "$DIR/iperf-$label.json")
-	local ping_p50 oping_p50
-	ping_p50=$(nsx "$from" ping -c 100 -i 0.02 "$to" | tee "$DIR/ping-$label.out" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | median)
-	nsx "$from" "$BIN" ping --json --count 100 --interval 20ms "$id" >"$DIR/oping-$label.json" || log "overlay ping $label failed"
-	oping_p50=$(jq -r '.rtts_ns[]? / 1e6' "$DIR/oping-$label.json" | median)
-	printf 'measure %-8s iperf3 %s Mbit/s (sender %s); overlay perf %s; CPU s/GB sender %s receiver %s; ping p50 %s ms; overlay ping p50 %s ms\n' \
+	# Round trips: ping over the interface and overlay ping on the same
+	# path, in alternating rounds (a loaded machine drifts within a minute),
+	# 40 each a round, 20 ms apart; the medians of all rounds.
+	local ping_p50 oping_p50 r
+	: >"$DIR/ping-$label.out"
+	: >"$DIR/oping-$label.txt"
+	for r in $(seq "${PING_ROUNDS:-5}"); do
+		nsx "$from" ping -c 40 -i 0.02 "$to" >>"$DIR/ping-$label.out"
+		nsx "$from" "$BIN" ping --json --count 40 --interval 20ms "$id" | jq -r '.rtts_ns[]? / 1e6' >>"$DIR/oping-$label.txt" ||
+			log "overlay ping $label failed"
+	done
+	ping_p50=$(sed -n 's/.*time=\([0-9.]*\) ms/\1/p' "$DIR/ping-$label.out" | median)
+	oping_p50=$(median <"$DIR/oping-$label.txt")
+	printf 'measure %-8s iperf3 %s Mbit/s (sender %s); overlay perf %s; CPU s/GB sender %s receiver %s; ping p50 %s ms; overlay ping p50 %s ms; added %s ms; load %s\n' \
 		"$label" "$(jq -r '.end.sum_received.bits_per_second / 1e6 | floor' "$DIR/iperf-$label.json")" \
 		"$(jq -r '.end.sum_sent.bits_per_second / 1e6 | floor' "$DIR/iperf-$label.json")" \
 		"$(jq -c . "$DIR/perf-$label.json")" \
 		"$(awk -v a="$c0" -v b="$c1" -v g="$gb" 'BEGIN{printf "%.2f", (b-a)/g}')" \
 		"$(awk -v a="$d0" -v b="$d1" -v g="$gb" 'BEGIN{printf "%.2f", (b-a)/g}')" \
-		"$ping_p50" "$oping_p50"
+		"$ping_p50" "$oping_p50" "$(awk -v a="$ping_p50" -v b="$oping_p50" 'BEGIN{printf "%+.3f", a-b}')" \
+		"$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 pidof_ns() { # the overlay peer's PID in namespace otk-NS
 	for p in $(ip netns pids "otk-$1"); do

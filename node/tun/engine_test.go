@@ -68,7 +68,7 @@ type policyFunc func(from, to peer.ID, a cert.Action) error
 
 func (f policyFunc) Allow(from, to peer.ID, a cert.Action) error { return f(from, to, a) }
 
-func newHost(t *testing.T) host.Host {
+func newHost(t testing.TB) host.Host {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
@@ -79,7 +79,7 @@ func newHost(t *testing.T) host.Host {
 }
 
 // pair starts two members, a and b, with the policies given (nil: none).
-func pair(t *testing.T, polA, polB tun.Policy) (a, b *side) {
+func pair(t testing.TB, polA, polB tun.Policy) (a, b *side) {
 	t.Helper()
 	ha, hb := newHost(t), newHost(t)
 	names := map[peer.ID]string{ha.ID(): "alpha", hb.ID(): "beta"}
@@ -99,7 +99,7 @@ func pair(t *testing.T, polA, polB tun.Policy) (a, b *side) {
 }
 
 // recv waits for the next packet the engine writes to s's device.
-func (s *side) recv(t *testing.T) []byte {
+func (s *side) recv(t testing.TB) []byte {
 	t.Helper()
 	select {
 	case p := <-s.dev.Inbound:
@@ -111,7 +111,7 @@ func (s *side) recv(t *testing.T) []byte {
 }
 
 // send hands p to the engine as if a program had sent it.
-func (s *side) send(t *testing.T, p []byte) {
+func (s *side) send(t testing.TB, p []byte) {
 	t.Helper()
 	select {
 	case s.dev.Outbound <- p:

@@ -26,8 +26,10 @@ const (
 	readBuf = 256 << 10
 )
 
-// readLoop reads packets from the device in batches and hands each to
-// its member's link; it ends when the device is closed.
+// readLoop reads packets from the device in batches and queues each for
+// its member's link; after each batch it writes a link's small batch
+// itself, or kicks the link's goroutine (link.flush). It ends when the
+// device is closed.
 func (e *Engine) readLoop() {
 	dev := e.cfg.Device
 	n := max(dev.BatchSize(), 1)
@@ -61,7 +63,7 @@ func (e *Engine) readLoop() {
 			}
 		}
 		for l := range kicked {
-			l.signal()
+			l.flush(now)
 		}
 		clear(kicked)
 		if len(answers) > 0 {

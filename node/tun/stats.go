@@ -39,12 +39,13 @@ type Stats struct {
 	BytesOut, BytesIn     uint64
 	StreamsOpened         uint64 // packet streams this node opened
 	Repaths               uint64 // streams moved to a new direct connection
+	InlineWrites          uint64 // batches the read loop wrote itself, without waking the link's goroutine
 	Drops                 map[string]uint64
 }
 
 type counters struct {
-	pktOut, pktIn, bytesOut, bytesIn, opened, repaths atomic.Uint64
-	drops                                             [numDrops]atomic.Uint64
+	pktOut, pktIn, bytesOut, bytesIn, opened, repaths, inline atomic.Uint64
+	drops                                                     [numDrops]atomic.Uint64
 }
 
 // Stats returns the engine's counts.
@@ -52,7 +53,8 @@ func (e *Engine) Stats() Stats {
 	c := &e.counts
 	s := Stats{PacketsOut: c.pktOut.Load(), PacketsIn: c.pktIn.Load(), BytesOut: c.bytesOut.Load(),
 		BytesIn: c.bytesIn.Load(), StreamsOpened: c.opened.Load(), Repaths: c.repaths.Load(),
-		Drops: map[string]uint64{}}
+		InlineWrites: c.inline.Load(),
+		Drops:        map[string]uint64{}}
 	for d := range numDrops {
 		if n := c.drops[d].Load(); n > 0 {
 			s.Drops[d.String()] = n
