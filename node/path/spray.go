@@ -41,6 +41,18 @@ const (
 	sprayLinger     = 1500 * time.Millisecond
 	sprayProbeEvery = 20 * time.Millisecond
 	maxSprayProbes  = 500
+	// H's probes go at prePunchTTL (quiet) until E's spray reaches it: one
+	// every sprayQuietEvery ticks keeps H's mapping; then sprayAnswers at
+	// full TTL (loud) to where the spray came from, one per tick, the
+	// first at once.
+	sprayQuietEvery = 25
+	sprayAnswers    = 5
+	// punchLoudFor is how long a punch may send UDP at full TTL after
+	// libp2p called FilterRemote: its dial timeout (5 s) and the SYNC wait.
+	punchLoudFor = 6 * time.Second
+	// udpForget outlasts the conntrack entry an unanswered UDP packet
+	// leaves on a router (nf_conntrack_udp_timeout, 30 s on Linux).
+	udpForget = 31 * time.Second
 	// sprayTimeout bounds one attempt on either side, the dial included.
 	sprayTimeout = 20 * time.Second
 	sprayDial    = 10 * time.Second
@@ -91,9 +103,17 @@ type SprayStats struct {
 }
 
 type sprayer struct {
-	mu       sync.Mutex
-	sock     PacketSocket // the one HandleOther is registered on
-	hits     map[[16]byte]chan netip.AddrPort
+	mu   sync.Mutex
+	sock PacketSocket // the one HandleOther is registered on
+	// hits: where the packets of an attempt (kind and token) came from, on
+	// E the probes, on H the spray packets.
+	hits map[hitKey]chan netip.AddrPort
+	// loud: until when this node may have sent UDP at full TTL to the
+	// peer's addresses outside spraying (a punch), for keepSpraying.
+	loud map[peer.ID]time.Time
+	// quiet sends b from the QUIC socket at prePunchTTL (nil:
+	// Manager.sendQuiet; tests replace it).
+	quiet    func(b []byte, to netip.AddrPort) error
 	busy     bool
 	tries    map[peer.ID][]time.Time
 	looping  map[peer.ID]struct{}
@@ -108,8 +128,13 @@ type sprayer struct {
 	attempts, refused, direct, packets, probes atomic.Int64
 }
 
+type hitKey struct {
+	kind  byte
+	token [16]byte
+}
+
 func newSprayer() *sprayer {
-	return &sprayer{hits: map[[16]byte]chan netip.AddrPort{}, tries: map[peer.ID][]time.Time{},
+	return &sprayer{hits: map[hitKey]chan netip.AddrPort{}, loud: map[peer.ID]time.Time{}, tries: map[peer.ID][]time.Time{},
 		looping: map[peer.ID]struct{}{}, peerSaid: map[peer.ID]sprayStatus{}, public: publicIPv4,
 		portMin: sprayPortMin, ports: sprayPorts}
 }
@@ -164,12 +189,12 @@ func (m *Manager) packets() PacketSocket {
 // reader goroutine: it must not block).
 func (s *sprayer) arrived(b []byte, from *net.UDPAddr) {
 	kind, token, ok := parseSprayPacket(b)
-	if !ok || kind != kindProbe {
+	if !ok {
 		return
 	}
 	ap := from.AddrPort()
 	s.mu.Lock()
-	ch := s.hits[token]
+	ch := s.hits[hitKey{kind, token}]
 	s.mu.Unlock()
 	if ch != nil {
 		select {
@@ -203,6 +228,47 @@ func (s *sprayer) allow(p peer.ID) bool {
 	}
 	s.tries[p] = append(recent, now)
 	return true
+}
+
+// watch registers ch for the packets of kind carrying token; the returned
+// func forgets it.
+func (s *sprayer) watch(kind byte, token [16]byte, ch chan netip.AddrPort) func() {
+	k := hitKey{kind, token}
+	s.mu.Lock()
+	s.hits[k] = ch
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.hits, k)
+		s.mu.Unlock()
+	}
+}
+
+// noteLoud records that a punch is about to send UDP at full TTL towards
+// p (prePunch.loud), for punchLoudFor at most.
+func (s *sprayer) noteLoud(p peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.loud[p]; !ok && len(s.loud) >= maxSprayPeers {
+		for id := range s.loud {
+			delete(s.loud, id)
+			break
+		}
+	}
+	s.loud[p] = time.Now().Add(punchLoudFor)
+}
+
+// quietFor is how long to wait before an attempt with p so that the
+// conntrack entries this node's last full-TTL UDP packets to p may have
+// left on p's router have expired; 0 if none are known.
+func (s *sprayer) quietFor(p peer.ID) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.loud[p]
+	if !ok {
+		return 0
+	}
+	return max(0, time.Until(at.Add(udpForget)))
 }
 
 func (s *sprayer) said(p peer.ID, st sprayStatus) {
@@ -254,10 +320,21 @@ func (m *Manager) maybeSpray(p peer.ID) {
 // keepSpraying runs the hard side's attempts with p, sprayBackoff apart,
 // while p stays relayed, this node's NAT is hard and p has not said that
 // spraying cannot help.
+//
+// The first attempt goes at once (sprayBackoff[0]); each later one also
+// waits until the entries this node's own full-TTL UDP packets to p (a
+// punch's, before netcheck said the NAT is hard) may have left on p's
+// router have expired: a router without a firewall keeps one for each
+// flow, and it makes p's spray packet to this node's port take another
+// source port, which this node's NAT then drops.
 func (m *Manager) keepSpraying(p peer.ID) {
 	unknown := 0
 	for i := 0; i < len(sprayBackoff); i++ {
-		t := time.NewTimer(sprayBackoff[i])
+		wait := sprayBackoff[i]
+		if i > 0 {
+			wait = max(wait, m.spray.quietFor(p))
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-m.ctx.Done():
 			t.Stop()
@@ -342,14 +419,10 @@ func (m *Manager) sprayHard(p peer.ID) (sprayStatus, error) {
 	if !m.spray.public(reply.addr.Addr()) {
 		return 0, fmt.Errorf("spray reply: address %s is not public", reply.addr)
 	}
-	to := net.UDPAddrFromAddrPort(reply.addr)
-	probe := sprayPacket(kindProbe, req.token)
-	send := func() {
-		if _, err := sock.WriteTo(probe, to); err == nil {
-			m.spray.probes.Add(1)
-		}
-	}
-	send() // the mapping exists before E sprays
+	sprayed := make(chan netip.AddrPort, 1)
+	defer m.spray.watch(kindSpray, req.token, sprayed)()
+	pr := m.newProber(p, sock, sprayPacket(kindProbe, req.token), reply.addr)
+	pr.quietOrLoud() // the mapping exists before E sprays
 	if _, err := st.Write([]byte{sprayGo}); err != nil {
 		return 0, fmt.Errorf("send spray go: %w", err)
 	}
@@ -361,18 +434,117 @@ func (m *Manager) sprayHard(p peer.ID) (sprayStatus, error) {
 	}()
 	tick := time.NewTicker(sprayProbeEvery)
 	defer tick.Stop()
-	for n := 1; ; n++ {
+	for {
 		select {
 		case <-done:
 			return sprayOK, nil
 		case <-ctx.Done():
 			return sprayOK, fmt.Errorf("spray: %w", ctx.Err())
+		case from := <-sprayed:
+			pr.answer(from)
 		case <-tick.C:
-		}
-		if n < maxSprayProbes {
-			send()
+			pr.tick()
 		}
 	}
+}
+
+// prober sends the hard side's probes of one attempt. Quiet (prePunchTTL)
+// while nothing came from E: a quiet probe opens and keeps H's own NAT
+// mapping towards E's address and dies before E's router. Once E's spray
+// packet arrives through that mapping, E's router has an entry for H's
+// port, so H answers it loud (full TTL): that probe passes, and E learns
+// H's port from it. No full-TTL packet reaches E's router before E's does,
+// so a router there without a firewall keeps no entry of its own for the
+// flow, which would make E's spray packet to H's port take another source
+// port. Without a way to send quietly (no Linux, no QUIC socket known) it
+// probes loud every tick, as before.
+type prober struct {
+	m        *Manager
+	p        peer.ID
+	sock     PacketSocket
+	pkt      []byte
+	to       netip.AddrPort // E's public QUIC address, as E said
+	quiet    func(b []byte, to netip.AddrPort) error
+	n, sent  int            // ticks, probes sent
+	answerTo netip.AddrPort // where E's spray came from; zero until then
+	answers  int            // loud answers left to send
+}
+
+func (m *Manager) newProber(p peer.ID, sock PacketSocket, pkt []byte, to netip.AddrPort) *prober {
+	q := m.spray.quiet
+	if q == nil {
+		q = m.sendQuiet
+	}
+	return &prober{m: m, p: p, sock: sock, pkt: pkt, to: to, quiet: q}
+}
+
+func (pr *prober) send(to netip.AddrPort, loud bool) {
+	if pr.sent >= maxSprayProbes {
+		return
+	}
+	var err error
+	if loud {
+		_, err = pr.sock.WriteTo(pr.pkt, net.UDPAddrFromAddrPort(to))
+	} else {
+		err = pr.quiet(pr.pkt, to)
+	}
+	if err == nil {
+		pr.sent++
+		pr.m.spray.probes.Add(1)
+	}
+}
+
+// quietOrLoud sends a quiet probe to E, or a loud one (noted, see
+// keepSpraying) when this node cannot send quietly.
+func (pr *prober) quietOrLoud() {
+	if pr.quiet != nil {
+		before := pr.sent
+		pr.send(pr.to, false)
+		if pr.sent > before {
+			return
+		}
+		pr.quiet = nil // cannot: loud from now on
+	}
+	pr.m.spray.noteLoud(pr.p)
+	pr.send(pr.to, true)
+}
+
+// answer answers E's first spray packet that arrived, from `from`.
+func (pr *prober) answer(from netip.AddrPort) {
+	if pr.answerTo.IsValid() {
+		return
+	}
+	pr.answerTo, pr.answers = from, sprayAnswers
+	pr.answers--
+	pr.send(from, true)
+}
+
+func (pr *prober) tick() {
+	pr.n++
+	switch {
+	case pr.answers > 0:
+		pr.answers--
+		pr.send(pr.answerTo, true)
+	case pr.quiet == nil || pr.n%sprayQuietEvery == 0:
+		pr.quietOrLoud()
+	}
+}
+
+// hardNAT says whether netcheck found this node's NAT to map a new port
+// per destination.
+func (m *Manager) hardNAT() bool { return natClass(m.nat().Class) == classHard }
+
+// sendQuiet sends b from the QUIC listen socket at prePunchTTL: it opens
+// this node's NAT mapping and dies at the next hop.
+func (m *Manager) sendQuiet(b []byte, to netip.AddrPort) error {
+	if m.cfg.Sockets == nil {
+		return errNoSocket
+	}
+	c := m.cfg.Sockets.udpConn(listenUDPPort(m.cfg.Host.Network().ListenAddresses()))
+	if c == nil {
+		return errNoSocket
+	}
+	return sendUDPWithTTL(c, b, to, prePunchTTL)
 }
 
 // handleSpray is the easy side: answer a hard peer's request, spray its
@@ -404,14 +576,7 @@ func (m *Manager) handleSpray(st network.Stream) {
 	defer m.spray.endBusy()
 	m.spray.attempts.Add(1)
 	hit := make(chan netip.AddrPort, 1)
-	m.spray.mu.Lock()
-	m.spray.hits[req.token] = hit
-	m.spray.mu.Unlock()
-	defer func() {
-		m.spray.mu.Lock()
-		delete(m.spray.hits, req.token)
-		m.spray.mu.Unlock()
-	}()
+	defer m.spray.watch(kindProbe, req.token, hit)()
 	if _, err := st.Write(sprayReply{status: status, addr: mapped}.marshal()); err != nil {
 		return
 	}
