@@ -83,6 +83,9 @@ func (pp *prePunch) FilterLocal(_ peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr 
 // still meet a peer whose router filters by address only.
 func (pp *prePunch) FilterRemote(p peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
 	if pp.hard != nil && pp.hard() {
+		// The punch's host.Connect dials every address the peerstore
+		// has for p, the QUIC ones an earlier punch left there too.
+		forgetUDP(pp.host, p)
 		return withoutUDP(addrs)
 	}
 	pp.send(p, addrs)

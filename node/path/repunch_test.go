@@ -60,7 +60,11 @@ func TestFilterRemoteHardSide(t *testing.T) {
 		t.Fatalf("easy side: %v, loud %v; want the addresses unchanged, one loud punch noted", got, loud)
 	}
 	hard = true
+	h.Peerstore().AddAddrs("p", remote, time.Hour) // as the easy punch's host.Connect left them
 	got := pp.FilterRemote("p", slices.Clone(remote))
+	if left := strsOf(h.Peerstore().Addrs("p")); !slices.Equal(left, []string{"/ip4/7.7.1.1/tcp/4001"}) {
+		t.Errorf("hard side left %v in the peerstore, want the TCP address alone", left)
+	}
 	if len(got) != 1 || got[0].String() != "/ip4/7.7.1.1/tcp/4001" || len(loud) != 1 || pp.sent.Load() != 0 {
 		t.Fatalf("hard side: %v, loud %v, sent %d; want the TCP address alone, nothing sent", got, loud, pp.sent.Load())
 	}

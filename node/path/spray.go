@@ -422,6 +422,10 @@ func (m *Manager) sprayHard(p peer.ID) (sprayStatus, error) {
 	sprayed := make(chan netip.AddrPort, 1)
 	defer m.spray.watch(kindSpray, req.token, sprayed)()
 	pr := m.newProber(p, sock, sprayPacket(kindProbe, req.token), reply.addr)
+	defer func() {
+		m.log.Debug("spray attempt ended", "peer", p, "to", reply.addr, "probes", pr.sent,
+			"quiet", pr.quiet != nil, "sprayed_from", pr.answerTo)
+	}()
 	pr.quietOrLoud() // the mapping exists before E sprays
 	if _, err := st.Write([]byte{sprayGo}); err != nil {
 		return 0, fmt.Errorf("send spray go: %w", err)
@@ -585,7 +589,9 @@ func (m *Manager) handleSpray(st network.Stream) {
 		return
 	}
 	_ = st.SetDeadline(time.Time{})
+	before := m.spray.packets.Load()
 	from, ok := m.sprayPorts(ctx, sock, req, hit)
+	m.log.Debug("sprayed", "peer", p, "ip", req.ip, "packets", m.spray.packets.Load()-before, "probe_from", from)
 	dial := m.spray.dial
 	if dial == nil {
 		dial = m.sprayDial
