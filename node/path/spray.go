@@ -68,8 +68,18 @@ const (
 // stays relayed; a wait after which netcheck has no verdict yet, or the
 // peer is not yet a member, is repeated (at most sprayUnknownWaits times),
 // not counted.
+//
+// The second wait is 40 s, not 30: an attempt that failed because the
+// easy side's router (no firewall) had a conntrack entry for the hard
+// side's port remaps the easy side's spray packet to it to another source
+// port, and Linux then gives that port to every new flow from the easy
+// side's socket while the remapped entry is the newest of them (NAT reuses
+// the mapping of the newest entry with the same source, expired or not
+// until conntrack's garbage collector reaps it): the rest of that spray
+// leaves from the wrong port, and so would the next one while any of its
+// entries (30 s each) is left. Seen in the lab (docs/nat.md).
 var sprayBackoff = []time.Duration{
-	time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
+	time.Second, 40 * time.Second, 2 * time.Minute, 10 * time.Minute,
 }
 
 const sprayUnknownWaits = 15
