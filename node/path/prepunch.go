@@ -66,8 +66,20 @@ type prePunch struct {
 
 var _ holepunch.AddrFilter = (*prePunch)(nil)
 
-// FilterLocal offers the node's addresses unchanged.
-func (pp *prePunch) FilterLocal(_ peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr { return addrs }
+// FilterLocal offers the node's addresses unchanged; on a node whose NAT
+// is hard (see FilterRemote), all but the QUIC ones. The peer's QUIC dial
+// to one could not pass this node's NAT (the port the NAT maps towards the
+// peer is random), and it would open a new flow from the peer's QUIC
+// socket: on a router without a firewall that had remapped one of that
+// socket's flows (see FilterRemote), Linux NAT gives a new flow the
+// mapping of the newest flow from the same socket, so such a dial (and its
+// pre-punch) carries the wrong port forward to the peer's next spray.
+func (pp *prePunch) FilterLocal(_ peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
+	if pp.hard != nil && pp.hard() {
+		return withoutUDP(addrs)
+	}
+	return addrs
+}
 
 // FilterRemote pre-punches towards addrs and returns them unchanged. It
 // runs inside the DCUtR exchange, so it only sends (no waiting): a few

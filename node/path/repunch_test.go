@@ -43,8 +43,9 @@ func TestRepunchBounds(t *testing.T) {
 	}
 }
 
-// A node whose NAT is hard punches without the peer's QUIC addresses and
-// sends nothing; an easy one keeps them and notes the loud punch.
+// A node whose NAT is hard punches without QUIC addresses, the peer's and
+// its own, and sends nothing; an easy one keeps them and notes the loud
+// punch.
 func TestFilterRemoteHardSide(t *testing.T) {
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
@@ -70,6 +71,13 @@ func TestFilterRemoteHardSide(t *testing.T) {
 	}
 	if got := pp.FilterRemote("p", addrs("/ip4/7.7.1.1/udp/4002/quic-v1")); len(got) != 0 {
 		t.Fatalf("hard side, QUIC only: %v", got)
+	}
+	if got := pp.FilterLocal("p", slices.Clone(remote)); len(got) != 1 || got[0].String() != "/ip4/7.7.1.1/tcp/4001" {
+		t.Fatalf("hard side offers %v, want the TCP address alone", got)
+	}
+	hard = false
+	if got := pp.FilterLocal("p", slices.Clone(remote)); len(got) != 3 {
+		t.Fatalf("easy side offers %v, want all", got)
 	}
 }
 
