@@ -78,6 +78,9 @@ func (m *Manager) startPunching() {
 			m.log.Warn("pre-punch over QUIC off: the QUIC listen socket was not opened through path.Sockets", "port", udp)
 		}
 	}
+	// The hooks are set before the service starts calling FilterRemote.
+	p.pre.hard = m.hardNAT
+	p.pre.loud = m.spray.noteLoud
 	svc, err := holepunch.NewService(h, ids.IDService(), m.holePunchAddrs, m.holePunchTracer(p),
 		holepunch.WithAddrFilter(p.pre))
 	if err != nil {

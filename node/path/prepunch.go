@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -53,20 +54,88 @@ type prePunch struct {
 	// public says which addresses are worth a packet; nil: public ones
 	// (manet.IsPublicAddr), as the punch dials only those.
 	public func(ma.Multiaddr) bool
-	sent   atomic.Int64 // packets sent
+	// hard says whether this node's NAT maps a new port per destination
+	// (netcheck's verdict; nil: it does not). Such a node punches over
+	// TCP only: see FilterRemote.
+	hard func() bool
+	// loud, if set, is told of each punch that will send UDP at full TTL
+	// towards p (spray.go schedules its attempts after such packets).
+	loud func(p peer.ID)
+	sent atomic.Int64 // packets sent
 }
 
 var _ holepunch.AddrFilter = (*prePunch)(nil)
 
-// FilterLocal offers the node's addresses unchanged.
-func (pp *prePunch) FilterLocal(_ peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr { return addrs }
+// FilterLocal offers the node's addresses unchanged; on a node whose NAT
+// is hard (see FilterRemote), all but the QUIC ones. The peer's QUIC dial
+// to one could not pass this node's NAT (the port the NAT maps towards the
+// peer is random), and it would open a new flow from the peer's QUIC
+// socket: on a router without a firewall that had remapped one of that
+// socket's flows (see FilterRemote), Linux NAT gives a new flow the
+// mapping of the newest flow from the same socket, so such a dial (and its
+// pre-punch) carries the wrong port forward to the peer's next spray.
+func (pp *prePunch) FilterLocal(_ peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
+	if pp.hard != nil && pp.hard() {
+		return withoutUDP(addrs)
+	}
+	return addrs
+}
 
 // FilterRemote pre-punches towards addrs and returns them unchanged. It
 // runs inside the DCUtR exchange, so it only sends (no waiting): a few
 // non-blocking system calls.
+//
+// On a node whose NAT maps a new port per destination (hard) it instead
+// drops the peer's UDP (QUIC) addresses and sends nothing: such a punch
+// cannot meet the peer's (the port it would come from is random), and its
+// full-TTL packets, reaching a peer's router without a firewall, leave a
+// conntrack entry there that makes the peer's spray packet for the very
+// same port take another source port, so port spraying (spray.go) fails
+// until 30 s after the last of them. TCP addresses stay: a TCP punch can
+// still meet a peer whose router filters by address only.
 func (pp *prePunch) FilterRemote(p peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
+	if pp.hard != nil && pp.hard() {
+		// The punch's host.Connect dials every address the peerstore
+		// has for p, the QUIC ones an earlier punch left there too.
+		forgetUDP(pp.host, p)
+		return withoutUDP(addrs)
+	}
 	pp.send(p, addrs)
+	if pp.loud != nil && slices.ContainsFunc(addrs, isUDPTarget) {
+		pp.loud(p)
+	}
 	return addrs
+}
+
+// isUDPTarget says whether a punch would dial a as QUIC.
+func isUDPTarget(a ma.Multiaddr) bool {
+	proto, _, ok := punchTarget(a)
+	return ok && proto == "udp"
+}
+
+// withoutUDP returns addrs but the QUIC ones, in a new slice.
+func withoutUDP(addrs []ma.Multiaddr) []ma.Multiaddr {
+	out := make([]ma.Multiaddr, 0, len(addrs))
+	for _, a := range addrs {
+		if !isUDPTarget(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// forgetUDP removes p's public QUIC addresses from the peerstore, where an
+// earlier punch left them (host.Connect keeps what it dials for a while):
+// libp2p's hole punch first dials every public address it knows of p
+// before punching, so a hard node would otherwise send to them at full
+// TTL (see FilterRemote).
+func forgetUDP(h host.Host, p peer.ID) {
+	ps := h.Peerstore()
+	for _, a := range ps.Addrs(p) {
+		if isUDPTarget(a) && manet.IsPublicAddr(a) {
+			ps.SetAddr(p, a, 0)
+		}
+	}
 }
 
 func (pp *prePunch) send(p peer.ID, addrs []ma.Multiaddr) {
@@ -88,7 +157,7 @@ func (pp *prePunch) send(p peer.ID, addrs []ma.Multiaddr) {
 		}
 		err := errNoSocket
 		if c := pp.sockets.udpConn(udpPort); c != nil {
-			err = sendUDPWithTTL(c, to, pp.ttl)
+			err = sendUDPWithTTL(c, nil, to, pp.ttl)
 		}
 		n++
 		if err != nil {

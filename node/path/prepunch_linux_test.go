@@ -72,7 +72,7 @@ func TestSendUDPWithTTL(t *testing.T) {
 	}
 	defer tx.Close()
 	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
-	if err := sendUDPWithTTL(tx, to, 2); err != nil {
+	if err := sendUDPWithTTL(tx, nil, to, 2); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tx.WriteToUDPAddrPort([]byte("x"), to); err != nil {
@@ -84,6 +84,13 @@ func TestSendUDPWithTTL(t *testing.T) {
 	}
 	if _, _, ttl := readTTL(t, rx); ttl == 2 {
 		t.Fatal("the socket's next packet kept ttl 2")
+	}
+	// With a payload (the spray's quiet probe).
+	if err := sendUDPWithTTL(tx, []byte("probe"), to, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, size, ttl := readTTL(t, rx); ttl != 2 || size != 5 {
+		t.Fatalf("quiet probe: %d bytes, ttl %d; want 5 bytes, ttl 2", size, ttl)
 	}
 }
 

@@ -11,4 +11,4 @@ import (
 // Pre-punching needs Linux's per-packet IP_TTL;
 // elsewhere the punch goes without it.
 
-func sendUDPWithTTL(*net.UDPConn, netip.AddrPort, int) error { return errors.ErrUnsupported }
+func sendUDPWithTTL(*net.UDPConn, []byte, netip.AddrPort, int) error { return errors.ErrUnsupported }

@@ -68,6 +68,9 @@ func (m *Manager) keepPunching(p peer.ID) {
 		if svc == nil {
 			return
 		}
+		if m.hardNAT() {
+			forgetUDP(m.cfg.Host, p) // see prePunch.FilterRemote
+		}
 		err := tryDirectConnect(svc, p, m.punch)
 		switch {
 		case errors.Is(err, errRepunchBound):

@@ -1,8 +1,12 @@
 package path
 
 import (
+	"log/slog"
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -36,5 +40,61 @@ func TestRepunchBounds(t *testing.T) {
 	p.close()
 	if p.keep(b) || p.allow(b) {
 		t.Fatal("punching goes on after close")
+	}
+}
+
+// A node whose NAT is hard punches without QUIC addresses, the peer's and
+// its own, and sends nothing; an easy one keeps them and notes the loud
+// punch.
+func TestFilterRemoteHardSide(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	remote := addrs("/ip4/7.7.1.1/udp/4002/quic-v1", "/ip4/7.7.1.1/tcp/4001", "/ip4/7.7.1.1/udp/4003/quic-v1/p2p/12D3KooWGzBtHU8cr9eRgfuHa5J3T3WDiSMjcAG3ffGCT9ccE5gS")
+	hard := false
+	var loud []peer.ID
+	pp := &prePunch{host: h, log: slog.New(slog.DiscardHandler), ttl: 2,
+		hard: func() bool { return hard }, loud: func(p peer.ID) { loud = append(loud, p) }}
+	if got := pp.FilterRemote("p", slices.Clone(remote)); len(got) != 3 || len(loud) != 1 || loud[0] != "p" {
+		t.Fatalf("easy side: %v, loud %v; want the addresses unchanged, one loud punch noted", got, loud)
+	}
+	hard = true
+	h.Peerstore().AddAddrs("p", remote, time.Hour) // as the easy punch's host.Connect left them
+	got := pp.FilterRemote("p", slices.Clone(remote))
+	if left := strsOf(h.Peerstore().Addrs("p")); !slices.Equal(left, []string{"/ip4/7.7.1.1/tcp/4001"}) {
+		t.Errorf("hard side left %v in the peerstore, want the TCP address alone", left)
+	}
+	if len(got) != 1 || got[0].String() != "/ip4/7.7.1.1/tcp/4001" || len(loud) != 1 || pp.sent.Load() != 0 {
+		t.Fatalf("hard side: %v, loud %v, sent %d; want the TCP address alone, nothing sent", got, loud, pp.sent.Load())
+	}
+	if got := pp.FilterRemote("p", addrs("/ip4/7.7.1.1/udp/4002/quic-v1")); len(got) != 0 {
+		t.Fatalf("hard side, QUIC only: %v", got)
+	}
+	if got := pp.FilterLocal("p", slices.Clone(remote)); len(got) != 1 || got[0].String() != "/ip4/7.7.1.1/tcp/4001" {
+		t.Fatalf("hard side offers %v, want the TCP address alone", got)
+	}
+	hard = false
+	if got := pp.FilterLocal("p", slices.Clone(remote)); len(got) != 3 {
+		t.Fatalf("easy side offers %v, want all", got)
+	}
+}
+
+// forgetUDP drops the public QUIC addresses a punch left in the peerstore,
+// and only those.
+func TestForgetUDP(t *testing.T) {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	p := peer.ID("p")
+	h.Peerstore().AddAddrs(p, addrs("/ip4/7.7.1.1/udp/4002/quic-v1", "/ip4/7.7.1.1/tcp/4001",
+		"/ip4/10.0.0.1/udp/4002/quic-v1"), time.Hour)
+	forgetUDP(h, p)
+	got := strsOf(h.Peerstore().Addrs(p))
+	if want := []string{"/ip4/10.0.0.1/udp/4002/quic-v1", "/ip4/7.7.1.1/tcp/4001"}; !slices.Equal(got, want) {
+		t.Errorf("after forgetUDP: %v, want %v", got, want)
 	}
 }

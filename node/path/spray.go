@@ -41,6 +41,18 @@ const (
 	sprayLinger     = 1500 * time.Millisecond
 	sprayProbeEvery = 20 * time.Millisecond
 	maxSprayProbes  = 500
+	// H's probes go at prePunchTTL (quiet) until E's spray reaches it: one
+	// every sprayQuietEvery ticks keeps H's mapping; then sprayAnswers at
+	// full TTL (loud) to where the spray came from, one per tick, the
+	// first at once.
+	sprayQuietEvery = 25
+	sprayAnswers    = 5
+	// punchLoudFor is how long a punch may send UDP at full TTL after
+	// libp2p called FilterRemote: its dial timeout (5 s) and the SYNC wait.
+	punchLoudFor = 6 * time.Second
+	// udpForget outlasts the conntrack entry an unanswered UDP packet
+	// leaves on a router (nf_conntrack_udp_timeout, 30 s on Linux).
+	udpForget = 31 * time.Second
 	// sprayTimeout bounds one attempt on either side, the dial included.
 	sprayTimeout = 20 * time.Second
 	sprayDial    = 10 * time.Second
@@ -56,8 +68,18 @@ const (
 // stays relayed; a wait after which netcheck has no verdict yet, or the
 // peer is not yet a member, is repeated (at most sprayUnknownWaits times),
 // not counted.
+//
+// The second wait is 40 s, not 30: an attempt that failed because the
+// easy side's router (no firewall) had a conntrack entry for the hard
+// side's port remaps the easy side's spray packet to it to another source
+// port, and Linux then gives that port to every new flow from the easy
+// side's socket while the remapped entry is the newest of them (NAT reuses
+// the mapping of the newest entry with the same source, expired or not
+// until conntrack's garbage collector reaps it): the rest of that spray
+// leaves from the wrong port, and so would the next one while any of its
+// entries (30 s each) is left. Seen in the lab (docs/nat.md).
 var sprayBackoff = []time.Duration{
-	time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
+	time.Second, 40 * time.Second, 2 * time.Minute, 10 * time.Minute,
 }
 
 const sprayUnknownWaits = 15
@@ -91,9 +113,17 @@ type SprayStats struct {
 }
 
 type sprayer struct {
-	mu       sync.Mutex
-	sock     PacketSocket // the one HandleOther is registered on
-	hits     map[[16]byte]chan netip.AddrPort
+	mu   sync.Mutex
+	sock PacketSocket // the one HandleOther is registered on
+	// hits: where the packets of an attempt (kind and token) came from, on
+	// E the probes, on H the spray packets.
+	hits map[hitKey]chan netip.AddrPort
+	// loud: until when this node may have sent UDP at full TTL to the
+	// peer's addresses outside spraying (a punch), for keepSpraying.
+	loud map[peer.ID]time.Time
+	// quiet sends b from the QUIC socket at prePunchTTL (nil:
+	// Manager.sendQuiet; tests replace it).
+	quiet    func(b []byte, to netip.AddrPort) error
 	busy     bool
 	tries    map[peer.ID][]time.Time
 	looping  map[peer.ID]struct{}
@@ -108,8 +138,13 @@ type sprayer struct {
 	attempts, refused, direct, packets, probes atomic.Int64
 }
 
+type hitKey struct {
+	kind  byte
+	token [16]byte
+}
+
 func newSprayer() *sprayer {
-	return &sprayer{hits: map[[16]byte]chan netip.AddrPort{}, tries: map[peer.ID][]time.Time{},
+	return &sprayer{hits: map[hitKey]chan netip.AddrPort{}, loud: map[peer.ID]time.Time{}, tries: map[peer.ID][]time.Time{},
 		looping: map[peer.ID]struct{}{}, peerSaid: map[peer.ID]sprayStatus{}, public: publicIPv4,
 		portMin: sprayPortMin, ports: sprayPorts}
 }
@@ -164,12 +199,12 @@ func (m *Manager) packets() PacketSocket {
 // reader goroutine: it must not block).
 func (s *sprayer) arrived(b []byte, from *net.UDPAddr) {
 	kind, token, ok := parseSprayPacket(b)
-	if !ok || kind != kindProbe {
+	if !ok {
 		return
 	}
 	ap := from.AddrPort()
 	s.mu.Lock()
-	ch := s.hits[token]
+	ch := s.hits[hitKey{kind, token}]
 	s.mu.Unlock()
 	if ch != nil {
 		select {
@@ -177,53 +212,6 @@ func (s *sprayer) arrived(b []byte, from *net.UDPAddr) {
 		default:
 		}
 	}
-}
-
-// allow counts an attempt with p, refusing past maxSprays within
-// repunchWindow.
-func (s *sprayer) allow(p peer.ID) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	recent := s.tries[p][:0]
-	for _, at := range s.tries[p] {
-		if now.Sub(at) < repunchWindow {
-			recent = append(recent, at)
-		}
-	}
-	if len(recent) >= maxSprays {
-		s.tries[p] = recent
-		return false
-	}
-	if _, ok := s.tries[p]; !ok && len(s.tries) >= maxSprayPeers {
-		for id := range s.tries {
-			delete(s.tries, id)
-			break
-		}
-	}
-	s.tries[p] = append(recent, now)
-	return true
-}
-
-func (s *sprayer) said(p peer.ID, st sprayStatus) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.peerSaid[p]; !ok && len(s.peerSaid) >= maxSprayPeers {
-		for id := range s.peerSaid {
-			delete(s.peerSaid, id)
-			break
-		}
-	}
-	s.peerSaid[p] = st
-}
-
-// peerStatus is p's last answer to a spray request (or, on the easy side,
-// what p's request said of its NAT); ok false if none.
-func (s *sprayer) peerStatus(p peer.ID) (sprayStatus, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, ok := s.peerSaid[p]
-	return st, ok
 }
 
 // maybeSpray starts the hard side's loop for p, a peer now reached only
@@ -254,10 +242,21 @@ func (m *Manager) maybeSpray(p peer.ID) {
 // keepSpraying runs the hard side's attempts with p, sprayBackoff apart,
 // while p stays relayed, this node's NAT is hard and p has not said that
 // spraying cannot help.
+//
+// The first attempt goes at once (sprayBackoff[0]); each later one also
+// waits until the entries this node's own full-TTL UDP packets to p (a
+// punch's, before netcheck said the NAT is hard) may have left on p's
+// router have expired: a router without a firewall keeps one for each
+// flow, and it makes p's spray packet to this node's port take another
+// source port, which this node's NAT then drops.
 func (m *Manager) keepSpraying(p peer.ID) {
 	unknown := 0
 	for i := 0; i < len(sprayBackoff); i++ {
-		t := time.NewTimer(sprayBackoff[i])
+		wait := sprayBackoff[i]
+		if i > 0 {
+			wait = max(wait, m.spray.quietFor(p))
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-m.ctx.Done():
 			t.Stop()
@@ -342,14 +341,14 @@ func (m *Manager) sprayHard(p peer.ID) (sprayStatus, error) {
 	if !m.spray.public(reply.addr.Addr()) {
 		return 0, fmt.Errorf("spray reply: address %s is not public", reply.addr)
 	}
-	to := net.UDPAddrFromAddrPort(reply.addr)
-	probe := sprayPacket(kindProbe, req.token)
-	send := func() {
-		if _, err := sock.WriteTo(probe, to); err == nil {
-			m.spray.probes.Add(1)
-		}
-	}
-	send() // the mapping exists before E sprays
+	sprayed := make(chan netip.AddrPort, 1)
+	defer m.spray.watch(kindSpray, req.token, sprayed)()
+	pr := m.newProber(p, sock, sprayPacket(kindProbe, req.token), reply.addr)
+	defer func() {
+		m.log.Debug("spray attempt ended", "peer", p, "to", reply.addr, "probes", pr.sent,
+			"quiet", pr.quiet != nil, "sprayed_from", pr.answerTo)
+	}()
+	pr.quietOrLoud() // the mapping exists before E sprays
 	if _, err := st.Write([]byte{sprayGo}); err != nil {
 		return 0, fmt.Errorf("send spray go: %w", err)
 	}
@@ -361,16 +360,16 @@ func (m *Manager) sprayHard(p peer.ID) (sprayStatus, error) {
 	}()
 	tick := time.NewTicker(sprayProbeEvery)
 	defer tick.Stop()
-	for n := 1; ; n++ {
+	for {
 		select {
 		case <-done:
 			return sprayOK, nil
 		case <-ctx.Done():
 			return sprayOK, fmt.Errorf("spray: %w", ctx.Err())
+		case from := <-sprayed:
+			pr.answer(from)
 		case <-tick.C:
-		}
-		if n < maxSprayProbes {
-			send()
+			pr.tick()
 		}
 	}
 }
@@ -404,14 +403,7 @@ func (m *Manager) handleSpray(st network.Stream) {
 	defer m.spray.endBusy()
 	m.spray.attempts.Add(1)
 	hit := make(chan netip.AddrPort, 1)
-	m.spray.mu.Lock()
-	m.spray.hits[req.token] = hit
-	m.spray.mu.Unlock()
-	defer func() {
-		m.spray.mu.Lock()
-		delete(m.spray.hits, req.token)
-		m.spray.mu.Unlock()
-	}()
+	defer m.spray.watch(kindProbe, req.token, hit)()
 	if _, err := st.Write(sprayReply{status: status, addr: mapped}.marshal()); err != nil {
 		return
 	}
@@ -420,7 +412,9 @@ func (m *Manager) handleSpray(st network.Stream) {
 		return
 	}
 	_ = st.SetDeadline(time.Time{})
+	before := m.spray.packets.Load()
 	from, ok := m.sprayPorts(ctx, sock, req, hit)
+	m.log.Debug("sprayed", "peer", p, "ip", req.ip, "packets", m.spray.packets.Load()-before, "probe_from", from)
 	dial := m.spray.dial
 	if dial == nil {
 		dial = m.sprayDial
@@ -463,22 +457,6 @@ func (m *Manager) sprayVerdict(p peer.ID, req sprayRequest) (sprayStatus, netip.
 		return sprayBusy, netip.AddrPort{}, nil
 	}
 	return sprayOK, mapped, sock
-}
-
-func (s *sprayer) startBusy() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.busy {
-		return false
-	}
-	s.busy = true
-	return true
-}
-
-func (s *sprayer) endBusy() {
-	s.mu.Lock()
-	s.busy = false
-	s.mu.Unlock()
 }
 
 // sprayPorts sends one spray packet to each port of req.ip from

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,4 +203,135 @@ func FuzzSprayWire(f *testing.F) {
 			t.Errorf("packet %x re-encodes differently", b)
 		}
 	})
+}
+
+// loggedSock records what the hard side writes loud (through the socket)
+// and when E's spray packet reached it.
+type loggedSock struct {
+	*udpSock
+	mu      sync.Mutex
+	loud    []time.Time
+	sprayed time.Time // first spray packet's arrival
+}
+
+func (l *loggedSock) WriteTo(b []byte, to *net.UDPAddr) (int, error) {
+	l.mu.Lock()
+	l.loud = append(l.loud, time.Now())
+	l.mu.Unlock()
+	return l.udpSock.WriteTo(b, to)
+}
+
+func (l *loggedSock) HandleOther(fn func([]byte, *net.UDPAddr)) {
+	l.udpSock.HandleOther(func(b []byte, from *net.UDPAddr) {
+		if kind, _, ok := parseSprayPacket(b); ok && kind == kindSpray {
+			l.mu.Lock()
+			if l.sprayed.IsZero() {
+				l.sprayed = time.Now()
+			}
+			l.mu.Unlock()
+		}
+		fn(b, from)
+	})
+}
+
+// quietDrop stands in for a quiet send whose packet dies before the
+// peer's router: it counts and delivers nothing.
+type quietDrop struct{ n atomic.Int64 }
+
+func (q *quietDrop) send([]byte, netip.AddrPort) error { q.n.Add(1); return nil }
+
+// The hard side probes quietly (nothing reaches E) until E's spray packet
+// arrives, and only then answers loud, which is how E learns its port.
+func TestSprayHardSideQuietUntilSprayed(t *testing.T) {
+	easy, hard, sockH, dialled := sprayPair(t, netcheck.ClassEndpointIndependent)
+	ls := &loggedSock{udpSock: sockH}
+	hard.cfg.Packets = func() PacketSocket { return ls }
+	var q quietDrop
+	hard.spray.quiet = q.send
+	st, err := hard.sprayHard(easy.cfg.Host.ID())
+	if err != nil || st != sprayOK {
+		t.Fatalf("sprayHard = %v, %v", st, err)
+	}
+	select {
+	case got := <-dialled:
+		if got != sockH.addr().AddrPort() {
+			t.Errorf("dialled %s, want the hard side's socket %s", got, sockH.addr())
+		}
+	default:
+		t.Fatal("the easy side dialled nothing")
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if q.n.Load() == 0 {
+		t.Error("no quiet probe before the spray")
+	}
+	if ls.sprayed.IsZero() || len(ls.loud) == 0 || ls.loud[0].Before(ls.sprayed) {
+		t.Fatalf("loud probes at %v, spray arrived at %v: want loud ones only after the spray", ls.loud, ls.sprayed)
+	}
+	if len(ls.loud) > sprayAnswers {
+		t.Errorf("%d loud probes, want at most %d", len(ls.loud), sprayAnswers)
+	}
+	if w := hard.spray.quietFor(easy.cfg.Host.ID()); w != 0 {
+		t.Errorf("quiet probing left a wait of %v", w)
+	}
+}
+
+// When E's spray never reaches it, the hard side sends nothing loud at all.
+func TestSprayHardSideSilentWithoutSpray(t *testing.T) {
+	easy, hard, sockH, dialled := sprayPair(t, netcheck.ClassEndpointIndependent)
+	// E sprays 64 ports that are not H's.
+	easy.spray.portMin = sockH.addr().Port + 1000
+	if easy.spray.portMin+64 > 65535 {
+		easy.spray.portMin = sockH.addr().Port - 1000
+	}
+	ls := &loggedSock{udpSock: sockH}
+	hard.cfg.Packets = func() PacketSocket { return ls }
+	var q quietDrop
+	hard.spray.quiet = q.send
+	if st, err := hard.sprayHard(easy.cfg.Host.ID()); err != nil || st != sprayOK {
+		t.Fatalf("sprayHard = %v, %v", st, err)
+	}
+	if len(dialled) != 0 {
+		t.Error("the easy side dialled without a probe")
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if len(ls.loud) != 0 || q.n.Load() == 0 {
+		t.Errorf("%d loud probes, %d quiet: want none loud, some quiet", len(ls.loud), q.n.Load())
+	}
+}
+
+// Without a way to send quietly the hard side probes loud, as before, and
+// notes it so that its next attempt waits for the NAT entries to expire.
+func TestSprayHardSideLoudFallback(t *testing.T) {
+	easy, hard, sockH, dialled := sprayPair(t, netcheck.ClassEndpointIndependent)
+	hard.spray.quiet = func([]byte, netip.AddrPort) error { return errNoSocket }
+	if st, err := hard.sprayHard(easy.cfg.Host.ID()); err != nil || st != sprayOK {
+		t.Fatalf("sprayHard = %v, %v", st, err)
+	}
+	select {
+	case got := <-dialled:
+		if got != sockH.addr().AddrPort() {
+			t.Errorf("dialled %s, want %s", got, sockH.addr())
+		}
+	default:
+		t.Fatal("the easy side dialled nothing")
+	}
+	if w := hard.spray.quietFor(easy.cfg.Host.ID()); w < udpForget || w > udpForget+punchLoudFor {
+		t.Errorf("wait after loud probes %v, want %v to %v", w, udpForget, udpForget+punchLoudFor)
+	}
+}
+
+func TestSprayQuietFor(t *testing.T) {
+	s := newSprayer()
+	if w := s.quietFor("p"); w != 0 {
+		t.Errorf("no punch yet: wait %v", w)
+	}
+	s.noteLoud("p")
+	if w := s.quietFor("p"); w <= udpForget || w > udpForget+punchLoudFor {
+		t.Errorf("after a punch: wait %v, want (%v, %v]", w, udpForget, udpForget+punchLoudFor)
+	}
+	if w := s.quietFor("q"); w != 0 {
+		t.Errorf("another peer: wait %v", w)
+	}
 }
