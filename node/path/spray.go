@@ -82,6 +82,15 @@ var sprayBackoff = []time.Duration{
 	time.Second, 40 * time.Second, 2 * time.Minute, 10 * time.Minute,
 }
 
+// sprayLoudFrom is the first attempt (counting from 0) whose probes are
+// loud (full TTL) from the start. A quiet probe dies at the second hop; a
+// hard side behind two NATs (a carrier's in front of its router) would
+// open only the inner one with it, and no spray could come back through
+// the outer. Loud probes reach the outer NAT, at the cost of the open
+// router's clash the quiet ones avoid: so the first attempts are quiet,
+// the later ones loud.
+const sprayLoudFrom = 2
+
 const sprayUnknownWaits = 15
 
 // PacketSocket is the QUIC socket's path for packets that are not QUIC
@@ -282,7 +291,7 @@ func (m *Manager) keepSpraying(p peer.ID) {
 		if !m.spray.allow(p) {
 			return
 		}
-		st, err := m.sprayHard(p)
+		st, err := m.sprayHard(p, i >= sprayLoudFrom)
 		switch {
 		case err != nil:
 			m.log.Debug("spray failed", "peer", p, "err", err)
@@ -297,8 +306,9 @@ func (m *Manager) keepSpraying(p peer.ID) {
 
 // sprayHard is one attempt on the hard side: ask p to spray, probe from
 // the QUIC socket towards p's address until p ends the stream. A nil error
-// with sprayOK means the exchange ran, not that it went direct.
-func (m *Manager) sprayHard(p peer.ID) (sprayStatus, error) {
+// with sprayOK means the exchange ran, not that it went direct. With loud,
+// every probe has full TTL (sprayLoudFrom).
+func (m *Manager) sprayHard(p peer.ID, loud bool) (sprayStatus, error) {
 	sock := m.packets()
 	if sock == nil {
 		return 0, errors.New("no QUIC socket")
@@ -344,6 +354,9 @@ func (m *Manager) sprayHard(p peer.ID) (sprayStatus, error) {
 	sprayed := make(chan netip.AddrPort, 1)
 	defer m.spray.watch(kindSpray, req.token, sprayed)()
 	pr := m.newProber(p, sock, sprayPacket(kindProbe, req.token), reply.addr)
+	if loud {
+		pr.quiet = nil
+	}
 	defer func() {
 		m.log.Debug("spray attempt ended", "peer", p, "to", reply.addr, "probes", pr.sent,
 			"quiet", pr.quiet != nil, "sprayed_from", pr.answerTo)

@@ -97,7 +97,7 @@ func sprayPair(t *testing.T, easyClass string) (easy, hard *Manager, sockH *udpS
 // The easy side learns the hard side's port from its probe, and dials it.
 func TestSprayFindsTheHardSidesPort(t *testing.T) {
 	easy, hard, sockH, dialled := sprayPair(t, netcheck.ClassEndpointIndependent)
-	st, err := hard.sprayHard(easy.cfg.Host.ID())
+	st, err := hard.sprayHard(easy.cfg.Host.ID(), false)
 	if err != nil || st != sprayOK {
 		t.Fatalf("sprayHard = %v, %v", st, err)
 	}
@@ -124,7 +124,7 @@ func TestSprayFindsTheHardSidesPort(t *testing.T) {
 // Two hard sides: the request is refused, and Why says so on both.
 func TestSprayBothSymmetric(t *testing.T) {
 	easy, hard, _, dialled := sprayPair(t, netcheck.ClassEndpointDependent)
-	st, err := hard.sprayHard(easy.cfg.Host.ID())
+	st, err := hard.sprayHard(easy.cfg.Host.ID(), false)
 	if err != nil || st != sprayHardToo {
 		t.Fatalf("sprayHard = %v, %v; want %v", st, err, sprayHardToo)
 	}
@@ -248,7 +248,7 @@ func TestSprayHardSideQuietUntilSprayed(t *testing.T) {
 	hard.cfg.Packets = func() PacketSocket { return ls }
 	var q quietDrop
 	hard.spray.quiet = q.send
-	st, err := hard.sprayHard(easy.cfg.Host.ID())
+	st, err := hard.sprayHard(easy.cfg.Host.ID(), false)
 	if err != nil || st != sprayOK {
 		t.Fatalf("sprayHard = %v, %v", st, err)
 	}
@@ -288,7 +288,7 @@ func TestSprayHardSideSilentWithoutSpray(t *testing.T) {
 	hard.cfg.Packets = func() PacketSocket { return ls }
 	var q quietDrop
 	hard.spray.quiet = q.send
-	if st, err := hard.sprayHard(easy.cfg.Host.ID()); err != nil || st != sprayOK {
+	if st, err := hard.sprayHard(easy.cfg.Host.ID(), false); err != nil || st != sprayOK {
 		t.Fatalf("sprayHard = %v, %v", st, err)
 	}
 	if len(dialled) != 0 {
@@ -306,7 +306,7 @@ func TestSprayHardSideSilentWithoutSpray(t *testing.T) {
 func TestSprayHardSideLoudFallback(t *testing.T) {
 	easy, hard, sockH, dialled := sprayPair(t, netcheck.ClassEndpointIndependent)
 	hard.spray.quiet = func([]byte, netip.AddrPort) error { return errNoSocket }
-	if st, err := hard.sprayHard(easy.cfg.Host.ID()); err != nil || st != sprayOK {
+	if st, err := hard.sprayHard(easy.cfg.Host.ID(), false); err != nil || st != sprayOK {
 		t.Fatalf("sprayHard = %v, %v", st, err)
 	}
 	select {
@@ -319,6 +319,36 @@ func TestSprayHardSideLoudFallback(t *testing.T) {
 	}
 	if w := hard.spray.quietFor(easy.cfg.Host.ID()); w < udpForget || w > udpForget+punchLoudFor {
 		t.Errorf("wait after loud probes %v, want %v to %v", w, udpForget, udpForget+punchLoudFor)
+	}
+}
+
+// An attempt from sprayLoudFrom on probes loud from the start, though it
+// could send quietly (a hard side behind two NATs needs that), and still
+// ends direct.
+func TestSprayHardSideLoudAttempt(t *testing.T) {
+	easy, hard, sockH, dialled := sprayPair(t, netcheck.ClassEndpointIndependent)
+	ls := &loggedSock{udpSock: sockH}
+	hard.cfg.Packets = func() PacketSocket { return ls }
+	var q quietDrop
+	hard.spray.quiet = q.send
+	if st, err := hard.sprayHard(easy.cfg.Host.ID(), true); err != nil || st != sprayOK {
+		t.Fatalf("sprayHard = %v, %v", st, err)
+	}
+	select {
+	case got := <-dialled:
+		if got != sockH.addr().AddrPort() {
+			t.Errorf("dialled %s, want %s", got, sockH.addr())
+		}
+	default:
+		t.Fatal("the easy side dialled nothing")
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if n := q.n.Load(); n != 0 {
+		t.Errorf("%d quiet probes in a loud attempt", n)
+	}
+	if len(ls.loud) == 0 || (!ls.sprayed.IsZero() && !ls.loud[0].Before(ls.sprayed)) {
+		t.Errorf("loud probes at %v, spray arrived at %v: want a loud one before the spray", ls.loud, ls.sprayed)
 	}
 }
 
