@@ -29,10 +29,13 @@ const (
 
 // Bounds of the read loop's own writes (link.flush).
 const (
-	// inlineMax bounds a batch the read loop writes itself: one full-MTU
-	// packet and change. Larger batches are bulk traffic, which the link's
-	// goroutine writes while the read loop reads the next batch.
-	inlineMax = 16 << 10
+	// inlineMax bounds a batch the read loop writes itself: small packets
+	// (an echo, a TCP acknowledgement, a keystroke, a DNS answer). Larger
+	// batches, and a single packet near a large MTU, are bulk traffic,
+	// which the link's goroutine writes while the read loop reads the next
+	// batch; with 16 KiB (one full packet at MTU 16000) the read loop wrote
+	// bulk itself, serialising reads and writes (docs/tun.md, run 7).
+	inlineMax = 4 << 10
 	// inlineTimeout bounds one write the read loop makes itself: a stream
 	// that cannot take a small batch must not hold up the packets to every
 	// other member for long. The link's goroutine then writes the batch on

@@ -122,9 +122,9 @@ func (c *checker) checkInterface() {
 	a4, b4, b6 := addrs[ifaceA].Tun.IPv4, addrs[ifaceB].Tun.IPv4, addrs[ifaceB].Tun.IPv6
 	bID := c.peerIDs[ifaceB]
 	bName := bID + ".overlay" // the base58 peer ID, as printed
-	// OpenSSH lowercases the host name it is given, which a base58 peer ID
-	// does not survive: ssh (and iperf3, to try both) get the peer ID's
-	// case-insensitive label (a CIDv1 in base36, dns.Label).
+	// iperf3 gets the peer ID's case-insensitive label (a CIDv1 in base36,
+	// dns.Label), so both spellings are tried. ssh gets the base58 one:
+	// OpenSSH lowercases it, and the node must still find the member.
 	bid, err := peer.Decode(bID)
 	if err != nil {
 		fail(ifaceB, "peer ID %q: %v", bID, err)
@@ -239,7 +239,7 @@ func (c *checker) checkInterface() {
 	took, err := curlFile(nsA, dir, "got-a.bin", www, "-4", "http://"+bName+":"+httpPort+"/www.bin")
 	add("-", err, fmt.Sprintf("curl 1 MiB by name from python3 http.server on %s: identical (%s)", b4, took))
 
-	add("-", sshCommand(nsA, tools["ssh"], dir, bLabel, a4), "ssh to LABEL.overlay (base36) runs a command; sshd sees it come from "+a4.String()+" ("+ifaceA+"'s overlay address)")
+	add("-", sshCommand(nsA, tools["ssh"], dir, bName, a4), "ssh to PEERID.overlay (base58, which ssh lowercases) runs a command; sshd sees it come from "+a4.String()+" ("+ifaceA+"'s overlay address)")
 
 	mbps, err := iperf(nsA, bLabel)
 	add("-", err, fmt.Sprintf("iperf3 -t 3 to LABEL.overlay: %.0f Mbit/s received (loaded machine)", mbps))
