@@ -94,11 +94,11 @@ func sprayPair(t *testing.T, easyClass string) (easy, hard *Manager, sockH *udpS
 	return easy, hard, sockH, dialled
 }
 
-// The easy side learns the hard side's port from its probe, and dials it.
-func TestSprayFindsTheHardSidesPort(t *testing.T) {
-	easy, hard, sockH, dialled := sprayPair(t, netcheck.ClassEndpointIndependent)
-	st, err := hard.sprayHard(easy.cfg.Host.ID(), false)
-	if err != nil || st != sprayOK {
+// sprayToDial runs one attempt of hard with easy and fails t unless it
+// ran and the easy side then dialled the hard side's socket.
+func sprayToDial(t *testing.T, easy, hard *Manager, sockH *udpSock, dialled <-chan netip.AddrPort, loud bool) {
+	t.Helper()
+	if st, err := hard.sprayHard(easy.cfg.Host.ID(), loud); err != nil || st != sprayOK {
 		t.Fatalf("sprayHard = %v, %v", st, err)
 	}
 	select {
@@ -109,6 +109,12 @@ func TestSprayFindsTheHardSidesPort(t *testing.T) {
 	default:
 		t.Fatal("the easy side dialled nothing")
 	}
+}
+
+// The easy side learns the hard side's port from its probe, and dials it.
+func TestSprayFindsTheHardSidesPort(t *testing.T) {
+	easy, hard, sockH, dialled := sprayPair(t, netcheck.ClassEndpointIndependent)
+	sprayToDial(t, easy, hard, sockH, dialled, false)
 	e, h := easy.SprayStats(), hard.SprayStats()
 	if e.Attempts != 1 || e.Direct != 1 || e.Packets == 0 || e.Packets > 64 {
 		t.Errorf("easy side: %+v, want 1 attempt, 1 direct, 1 to 64 packets", e)
@@ -248,18 +254,7 @@ func TestSprayHardSideQuietUntilSprayed(t *testing.T) {
 	hard.cfg.Packets = func() PacketSocket { return ls }
 	var q quietDrop
 	hard.spray.quiet = q.send
-	st, err := hard.sprayHard(easy.cfg.Host.ID(), false)
-	if err != nil || st != sprayOK {
-		t.Fatalf("sprayHard = %v, %v", st, err)
-	}
-	select {
-	case got := <-dialled:
-		if got != sockH.addr().AddrPort() {
-			t.Errorf("dialled %s, want the hard side's socket %s", got, sockH.addr())
-		}
-	default:
-		t.Fatal("the easy side dialled nothing")
-	}
+	sprayToDial(t, easy, hard, sockH, dialled, false)
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if q.n.Load() == 0 {
@@ -306,17 +301,7 @@ func TestSprayHardSideSilentWithoutSpray(t *testing.T) {
 func TestSprayHardSideLoudFallback(t *testing.T) {
 	easy, hard, sockH, dialled := sprayPair(t, netcheck.ClassEndpointIndependent)
 	hard.spray.quiet = func([]byte, netip.AddrPort) error { return errNoSocket }
-	if st, err := hard.sprayHard(easy.cfg.Host.ID(), false); err != nil || st != sprayOK {
-		t.Fatalf("sprayHard = %v, %v", st, err)
-	}
-	select {
-	case got := <-dialled:
-		if got != sockH.addr().AddrPort() {
-			t.Errorf("dialled %s, want %s", got, sockH.addr())
-		}
-	default:
-		t.Fatal("the easy side dialled nothing")
-	}
+	sprayToDial(t, easy, hard, sockH, dialled, false)
 	if w := hard.spray.quietFor(easy.cfg.Host.ID()); w < udpForget || w > udpForget+punchLoudFor {
 		t.Errorf("wait after loud probes %v, want %v to %v", w, udpForget, udpForget+punchLoudFor)
 	}
@@ -331,17 +316,7 @@ func TestSprayHardSideLoudAttempt(t *testing.T) {
 	hard.cfg.Packets = func() PacketSocket { return ls }
 	var q quietDrop
 	hard.spray.quiet = q.send
-	if st, err := hard.sprayHard(easy.cfg.Host.ID(), true); err != nil || st != sprayOK {
-		t.Fatalf("sprayHard = %v, %v", st, err)
-	}
-	select {
-	case got := <-dialled:
-		if got != sockH.addr().AddrPort() {
-			t.Errorf("dialled %s, want %s", got, sockH.addr())
-		}
-	default:
-		t.Fatal("the easy side dialled nothing")
-	}
+	sprayToDial(t, easy, hard, sockH, dialled, true)
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if n := q.n.Load(); n != 0 {

@@ -77,20 +77,9 @@ func TestBackfillAfterCut(t *testing.T) {
 	}
 	connect(t, c, b)
 	// A message published before c has b in its mesh again does not reach
-	// b (the mesh view does not say when: it keeps b through the cut), so
-	// a publishes until b gets one; b fills the gap before it from c.
-	last := during + 1
-	var first topics.Message
-	nt.Eventually(t, 30*time.Second, "b gets a message after the cut", func() bool {
-		last++
-		publish(t, a, "t", fmt.Sprint(last))
-		select {
-		case first = <-sub.C():
-			return true
-		case <-time.After(2 * time.Second):
-			return false
-		}
-	})
+	// b, and nothing says when it does, so a publishes until b gets one; b
+	// fills the gap before it from c.
+	first, last := publishUntilGot(t, a, sub, during+1, 2*time.Second)
 	for i := 2; i <= last; i++ {
 		m := first
 		if i > 2 {
@@ -138,18 +127,7 @@ func TestBackfillOlderThanStoreReportedMissing(t *testing.T) {
 	connect(t, a, b)
 	// a publishes until b gets a message (see TestBackfillAfterCut): all
 	// before it are missing.
-	last := during + 1
-	var m topics.Message
-	nt.Eventually(t, 30*time.Second, "b gets a message after the cut", func() bool {
-		last++
-		publish(t, a, "t", "after")
-		select {
-		case m = <-sub.C():
-			return true
-		case <-time.After(4 * time.Second):
-			return false
-		}
-	})
+	m, _ := publishUntilGot(t, a, sub, during+1, 4*time.Second)
 	// (The first one b got may be one of the earlier attempts.)
 	if m.Seq < during+2 || m.Missed != m.Seq-2 {
 		t.Fatalf("got seq %d with %d missed, want all %d before it missed", m.Seq, m.Missed, m.Seq-2)
@@ -387,18 +365,7 @@ func TestBackfillOverLimitedCircuit(t *testing.T) {
 		publish(t, a, "t", fmt.Sprint(i))
 	}
 	overCircuit()
-	last := during + 1
-	var first topics.Message
-	nt.Eventually(t, 30*time.Second, "b gets a message after the cut", func() bool {
-		last++
-		publish(t, a, "t", fmt.Sprint(last))
-		select {
-		case first = <-sub.C():
-			return true
-		case <-time.After(2 * time.Second):
-			return false
-		}
-	})
+	first, last := publishUntilGot(t, a, sub, during+1, 2*time.Second)
 	for i := 2; i <= last; i++ {
 		m := first
 		if i > 2 {
@@ -411,4 +378,24 @@ func TestBackfillOverLimitedCircuit(t *testing.T) {
 	if bs := a.Topics().Backfill(); bs.Served < during {
 		t.Fatalf("a served %d messages, want at least %d", bs.Served, during)
 	}
+}
+
+// publishUntilGot has a publish to topic "t" messages numbered from
+// after+1 on, one per wait, until sub gets one (within 30 s); it returns
+// that message and the number of the last one published.
+func publishUntilGot(t *testing.T, a *node.Node, sub *topics.Sub, after int, wait time.Duration) (topics.Message, int) {
+	t.Helper()
+	last := after
+	var got topics.Message
+	nt.Eventually(t, 30*time.Second, "b gets a message after the cut", func() bool {
+		last++
+		publish(t, a, "t", fmt.Sprint(last))
+		select {
+		case got = <-sub.C():
+			return true
+		case <-time.After(wait):
+			return false
+		}
+	})
+	return got, last
 }
