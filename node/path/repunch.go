@@ -135,12 +135,7 @@ func (p *puncher) allow(id peer.ID) bool {
 	if p.tries == nil {
 		p.tries = map[peer.ID][]time.Time{}
 	}
-	recent := p.tries[id][:0]
-	for _, at := range p.tries[id] {
-		if now.Sub(at) < repunchWindow {
-			recent = append(recent, at)
-		}
-	}
+	recent := within(p.tries[id], now, repunchWindow)
 	if len(recent) >= maxRepunch {
 		p.tries[id] = recent
 		return false
@@ -166,4 +161,16 @@ func (m *Manager) hasInboundRelayed(p peer.ID) bool {
 		}
 	}
 	return false
+}
+
+// within keeps, in place, the times of ts less than window before now: a
+// sliding window of attempts, as the punch and spray bounds count them.
+func within(ts []time.Time, now time.Time, window time.Duration) []time.Time {
+	recent := ts[:0]
+	for _, at := range ts {
+		if now.Sub(at) < window {
+			recent = append(recent, at)
+		}
+	}
+	return recent
 }

@@ -16,12 +16,7 @@ func (s *sprayer) allow(p peer.ID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	recent := s.tries[p][:0]
-	for _, at := range s.tries[p] {
-		if now.Sub(at) < repunchWindow {
-			recent = append(recent, at)
-		}
-	}
+	recent := within(s.tries[p], now, repunchWindow)
 	if len(recent) >= maxSprays {
 		s.tries[p] = recent
 		return false

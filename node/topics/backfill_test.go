@@ -112,18 +112,8 @@ func TestBackfillOlderThanStoreReportedMissing(t *testing.T) {
 	a := nt.Peer(t, nil, nt.WithDirect(0), short)
 	b := nt.Peer(t, nil, nt.WithDirect(0), short)
 	connect(t, a, b)
-	sub := follow(t, b, "t", 0)
-	if err := a.Topics().Join("t"); err != nil {
-		t.Fatal(err)
-	}
-	waitPeers(t, a, "t", b.ID())
-	publish(t, a, "t", "1")
-	recv(t, sub)
-	cut(t, a, b)
 	const during = 10
-	for i := 2; i <= during+1; i++ {
-		publish(t, a, "t", fmt.Sprint(i))
-	}
+	sub := followThenCut(t, a, b, during)
 	connect(t, a, b)
 	// a publishes until b gets a message (see TestBackfillAfterCut): all
 	// before it are missing.
@@ -352,18 +342,8 @@ func TestBackfillOverLimitedCircuit(t *testing.T) {
 		}
 	}
 	overCircuit()
-	sub := follow(t, b, "t", 0)
-	if err := a.Topics().Join("t"); err != nil {
-		t.Fatal(err)
-	}
-	waitPeers(t, a, "t", b.ID())
-	publish(t, a, "t", "1")
-	recv(t, sub)
-	cut(t, a, b)
 	const during = 10
-	for i := 2; i <= during+1; i++ {
-		publish(t, a, "t", fmt.Sprint(i))
-	}
+	sub := followThenCut(t, a, b, during)
 	overCircuit()
 	first, last := publishUntilGot(t, a, sub, during+1, 2*time.Second)
 	for i := 2; i <= last; i++ {
@@ -398,4 +378,22 @@ func publishUntilGot(t *testing.T, a *node.Node, sub *topics.Sub, after int, wai
 		}
 	})
 	return got, last
+}
+
+// followThenCut has b follow topic "t" and get a's message 1, then cuts
+// a and b apart and has a publish messages 2 to during+1 to nobody.
+func followThenCut(t *testing.T, a, b *node.Node, during int) *topics.Sub {
+	t.Helper()
+	sub := follow(t, b, "t", 0)
+	if err := a.Topics().Join("t"); err != nil {
+		t.Fatal(err)
+	}
+	waitPeers(t, a, "t", b.ID())
+	publish(t, a, "t", "1")
+	recv(t, sub)
+	cut(t, a, b)
+	for i := 2; i <= during+1; i++ {
+		publish(t, a, "t", fmt.Sprint(i))
+	}
+	return sub
 }
